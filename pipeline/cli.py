@@ -1,0 +1,127 @@
+"""Command line: ``python -m pipeline COMMAND``. Run ``python -m pipeline --help`` for the list.
+
+Exit codes: 0 success; 1 the command failed (bad configuration, unreadable input, internal error); 2 usage error
+(click's own); 3 a batch job finished but some images failed (see the results Parquet).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from pipeline.model.config import PRESETS
+
+
+# Commands that live in their stage's package, imported only when used (so `--help` and `train` stay fast and a
+# missing optional dependency of one command never breaks another).
+LAZY_COMMANDS: dict[str, str] = {
+    "embed": "pipeline.jobs.cli:embed",
+    "extract": "pipeline.jobs.cli:extract",
+    "benchmark": "pipeline.jobs.cli:benchmark",
+    "evaluate": "pipeline.evaluate.cli:evaluate",
+    "engines": "pipeline.runtime.cli:engines",
+    "build-engines": "pipeline.runtime.cli:build_engines",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        import importlib.util
+
+        present = [n for n, target in LAZY_COMMANDS.items() if importlib.util.find_spec(target.split(":")[0])]
+        return sorted([*super().list_commands(ctx), *present])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="sris-pipeline")
+def main() -> None:
+    """sris-pipeline: hide secret images in cover images with SRIS-Net, at scale.
+
+    \b
+    Typical use:
+      python -m pipeline embed --shards s3://bucket/in --out s3://bucket/out --secret logo.png
+      python -m pipeline extract --shards s3://bucket/out --out ./revealed
+      python -m pipeline train --data ./photos --config small --out runs/mine
+      python -m pipeline evaluate --data ./photos --out report/
+    """
+
+
+@main.command("model-info")
+@click.option("--config", "preset", type=click.Choice(sorted(PRESETS)), multiple=True, help="Presets to describe (default: all).")
+@click.option("--size", default=256, show_default=True, help="Image size for the FLOP count.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
+    """Parameter counts and FLOPs of each preset, per part (embed, reveal, discriminator)."""
+    from pipeline.model.info import describe
+
+    rows = [describe(name, size) for name in (preset or sorted(PRESETS, key=list(PRESETS).index))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'preset':8} {'params':>10} {'embed':>9} {'reveal':>9} {'discrim.':>9} {'GFLOPs embed':>13} {'GFLOPs reveal':>14}  (at {size}x{size})")
+    for r in rows:
+        click.echo(
+            f"{r['preset']:8} {r['params']:>10,} {r['params_embed']:>9,} {r['params_reveal']:>9,} {r['params_discriminator']:>9,} "
+            f"{r['gflops_embed']:>13.2f} {r['gflops_reveal']:>14.2f}"
+        )
+
+
+@main.command()
+@click.option("--data", required=True, help="Folder of photos (JPEG/PNG, any size) or WebDataset shards (dir or s3://).")
+@click.option("--out", required=True, help="Run folder: checkpoints, logs, curves. An existing run there is resumed.")
+@click.option("--config", "preset", default="small", show_default=True, type=click.Choice(sorted(PRESETS)), help="Model preset.")
+@click.option("--baseline", type=click.Choice(["hinet", "unet"]), help="Train a baseline instead of SRIS-Net.")
+@click.option("--secrets", "num_secrets", default=1, show_default=True, type=click.IntRange(1, 4), help="Secrets per cover (K).")
+@click.option("--channels", default=3, show_default=True, type=click.Choice(["1", "3"]), help="Image channels.")
+@click.option("--no-lpfdd", is_flag=True, help="Ablation: Gaussian pyramid instead of the Laplacian decomposition.")
+@click.option("--no-glem-global", is_flag=True, help="Ablation: GLEM without its global branch.")
+@click.option("--no-sfm", is_flag=True, help="Ablation: add shallow and deep features instead of SFM.")
+@click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
+@click.option("--crop", type=int, help="Training crop size [default: 128, 256 for the paper preset].")
+@click.option("--batch", default=16, show_default=True)
+@click.option("--steps", default=6000, show_default=True, help="Length of the schedule (cosine decay ends here).")
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
+@click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
+@click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
+@click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
+@click.option("--seed", default=0, show_default=True)
+def train(**kw) -> None:
+    """Train SRIS-Net (or a baseline / ablation) on random crops of photos; resumes an existing run in OUT.
+
+    Writes OUT/last.pt (full training state, every few minutes), OUT/best.pt and OUT/model.pt (model checkpoints
+    that `load_model` and every other command accept), OUT/train_log.parquet, OUT/val_log.parquet and
+    OUT/curves.png.
+    """
+    from pipeline.train.loop import TrainConfig, train as run_train
+
+    overrides: dict = {"num_secrets": kw["num_secrets"], "channels": int(kw["channels"])}
+    if kw["baseline"]:
+        overrides["arch"] = kw["baseline"]
+    for flag, field_name in (("no_lpfdd", "lpfdd"), ("no_glem_global", "glem_global"), ("no_sfm", "sfm"), ("no_score_map", "score_map")):
+        if kw[flag]:
+            overrides[field_name] = False
+    crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
+    tc = TrainConfig(
+        data=kw["data"], out=kw["out"], preset=kw["preset"], model_overrides=overrides, crop=crop, batch=kw["batch"],
+        steps=kw["steps"], lr=kw["lr"], cover_psnr_target=kw["cover_psnr_target"], ssim_target=kw["ssim_target"],
+        max_minutes=kw["max_minutes"], val_every=kw["val_every"], device=kw["device"], threads=kw["threads"],
+        seed=kw["seed"],
+    )
+    try:
+        run_train(tc)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

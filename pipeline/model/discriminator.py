@@ -1,0 +1,82 @@
+"""The dual-task discriminator: real/fake logit plus a per-pixel embedding score map of the cover."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The 5x5 "KV" high-pass kernel of the spatial rich model; steganalysis nets start from it because embedding noise
+# lives in the high frequencies that natural image content hides.
+_KV = torch.tensor(
+    [
+        [-1.0, 2.0, -2.0, 2.0, -1.0],
+        [2.0, -6.0, 8.0, -6.0, 2.0],
+        [-2.0, 8.0, -12.0, 8.0, -2.0],
+        [2.0, -6.0, 8.0, -6.0, 2.0],
+        [-1.0, 2.0, -2.0, 2.0, -1.0],
+    ]
+) / 12.0
+
+
+class DualTaskDiscriminator(nn.Module):
+    """(B, C, H, W) image in [0, 1] -> (real/fake logit (B,), score map (B, 1, H, W) in [0, 1]).
+
+    A shared trunk (fixed KV high-pass residual concatenated with the image, then three convs down to H/4) feeds
+    two heads. Task 1, real/fake: is this a cover (real) or a stego (fake)? Task 2, the score map: how well each
+    cover pixel can hide a change (1 = textured, safe; 0 = flat, where any change shows). The embedder scales its
+    residual by the score map, and ``score_map`` alone is what runs inside the exported embed engine.
+    """
+
+    def __init__(self, channels: int = 3, width: int = 16) -> None:
+        super().__init__()
+        self.register_buffer("kv", _KV[None, None], persistent=False)
+        d = width
+        self.trunk = nn.Sequential(
+            nn.Conv2d(2 * channels, d, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(d, 2 * d, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(2 * d, 2 * d, 3, padding=1),
+            nn.SiLU(),
+        )
+        self.realfake = nn.Sequential(
+            nn.Conv2d(2 * d, 4 * d, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(4 * d, 4 * d, 3, stride=2, padding=1),
+            nn.SiLU(),
+        )
+        self.realfake_fc = nn.Linear(4 * d, 1)
+        self.score = nn.Sequential(nn.Conv2d(2 * d, d, 3, padding=1), nn.SiLU(), nn.Conv2d(d, 1, 1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        hp = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.kv.to(x.dtype).expand(c, 1, 5, 5), groups=c)
+        # The high-pass residual of an 8-bit image is tiny on the [0, 1] scale; x20 brings it to unit range.
+        return self.trunk(torch.cat([x, 20.0 * hp], dim=1))
+
+    def score_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1, H, W) in [0, 1]."""
+        s = self.score(self.features(x))
+        return torch.sigmoid(F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        logit = self.realfake_fc(self.realfake(f).mean(dim=(2, 3))).squeeze(1)
+        s = self.score(f)
+        score = torch.sigmoid(F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return logit, score
+
+
+def texture_target(cover: torch.Tensor, window: int = 7, scale: float = 0.04) -> torch.Tensor:
+    """Target of the score-map task: local texture strength of the cover, (B, C, H, W) -> (B, 1, H, W) in [0, 1).
+
+    ``1 - exp(-std / scale)`` of the luminance in a ``window`` box: ~0.1 in a clear sky, ~0.9 in foliage. Changes in
+    textured regions are masked both for the eye (SSIM) and for steganalysis, the classic HUGO/WOW cost idea.
+    """
+    y = cover.mean(dim=1, keepdim=True)
+    pad = window // 2
+    yp = F.pad(y, (pad, pad, pad, pad), mode="replicate")
+    mean = F.avg_pool2d(yp, window, stride=1)
+    var = (F.avg_pool2d(yp * yp, window, stride=1) - mean * mean).clamp_min(0)
+    return 1 - torch.exp(-torch.sqrt(var + 1e-8) / scale)

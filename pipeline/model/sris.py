@@ -1,0 +1,188 @@
+"""SRIS-Net: embed (generator) and reveal paths built from LPFDD, GLEM, DMSubNet and the dual-task discriminator.
+
+Data flow of ``embed`` (N = image size, s = stem stride, w = width, K secrets, C channels):
+
+    cover (B, C, N, N) -> score map (B, 1, N, N) from the discriminator's score head
+    cover  -> unshuffle(s) -> conv -> f_c (B, w, N/s, N/s) -> LPFDD -> bands_c[0..L]
+    secrets (B, K*C, N, N) -> unshuffle(s) -> conv -> f_s -> LPFDD -> bands_s[0..L]
+    progressive embedding, lowest band first: h = GLEM_L(band_c[L], band_s[L], score_L); then for each finer
+    level l: h = GLEM_l(up(h), band_c[l], band_s[l], score_l)
+    DMSubNet(h, shallow=f_c) -> conv -> shuffle(s) -> residual (B, C, N, N), scaled by the score-map gain
+    stego = cover + residual
+
+``reveal`` mirrors it: a flip head un-mirrors a horizontally flipped stego, the stego's shallow features are
+decomposed by LPFDD, the secret-feature bands are predicted progressively from the lowest band up and put back
+together by the exact pyramid inverse, and DMSubNet refines them into the K secrets.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.model.config import ModelConfig
+from pipeline.model.discriminator import DualTaskDiscriminator
+from pipeline.model.dmsubnet import DMSubNet
+from pipeline.model.glem import GLEM
+from pipeline.model.pyramid import LaplacianPyramid, PlainDownsampling
+
+
+def _pyramid(cfg: ModelConfig) -> nn.Module:
+    return LaplacianPyramid(cfg.levels) if cfg.lpfdd else PlainDownsampling(cfg.levels)
+
+
+def fold(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C*s*s, H/s, W/s) (pixel-unshuffle); identity for s = 1."""
+    return F.pixel_unshuffle(x, s) if s > 1 else x
+
+
+def unfold(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Inverse of ``fold``."""
+    return F.pixel_shuffle(x, s) if s > 1 else x
+
+
+class FlipHead(nn.Module):
+    """(B, C, H, W) -> (B,) logit that the image was mirrored left-right after embedding.
+
+    A local reveal net cannot undo a mirror (the hidden signal sits at the mirrored position), so reveal asks this
+    head first and un-mirrors by a soft blend ``p * flip(x) + (1 - p) * x``: exportable, no control flow, and
+    trained end to end with the secret loss (plus a BCE on the flip label).
+    """
+
+    def __init__(self, channels: int, width: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.SiLU(),
+        )
+        self.fc = nn.Linear(2 * width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.net(x - 0.5).mean(dim=(2, 3))).squeeze(1)
+
+
+class Embedder(nn.Module):
+    """(cover (B, C, N, N), secrets (B, K*C, N, N), score (B, 1, N, N)) -> residual (B, C, N, N)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
+        self.cfg = cfg
+        self.stem_cover = nn.Conv2d(c * s * s, w, 3, padding=1)
+        self.stem_secret = nn.Conv2d(cfg.num_secrets * c * s * s, w, 3, padding=1)
+        self.pyramid = _pyramid(cfg)
+        L = cfg.levels
+        glems = [GLEM(2 * w + 1, lw[L], cfg.dilations, cfg.glem_global)]
+        glems += [GLEM(lw[lv] + 2 * w + 1, lw[lv], cfg.dilations, cfg.glem_global) for lv in reversed(range(L))]
+        self.glems = nn.ModuleList(glems)  # lowest level first
+        self.ups = nn.ModuleList(nn.Conv2d(lw[lv + 1], lw[lv], 1) for lv in reversed(range(L)))
+        self.to_dms = nn.Conv2d(lw[0], cfg.dms_widths[0], 1)
+        self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
+        self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
+        self.head = nn.Conv2d(cfg.dms_widths[0], c * s * s, 3, padding=1)
+        nn.init.normal_(self.head.weight, std=1e-2)
+        nn.init.zeros_(self.head.bias)
+        self.act = nn.SiLU()
+
+    def forward(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.stem_stride
+        f_c = self.act(self.stem_cover(fold(cover - 0.5, s)))
+        f_s = self.act(self.stem_secret(fold(secrets - 0.5, s)))
+        bands_c = self.pyramid.decompose(f_c)
+        bands_s = self.pyramid.decompose(f_s)
+        sc = F.avg_pool2d(score, s) if s > 1 else score
+        scores = [sc]
+        for _ in range(self.cfg.levels):
+            scores.append(self.pyramid.down(scores[-1]))
+        L = self.cfg.levels
+        h = self.glems[0](torch.cat([bands_c[L], bands_s[L], scores[L]], dim=1))
+        for i, lv in enumerate(reversed(range(L))):
+            up = F.interpolate(h, size=bands_c[lv].shape[-2:], mode="bilinear", align_corners=False)
+            h = self.glems[i + 1](torch.cat([self.ups[i](up), bands_c[lv], bands_s[lv], scores[lv]], dim=1))
+        d = self.dms(self.to_dms(h), shallow=self.shallow(f_c))
+        residual = unfold(self.head(d), s)
+        gain = self.cfg.score_floor + (1 - self.cfg.score_floor) * score
+        return residual * gain
+
+
+class Revealer(nn.Module):
+    """stego (B, C, N, N) -> (secrets (B, K*C, N, N), unclamped; flip logit (B,))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
+        self.cfg = cfg
+        self.flip = FlipHead(c) if cfg.flip_head else None
+        self.stem = nn.Conv2d(c * s * s, w, 3, padding=1)
+        self.pyramid = _pyramid(cfg)
+        L = cfg.levels
+        glems = [GLEM(w, lw[L], cfg.dilations, cfg.glem_global)]
+        glems += [GLEM(lw[lv] + w, lw[lv], cfg.dilations, cfg.glem_global) for lv in reversed(range(L))]
+        self.glems = nn.ModuleList(glems)
+        self.ups = nn.ModuleList(nn.Conv2d(lw[lv + 1], lw[lv], 1) for lv in reversed(range(L)))
+        # One 1x1 conv per level predicts that level's band of the secret features (lowest level first).
+        self.band_heads = nn.ModuleList(nn.Conv2d(lw[lv], w, 1) for lv in reversed(range(L + 1)))
+        self.to_dms = nn.Conv2d(w, cfg.dms_widths[0], 1)
+        self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
+        self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
+        self.head = nn.Conv2d(cfg.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
+        self.act = nn.SiLU()
+
+    def unflip(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.flip is None:
+            return stego, None
+        logit = self.flip(stego)
+        p = torch.sigmoid(logit).reshape(-1, 1, 1, 1)
+        return p * stego.flip(-1) + (1 - p) * stego, logit
+
+    def forward(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s, L = self.cfg.stem_stride, self.cfg.levels
+        x, flip_logit = self.unflip(stego)
+        f = self.act(self.stem(fold(x - 0.5, s)))
+        bands = self.pyramid.decompose(f)
+        h = self.glems[0](bands[L])
+        preds = [self.band_heads[0](h)]
+        for i, lv in enumerate(reversed(range(L))):
+            up = F.interpolate(h, size=bands[lv].shape[-2:], mode="bilinear", align_corners=False)
+            h = self.glems[i + 1](torch.cat([self.ups[i](up), bands[lv]], dim=1))
+            preds.append(self.band_heads[i + 1](h))
+        feat = self.pyramid.reconstruct(preds[::-1])
+        d = self.dms(self.to_dms(feat), shallow=self.shallow(f))
+        return unfold(self.head(d), s) + 0.5, flip_logit
+
+
+class SRISNet(nn.Module):
+    """SRIS-Net: ``embed(cover, secrets) -> stego`` and ``reveal(stego) -> secrets`` on [0, 1] float tensors.
+
+    Shapes: cover (B, C, N, N), secrets (B, K*C, N, N), N a multiple of ``config.multiple``.
+    Training uses ``embed_raw`` / ``reveal_raw`` (unclamped outputs, flip logit); the public methods clamp.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embedder = Embedder(cfg)
+        self.revealer = Revealer(cfg)
+        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
+
+    def score_map(self, cover: torch.Tensor) -> torch.Tensor:
+        if not self.config.score_map:
+            return torch.ones_like(cover[:, :1])
+        return self.discriminator.score_map(cover)
+
+    def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
+        if score is None:
+            score = self.score_map(cover)
+        return cover + self.embedder(cover, secrets, score)
+
+    def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.revealer(stego)
+
+    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        return self.embed_raw(cover, secrets).clamp(0, 1)
+
+    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+        return self.reveal_raw(stego)[0].clamp(0, 1)

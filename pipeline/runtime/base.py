@@ -1,0 +1,86 @@
+"""The engine interface every backend implements, and the reference PyTorch backend.
+
+An engine runs the two compiled paths of a model at one static image size N with a dynamic batch:
+
+    embed(cover, secrets) -> stego     cover (B, C, N, N), secrets (B, K*C, N, N), float32 numpy in [0, 1]
+    reveal(stego) -> secrets           stego (B, C, N, N) -> (B, K*C, N, N), float32 numpy in [0, 1]
+
+Outputs are clamped to [0, 1] (not rounded: rounding to 8 bits happens where images are written). Engines take and
+return numpy arrays so that the job code does not care which library runs the network.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    backend: str
+    precision: str
+    size: int
+    channels: int
+    num_secrets: int
+    model_sha256: str
+    device: str = "cpu"
+
+
+class Engine(ABC):
+    """A loaded embed + reveal pair. Subclasses set ``info``."""
+
+    info: EngineInfo
+
+    @abstractmethod
+    def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def reveal(self, stego: np.ndarray) -> np.ndarray: ...
+
+
+class EmbedModule(torch.nn.Module):
+    """The exported embed path: cover, secrets -> clamped stego (score-map head included)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(cover, secrets)
+
+
+class RevealModule(torch.nn.Module):
+    """The exported reveal path: stego -> clamped secrets (flip head included)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, stego: torch.Tensor) -> torch.Tensor:
+        return self.model.reveal(stego)
+
+
+class TorchEngine(Engine):
+    """Reference backend: the PyTorch model in fp32 (CPU) or fp16/fp32 (CUDA), eager."""
+
+    def __init__(self, model: torch.nn.Module, size: int, model_sha256: str, device: str = "cpu",
+                 precision: str = "fp32") -> None:
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        cfg = model.config
+        self.info = EngineInfo("torch", precision, size, cfg.channels, cfg.num_secrets, model_sha256, str(self.device))
+
+    def _run(self, fn, *arrays: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            ts = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, self.dtype) for a in arrays]
+            return fn(*ts).float().cpu().numpy()
+
+    def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:
+        return self._run(self.model.embed, cover, secrets)
+
+    def reveal(self, stego: np.ndarray) -> np.ndarray:
+        return self._run(self.model.reveal, stego)

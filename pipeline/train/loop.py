@@ -1,0 +1,337 @@
+"""The training loop: ``train(TrainConfig)``, resumable, with Parquet logs, checkpoints and learning curves.
+
+One step:
+  1. covers and K secrets per cover: random crops of the training photos;
+  2. the dual-task discriminator scores the cover (real/fake logit and score map);
+  3. embed with the (detached) score map, 8-bit rounding (straight-through), an independent random mirror per
+     image, one random distortion per batch, 8-bit rounding again, reveal;
+  4. generator loss: secret dB + lambda_c * cover dB + lambda_ssim * (1 - SSIM) + low-band dB + adversarial +
+     score-map guidance + flip BCE; lambda_c and lambda_ssim are dual-ascent constraint weights;
+  5. discriminator loss: real/fake BCE on cover vs stego + L1 of the score map against the texture target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from pipeline.model import build_model, get_config
+from pipeline.model.checkpoint import save_checkpoint
+from pipeline.model.config import ModelConfig
+from pipeline.model.discriminator import texture_target
+from pipeline.model.pyramid import LaplacianPyramid
+from pipeline.train import attacks as A
+from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, psnr01, ssim_loss
+
+STATE_FORMAT = "sris-pipeline/train-state-1"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in every checkpoint and in ``OUT/train_config.json``."""
+
+    data: str
+    out: str
+    preset: str = "small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    crop: int = 128
+    batch: int = 16
+    steps: int = 6000
+    lr: float = 1e-3
+    lr_d: float = 2e-4
+    warmup: int = 200
+    min_lr_ratio: float = 0.05
+    cover_psnr_target: float = 38.5
+    ssim_target: float = 0.975
+    w_low: float = 0.1
+    w_adv: float = 0.02
+    w_guide: float = 0.1
+    w_flip: float = 1.0
+    w_score: float = 1.0
+    d_warmup: int = 300
+    flip_prob: float = 0.25
+    clip: float = 1.0
+    val_fraction: float = 0.2
+    val_size: int = 256
+    val_every: int = 250
+    log_every: int = 25
+    ckpt_minutes: float = 3.0
+    max_minutes: float | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def model_config(tc: TrainConfig) -> ModelConfig:
+    return get_config(tc.preset, **tc.model_overrides)
+
+
+def lr_factor(step: int, tc: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``steps``."""
+    if step < tc.warmup:
+        return (step + 1) / tc.warmup
+    t = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class Trainer:
+    def __init__(self, tc: TrainConfig) -> None:
+        self.tc = tc
+        self.out = Path(tc.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        torch.manual_seed(tc.seed)
+        self.device = torch.device(tc.device)
+        self.cfg = model_config(tc)
+        self.model = build_model(self.cfg).to(self.device)
+        d = self.model.discriminator
+        g_params = [p for n, p in self.model.named_parameters() if not n.startswith("discriminator.")]
+        self.opt_g = torch.optim.Adam(g_params, lr=tc.lr)
+        self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(0.5, 0.999))
+        self.cover_c = Constraint(tc.cover_psnr_target, rate=0.01, scale=1.0, lo=0.1, hi=30.0)
+        self.ssim_c = Constraint(tc.ssim_target, rate=0.01, scale=100.0, lo=1.0, hi=1000.0, log_weight=math.log(10))
+        self.pyr = LaplacianPyramid(3).to(self.device)
+        self.step = 0
+        self.elapsed = 0.0
+        self.best_score = -math.inf
+        self.rng = random.Random(tc.seed)
+        self.log_rows: list[dict[str, Any]] = []
+        self.val_rows: list[dict[str, Any]] = []
+
+        train_imgs, val_imgs, train_names, val_names = load_photos(tc.data, self.cfg.channels, tc.val_fraction)
+        self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed)
+        self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
+        (self.out / "split.json").write_text(json.dumps({"train": train_names, "validation": val_names}, indent=1))
+        (self.out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
+        self._resume()
+
+    # ----------------------------------------------------------------------------------------------- state
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "train_config": asdict(self.tc),
+            "model_config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_score": self.best_score,
+            "cover_log_w": self.cover_c.log_weight,
+            "ssim_log_w": self.ssim_c.log_weight,
+            "rng": self.rng.getstate(),
+            "sampler_rng": self.sampler.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_state(self) -> None:
+        tmp = self.out / "last.pt.tmp"
+        torch.save(self._state(), tmp)
+        os.replace(tmp, self.out / "last.pt")
+        self._write_logs()
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.exists():
+            return
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        if st.get("format") != STATE_FORMAT:
+            raise RuntimeError(f"{path} is not a training state of this project")
+        if st["model_config"] != self.cfg.to_dict():
+            raise RuntimeError(f"{path} was trained with another model config; use a new --out")
+        self.model.load_state_dict(st["model"])
+        self.opt_g.load_state_dict(st["opt_g"])
+        self.opt_d.load_state_dict(st["opt_d"])
+        self.step, self.elapsed, self.best_score = st["step"], st["elapsed"], st["best_score"]
+        self.cover_c.log_weight, self.ssim_c.log_weight = st["cover_log_w"], st["ssim_log_w"]
+        self.rng.setstate(st["rng"])
+        self.sampler.rng.setstate(st["sampler_rng"])
+        torch.set_rng_state(st["torch_rng"])
+        for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
+            if (self.out / name).exists():
+                rows.extend(r for r in pq.read_table(self.out / name).to_pylist() if r["step"] <= self.step)
+        print(f"resumed {path} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
+
+    def _write_logs(self) -> None:
+        for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
+            if rows:
+                tmp = self.out / (name + ".tmp")
+                pq.write_table(pa.Table.from_pylist(rows), tmp)
+                os.replace(tmp, self.out / name)
+
+    # ----------------------------------------------------------------------------------------------- step
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        tc, k = self.tc, self.cfg.num_secrets
+        cover = self.sampler.batch(tc.batch)
+        secrets = self.sampler.batch(tc.batch * k)
+        c = self.cfg.channels
+        secrets = secrets.reshape(tc.batch, k * c, tc.crop, tc.crop)
+        return cover.to(self.device), secrets.to(self.device)
+
+    def train_step(self) -> dict[str, float]:
+        tc, m = self.tc, self.model
+        for opt, base in ((self.opt_g, tc.lr), (self.opt_d, tc.lr_d)):
+            for g in opt.param_groups:
+                g["lr"] = base * lr_factor(self.step, tc)
+        cover, secrets = self._batch()
+
+        logit_real, score_real = m.discriminator(cover)
+        score = score_real.detach() if self.cfg.score_map else torch.ones_like(score_real)
+        residual = m.embedder(cover, secrets, score)
+        stego = A.quantize(cover + residual)
+        flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
+        mask = flipped.reshape(-1, 1, 1, 1)
+        seen = mask * stego.flip(-1) + (1 - mask) * stego
+        attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels)
+        seen = A.quantize(attack(seen))
+        recovered, flip_logit = m.revealer(seen)
+
+        l_secret = db_loss(recovered, secrets)
+        l_cover = db_loss(stego, cover)
+        l_ssim, ssim_val = ssim_loss(stego, cover)
+        l_low = db_loss(self.pyr.decompose(stego)[-1], self.pyr.decompose(cover)[-1], floor=1e-9)
+        loss = l_secret + self.cover_c.weight * l_cover + self.ssim_c.weight * l_ssim + tc.w_low * l_low
+        l_adv = torch.zeros(())
+        if self.step >= tc.d_warmup and tc.w_adv > 0:
+            l_adv = bce(m.discriminator(stego)[0], 1.0)
+            loss = loss + tc.w_adv * l_adv
+        l_guide = guidance_loss(residual, score) if self.cfg.score_map else torch.zeros(())
+        loss = loss + tc.w_guide * l_guide
+        l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())
+        loss = loss + tc.w_flip * l_flip
+
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_([p for g in self.opt_g.param_groups for p in g["params"]], tc.clip)
+        self.opt_g.step()
+
+        self.opt_d.zero_grad(set_to_none=True)
+        logit_fake = m.discriminator(stego.detach())[0]
+        l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
+        l_score = (score_real - texture_target(cover)).abs().mean()
+        (l_d + tc.w_score * l_score).backward()
+        self.opt_d.step()
+
+        psnr_c = psnr01(stego, cover).item()
+        self.cover_c.update(psnr_c)
+        self.ssim_c.update(ssim_val.item())
+        self.step += 1
+        return {
+            "loss": loss.item(),
+            "psnr_cover": psnr_c,
+            "ssim_cover": ssim_val.item(),
+            "psnr_secret": psnr01(recovered.clamp(0, 1), secrets).item(),
+            "l_low": l_low.item(),
+            "l_adv": l_adv.item(),
+            "l_guide": l_guide.item(),
+            "l_flip": l_flip.item(),
+            "l_d": l_d.item(),
+            "l_score": l_score.item(),
+            "lambda_cover": self.cover_c.weight,
+            "lambda_ssim": self.ssim_c.weight,
+            "grad_norm": float(gnorm),
+            "attack": attack_name,
+        }
+
+    # ----------------------------------------------------------------------------------------------- validation
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        from pipeline.evaluate.quick import quick_validation
+
+        covers, secrets = self.val
+        res = quick_validation(self.model, covers.to(self.device), secrets.to(self.device))
+        res["step"] = self.step
+        res["minutes"] = self.elapsed / 60
+        return res
+
+    # ----------------------------------------------------------------------------------------------- run
+    def run(self) -> None:
+        tc = self.tc
+        start = time.time()
+        base_elapsed = self.elapsed
+        last_ckpt = time.time()
+        bar = tqdm(total=tc.steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=2.0)
+        window_t, window_n = time.time(), 0
+        stop_reason = "done"
+        try:
+            while self.step < tc.steps:
+                row = self.train_step()
+                window_n += tc.batch
+                self.elapsed = base_elapsed + time.time() - start
+                if self.step % tc.log_every == 0:
+                    ips = window_n / (time.time() - window_t)
+                    window_t, window_n = time.time(), 0
+                    row.update(step=self.step, minutes=self.elapsed / 60, images_per_s=ips)
+                    self.log_rows.append(row)
+                    bar.set_postfix(
+                        img_s=f"{ips:.1f}", cov=f"{row['psnr_cover']:.1f}", sec=f"{row['psnr_secret']:.1f}",
+                        ssim=f"{row['ssim_cover']:.3f}", lc=f"{row['lambda_cover']:.2f}",
+                    )
+                bar.update(1)
+                if self.val is not None and (self.step % tc.val_every == 0 or self.step == tc.steps):
+                    self._validate_and_keep()
+                if time.time() - last_ckpt > tc.ckpt_minutes * 60:
+                    self.save_state()
+                    last_ckpt = time.time()
+                if tc.max_minutes is not None and time.time() - start > tc.max_minutes * 60:
+                    stop_reason = f"time budget of {tc.max_minutes} min reached"
+                    break
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+        finally:
+            bar.close()
+            self.save_state()
+            save_checkpoint(self.model, self.out / "model.pt", meta=self.meta())
+            self.plot()
+        print(f"stopped at step {self.step}: {stop_reason}; checkpoints in {self.out}")
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "minutes": round(self.elapsed / 60, 2),
+            "train_config": asdict(self.tc),
+            "validation": self.val_rows[-1] if self.val_rows else None,
+        }
+
+    def _validate_and_keep(self) -> None:
+        res = self.validate()
+        self.val_rows.append(res)
+        tqdm.write(
+            f"step {self.step}: cover {res['psnr_cover']:.2f} dB / SSIM {res['ssim_cover']:.4f}, secret "
+            f"{res['psnr_secret']:.2f} dB, worst attack {res['psnr_secret_worst']:.2f} dB, margin {res['margin']:.2f}"
+        )
+        if res["margin"] > self.best_score:
+            self.best_score = res["margin"]
+            save_checkpoint(self.model, self.out / "best.pt", meta=self.meta())
+        self._write_logs()
+        self.plot()
+
+    def plot(self) -> None:
+        if self.log_rows:
+            from pipeline.train.curves import plot_curves
+
+            plot_curves(self.log_rows, self.val_rows, self.out / "curves.png")
+
+
+def train(tc: TrainConfig) -> Path:
+    trainer = Trainer(tc)
+    trainer.run()
+    return Path(tc.out)
