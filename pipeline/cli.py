@@ -26,12 +26,18 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
+def _importable(target: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(target.split(":")[0]) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        import importlib.util
-
-        present = [n for n, target in LAZY_COMMANDS.items() if importlib.util.find_spec(target.split(":")[0])]
-        return sorted([*super().list_commands(ctx), *present])
+        return sorted([*super().list_commands(ctx), *(n for n, t in LAZY_COMMANDS.items() if _importable(t))])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in LAZY_COMMANDS:
