@@ -64,3 +64,100 @@ def ssim(
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     smap = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
     return smap if full else smap.flatten(1).mean(1)
+
+
+# Wang, Simoncelli & Bovik (2003): weights of the 5 scales, finest first.
+MS_SSIM_BETAS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def ms_ssim_scales(size: int, win: int = 11) -> int:
+    """Number of MS-SSIM scales an image of shorter side ``size`` supports: 5 from 176 px up.
+
+    Scale j (0-based) sees the image 2x2-average-pooled j times (``size // 2**j`` px, no padding, as the MATLAB
+    reference and torchmetrics do); its valid-region SSIM needs at least ``win`` px there. (The often quoted 161 px
+    assumes pooling that rounds up; with pooling that rounds down the 5th scale needs 176 px.)
+    """
+    if size < win:
+        raise ValueError(f"MS-SSIM needs images of at least {win} px, got {size}")
+    n = 1
+    while n < len(MS_SSIM_BETAS) and size // 2**n >= win:
+        n += 1
+    return n
+
+
+def _ssim_and_cs(a: torch.Tensor, b: torch.Tensor, data_range: float, win: int, sigma: float) -> tuple:
+    """Per-image SSIM and contrast-structure term (means over the valid region and channels), both (B,)."""
+    c = a.shape[1]
+    k = _gaussian_window(win, sigma, a.dtype, a.device).expand(c, 1, win, win)
+    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
+    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
+    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
+    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    cs = (2 * sab + c2) / (saa + sbb + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+
+
+def ms_ssim(
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0, win: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
+    """Multi-scale SSIM (Wang et al. 2003) per image: (B, C, H, W) on 0-255 -> (B,).
+
+    Standard definition: 5 scales, Gaussian window 11 / sigma 1.5 at each scale (valid region), 2x2 average pooling
+    between scales, contrast-structure terms of scales 1-4 and the full SSIM of scale 5 raised to ``MS_SSIM_BETAS``.
+    Colour images: each scale's terms are averaged over channels before the product (as torchmetrics does); negative
+    terms are clipped to 0 (torchmetrics' ``normalize="relu"``) so that fractional powers stay real.
+
+    Smaller images (shorter side < 176 px) cannot hold 5 scales: we use the first ``ms_ssim_scales(size)`` scales with
+    their weights renormalised to sum to 1, so identical images still give 1 and values stay on the same scale; the
+    report states how many scales were used.
+    """
+    dtype = a.dtype if a.is_floating_point() else torch.float64
+    a, b = a.to(dtype), b.to(dtype)
+    n = ms_ssim_scales(min(a.shape[-2:]), win)
+    betas = torch.tensor(MS_SSIM_BETAS[:n], dtype=dtype, device=a.device)
+    betas = betas / betas.sum()
+    terms = []
+    for j in range(n):
+        s, cs = _ssim_and_cs(a, b, data_range, win, sigma)
+        terms.append(s if j == n - 1 else cs)
+        if j < n - 1:
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    stack = torch.stack(terms).clamp_min(0)  # (n, B)
+    return (stack ** betas[:, None]).prod(0)
+
+
+SCC_HIGH_PASS = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, 8.0, -1.0], [-1.0, -1.0, -1.0]])
+
+
+def scc(a: torch.Tensor, b: torch.Tensor, window: int = 8, eps: float = 1e-6) -> torch.Tensor:
+    """Spatial correlation coefficient per image, the ``sewar.full_ref.scc`` convention: (B, C, H, W) -> (B,).
+
+    Both images are high-passed with ``SCC_HIGH_PASS`` (symmetric border); local variances and covariance come from a
+    ``window`` x ``window`` box filter over the zero-padded result ("same" size, as scipy's ``convolve2d``); the map
+    cov / (sd_a * sd_b) is averaged over pixels and channels. Windows where either image is flat (local variance
+    below ``eps``, on the 0-255 scale) count as 0, as sewar does. We compute in float64 with this epsilon because
+    torchmetrics' version (same convention) runs in float32 and tests the denominator for exact zero, so rounding
+    noise in flat windows can give arbitrary values there.
+    """
+    a, b = a.double(), b.double()
+    c = a.shape[1]
+    hp = SCC_HIGH_PASS.to(a).expand(c, 1, 3, 3)
+    # sewar applies the filter through scipy's generic_laplace, i.e. once per axis: twice the filter. The factor
+    # cancels in the coefficient but we keep it so the epsilon means the same thing as in sewar's units.
+    ha = 2 * F.conv2d(F.pad(a, (1, 1, 1, 1), mode="replicate"), hp, groups=c)
+    hb = 2 * F.conv2d(F.pad(b, (1, 1, 1, 1), mode="replicate"), hp, groups=c)
+    lo, hi = window // 2, (window - 1) // 2  # where scipy's "same" output sits for an even window
+    box = torch.full((c, 1, window, window), 1.0 / window**2, dtype=a.dtype, device=a.device)
+
+    def local(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (lo, hi, lo, hi)), box, groups=c)
+
+    mu_a, mu_b = local(ha), local(hb)
+    var_a = (local(ha * ha) - mu_a**2).clamp_min(0)
+    var_b = (local(hb * hb) - mu_b**2).clamp_min(0)
+    cov = local(ha * hb) - mu_a * mu_b
+    flat = (var_a < eps) | (var_b < eps)
+    coef = torch.where(flat, torch.zeros_like(cov), cov / (var_a.sqrt() * var_b.sqrt()).clamp_min(eps))
+    return coef.flatten(1).mean(1)

@@ -1,10 +1,67 @@
 """Runtime backends: one ``Engine`` interface (see ``base.py``) implemented by torch, ONNX Runtime, OpenVINO and
-TensorRT. ``load_engine`` is the one entry point the jobs use.
+TensorRT. ``load_engine`` is the one entry point the jobs use; ``build_engines`` (``python build_engines.py``)
+compiles the engines ahead of time.
+
+Backend libraries are imported only when their backend is used (OpenVINO and torch-tensorrt take seconds to
+import, and torch-tensorrt raises a bare ``Exception`` on a machine without the NVIDIA libraries).
 """
 
 from __future__ import annotations
 
-from pipeline.runtime.base import Engine, EngineInfo, TorchEngine
+import logging
+import os
+from pathlib import Path
+
+from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
+from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
+from pipeline.runtime.probe import BACKENDS, normalize_precision, probe_backend
+
+log = logging.getLogger(__name__)
+
+ENGINE_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+def resolve_backend(backend: str = "auto", device: str | None = None) -> str:
+    """``auto`` -> TensorRT on a GPU with TensorRT, else OpenVINO, else ONNX Runtime, else torch (logged).
+
+    A named backend is returned as it is (after checking the name); ``device="cpu"`` keeps ``auto`` off the GPU.
+    """
+    backend = backend.strip().lower()
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
+        return backend
+    gpu = device is not None and device.startswith("cuda")
+    passed = []
+    for name in BACKENDS:
+        status = probe_backend(name)
+        if device is not None and status.available and gpu != (status.device == "cuda"):
+            passed.append(f"{name}: runs on {status.device}, {device} asked")
+            continue
+        if status.available:
+            log.info("backend auto -> %s %s on %s (%s)", name, status.version, status.device,
+                     "; ".join(passed) or "first choice")
+            return name
+        passed.append(f"{name}: {status.reason}")
+    raise BackendUnavailableError("no backend is usable: " + "; ".join(passed))
+
+
+def resolve_precision(backend: str, precision: str | None, device: str) -> str:
+    """The precision a backend runs (its default when None); refuses one it cannot run on this machine."""
+    if backend == "torch":
+        p = normalize_precision(precision or "fp32")
+        allowed = ("fp32", "fp16") if device.startswith("cuda") else ("fp32",)
+    elif backend == "onnxruntime":
+        p, allowed = normalize_precision(precision or "fp32"), ("fp32",)
+    elif backend == "openvino":
+        allowed = probe_backend("openvino").precisions
+        p = normalize_precision(precision) if precision else ("bf16" if "bf16" in allowed else "fp32")
+    else:  # tensorrt
+        p, allowed = normalize_precision(precision or "fp16"), ("fp16", "fp32")
+    if p not in allowed:
+        raise BackendUnavailableError(f"the {backend} backend cannot run {p} on {device} here; it can run: "
+                                      f"{', '.join(allowed) or 'nothing'}")
+    return p
 
 
 def load_engine(
@@ -14,18 +71,81 @@ def load_engine(
     device: str | None = None,
     precision: str | None = None,
     engines_dir: str | None = "engines",
+    *,
+    build: bool = True,
+    threads: int | None = None,
 ) -> Engine:
     """Load the embed + reveal engine for ``checkpoint`` (None = shipped default) at image size ``size``.
 
-    Only the torch backend exists so far; "auto" resolves to it.
+    Args:
+        backend: auto, torch, onnxruntime, openvino or tensorrt (``resolve_backend`` says what auto picks).
+        device: cpu (default for CPU backends) or cuda[:i] (TensorRT's default; torch and onnxruntime-gpu too).
+        precision: fp32, bf16 or fp16; None = the backend's default (OpenVINO: bf16 where the CPU runs it, else
+            fp32; TensorRT: fp16; others fp32). A precision the machine cannot run is refused, never replaced.
+        engines_dir: folder with ``manifest.json`` and the built engines (not used by torch).
+        build: build a missing engine now (logged), or refuse with the command that builds it.
+        threads: CPU threads for ONNX Runtime / OpenVINO (default: every core this process may use).
+
+    Raises:
+        CheckpointError: checkpoint missing or unreadable. ValueError: bad name or size.
+        EngineMismatchError: the engine on disk was built from another checkpoint / GPU, or changed since.
+        EngineNotBuiltError: missing and ``build`` is False. BackendUnavailableError: library or hardware missing.
     """
-    from pipeline.model.checkpoint import default_checkpoint_path, file_sha256, load_model
+    from pipeline.runtime.build import CheckpointRef, open_engines
 
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"backend {backend!r} is not available yet")
-    path = checkpoint or default_checkpoint_path()
-    model = load_model(path)
-    return TorchEngine(model, size, file_sha256(path), device or "cpu", precision or "fp32")
+    backend = resolve_backend(backend, device)
+    device = (device or ("cuda" if backend == "tensorrt" else "cpu")).lower()
+    if backend == "tensorrt" and not device.startswith("cuda"):
+        raise ValueError(f"the tensorrt backend runs on a CUDA device, not {device}")
+    if backend == "openvino" and device != "cpu":
+        raise ValueError(f"the openvino backend runs on the CPU here, not {device}")
+    status = probe_backend(backend)
+    if not status.available:
+        raise BackendUnavailableError(f"backend {backend} is not usable here: {status.reason}")
+    precision = resolve_precision(backend, precision, device)
+    ckpt = CheckpointRef.load(checkpoint)
+    ckpt.check_size(size)
+    cfg = ckpt.config
+
+    if backend == "torch":
+        from pipeline.model.checkpoint import load_model
+
+        return TorchEngine(load_model(ckpt.path), size, ckpt.sha256, device, precision)
+    if engines_dir is None:
+        raise ValueError(f"the {backend} backend needs an engines_dir")
+
+    def make(entries: dict) -> Engine:
+        folder = Path(engines_dir)
+        files = tuple((folder / entries[p].file) for p in ("embed", "reveal"))
+        info = EngineInfo(backend, precision, size, cfg.channels, cfg.num_secrets, ckpt.sha256, device)
+        if backend == "onnxruntime":
+            from pipeline.runtime.onnxruntime_engine import OnnxRuntimeEngine
+
+            return OnnxRuntimeEngine(*files, info, threads)
+        if backend == "openvino":
+            from pipeline.runtime.openvino_engine import OpenVINOEngine
+
+            return OpenVINOEngine(*files, info, threads)
+        from pipeline.runtime.tensorrt_engine import TensorRTEngine
+
+        return TensorRTEngine(*files, info, max_batch=int(entries["embed"].batch_max))
+
+    engine = open_engines(ENGINE_FORMAT[backend], precision, ckpt, size, Path(engines_dir), build, make, device)
+    log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device,
+             os.fspath(engines_dir))
+    return engine
 
 
-__all__ = ["Engine", "EngineInfo", "TorchEngine", "load_engine"]
+__all__ = [
+    "BackendUnavailableError",
+    "EmbedModule",
+    "Engine",
+    "EngineError",
+    "EngineInfo",
+    "EngineMismatchError",
+    "EngineNotBuiltError",
+    "RevealModule",
+    "TorchEngine",
+    "load_engine",
+    "resolve_backend",
+]

@@ -24,6 +24,11 @@ def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return x + (y - x).detach()
 
 
+def clamp_st(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] with a straight-through gradient (a hard clamp kills the gradient outside the range)."""
+    return straight_through(x, x.clamp(0, 1))
+
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to 8 bits, with a straight-through gradient (the image as saved)."""
     return straight_through(x, (x.clamp(0, 1) * 255).round() / 255)

@@ -5,7 +5,8 @@ One step:
   2. the dual-task discriminator scores the cover (real/fake logit and score map);
   3. embed with the (detached) score map, 8-bit rounding (straight-through), an independent random mirror per
      image, one random distortion per batch, 8-bit rounding again, reveal;
-  4. generator loss: secret dB + lambda_c * cover dB + lambda_ssim * (1 - SSIM) + low-band dB + adversarial +
+  4. generator loss: secret dB + lambda_c * cover MSE / target MSE + lambda_ssim * (1 - SSIM) + low-band MSE +
+     adversarial +
      score-map guidance + flip BCE; lambda_c and lambda_ssim are dual-ascent constraint weights;
   5. discriminator loss: real/fake BCE on cover vs stego + L1 of the score map against the texture target.
 """
@@ -33,7 +34,7 @@ from pipeline.model.discriminator import texture_target
 from pipeline.model.pyramid import LaplacianPyramid
 from pipeline.train import attacks as A
 from pipeline.train.data import CropSampler, load_photos, validation_pairs
-from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, psnr01, ssim_loss
+from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, normalized_mse, psnr01, ssim_loss
 
 STATE_FORMAT = "sris-pipeline/train-state-1"
 
@@ -55,12 +56,15 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     cover_psnr_target: float = 38.5
     ssim_target: float = 0.975
-    w_low: float = 0.1
+    w_low: float = 1.0
     w_adv: float = 0.02
     w_guide: float = 0.1
     w_flip: float = 1.0
     w_score: float = 1.0
     d_warmup: int = 300
+    quantize_from: int = 400
+    fidelity_from: int = 0
+    fidelity_ramp: int = 300
     flip_prob: float = 0.25
     clip: float = 1.0
     val_fraction: float = 0.2
@@ -106,8 +110,10 @@ class Trainer:
         g_params = [p for n, p in self.model.named_parameters() if not n.startswith("discriminator.")]
         self.opt_g = torch.optim.Adam(g_params, lr=tc.lr)
         self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(0.5, 0.999))
-        self.cover_c = Constraint(tc.cover_psnr_target, rate=0.01, scale=1.0, lo=0.1, hi=30.0)
-        self.ssim_c = Constraint(tc.ssim_target, rate=0.01, scale=100.0, lo=1.0, hi=1000.0, log_weight=math.log(10))
+        # Both constraint weights start low: the secret path must learn to use the residual before imperceptibility
+        # pulls it back (starting at 1 and 10, a run shrank the residual to nothing before the revealer learned).
+        self.cover_c = Constraint(tc.cover_psnr_target, rate=0.01, scale=1.0, lo=0.01, hi=30.0, log_weight=math.log(0.05))
+        self.ssim_c = Constraint(tc.ssim_target, rate=0.01, scale=100.0, lo=0.01, hi=1000.0, log_weight=math.log(0.05))
         self.pyr = LaplacianPyramid(3).to(self.device)
         self.step = 0
         self.elapsed = 0.0
@@ -196,24 +202,33 @@ class Trainer:
         logit_real, score_real = m.discriminator(cover)
         score = score_real.detach() if self.cfg.score_map else torch.ones_like(score_real)
         residual = m.embedder(cover, secrets, score)
-        stego = A.quantize(cover + residual)
+        # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
+        # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
+        quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
+        stego = quantize(cover + residual)
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
         seen = mask * stego.flip(-1) + (1 - mask) * stego
         attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels)
-        seen = A.quantize(attack(seen))
+        seen = quantize(attack(seen))
         recovered, flip_logit = m.revealer(seen)
 
         l_secret = db_loss(recovered, secrets)
-        l_cover = db_loss(stego, cover)
+        l_cover = normalized_mse(stego, cover, tc.cover_psnr_target)
         l_ssim, ssim_val = ssim_loss(stego, cover)
-        l_low = db_loss(self.pyr.decompose(stego)[-1], self.pyr.decompose(cover)[-1], floor=1e-9)
-        loss = l_secret + self.cover_c.weight * l_cover + self.ssim_c.weight * l_ssim + tc.w_low * l_low
+        # Low band (1/8 scale): colour/brightness shifts there are the most visible; normalised like the cover term.
+        l_low = normalized_mse(self.pyr.decompose(stego)[-1], self.pyr.decompose(cover)[-1], tc.cover_psnr_target)
+        # Curriculum: the secret path first learns on an unconstrained residual, then imperceptibility is phased in
+        # (with it from step 0, the residual shrank to nothing before the revealer had learned to read it).
+        ramp = min(1.0, max(0.0, (self.step - tc.fidelity_from) / max(1, tc.fidelity_ramp)))
+        fidelity = self.cover_c.weight * l_cover + self.ssim_c.weight * l_ssim + tc.w_low * l_low
+        loss = l_secret + ramp * fidelity
         l_adv = torch.zeros(())
         if self.step >= tc.d_warmup and tc.w_adv > 0:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
-        l_guide = guidance_loss(residual, score) if self.cfg.score_map else torch.zeros(())
+        guide_on = self.cfg.score_map and self.step >= tc.d_warmup and ramp > 0
+        l_guide = guidance_loss(residual, score) if guide_on else torch.zeros(())
         loss = loss + tc.w_guide * l_guide
         l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())
         loss = loss + tc.w_flip * l_flip
@@ -231,8 +246,9 @@ class Trainer:
         self.opt_d.step()
 
         psnr_c = psnr01(stego, cover).item()
-        self.cover_c.update(psnr_c)
-        self.ssim_c.update(ssim_val.item())
+        if ramp > 0:
+            self.cover_c.update(psnr_c)
+            self.ssim_c.update(ssim_val.item())
         self.step += 1
         return {
             "loss": loss.item(),

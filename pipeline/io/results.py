@@ -1,0 +1,113 @@
+"""The results Parquet: one file per input shard, one row per input member (errors included), DESIGN.md section 6.
+
+The file is also the shard's commit marker. It is written (atomically) after the output shard is committed, and its
+footer carries the job configuration fingerprint (``sris.job`` key-value metadata): a shard counts as done only
+when its results file exists, reads back, says ``complete`` and matches the current job's configuration and the
+source shard's fingerprint. Anything else (missing, unreadable, another model/secret/size/format) is redone whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.io.shards import get_fs, join, read_bytes, retry, write_bytes_atomic
+
+META_KEY = b"sris.job"
+STATUSES = ("ok", "error", "skipped")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string()),
+        pa.field("shard", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("member", pa.string()),  # the input member name as stored in the shard
+        pa.field("role", pa.string()),  # cover | secret | other | shard (a shard-level error)
+        pa.field("status", pa.string()),  # ok | error | skipped
+        pa.field("error", pa.string()),  # why (error), or what the member was used for (skipped)
+        pa.field("src_sha256", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("src_mode", pa.string()),  # PIL mode of the source (RGB, L, RGBA, P, CMYK, I;16...)
+        pa.field("out_shard", pa.string()),
+        pa.field("out_key", pa.string()),  # member name in out_shard (KEY.png, KEY.secret.png...)
+        pa.field("secret_id", pa.string()),  # sha256 prefix(es) of the secret(s), "+"-joined when K > 1
+        pa.field("psnr_cover", pa.float64()),  # stego vs cover at full resolution, dB (RGB, 0-255)
+        pa.field("ssim_cover", pa.float64()),  # at the network size N
+        pa.field("psnr_secret", pa.float64()),  # revealed vs secret at N, mean over the K secrets
+        pa.field("ssim_secret", pa.float64()),
+        pa.field("backend", pa.string()),
+        pa.field("precision", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("decode_ms", pa.float64()),
+        pa.field("infer_ms", pa.float64()),  # this image's share of its batch's preprocess+engine+compose+verify
+        pa.field("encode_ms", pa.float64()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+
+def new_row(**values: Any) -> dict[str, Any]:
+    """A row with every column present (None where not given); unknown columns are an error."""
+    unknown = set(values) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown results columns: {sorted(unknown)}")
+    row = dict.fromkeys(COLUMNS)
+    row["created_at"] = datetime.now(UTC)
+    row.update(values)
+    return row
+
+
+def results_name(shard_name: str) -> str:
+    return f"{shard_name}.parquet"
+
+
+def to_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def write_results(dst: str, shard_name: str, rows: list[dict[str, Any]], meta: dict[str, Any], job_id: str) -> str:
+    """Write ``DST/SHARD.parquet`` atomically; ``meta`` (JSON-able) goes into the footer. Returns the URL."""
+    buf = io.BytesIO()
+    pq.write_table(to_table(rows, {**meta, "complete": True, "rows": len(rows)}), buf, compression="zstd")
+    return write_bytes_atomic(dst, results_name(shard_name), buf.getvalue(), job_id)
+
+
+def read_results_meta(dst: str, shard_name: str) -> dict[str, Any] | None:
+    """The footer metadata of ``DST/SHARD.parquet``, or None when it is missing or unreadable (= not done)."""
+    fs, base = get_fs(dst)
+    path = join(base, results_name(shard_name))
+
+    def read() -> dict[str, Any] | None:
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as f:
+            md = pq.read_metadata(f).metadata or {}
+        return json.loads(md[META_KEY]) if META_KEY in md else None
+
+    try:
+        return retry(read, f"reading {path}")
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def read_results(url: str) -> pa.Table:
+    """Read one results file (local path or s3:// URL)."""
+    return pq.read_table(io.BytesIO(read_bytes(url)))
+
+
+def is_done(meta: dict[str, Any] | None, config_hash: str, source_fingerprint: str) -> bool:
+    """Whether a shard's results say it was completed under the same configuration from the same source bytes."""
+    return bool(
+        meta
+        and meta.get("complete") is True
+        and meta.get("config_hash") == config_hash
+        and meta.get("source_fingerprint") == source_fingerprint
+    )

@@ -1,0 +1,371 @@
+"""The per-batch work of the embed and extract jobs, as pure functions over a list of samples.
+
+No global state: everything a function needs (engine, decoder, settings, shared secrets) is passed in, so the local
+runner (threads) and a distributed runner (a Ray actor holding one engine) call exactly the same code. A batch is a
+list of ``Sample``s; samples that already carry an error (bad member, refused image) ride along untouched so that
+rows stay in shard order.
+
+Embed, per batch (N = network size, images uint8 HWC at the boundaries, float32 NCHW in [0, 1] inside):
+
+    decode      bytes -> cover_full (H, W, 3) uint8 (+ alpha aside); per-sample secrets -> (K, N, N, 3) uint8
+    preprocess  cover_N = resize(cover_full, N)                           antialiased bilinear, 8-bit
+    embed       stego_N = engine.embed(cover_N, secrets_N)                (B, 3, N, N), (B, 3K, N, N) -> (B, 3, N, N)
+    compose     stego_full = round(cover_full + upsample(stego_N - cover_N)), clipped to uint8
+    verify      revealed = engine.reveal(resize(stego_full, N)) vs secrets_N -> psnr/ssim_secret for EVERY image;
+                psnr_cover at full resolution, ssim_cover at N
+    encode      stego_full (+ alpha put back) -> PNG / WebP / JPEG bytes
+
+Extract, per batch: decode -> resize to N -> engine.reveal -> K secrets (N, N, 3) uint8 -> metrics vs references ->
+encode ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.evaluate.metrics import psnr as psnr_255
+from pipeline.evaluate.metrics import ssim as ssim_255
+from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
+from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
+from pipeline.runtime import Engine
+
+# Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
+# (512 rows x 8000 px x 3 x 4 B = 49 MB for a 50 MP photo) instead of a full-size float image (600 MB).
+COMPOSE_STRIPE_ROWS = 512
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What shapes the outputs (and so the job's configuration fingerprint), plus the decode limit."""
+
+    size: int = 256
+    fmt: str = "png"
+    png_level: int = DEFAULT_PNG_LEVEL
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @property
+    def ext(self) -> str:
+        return EXTENSIONS[self.fmt]
+
+    def encoder(self) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
+        return get_encoder(self.fmt, self.png_level, self.jpeg_quality)
+
+
+@dataclass
+class Sample:
+    """One image to process and its result row, carried through the stages.
+
+    Attributes:
+        data: encoded cover (embed) or stego (extract) bytes; dropped after decoding to free memory.
+        secret_data: encoded per-sample secrets (``--secret-ext``), K entries, or None to use the shared secrets.
+        row: the results row (pipeline.io.results columns), filled in as the stages go.
+        pixels: from the header probe; used to bound the pixels in flight per batch.
+        image: the decoded cover/stego; secrets_n: (K, N, N, 3) uint8 per-sample secrets.
+        result: the full-resolution stego (embed) or (K, N, N, 3) revealed secrets (extract).
+        outputs: (member name, bytes) to write into the output shard.
+    """
+
+    key: str
+    row: dict[str, Any]
+    data: bytes | None = None
+    secret_data: list[bytes] | None = None
+    pixels: int = 0
+    image: DecodedImage | None = None
+    secrets_n: np.ndarray | None = None
+    result: np.ndarray | None = None
+    outputs: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        """Still to be processed (no error so far, and a role that is processed)."""
+        return self.row["status"] is None
+
+    def fail(self, message: str) -> None:
+        self.row["status"] = "error"
+        self.row["error"] = message
+        self.data = self.secret_data = None
+        self.image = self.secrets_n = self.result = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Image plumbing
+
+
+def resize_u8(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, antialiased bilinear (half-pixel centres), rounded.
+
+    Uses torch's uint8 channels-last kernel: the HWC numpy array is viewed as a channels-last NCHW tensor without a
+    copy, and the kernel is several times faster than Pillow's on large downscales.
+    """
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
+    """K images (N, N, 3) uint8 -> (1, 3K, N, N)-ready float32 stack: returns (len, 3, N, N) in [0, 1]."""
+    return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 (rounded), any shape."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a bilinear resize n_in -> n_out with half-pixel centres and edge clamping
+    (the same sampling as torch's ``interpolate(mode="bilinear", align_corners=False)``)."""
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    src = np.clip(src, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def compose(cover_full: np.ndarray, cover_n: np.ndarray, stego_n: np.ndarray) -> tuple[np.ndarray, float]:
+    """stego_full = round(cover_full + upsample(stego_N - cover_N)), clipped to uint8; also the squared error sum.
+
+    Args:
+        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8, the network's input. stego_n: (3, N, N) float32 in [0, 1].
+    Returns:
+        (stego_full (H, W, 3) uint8, sum of squared differences to cover_full over all pixels and channels).
+    The residual is upsampled separably: first along x for the N residual rows (small), then along y one stripe of
+    output rows at a time, so working memory stays bounded for any image size.
+    """
+    h, w, _ = cover_full.shape
+    n = cover_n.shape[0]
+    residual = stego_n.transpose(1, 2, 0) * np.float32(255.0) - cover_n.astype(np.float32)  # (N, N, 3)
+    x0, x1, wx = _bilinear_taps(n, w)
+    rx = residual[:, x0] * (1 - wx)[None, :, None] + residual[:, x1] * wx[None, :, None]  # (N, W, 3)
+    y0, y1, wy = _bilinear_taps(n, h)
+    out = np.empty_like(cover_full)
+    sse = 0.0
+    for top in range(0, h, COMPOSE_STRIPE_ROWS):
+        rows = slice(top, min(h, top + COMPOSE_STRIPE_ROWS))
+        wys = wy[rows][:, None, None]
+        stripe = rx[y0[rows]] * (1 - wys)
+        stripe += rx[y1[rows]] * wys
+        stripe += cover_full[rows]
+        np.rint(stripe, out=stripe)
+        np.clip(stripe, 0, 255, out=stripe)
+        out[rows] = stripe
+        diff = out[rows].astype(np.int32) - cover_full[rows]
+        sse += float(np.einsum("ijk,ijk->", diff, diff, dtype=np.int64))
+    return out, sse
+
+
+def psnr_from_sse(sse: float, count: int) -> float:
+    return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * count / sse)
+
+
+def per_image_metrics(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR and SSIM (DESIGN.md section 3) of uint8 image pairs (B, N, N, 3): two (B,) float64 arrays."""
+    ta = torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).double()
+    tb = torch.from_numpy(np.ascontiguousarray(b.transpose(0, 3, 1, 2))).double()
+    return psnr_255(ta, tb).numpy(), ssim_255(ta, tb).numpy()
+
+
+def secret_id(blobs: Sequence[bytes]) -> str:
+    return "+".join(hashlib.sha256(b).hexdigest()[:16] for b in blobs)
+
+
+def prepare_secrets(blobs: Sequence[bytes], size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded secret images -> (K, N, N, 3) uint8 at the network size. Raises ImageDecodeError for a bad one."""
+    from pipeline.io.decode import decode_image
+
+    return np.stack([resize_u8(decode_image(b, max_pixels).rgb, size) for b in blobs])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stages shared by embed and extract
+
+
+def probe_samples(samples: Sequence[Sample], max_pixels: int) -> None:
+    """Header check of every active sample: size recorded, over-limit and unreadable images refused undecoded."""
+    for s in samples:
+        if not s.active or s.data is None:
+            continue
+        try:
+            h = probe(s.data, max_pixels)
+        except ImageDecodeError as exc:
+            s.fail(str(exc))
+            continue
+        s.pixels = h.pixels
+        s.row["width"], s.row["height"] = h.width, h.height
+
+
+def decode_samples(samples: Sequence[Sample], decoder: CpuDecoder, size: int) -> float:
+    """Decode covers (and per-sample secrets, resized to N) of the active samples; returns seconds spent."""
+    t0 = time.perf_counter()
+    active = [s for s in samples if s.active and s.data is not None]
+    for s in active:  # hashing releases the GIL but is cheap next to decoding; do it before the bytes are dropped
+        s.row["src_sha256"] = hashlib.sha256(s.data).hexdigest()
+    decoded = decoder.decode_many([s.data for s in active])
+    with_secrets = []
+    for s, img in zip(active, decoded, strict=True):
+        s.data = None  # the encoded bytes are no longer needed: free them while the batch is in flight
+        if isinstance(img, Exception):
+            s.fail(str(img))
+            continue
+        s.image = img
+        s.row["width"], s.row["height"] = img.rgb.shape[1], img.rgb.shape[0]
+        s.row["src_mode"] = img.mode
+        if s.secret_data is not None:
+            with_secrets.append(s)
+    if with_secrets:
+        flat = [b for s in with_secrets for b in s.secret_data]
+        dec = decoder.decode_many(flat)
+        k = len(with_secrets[0].secret_data)
+        for i, s in enumerate(with_secrets):
+            parts = dec[i * k : (i + 1) * k]
+            bad = next((p for p in parts if isinstance(p, Exception)), None)
+            if bad is not None:
+                s.fail(f"secret image: {bad}")
+                continue
+            s.secrets_n = np.stack([resize_u8(p.rgb, size) for p in parts])
+            s.secret_data = None
+    dt = time.perf_counter() - t0
+    for s in active:
+        s.row["decode_ms"] = 1000 * dt / max(1, len(active))
+    return dt
+
+
+def encode_sample(sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | None], bytes], ext: str,
+                  mode: str) -> None:
+    """Encode a processed sample's outputs: the stego (``mode="embed"``) or its K secrets (``mode="extract"``)."""
+    if not sample.active or sample.result is None:
+        return
+    t0 = time.perf_counter()
+    if mode == "embed":
+        alpha = sample.image.alpha if sample.image is not None else None
+        sample.outputs = [(f"{sample.key}.{ext}", encoder(sample.result, alpha))]
+    else:
+        k = sample.result.shape[0]
+        names = ["secret"] if k == 1 else [f"secret{i + 1}" for i in range(k)]
+        sample.outputs = [(f"{sample.key}.{n}.{ext}", encoder(img, None)) for n, img in zip(names, sample.result, strict=True)]
+    sample.row["out_key"] = ",".join(name for name, _ in sample.outputs)
+    sample.row["status"] = "ok"
+    sample.row["encode_ms"] = 1000 * (time.perf_counter() - t0)
+    sample.image = sample.result = sample.secrets_n = None  # free the full-resolution arrays
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Embed
+
+
+def embed_batch(engine: Engine, samples: Sequence[Sample], size: int, shared_secrets: np.ndarray | None) -> dict[str, float]:
+    """Preprocess, embed, compose and verify the active decoded samples of a batch, in place.
+
+    Args:
+        shared_secrets: (K, N, N, 3) uint8 hidden in every cover, or None when each sample has ``secrets_n``.
+    Sets ``sample.result`` (stego_full, (H, W, 3) uint8) and the metric columns of each row. Returns seconds per
+    stage: preprocess, embed, compose, verify.
+    """
+    active = [s for s in samples if s.active and s.image is not None]
+    times = dict.fromkeys(("preprocess", "embed", "compose", "verify"), 0.0)
+    if not active:
+        return times
+    t0 = time.perf_counter()
+    covers_n = np.stack([resize_u8(s.image.rgb, size) for s in active])  # (B, N, N, 3) uint8
+    secrets_n = np.stack([shared_secrets if s.secrets_n is None else s.secrets_n for s in active])  # (B, K, N, N, 3)
+    b, k = secrets_n.shape[:2]
+    secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
+    cover_in = to_nchw(covers_n)
+    t1 = time.perf_counter()
+    stego_n = engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+    t2 = time.perf_counter()
+    sses = []
+    for s, cn, sn in zip(active, covers_n, stego_n, strict=True):
+        s.result, sse = compose(s.image.rgb, cn, sn)
+        sses.append(sse)
+    t3 = time.perf_counter()
+    back_n = np.stack([resize_u8(s.result, size) for s in active])  # what a receiver's extract will see
+    revealed = engine.reveal(to_nchw(back_n))  # (B, 3K, N, N)
+    revealed_u8 = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
+    ps, ss = per_image_metrics(revealed_u8.reshape(b * k, size, size, 3), secrets_n.reshape(b * k, size, size, 3))
+    _, ssim_cover = per_image_metrics(back_n, covers_n)
+    t4 = time.perf_counter()
+    infer_ms = 1000 * (t4 - t0) / b
+    for i, s in enumerate(active):
+        h, w, _ = s.image.rgb.shape
+        s.row["psnr_cover"] = psnr_from_sse(sses[i], h * w * 3)
+        s.row["ssim_cover"] = float(ssim_cover[i])
+        s.row["psnr_secret"] = float(np.mean(ps[i * k : (i + 1) * k]))
+        s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))
+        s.row["infer_ms"] = infer_ms
+        s.secrets_n = None
+    times.update(preprocess=t1 - t0, embed=t2 - t1, compose=t3 - t2, verify=t4 - t3)
+    return times
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Extract
+
+
+def reveal_batch(engine: Engine, samples: Sequence[Sample], size: int,
+                 references: np.ndarray | None) -> dict[str, float]:
+    """Reveal the K secrets of each active decoded sample at the network size, in place.
+
+    Args:
+        references: (K, N, N, 3) uint8 originals to score against, or None.
+    Sets ``sample.result`` to (K, N, N, 3) uint8. The image goes to the engine as it is (no un-flipping here): the
+    model's flip head decides whether the stego was mirrored and returns the secret in its original orientation.
+    """
+    active = [s for s in samples if s.active and s.image is not None]
+    times = {"preprocess": 0.0, "reveal": 0.0, "metrics": 0.0}
+    if not active:
+        return times
+    t0 = time.perf_counter()
+    stegos_n = np.stack([resize_u8(s.image.rgb, size) for s in active])
+    t1 = time.perf_counter()
+    revealed = engine.reveal(to_nchw(stegos_n))
+    b = len(active)
+    k = revealed.shape[1] // 3
+    secrets = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
+    t2 = time.perf_counter()
+    if references is not None:
+        refs = np.broadcast_to(references[None], secrets.shape).reshape(b * k, size, size, 3)
+        ps, ss = per_image_metrics(secrets.reshape(b * k, size, size, 3), refs)
+    for i, s in enumerate(active):
+        s.result = np.ascontiguousarray(secrets[i])
+        s.image = None
+        s.row["infer_ms"] = 1000 * (t2 - t0) / b
+        if references is not None:
+            s.row["psnr_secret"] = float(np.mean(ps[i * k : (i + 1) * k]))
+            s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))
+    times.update(preprocess=t1 - t0, reveal=t2 - t1, metrics=time.perf_counter() - t2)
+    return times
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One call for a whole batch (what a distributed runner maps over batches)
+
+
+def process_batch(mode: str, engine: Engine, decoder: CpuDecoder, samples: Sequence[Sample], settings: JobSettings,
+                  shared: np.ndarray | None) -> Sequence[Sample]:
+    """probe -> decode -> embed (or reveal) -> encode, for one batch; returns the samples with rows and outputs.
+
+    ``shared`` is the (K, N, N, 3) uint8 shared secrets (embed) or references (extract), or None.
+    """
+    probe_samples(samples, settings.max_pixels)
+    decode_samples(samples, decoder, settings.size)
+    if mode == "embed":
+        embed_batch(engine, samples, settings.size, shared)
+    else:
+        reveal_batch(engine, samples, settings.size, shared)
+    encoder = settings.encoder()
+    for s in samples:
+        encode_sample(s, encoder, settings.ext, mode)
+    return samples

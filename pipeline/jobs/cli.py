@@ -1,0 +1,200 @@
+"""Click commands ``embed``, ``extract`` and ``benchmark`` (registered lazily by pipeline/cli.py)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.io.decode import DECODERS
+from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, FORMATS
+
+EXIT_CODES_HELP = """
+\b
+Exit status:
+  0  every image was processed
+  1  the job failed: bad configuration, unreadable source, engine error, or a shard that could not be
+     completed (its partial output is discarded; rerun to redo it)
+  2  usage error (bad options)
+  3  the job finished but some images failed: see the rows with status = 'error' in the results Parquet
+"""
+
+BACKENDS_HELP = "Engine backend: auto, torch, onnxruntime, openvino, tensorrt (what is installed and built)."
+
+
+def samples_dir() -> Path:
+    """The sample shards shipped inside the package."""
+    return Path(str(resources.files("pipeline") / "samples"))
+
+
+def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--shards", "src", help="Input: a folder or s3://bucket/prefix of WebDataset *.tar shards, or a "
+                     "folder of images (one shard)."),
+        click.option("--out", "dst", required=True, help="Output folder or s3://bucket/prefix."),
+        click.option("--samples", is_flag=True, help="Use the sample shards shipped with the package as --shards."),
+        click.option("--backend", default="auto", show_default=True, help=BACKENDS_HELP),
+        click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."),
+        click.option("--device", help="cpu, cuda, cuda:1 ... [default: the backend's choice]."),
+        click.option("--precision", help="fp32, fp16, bf16 [default: the backend's choice]."),
+        click.option("--decoder", default="auto", show_default=True, type=click.Choice(DECODERS),
+                     help="auto: DALI on a GPU when installed, else simplejpeg/Pillow in a thread pool."),
+        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024)),
+        click.option("--workers", type=click.IntRange(1, 256), help="Decode/encode threads [default: CPU cores]."),
+        click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(FORMATS),
+                     help="Output format (JPEG is lossy and weakens the hidden secret)."),
+        click.option("--png-level", default=DEFAULT_PNG_LEVEL, show_default=True, type=click.IntRange(0, 9),
+                     help="PNG deflate level (lossless at any level; 1 is fast, 9 smallest)."),
+        click.option("--jpeg-quality", default=DEFAULT_JPEG_QUALITY, show_default=True, type=click.IntRange(1, 100)),
+        click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096),
+                     help="Network size N (the engine runs at N x N; the residual is carried to full resolution)."),
+        click.option("--max-megapixels", default=100.0, show_default=True, type=click.FloatRange(min=0.001),
+                     help="Refuse larger images (checked from the header, before decoding)."),
+        click.option("--force", is_flag=True, help="Redo every shard, even those already completed."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar [default: when on a terminal]."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _read_images(paths: tuple[str, ...], what: str) -> list[bytes]:
+    from pipeline.io.shards import read_bytes
+
+    out = []
+    for p in paths:
+        try:
+            out.append(read_bytes(p))
+        except OSError as exc:
+            _fail(f"cannot read {what} {p}: {exc}")
+    return out
+
+
+def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
+    """Load the engine, build the job, run it with the local runner, write the manifest, print the summary, exit."""
+    from pipeline.io.decode import make_decoder
+    from pipeline.jobs.batch import JobSettings
+    from pipeline.jobs.common import JobError
+    from pipeline.jobs.runners import LocalRunner
+    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.runtime import load_engine
+
+    if kw["samples"] and not kw["src"]:
+        kw["src"] = str(samples_dir() / "shards")
+    if not kw["src"]:
+        raise click.UsageError("give --shards SRC (or --samples)")
+    settings = JobSettings(size=kw["size"], fmt=kw["fmt"], png_level=kw["png_level"],
+                           jpeg_quality=kw["jpeg_quality"], max_pixels=int(kw["max_megapixels"] * 1e6))
+    try:
+        engine = load_engine(kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"])
+        _check_size(engine)
+        decoder = make_decoder(kw["decoder"], kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
+        job = make_job(engine=engine, settings=settings, decoder=decoder)
+        job.plan()
+        runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
+        runner.run(job)
+        job.write_manifest()
+    except (JobError, CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(job.summary())
+    for f in job.totals.shards_failed:
+        click.echo(f"error: shard {f['shard']} not completed ({f['error']}); rerun to redo it", err=True)
+    sys.exit(job.totals.exit_code())
+
+
+def _check_size(engine: Any) -> None:
+    """One tiny forward pass: catches a size the model cannot take (and warms the engine up)."""
+    import numpy as np
+
+    n, k = engine.info.size, engine.info.num_secrets
+    try:
+        engine.embed(np.zeros((1, 3, n, n), np.float32), np.zeros((1, 3 * k, n, n), np.float32))
+    except Exception as exc:
+        raise ValueError(f"the model cannot run at --size {n}: {exc}") from exc
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@_common_options
+@click.option("--secret", "secrets", multiple=True, help="Secret image hidden in every cover (repeat K times for a "
+              "model with K secrets). Local path or s3:// URL.")
+@click.option("--secret-ext", "secret_exts", multiple=True, help="Take each sample's own secret from its member "
+              "KEY.EXT (e.g. secret.png); repeat K times.")
+def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> None:
+    """Hide secret image(s) in every image of every shard: one output shard + one results Parquet per input shard.
+
+    \b
+    Example (the sample shards shipped with the package):
+      python -m pipeline embed --samples --out out/
+    Example (S3, endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...):
+      python -m pipeline embed --shards s3://bucket/in --out s3://bucket/out --secret logo.png
+
+    Completed shards whose results match the configuration (model, secrets, size, format) are skipped, so a rerun
+    after a crash, or over a prefix that gained new shards, processes only what is missing.
+    """
+    from pipeline.jobs.embed import EmbedJob
+
+    if kw["samples"] and not secrets and not secret_exts:
+        secrets = (str(samples_dir() / "secret.png"),)
+    blobs = _read_images(secrets, "secret image")
+    run_job(kw, functools.partial(EmbedJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"], secrets=blobs,
+                                  secret_exts=list(secret_exts), force=kw["force"]))
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@_common_options
+@click.option("--reference", "references", multiple=True, help="The original secret image(s), K of them, to score "
+              "the revealed secrets against (psnr/ssim_secret in the results).")
+def extract(references: tuple[str, ...], **kw: Any) -> None:
+    """Reveal the hidden secret(s) of every image of every shard into KEY.secret.png (KEY.secret1.png ... for K > 1).
+
+    \b
+    Example:
+      python -m pipeline extract --shards out/ --out revealed/ --reference logo.png
+    """
+    from pipeline.jobs.extract import ExtractJob
+
+    blobs = _read_images(references, "reference image")
+    run_job(kw, functools.partial(ExtractJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"],
+                                  references=blobs, force=kw["force"]))
+
+
+@click.command()
+@click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Network size N.")
+@click.option("--images", default=64, show_default=True, type=click.IntRange(1, 100000), help="Images per run.")
+@click.option("--megapixels", type=float, multiple=True, help="Input photo size(s) in MP [default: N x N photos]. "
+              "Repeat to measure several, e.g. --megapixels 1.")
+@click.option("--backend", "backends", multiple=True, help="Backend(s) to measure [default: every one that loads].")
+@click.option("--decoder", "decoders", multiple=True, type=click.Choice(["cpu", "dali"]),
+              help="Decoder(s) to measure [default: cpu, plus dali when installed].")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model].")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--workers", type=click.IntRange(1, 256), help="Decode/encode threads [default: CPU cores].")
+@click.option("--memory-check", "memory_mp", type=float, default=None,
+              help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its "
+              "peak RSS.")
+@click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option("--out", default="benchmarks/results", show_default=True, help="Where the Parquet and PNG go.")
+def benchmark(**kw: Any) -> None:
+    """Images/s per stage (read, decode, preprocess, embed, compose, verify, encode, write) and end to end, per
+    backend and decoder; prints a table and writes a Parquet + PNG chart. Optionally a peak-RSS check on large photos.
+
+    \b
+    Example:
+      python -m pipeline benchmark --size 256 --images 64 --megapixels 1 --memory-check 50
+    """
+    from pipeline.jobs.benchmark import BenchmarkConfig, run_benchmark
+
+    try:
+        run_benchmark(BenchmarkConfig(**kw))
+    except (ValueError, RuntimeError, OSError) as exc:
+        _fail(str(exc))

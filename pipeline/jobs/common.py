@@ -1,0 +1,314 @@
+"""What embed and extract share: the job configuration fingerprint, shard planning (skip what is done), turning a
+shard's members into samples with one result row each, the manifest and the summary line.
+
+A job is a ``ShardJob``: it knows its shards, how to turn one shard into a stream of ``Sample``s, and the three
+stage callables (decode, infer, encode) that a runner wires together. Runners only orchestrate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import secrets as pysecrets
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.decode import CpuDecoder
+from pipeline.io.results import is_done, new_row, read_results_meta, results_name, write_results
+from pipeline.io.shards import IMAGE_EXTS, Member, ShardRef, iter_members, list_shards, write_bytes_atomic
+from pipeline.jobs.batch import JobSettings, Sample, encode_sample, probe_samples
+from pipeline.runtime import Engine
+
+# Exit statuses of the batch commands (also in their --help).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_IMAGES_FAILED = 0, 1, 2, 3
+
+
+class JobError(RuntimeError):
+    """The job cannot run (bad configuration, unreadable input): exit status 1 with this message."""
+
+
+def new_job_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + pysecrets.token_hex(3)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return sha256_hex(json.dumps(config, sort_keys=True).encode())[:20]
+
+
+@dataclass
+class ShardResult:
+    """What the writer reports back for one shard."""
+
+    name: str
+    rows: int = 0
+    ok: int = 0
+    error: int = 0
+    skipped: int = 0
+    failed: str | None = None  # set when the shard could not be completed (it is redone on the next run)
+
+
+@dataclass
+class Totals:
+    """Job totals for the summary line and the manifest."""
+
+    shards_total: int = 0
+    shards_done: int = 0
+    shards_already_done: int = 0
+    shards_failed: list[dict[str, str]] = field(default_factory=list)
+    images_ok: int = 0
+    images_failed: int = 0
+    members_skipped: int = 0
+    seconds: float = 0.0
+    psnr_cover: list[float] = field(default_factory=list)
+    psnr_secret: list[float] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            if r["status"] == "ok":
+                self.images_ok += 1
+                for name in ("psnr_cover", "psnr_secret"):
+                    if r[name] is not None and math.isfinite(r[name]):
+                        getattr(self, name).append(r[name])
+            elif r["status"] == "error":
+                self.images_failed += 1
+            else:
+                self.members_skipped += 1
+
+    def add_stage(self, name: str, seconds: float) -> None:
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["psnr_cover"] = _mean(self.psnr_cover)
+        d["psnr_secret"] = _mean(self.psnr_secret)
+        d["images_per_s"] = (self.images_ok + self.images_failed) / self.seconds if self.seconds else None
+        return d
+
+    def exit_code(self) -> int:
+        if self.shards_failed:
+            return EXIT_FAILED
+        return EXIT_SOME_IMAGES_FAILED if self.images_failed else EXIT_OK
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+def versions() -> dict[str, str]:
+    import PIL
+    import pyarrow
+    import simplejpeg
+    import torch
+
+    import pipeline
+
+    v = {"python": platform.python_version(), "sris-pipeline": pipeline.__version__, "torch": torch.__version__,
+         "numpy": np.__version__, "pyarrow": pyarrow.__version__, "pillow": PIL.__version__,
+         "simplejpeg": simplejpeg.__version__}
+    try:
+        import isal
+
+        v["isal"] = isal.__version__
+    except ImportError:
+        pass
+    return v
+
+
+class ShardJob:
+    """Base of the embed and extract jobs.
+
+    Subclasses set ``mode`` and implement ``config()``, ``member_samples()``, ``infer()`` and may extend
+    ``manifest_extra()``. The runner calls ``plan()``, then per shard ``samples()``, ``decode()``, ``infer()``,
+    ``encode()``, ``open_output()``, ``shard_meta()``, and at the end ``finish()``.
+    """
+
+    mode = "job"
+
+    def __init__(self, src: str, dst: str, engine: Engine, settings: JobSettings, decoder: CpuDecoder,
+                 force: bool = False, job_id: str | None = None) -> None:
+        self.src, self.dst = src, dst.rstrip("/")
+        self.engine, self.settings, self.decoder, self.force = engine, settings, decoder, force
+        self.job_id = job_id or new_job_id()
+        self.encoder = settings.encoder()
+        self.started = time.time()
+        self.totals = Totals()
+        self.todo: list[ShardRef] = []
+        self.already_done: list[ShardRef] = []
+        if engine.info.channels != 3:
+            raise JobError(f"the batch jobs handle RGB models only; this model has {engine.info.channels} channel(s)")
+
+    # -- configuration ------------------------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """What determines the outputs; a completed shard is reused only when this matches. Backend-independent."""
+        raise NotImplementedError
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config())
+
+    def shard_meta(self, shard: ShardRef) -> dict[str, Any]:
+        return {"job_id": self.job_id, "mode": self.mode, "config": self.config(), "config_hash": self.config_hash,
+                "source": shard.url, "source_fingerprint": shard.fingerprint,
+                "backend": self.engine.info.backend, "precision": self.engine.info.precision}
+
+    # -- planning -----------------------------------------------------------------------------------------------------
+    def plan(self) -> list[ShardRef]:
+        """List the source shards and keep those not already completed under this configuration."""
+        try:
+            shards = list_shards(self.src)
+        except FileNotFoundError as exc:
+            raise JobError(str(exc)) from exc
+        names = [s.name for s in shards]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise JobError(f"shard names collide in {self.src}: {sorted(dup)}")
+        h = self.config_hash
+        for shard in shards:
+            if not self.force and is_done(read_results_meta(self.dst, shard.name), h, shard.fingerprint):
+                self.already_done.append(shard)
+            else:
+                self.todo.append(shard)
+        self.totals.shards_total = len(shards)
+        self.totals.shards_already_done = len(self.already_done)
+        return self.todo
+
+    # -- samples ------------------------------------------------------------------------------------------------------
+    def base_row(self, m: Member, role: str) -> dict[str, Any]:
+        info = self.engine.info
+        return new_row(job_id=self.job_id, shard=m.shard, key=m.key, member=m.name, role=role,
+                       backend=info.backend, precision=info.precision, model_sha256=info.model_sha256,
+                       out_shard=f"{m.shard}.tar")
+
+    def error_sample(self, m: Member, role: str, message: str) -> Sample:
+        s = Sample(m.key, self.base_row(m, role))
+        s.fail(message)
+        return s
+
+    def skipped_sample(self, m: Member, role: str, reason: str) -> Sample:
+        row = self.base_row(m, role)
+        row.update(status="skipped", error=reason, out_shard=None)
+        return Sample(m.key, row)
+
+    def compound_exts(self) -> tuple[str, ...]:
+        return ()
+
+    def samples(self, shard: ShardRef) -> Iterator[Sample]:
+        """Every member of the shard as a Sample, in order: covers to process, the rest as finished rows.
+
+        Members are grouped by key (WebDataset samples are consecutive members with one key); a key that shows up
+        again later in the shard is a duplicate and every member of its second group is an error.
+        """
+        seen: set[str] = set()
+        group: list[Member] = []
+        for m in iter_members(shard, compound_exts=self.compound_exts()):
+            if m.error is not None:
+                yield from self._flush(group, seen)
+                group = []
+                yield self.error_sample(m, "shard" if not m.name else self.role(m.ext), m.error)
+                continue
+            if group and m.key != group[0].key:
+                yield from self._flush(group, seen)
+                group = []
+            group.append(m)
+        yield from self._flush(group, seen)
+
+    def _flush(self, group: list[Member], seen: set[str]) -> Iterator[Sample]:
+        if not group:
+            return
+        key = group[0].key
+        if key in seen:
+            for m in group:
+                yield self.error_sample(m, self.role(m.ext), f"duplicate key {key!r}: an earlier sample of this shard "
+                                        "already has it (members of a sample must be consecutive)")
+            return
+        seen.add(key)
+        yield from self.member_samples(group)
+
+    def role(self, ext: str) -> str:
+        return "cover" if ext in IMAGE_EXTS else "other"
+
+    def member_samples(self, group: list[Member]) -> Iterator[Sample]:
+        """Samples for one key's members (all valid, same key), in member order."""
+        raise NotImplementedError
+
+    # -- stages -------------------------------------------------------------------------------------------------------
+    def probe(self, samples: list[Sample]) -> None:
+        probe_samples(samples, self.settings.max_pixels)
+
+    def decode(self, samples: list[Sample]) -> dict[str, float]:
+        from pipeline.jobs.batch import decode_samples
+
+        return {"decode": decode_samples(samples, self.decoder, self.settings.size)}
+
+    def infer(self, samples: list[Sample]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def encode(self, sample: Sample) -> None:
+        encode_sample(sample, self.encoder, self.settings.ext, self.mode)
+
+    # -- output -------------------------------------------------------------------------------------------------------
+    def write_results(self, shard: ShardRef, rows: list[dict[str, Any]]) -> str:
+        return write_results(self.dst, shard.name, rows, self.shard_meta(shard), self.job_id)
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return {}
+
+    def manifest(self) -> dict[str, Any]:
+        info = self.engine.info
+        return {
+            "job_id": self.job_id,
+            "mode": self.mode,
+            "source": self.src,
+            "destination": self.dst,
+            "config": self.config(),
+            "config_hash": self.config_hash,
+            "settings": asdict(self.settings),
+            "engine": {**asdict(info), "engine_sha256": getattr(self.engine, "engine_sha256", None)},
+            "decoder": self.decoder.name,
+            "versions": versions(),
+            "started_at": datetime.fromtimestamp(self.started, UTC).isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "shards": {"done": [s.name for s in self.todo if s.name not in {f["shard"] for f in self.totals.shards_failed}],
+                       "already_done": [s.name for s in self.already_done],
+                       "failed": self.totals.shards_failed},
+            "totals": self.totals.as_dict(),
+            **self.manifest_extra(),
+        }
+
+    def write_manifest(self) -> str:
+        data = json.dumps(self.manifest(), indent=1, default=str).encode()
+        return write_bytes_atomic(self.dst, f"_jobs/{self.job_id}.json", data, self.job_id)
+
+    def summary(self) -> str:
+        t = self.totals
+        d = t.as_dict()
+        rate = f"{d['images_per_s']:.1f} images/s" if d["images_per_s"] else "- images/s"
+        parts = [
+            f"{self.mode}: {t.images_ok} images ok, {t.images_failed} failed, {t.members_skipped} skipped",
+            f"shards {t.shards_done} done, {t.shards_already_done} already done, {len(t.shards_failed)} failed",
+            f"{t.seconds:.1f} s, {rate}",
+        ]
+        metrics = []
+        if d["psnr_cover"] is not None:
+            metrics.append(f"mean psnr_cover {d['psnr_cover']:.2f} dB")
+        if d["psnr_secret"] is not None:
+            metrics.append(f"mean psnr_secret {d['psnr_secret']:.2f} dB")
+        if metrics:
+            parts.append(", ".join(metrics))
+        return " | ".join(parts) + f" -> {self.dst}"
+
+
+def results_url(dst: str, shard_name: str) -> str:
+    return f"{dst.rstrip('/')}/{results_name(shard_name)}"

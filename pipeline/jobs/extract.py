@@ -1,0 +1,65 @@
+"""The extract job: reveal the hidden secret(s) of every image of every shard (typically an embed job's output).
+
+Output per input shard: a shard holding ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``
+at the network size, and a results Parquet (psnr/ssim_secret against ``--reference`` images when given). Images go
+to the model as they are: a mirrored stego is un-mirrored by the model's flip head, so the secret comes back in its
+original orientation; EXIF orientation of the input is applied at decoding like everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.decode import CpuDecoder, ImageDecodeError
+from pipeline.io.shards import Member
+from pipeline.jobs.batch import JobSettings, Sample, prepare_secrets, reveal_batch, secret_id
+from pipeline.jobs.common import JobError, ShardJob, sha256_hex
+from pipeline.runtime import Engine
+
+
+class ExtractJob(ShardJob):
+    mode = "extract"
+
+    def __init__(self, src: str, dst: str, engine: Engine, settings: JobSettings, decoder: CpuDecoder,
+                 references: list[bytes] | None = None, force: bool = False, job_id: str | None = None) -> None:
+        super().__init__(src, dst, engine, settings, decoder, force, job_id)
+        references = list(references or [])
+        k = engine.info.num_secrets
+        if references and len(references) != k:
+            raise JobError(f"this model reveals K={k} secret image(s) per image, but {len(references)} --reference "
+                           "were given")
+        self.reference_hashes = [sha256_hex(b) for b in references]
+        self.reference_id = secret_id(references) if references else None
+        self.references: np.ndarray | None = None
+        if references:
+            try:
+                self.references = prepare_secrets(references, settings.size, settings.max_pixels)
+            except ImageDecodeError as exc:
+                raise JobError(f"cannot use the reference image: {exc}") from exc
+
+    def config(self) -> dict[str, Any]:
+        return {"mode": "extract", "model_sha256": self.engine.info.model_sha256, "size": self.settings.size,
+                "format": self.settings.fmt, "references_sha256": self.reference_hashes}
+
+    def member_samples(self, group: list[Member]) -> Iterator[Sample]:
+        first = next((m for m in group if self.role(m.ext) == "cover"), None)
+        for m in group:
+            role = self.role(m.ext)
+            if m is first:
+                row = self.base_row(m, "stego")
+                row["secret_id"] = self.reference_id
+                yield Sample(m.key, row, data=m.data)
+            elif role == "cover":
+                yield self.error_sample(m, "stego", f"duplicate key {m.key!r}: the sample already has an image "
+                                        f"({first.name}); its outputs would collide")
+            else:
+                yield self.skipped_sample(m, role, f"not an image ({m.ext or 'no extension'}): not processed")
+
+    def infer(self, samples: list[Sample]) -> dict[str, float]:
+        return reveal_batch(self.engine, samples, self.settings.size, self.references)
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return {"references_sha256": self.reference_hashes}

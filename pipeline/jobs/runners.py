@@ -1,0 +1,275 @@
+"""Runners orchestrate a ``ShardJob``; the work itself is in the job's stage functions (pipeline/jobs/batch.py).
+
+The local runner overlaps the stages in threads connected by small bounded queues, so the slowest stage sets the
+pace and memory stays bounded whatever the shard length:
+
+    reader   -> [q] -> decode -> [q] -> infer -> [q] -> encode -> [q] -> writer (calling thread)
+    (members,          (thread pool)   (engine: preprocess,  (thread pool)   (output tar, results Parquet,
+     header probe,                      embed, compose,                       commit per shard)
+     batching)                          verify)
+
+Decoding and encoding share one pool of ``workers`` threads (simplejpeg, Pillow, ISA-L and numpy release the GIL);
+the engine runs in its own thread with its library's own threads. A batch holds at most ``batch_size`` images and
+at most ``pixel_budget`` pixels, so a shard of 50 MP photos moves one or two photos per batch.
+
+Shard outcome: all members streamed and written -> output tar committed, then results Parquet committed (the
+shard is done). The source failing mid-shard (after retries) or the writer failing -> the shard's partial output
+is discarded, it is reported as failed and redone by the next run; the job goes on with the other shards.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.io.shards import ShardRef, TarShardWriter
+from pipeline.jobs.batch import Sample
+from pipeline.jobs.common import ShardJob, ShardResult
+
+DEFAULT_PIXEL_BUDGET = 32_000_000
+QUEUE_DEPTH = 2
+
+
+@dataclass
+class _Start:
+    shard: ShardRef
+
+
+@dataclass
+class _End:
+    shard: ShardRef
+
+
+@dataclass
+class _Failed:
+    shard: ShardRef
+    error: BaseException
+
+
+@dataclass
+class _Batch:
+    shard: ShardRef
+    samples: list[Sample]
+    futures: list[Future] = field(default_factory=list)
+
+
+@dataclass
+class _Abort:
+    error: BaseException
+
+
+_DONE = object()
+
+
+class _Pipeline:
+    """Thread plumbing: bounded queues whose put/get give up when the job is stopping."""
+
+    def __init__(self, depth: int) -> None:
+        self.stop = threading.Event()
+        self.queues = [queue.Queue(maxsize=depth) for _ in range(4)]
+
+    def put(self, q: queue.Queue, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q: queue.Queue) -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return _DONE
+
+
+class LocalRunner:
+    """Runs a job on this machine with overlapping stages (see the module docstring)."""
+
+    def __init__(self, workers: int | None = None, batch_size: int = 8, pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+                 progress: bool | None = None, queue_depth: int = QUEUE_DEPTH) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.batch_size = max(1, batch_size)
+        self.pixel_budget = pixel_budget
+        self.progress = progress
+        self.queue_depth = queue_depth
+
+    # -- reader -------------------------------------------------------------------------------------------------------
+    def batches(self, job: ShardJob, shard: ShardRef) -> Iterator[list[Sample]]:
+        """Group a shard's samples into batches by image count and pixel budget (inactive samples ride along)."""
+        batch: list[Sample] = []
+        images = pixels = 0
+        for s in job.samples(shard):
+            job.probe([s])
+            batch.append(s)
+            if s.active:
+                images += 1
+                pixels += s.pixels
+            if images >= self.batch_size or pixels >= self.pixel_budget or len(batch) >= 4 * self.batch_size:
+                yield batch
+                batch, images, pixels = [], 0, 0
+        if batch:
+            yield batch
+
+    def _reader(self, p: _Pipeline, job: ShardJob, out: queue.Queue) -> None:
+        try:
+            for shard in job.todo:
+                if not p.put(out, _Start(shard)):
+                    return
+                try:
+                    for samples in self.batches(job, shard):
+                        if not p.put(out, _Batch(shard, samples)):
+                            return
+                except Exception as exc:  # the source failed for good (after retries): this shard only
+                    p.put(out, _Failed(shard, exc))
+                    continue
+                p.put(out, _End(shard))
+            p.put(out, _DONE)
+        except BaseException as exc:
+            p.put(out, _Abort(exc))
+
+    # -- middle stages ------------------------------------------------------------------------------------------------
+    def _stage(self, p: _Pipeline, inq: queue.Queue, outq: queue.Queue, fn: Callable[[_Batch], None]) -> None:
+        try:
+            while True:
+                item = p.get(inq)
+                if item is _DONE and p.stop.is_set():
+                    return
+                if isinstance(item, _Batch):
+                    fn(item)
+                if not p.put(outq, item) or item is _DONE or isinstance(item, _Abort):
+                    return
+        except BaseException as exc:
+            p.put(outq, _Abort(exc))
+
+    # -- run ----------------------------------------------------------------------------------------------------------
+    def run(self, job: ShardJob) -> list[ShardResult]:
+        """Process ``job.todo`` (call ``job.plan()`` first). Returns one ShardResult per shard; totals go to
+        ``job.totals``. Raises when the job itself fails (engine error, bug); shard failures are only reported."""
+        t0 = time.perf_counter()
+        p = _Pipeline(self.queue_depth)
+        q_read, q_dec, q_inf, q_enc = p.queues
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="codec")
+        job.decoder.attach_pool(pool)  # one pool for decoding and encoding: two would oversubscribe the cores
+        totals = job.totals
+
+        def decode(b: _Batch) -> None:
+            for name, sec in job.decode(b.samples).items():
+                totals.add_stage(name, sec)
+
+        def infer(b: _Batch) -> None:
+            for name, sec in job.infer(b.samples).items():
+                totals.add_stage(name, sec)
+
+        def encode(b: _Batch) -> None:
+            b.futures = [pool.submit(self._timed_encode, job, s) for s in b.samples]
+
+        threads = [
+            threading.Thread(target=self._reader, args=(p, job, q_read), name="reader", daemon=True),
+            threading.Thread(target=self._stage, args=(p, q_read, q_dec, decode), name="decode", daemon=True),
+            threading.Thread(target=self._stage, args=(p, q_dec, q_inf, infer), name="infer", daemon=True),
+            threading.Thread(target=self._stage, args=(p, q_inf, q_enc, encode), name="encode", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        bar = tqdm(desc=job.mode, unit="img", disable=None if self.progress is None else not self.progress,
+                   dynamic_ncols=True)
+        results: list[ShardResult] = []
+        try:
+            self._write(p, job, q_enc, bar, results)
+        finally:
+            p.stop.set()
+            for t in threads:
+                t.join(timeout=30)
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            totals.seconds += time.perf_counter() - t0
+        return results
+
+    @staticmethod
+    def _timed_encode(job: ShardJob, s: Sample) -> float:
+        t = time.perf_counter()
+        job.encode(s)
+        return time.perf_counter() - t
+
+    def _write(self, p: _Pipeline, job: ShardJob, inq: queue.Queue, bar: tqdm, results: list[ShardResult]) -> None:
+        writer: TarShardWriter | None = None
+        rows: list[dict[str, Any]] = []
+        failed = False  # the current shard already failed: drain its remaining items
+        totals = job.totals
+        while True:
+            item = p.get(inq)
+            if item is _DONE:
+                return
+            if isinstance(item, _Abort):
+                if writer is not None:
+                    writer.abort()
+                raise item.error
+            if failed and not isinstance(item, _Start):
+                continue
+            try:
+                if isinstance(item, _Start):
+                    writer, rows, failed = None, [], False
+                    writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
+                elif isinstance(item, _Batch):
+                    self._write_batch(job, writer, item, rows)
+                    bar.update(sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
+                elif isinstance(item, _End):
+                    t = time.perf_counter()
+                    writer.commit()  # the output shard first: the results file is what marks the shard done
+                    writer = None
+                    job.write_results(item.shard, rows)
+                    totals.add_stage("write", time.perf_counter() - t)
+                    results.append(self._finish_shard(job, item.shard, rows))
+                    bar.set_postfix(shards=f"{totals.shards_done}/{len(job.todo)}", refresh=False)
+                elif isinstance(item, _Failed):
+                    raise item.error
+            except Exception as exc:  # the source or the destination failed for this shard (after retries)
+                if writer is not None:
+                    writer.abort()
+                    writer = None
+                failed = not isinstance(item, _End | _Failed)  # drain until the next shard starts
+                results.append(self._fail_shard(job, item.shard, exc))
+
+    @staticmethod
+    def _write_batch(job: ShardJob, writer: TarShardWriter, item: _Batch, rows: list[dict[str, Any]]) -> None:
+        t = time.perf_counter()
+        for s, fut in zip(item.samples, item.futures, strict=True):
+            job.totals.add_stage("encode", fut.result())
+            for name, data in s.outputs:
+                writer.add(name, data)
+            s.outputs = []
+            rows.append(s.row)
+        job.totals.add_stage("write", time.perf_counter() - t)
+
+    @staticmethod
+    def _finish_shard(job: ShardJob, shard: ShardRef, rows: list[dict[str, Any]]) -> ShardResult:
+        res = ShardResult(shard.name, rows=len(rows))
+        for r in rows:
+            if r["status"] == "ok":
+                res.ok += 1
+            elif r["status"] == "error":
+                res.error += 1
+            else:
+                res.skipped += 1
+        job.totals.add_rows(rows)
+        job.totals.shards_done += 1
+        return res
+
+    @staticmethod
+    def _fail_shard(job: ShardJob, shard: ShardRef, error: BaseException) -> ShardResult:
+        message = f"{type(error).__name__}: {error}"
+        if not any(f["shard"] == shard.name for f in job.totals.shards_failed):
+            job.totals.shards_failed.append({"shard": shard.name, "error": message})
+        return ShardResult(shard.name, failed=message)

@@ -1,0 +1,183 @@
+"""The engines folder: ``manifest.json`` (what was built from what), a lock for concurrent builders, atomic writes.
+
+Layout of an engines folder::
+
+    engines/manifest.json            {"format": ..., "engines": {KEY: entry, ...}}
+    engines/embed-256-fp32.onnx      ONNX (onnxruntime backend; also the source of the OpenVINO IR)
+    engines/embed-256-bf16.xml/.bin  OpenVINO IR whose inference precision is bf16
+    engines/embed-256-fp16.trt.ep    TensorRT FP16 engine inside a torch ExportedProgram (torch-tensorrt)
+    engines/.lock                    flock(2) lock: shared while loading, exclusive while building
+
+A KEY is ``FORMAT/PRECISION/SIZE/PART`` (``onnx/fp32/256/embed``). One folder holds the engines of one checkpoint
+per key: an entry built from another checkpoint is refused (never silently used, never silently replaced).
+Every file is written under a temporary name and renamed into place, and the manifest is rewritten the same way,
+so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.runtime.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+FORMAT = "sris-pipeline/engines-1"
+ENGINE_FORMATS = ("onnx", "openvino", "tensorrt")
+PARTS = ("embed", "reveal")
+EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".trt.ep"}
+
+# Names of the graph inputs and outputs of each part; they are also the forward() argument names of
+# EmbedModule / RevealModule, which torch.export's dynamic_shapes are keyed by.
+PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "embed": (("cover", "secrets"), ("stego",)),
+    "reveal": (("stego",), ("secrets",)),
+}
+
+
+def engine_key(fmt: str, precision: str, size: int, part: str) -> str:
+    return f"{fmt}/{precision}/{size}/{part}"
+
+
+def engine_filename(fmt: str, precision: str, size: int, part: str) -> str:
+    """``embed-256-fp32.onnx``: the file name says part, size and precision; the extension says the format."""
+    return f"{part}-{size}-{precision}{EXTENSIONS[fmt]}"
+
+
+@dataclass
+class EngineEntry:
+    """One built engine (one part, one format, one precision, one size) as recorded in the manifest.
+
+    ``batch_max`` None means any batch (ONNX, OpenVINO); TensorRT engines have a fixed range. ``extra_files``
+    maps companion files (the OpenVINO ``.bin`` weights) to their sha256.
+    """
+
+    format: str
+    part: str
+    precision: str
+    size: int
+    file: str
+    sha256: str
+    checkpoint_sha256: str
+    checkpoint: str
+    channels: int
+    num_secrets: int
+    inputs: dict[str, list[int | None]]
+    outputs: dict[str, list[int | None]]
+    batch_min: int = 1
+    batch_opt: int | None = None
+    batch_max: int | None = None
+    extra_files: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
+    verify_max_abs_diff: float | None = None
+    build_seconds: float = 0.0
+    created_at: str = ""
+
+    @property
+    def key(self) -> str:
+        return engine_key(self.format, self.precision, self.size, self.part)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EngineEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def read_manifest(engines_dir: str | os.PathLike[str]) -> dict[str, EngineEntry]:
+    """The entries of ``engines_dir/manifest.json`` by key; empty when there is no manifest yet."""
+    path = Path(engines_dir) / MANIFEST
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot read {path}: {exc}. Delete it and rebuild with `python build_engines.py "
+                          f"--out {engines_dir}`") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise EngineError(f"{path} is not an sris-pipeline engines manifest (format {FORMAT!r} expected)")
+    try:
+        return {k: EngineEntry.from_dict(v) for k, v in payload.get("engines", {}).items()}
+    except TypeError as exc:
+        raise EngineError(f"{path} has a malformed entry ({exc}); rebuild with `python build_engines.py`") from exc
+
+
+def write_manifest(engines_dir: str | os.PathLike[str], entries: dict[str, EngineEntry]) -> Path:
+    """Rewrite the manifest atomically (call it while holding the exclusive lock)."""
+    payload = {"format": FORMAT, "engines": {k: entries[k].to_dict() for k in sorted(entries)}}
+    path = Path(engines_dir) / MANIFEST
+    atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def engines_lock(engines_dir: str | os.PathLike[str], exclusive: bool) -> Iterator[None]:
+    """Hold ``engines_dir/.lock``: shared to load engines, exclusive to build them or rewrite the manifest.
+
+    flock(2) locks are released by the kernel when a process dies, so a crashed builder never leaves the folder
+    locked. A read-only folder (engines shipped on a read-only volume) can still be read: no lock is needed there
+    because nobody can write to it.
+    """
+    import fcntl
+
+    engines_dir = Path(engines_dir)
+    if exclusive:
+        engines_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(engines_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if exclusive or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT):
+            raise EngineError(f"cannot lock the engines folder {engines_dir}: {exc}") from exc
+        yield  # read-only (or not there yet): nothing can change under us
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def staging_dir(engines_dir: Path) -> Iterator[Path]:
+    """A temporary folder inside ``engines_dir`` (same filesystem, so the final rename is atomic)."""
+    import shutil
+
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=engines_dir, prefix=".build-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rebuild_command(checkpoint: str, size: int, fmt: str, precision: str, engines_dir: str | os.PathLike[str]) -> str:
+    return (f"python build_engines.py --checkpoint {checkpoint} --size {size} --targets {fmt} "
+            f"--precision {precision} --out {engines_dir}")

@@ -1,0 +1,291 @@
+"""SRIS-Net and its baselines (issue 2): pyramid inverse, shapes, gradients, score map, model-info, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.model import PRESETS, build_model, get_config
+from pipeline.model.baselines import BaselineModel, HaarDWT, HiNetBaseline, UNetBaseline
+from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
+from pipeline.model.pyramid import LaplacianPyramid
+from pipeline.model.sris import SRISNet
+from pipeline.train.loop import TrainConfig, Trainer
+
+ARCHS = ("sris", "hinet", "unet")
+
+
+def _inputs(cfg, n: int, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    cover = torch.rand(batch, cfg.channels, n, n, generator=g)
+    secrets = torch.rand(batch, cfg.num_secrets * cfg.channels, n, n, generator=g)
+    return cover, secrets
+
+
+def _size(cfg, at_least: int = 32) -> int:
+    """The smallest multiple of the model's size multiple that is at least ``at_least``."""
+    m = cfg.multiple
+    return -(-at_least // m) * m
+
+
+# ------------------------------------------------------------------------------------------------ invertible parts
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [(31, 31), (32, 32), (17, 40), (64, 33), (5, 6)])
+def test_pyramid_reconstructs_its_input(levels: int, size: tuple[int, int]) -> None:
+    torch.manual_seed(levels)
+    x = torch.randn(2, 5, *size)
+    pyr = LaplacianPyramid(levels)
+    bands = pyr.decompose(x)
+    assert len(bands) == levels + 1
+    h, w = size
+    for band in bands:
+        assert band.shape[-2:] == (h, w)
+        h, w = -(-h // 2), -(-w // 2)
+    assert (pyr.reconstruct(bands) - x).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_haar_dwt_is_orthonormal_and_invertible(levels: int) -> None:
+    x = torch.randn(2, 3, 32, 48)
+    dwt = HaarDWT(levels)
+    y = dwt(x)
+    assert y.shape == (2, 3 * 4**levels, 32 // 2**levels, 48 // 2**levels)
+    assert torch.allclose(y.square().sum(), x.square().sum(), rtol=1e-5)  # energy preserved
+    assert (dwt.inverse(y) - x).abs().max().item() < 1e-5
+    # The LL band of one level is the 2x2 block mean times 2 (orthonormal scaling).
+    if levels == 1:
+        ll = y.reshape(2, 3, 4, 16, 24)[:, :, 0]
+        assert torch.allclose(ll, 2 * torch.nn.functional.avg_pool2d(x, 2), atol=1e-5)
+
+
+def test_hinet_coupling_is_exactly_invertible_with_the_true_lost_branch() -> None:
+    """Run the blocks forward, then backward from (stego bands, r): the secret comes back, up to float rounding."""
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", arch="hinet", num_secrets=2))
+    for p in model.parameters():  # away from the near-identity initialisation, so the test means something
+        p.data.add_(0.05 * torch.randn_like(p))
+    trunk = model.embedder.trunk
+    assert trunk is model.revealer.trunk  # one set of weights, run both ways
+    cover, secrets = _inputs(model.config, 32)
+    with torch.no_grad():
+        x1, x2 = trunk.dwt(cover - 0.5), trunk.dwt(secrets - 0.5)
+        y1, y2 = x1, x2
+        for block in trunk.blocks:
+            y1, y2 = block(y1, y2)
+        assert (y1 - x1).abs().max() > 1e-3  # the blocks do change the cover bands
+        for block in reversed(trunk.blocks):
+            y1, y2 = block.inverse(y1, y2)
+    assert (y1 - x1).abs().max().item() < 1e-4
+    assert (y2 - x2).abs().max().item() < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) -> None:
+    cfg = get_config(preset, arch=arch, num_secrets=k, channels=channels)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    n = _size(cfg)
+    cover, secrets = _inputs(cfg, n)
+    with torch.inference_mode():
+        stego = model.embed(cover, secrets)
+        recovered = model.reveal(stego)
+        raw, flip_logit = model.reveal_raw(stego)
+        score = model.score_map(cover)
+    assert stego.shape == (2, channels, n, n)
+    assert recovered.shape == raw.shape == (2, k * channels, n, n)
+    assert flip_logit is not None and flip_logit.shape == (2,)
+    assert score.shape == (2, 1, n, n)
+    for t in (stego, recovered):
+        assert torch.isfinite(t).all() and t.min() >= 0 and t.max() <= 1
+    # An untrained model starts near the identity on the cover (output layers initialised small).
+    assert (stego - cover).abs().mean() < 0.1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_flip_head_can_be_switched_off(arch: str) -> None:
+    cfg = get_config("tiny", arch=arch, flip_head=False)
+    model = build_model(cfg)
+    _, logit = model.reveal_raw(torch.rand(1, 3, 16, 16))
+    assert logit is None
+    assert not any("flip" in name for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("arch", ["hinet", "unet"])
+def test_baseline_rejects_a_size_it_cannot_take(arch: str) -> None:
+    model = build_model(get_config("small", arch=arch))
+    with pytest.raises(ValueError, match="multiple of"):
+        model.embed(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30))
+
+
+def test_build_model_returns_the_right_class() -> None:
+    assert type(build_model(get_config("tiny"))) is SRISNet
+    assert type(build_model(get_config("tiny", arch="hinet"))) is HiNetBaseline
+    assert type(build_model(get_config("tiny", arch="unet"))) is UNetBaseline
+
+
+# ------------------------------------------------------------------------------------------------ gradients
+@pytest.fixture
+def photo_dir(photo_factory, tmp_path: Path) -> Path:
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(photo_factory(72 + 8 * i, 96, seed=i)).save(d / f"p{i}.png")
+    return d
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_parameter_gets_a_gradient_from_the_training_losses(arch: str, photo_dir: Path, tmp_path: Path) -> None:
+    """One real ``Trainer.train_step`` (adversarial term on): after it, each generator parameter holds its gradient
+    of the generator loss and each discriminator parameter its gradient of the discriminator loss."""
+    tc = TrainConfig(
+        data=str(photo_dir), out=str(tmp_path / "run"), preset="tiny", model_overrides={"arch": arch},
+        crop=32, batch=2, d_warmup=0, val_fraction=0.0,
+    )  # fmt: skip
+    trainer = Trainer(tc)
+    row = trainer.train_step()
+    assert all(torch.isfinite(torch.tensor(v)) for v in row.values() if isinstance(v, float))
+    assert row["l_adv"] > 0  # the adversarial loss took part
+    model = trainer.model
+    optimised = {id(p) for opt in (trainer.opt_g, trainer.opt_d) for g in opt.param_groups for p in g["params"]}
+    problems = []
+    for name, p in model.named_parameters():
+        if id(p) not in optimised:
+            problems.append(f"{name}: in no optimiser")
+        elif p.grad is None:
+            problems.append(f"{name}: no gradient")
+        elif not torch.isfinite(p.grad).all():
+            problems.append(f"{name}: non-finite gradient")
+        elif p.grad.abs().sum() == 0:
+            problems.append(f"{name}: zero gradient")
+    assert not problems, "\n".join(problems)
+    d_ids = {id(p) for p in model.discriminator.parameters()}
+    assert d_ids == {id(p) for g in trainer.opt_d.param_groups for p in g["params"]}
+    assert not d_ids & {id(p) for g in trainer.opt_g.param_groups for p in g["params"]}
+
+
+# ------------------------------------------------------------------------------------------------ score map
+def test_score_map_changes_the_stego() -> None:
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny")).eval()
+    cover, secrets = _inputs(model.config, 32)
+    with torch.inference_mode():
+        flat = model.embed_raw(cover, secrets, torch.zeros_like(cover[:, :1]))
+        busy = model.embed_raw(cover, secrets, torch.ones_like(cover[:, :1]))
+        assert (flat - busy).abs().max() > 1e-5
+        # A score of 0 damps the embedding (gain score_floor) against a score of 1 (gain 1).
+        assert (flat - cover).abs().mean() < (busy - cover).abs().mean()
+        # The public ``embed`` computes the score map itself: changing the discriminator's score head changes it.
+        before = model.embed(cover, secrets)
+        model.discriminator.score[-1].bias.add_(4.0)
+        after = model.embed(cover, secrets)
+    assert (before - after).abs().max() > 1e-5
+
+
+def test_score_map_ablation_embeds_uniformly() -> None:
+    model = build_model(get_config("tiny", score_map=False))
+    cover = torch.rand(2, 3, 16, 16)
+    assert torch.equal(model.score_map(cover), torch.ones(2, 1, 16, 16))
+
+
+@pytest.mark.parametrize("arch", ["hinet", "unet"])
+def test_baselines_ignore_the_score_map(arch: str) -> None:
+    """The score map is SRIS-Net's part; baselines embed uniformly whatever score they are given."""
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", arch=arch)).eval()
+    assert isinstance(model, BaselineModel)
+    cover, secrets = _inputs(model.config, 32)
+    with torch.inference_mode():
+        assert torch.equal(model.score_map(cover), torch.ones(2, 1, 32, 32))
+        zero = model.embed_raw(cover, secrets, torch.zeros_like(cover[:, :1]))
+        one = model.embed_raw(cover, secrets, torch.ones_like(cover[:, :1]))
+        assert torch.equal(zero, one)
+        assert torch.equal(model.embed(cover, secrets).clamp(0, 1), one.clamp(0, 1))
+        # ... but they do embed: the secret changes the stego.
+        other = model.embed_raw(cover, 1 - secrets)
+        assert (other - one).abs().max() > 1e-6
+
+
+# ------------------------------------------------------------------------------------------------ model-info
+def test_model_info_prints_every_preset() -> None:
+    runner = CliRunner()
+    table = runner.invoke(main, ["model-info", "--size", "32"])
+    assert table.exit_code == 0, table.output
+    for preset in PRESETS:
+        count = sum(p.numel() for p in build_model(get_config(preset)).parameters())
+        assert any(line.split()[:2] == [preset, f"{count:,}"] for line in table.output.splitlines()), table.output
+    as_json = runner.invoke(main, ["model-info", "--size", "32", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.output)
+    assert [r["preset"] for r in rows] == list(PRESETS)
+    for r in rows:
+        assert r["params"] == r["params_embed"] + r["params_reveal"] + r["params_discriminator"]
+        assert r["gflops_embed"] > 0 and r["gflops_reveal"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.mark.parametrize("arch", ARCHS)
+def test_checkpoint_round_trip_gives_identical_outputs(arch: str, tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    cfg = get_config("tiny", arch=arch, num_secrets=2)
+    model = build_model(cfg).eval()
+    cover, secrets = _inputs(cfg, 32)
+    path = save_checkpoint(model, tmp_path / "m.pt", meta={"step": 7})
+    loaded = load_model(path)
+    assert loaded.config == cfg and not loaded.training
+    assert loaded.checkpoint_meta == {"step": 7}
+    with torch.inference_mode():
+        stego = model.embed(cover, secrets)
+        assert torch.equal(loaded.embed(cover, secrets), stego)
+        assert torch.equal(loaded.reveal(stego), model.reveal(stego))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_half_precision_checkpoint_loads(arch: str, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = build_model(get_config("tiny", arch=arch)).eval()
+    full = save_checkpoint(model, tmp_path / "full.pt")
+    half = save_checkpoint(model, tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < full.stat().st_size
+    loaded = load_model(half)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert b.dtype == a.dtype, name  # loaded back as fp32
+        assert torch.equal(b, a.half().float()), name
+    cover, secrets = _inputs(model.config, 32)
+    with torch.inference_mode():
+        assert (loaded.embed(cover, secrets) - model.embed(cover, secrets)).abs().max() < 1e-2
+
+
+def test_fixture_checkpoint_loads(tiny_checkpoint: Path) -> None:
+    model = load_model(tiny_checkpoint)
+    assert isinstance(model, SRISNet) and model.checkpoint_path == str(tiny_checkpoint)
+
+
+def test_bad_checkpoints_raise_checkpoint_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(garbage)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}, "format": "someone-else/1"}, foreign)
+    with pytest.raises(CheckpointError, match="not an sris-pipeline model checkpoint"):
+        load_model(foreign)
+    png = tmp_path / "image.png"
+    Image.new("RGB", (8, 8)).save(png)
+    with pytest.raises(CheckpointError):
+        load_model(png)
