@@ -145,16 +145,18 @@ def photo_dir(photo_factory, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_parameter_gets_a_gradient_from_the_training_losses(arch: str, photo_dir: Path, tmp_path: Path) -> None:
-    """One real ``Trainer.train_step`` (adversarial term on): after it, each generator parameter holds its gradient
+    """One real ``Trainer.train_step`` with every loss term on: after it, each generator parameter holds its gradient
     of the generator loss and each discriminator parameter its gradient of the discriminator loss."""
     tc = TrainConfig(
         data=str(photo_dir), out=str(tmp_path / "run"), preset="tiny", model_overrides={"arch": arch},
-        crop=32, batch=2, d_warmup=0, val_fraction=0.0,
+        crop=32, batch=2, val_fraction=0.0,
+        # Every term from the first step: adversarial, 8-bit rounding, fidelity and score-map guidance at full weight.
+        d_warmup=0, quantize_from=0, fidelity_from=-1, fidelity_ramp=1,
     )  # fmt: skip
     trainer = Trainer(tc)
     row = trainer.train_step()
     assert all(torch.isfinite(torch.tensor(v)) for v in row.values() if isinstance(v, float))
-    assert row["l_adv"] > 0  # the adversarial loss took part
+    assert row["l_adv"] > 0 and row["l_guide"] > 0  # the adversarial and guidance terms took part
     model = trainer.model
     optimised = {id(p) for opt in (trainer.opt_g, trainer.opt_d) for g in opt.param_groups for p in g["params"]}
     problems = []

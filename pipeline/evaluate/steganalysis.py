@@ -535,12 +535,27 @@ def run_steganalysis(
             sc, ss = clf.score(fc[te]), clf.score(fs[te])
             for label, scores in ((0, sc), (1, ss)):
                 rows += [
-                    {"detector": det.name, "split": s, "photo": int(p), "tile": int(t), "label": label, "score": float(v)}
+                    {
+                        "detector": det.name,
+                        "split": s,
+                        "photo": int(p),
+                        "tile": int(t),
+                        "label": label,
+                        "score": float(v),
+                    }
                     for p, t, v in zip(photo[te], tile_idx[te], scores, strict=True)
                 ]
             bar.update()
     bar.close()
     return rows
+
+
+def chance_pe(n_cover: int, n_stego: int, draws: int = 2000, seed: int = 0) -> float:
+    """Mean P_E of a detector that scores at random, on test sets of this size: the minimum over thresholds picks up
+    chance fluctuations, so small test sets put this below 0.5. The report prints it as the floor of "undetectable"."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(n_cover, int), np.ones(n_stego, int)]
+    return float(np.mean([min_pe(rng.random(len(labels)), labels)[0] for _ in range(draws)]))
 
 
 def summarise_pe(rows: Sequence[dict]) -> dict[str, dict[str, float]]:

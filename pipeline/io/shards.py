@@ -198,6 +198,7 @@ class ShardRef:
     kind: str
     fingerprint: str
     files: tuple[str, ...] = ()
+    size: int | None = None
 
 
 def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -221,13 +222,14 @@ def list_shards(src: str) -> list[ShardRef]:
         if not path.endswith(".tar"):
             raise FileNotFoundError(f"{src} is neither a folder nor a .tar shard")
         name = posixpath.basename(path)[: -len(".tar")]
-        return [ShardRef(name, _url(fs, path), "tar", _entry_fingerprint(info))]
+        return [ShardRef(name, _url(fs, path), "tar", _entry_fingerprint(info), size=info.get("size"))]
     entries = sorted(retry(lambda: fs.ls(path, detail=True), f"listing {src}"), key=lambda e: e["name"])
     files = [e for e in entries if e["type"] == "file"]
     tars = [e for e in files if e["name"].endswith(".tar")]
     if tars:
         return [
-            ShardRef(posixpath.basename(e["name"])[: -len(".tar")], _url(fs, e["name"]), "tar", _entry_fingerprint(e))
+            ShardRef(posixpath.basename(e["name"])[: -len(".tar")], _url(fs, e["name"]), "tar", _entry_fingerprint(e),
+                     size=e.get("size"))
             for e in tars
         ]
     images = [e for e in files if _last_ext(posixpath.basename(e["name"])) in IMAGE_EXTS]
@@ -354,6 +356,11 @@ def _iter_tar(shard: ShardRef, max_member_bytes: int, policy: RetryPolicy) -> It
                 try:
                     ti = tf.next()
                     if ti is None:
+                        # tarfile ends quietly when the data stops at a member boundary; a complete archive has
+                        # end-of-archive (zero) blocks after the last member, so their absence means truncation.
+                        if shard.size is not None and shard.size < tf.offset + tarfile.BLOCKSIZE:
+                            msg = f"shard is truncated: it ends after {index} members without the tar end marker"
+                            yield Member(shard.name, index, "", "", "", None, msg)
                         return
                     if ti.isdir():
                         continue

@@ -49,7 +49,7 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(FORMATS),
                      help="Output format (JPEG is lossy and weakens the hidden secret)."),
         click.option("--png-level", default=DEFAULT_PNG_LEVEL, show_default=True, type=click.IntRange(0, 9),
-                     help="PNG deflate level (lossless at any level; 1 is fast, 9 smallest)."),
+                     help="PNG deflate level, lossless at any level: 0 stores, 1-3 ISA-L (fast), 4-9 zlib (slow, rarely smaller on photos)."),
         click.option("--jpeg-quality", default=DEFAULT_JPEG_QUALITY, show_default=True, type=click.IntRange(1, 100)),
         click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096),
                      help="Network size N (the engine runs at N x N; the residual is carried to full resolution)."),

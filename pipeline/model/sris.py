@@ -131,16 +131,27 @@ class Revealer(nn.Module):
         self.head = nn.Conv2d(cfg.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
         self.act = nn.SiLU()
 
-    def unflip(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unflip(
+        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Un-mirror ``stego`` (B, C, N, N) where it was mirrored; also returns the flip logit (B,).
+
+        Training passes the true ``flipped`` mask (B,) (teacher forcing): with the head's own soft decision, an
+        untrained head (p = 0.5) blends the image with its mirror, which erases left/right and stalled learning.
+        At inference the head decides, hard (``logit > 0``: exportable as a comparison and a select).
+        """
         if self.flip is None:
             return stego, None
         logit = self.flip(stego)
-        p = torch.sigmoid(logit).reshape(-1, 1, 1, 1)
+        decision = (logit > 0).to(stego.dtype) if flipped is None else flipped.to(stego.dtype)
+        p = decision.reshape(-1, 1, 1, 1)
         return p * stego.flip(-1) + (1 - p) * stego, logit
 
-    def forward(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         s, L = self.cfg.stem_stride, self.cfg.levels
-        x, flip_logit = self.unflip(stego)
+        x, flip_logit = self.unflip(stego, flipped)
         f = self.act(self.stem(fold(x - 0.5, s)))
         bands = self.pyramid.decompose(f)
         h = self.glems[0](bands[L])

@@ -39,8 +39,13 @@ def resolve_backend(backend: str = "auto", device: str | None = None) -> str:
             passed.append(f"{name}: runs on {status.device}, {device} asked")
             continue
         if status.available:
-            log.info("backend auto -> %s %s on %s (%s)", name, status.version, status.device,
-                     "; ".join(passed) or "first choice")
+            log.info(
+                "backend auto -> %s %s on %s (%s)",
+                name,
+                status.version,
+                status.device,
+                "; ".join(passed) or "first choice",
+            )
             return name
         passed.append(f"{name}: {status.reason}")
     raise BackendUnavailableError("no backend is usable: " + "; ".join(passed))
@@ -59,8 +64,9 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
     else:  # tensorrt
         p, allowed = normalize_precision(precision or "fp16"), ("fp16", "fp32")
     if p not in allowed:
-        raise BackendUnavailableError(f"the {backend} backend cannot run {p} on {device} here; it can run: "
-                                      f"{', '.join(allowed) or 'nothing'}")
+        raise BackendUnavailableError(
+            f"the {backend} backend cannot run {p} on {device} here; it can run: {', '.join(allowed) or 'nothing'}"
+        )
     return p
 
 
@@ -117,7 +123,8 @@ def load_engine(
     def make(entries: dict) -> Engine:
         folder = Path(engines_dir)
         files = tuple((folder / entries[p].file) for p in ("embed", "reveal"))
-        info = EngineInfo(backend, precision, size, cfg.channels, cfg.num_secrets, ckpt.sha256, device)
+        hashes = tuple((entries[p].file, entries[p].sha256) for p in ("embed", "reveal"))
+        info = EngineInfo(backend, precision, size, cfg.channels, cfg.num_secrets, ckpt.sha256, device, hashes)
         if backend == "onnxruntime":
             from pipeline.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
@@ -131,8 +138,7 @@ def load_engine(
         return TensorRTEngine(*files, info, max_batch=int(entries["embed"].batch_max))
 
     engine = open_engines(ENGINE_FORMAT[backend], precision, ckpt, size, Path(engines_dir), build, make, device)
-    log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device,
-             os.fspath(engines_dir))
+    log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))
     return engine
 
 

@@ -20,6 +20,9 @@ import torch
 
 @dataclass(frozen=True)
 class EngineInfo:
+    """What runs: backend, precision, image size N, model shape and checkpoint hash; ``engine_files`` holds the
+    (file name, sha256) of the compiled engines (empty for torch), for job manifests."""
+
     backend: str
     precision: str
     size: int
@@ -27,6 +30,7 @@ class EngineInfo:
     num_secrets: int
     model_sha256: str
     device: str = "cpu"
+    engine_files: tuple[tuple[str, str], ...] = ()
 
 
 class Engine(ABC):

@@ -113,8 +113,10 @@ def entry_problem(entry: EngineEntry, engines_dir: Path, ckpt: CheckpointRef) ->
     if not path.is_file() or any(not (engines_dir / f).is_file() for f in entry.extra_files):
         return "missing", f"{path} (or a file beside it) is missing"
     if entry.checkpoint_sha256 != ckpt.sha256:
-        return "stale", (f"{path} was built from checkpoint {entry.checkpoint} (sha256 {entry.checkpoint_sha256[:12]}"
-                         f"), not from {ckpt.path} (sha256 {ckpt.sha256[:12]}) which is in use")
+        return "stale", (
+            f"{path} was built from checkpoint {entry.checkpoint} (sha256 {entry.checkpoint_sha256[:12]}"
+            f"), not from {ckpt.path} (sha256 {ckpt.sha256[:12]}) which is in use"
+        )
     for name, want in {entry.file: entry.sha256, **entry.extra_files}.items():
         if file_sha256(engines_dir / name) != want:
             return "corrupt", f"{engines_dir / name} was changed after it was built (its sha256 differs)"
@@ -143,8 +145,14 @@ def _tensorrt_version() -> str:
 class Builder:
     """Builds the engines of one checkpoint at one size into ``engines_dir`` (call under the exclusive lock)."""
 
-    def __init__(self, ckpt: CheckpointRef, size: int, engines_dir: Path, device: str | None = None,
-                 batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE) -> None:
+    def __init__(
+        self,
+        ckpt: CheckpointRef,
+        size: int,
+        engines_dir: Path,
+        device: str | None = None,
+        batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE,
+    ) -> None:
         ckpt.check_size(size)
         lo, opt, hi = batch_range
         if not 1 <= lo <= opt <= hi:
@@ -175,8 +183,10 @@ class Builder:
                 raise ValueError(f"unknown target {fmt!r}: choose {', '.join(TARGETS)}")
             tol = TOLERANCE[precision]
             if diff is not None and tol is not None and not diff <= tol:  # `not <=` also catches NaN
-                raise EngineError(f"{fmt} {precision} {part} differs from torch by {diff:.3g} (more than {tol:g}); "
-                                  "the export is wrong: not installed")
+                raise EngineError(
+                    f"{fmt} {precision} {part} differs from torch by {diff:.3g} (more than {tol:g}); "
+                    "the export is wrong: not installed"
+                )
             files = sorted(p.name for p in tmp.iterdir())
             extra = {f: file_sha256(tmp / f) for f in files if f != name}
             sha = file_sha256(tmp / name)
@@ -184,10 +194,24 @@ class Builder:
                 os.replace(tmp / f, self.dir / f)
         lo, opt, hi = self.batch_range if fmt == "tensorrt" else (1, None, None)
         return EngineEntry(
-            format=fmt, part=part, precision=precision, size=self.size, file=name, sha256=sha,
-            checkpoint_sha256=self.ckpt.sha256, checkpoint=str(self.ckpt.path), channels=self.ckpt.config.channels,
-            num_secrets=self.ckpt.config.num_secrets, inputs=meta["inputs"], outputs=meta["outputs"], batch_min=lo,
-            batch_opt=opt, batch_max=hi, extra_files=extra, versions=library_versions(), gpu=meta.get("gpu", {}),
+            format=fmt,
+            part=part,
+            precision=precision,
+            size=self.size,
+            file=name,
+            sha256=sha,
+            checkpoint_sha256=self.ckpt.sha256,
+            checkpoint=str(self.ckpt.path),
+            channels=self.ckpt.config.channels,
+            num_secrets=self.ckpt.config.num_secrets,
+            inputs=meta["inputs"],
+            outputs=meta["outputs"],
+            batch_min=lo,
+            batch_opt=opt,
+            batch_max=hi,
+            extra_files=extra,
+            versions=library_versions(),
+            gpu=meta.get("gpu", {}),
             verify_max_abs_diff=None if diff is None else float(diff),
             build_seconds=round(time.perf_counter() - t0, 2),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -214,8 +238,9 @@ class Builder:
         out = sess.run(None, {n: a.numpy() for n, a in zip(meta["inputs"], args, strict=True)})[0]
         return meta, float(np.abs(out - ref).max())
 
-    def _build_openvino(self, precision: str, part: str, xml: Path, entries: dict[str, EngineEntry]
-                        ) -> tuple[dict, float | None]:
+    def _build_openvino(
+        self, precision: str, part: str, xml: Path, entries: dict[str, EngineEntry]
+    ) -> tuple[dict, float | None]:
         from pipeline.runtime.export import OPENVINO_PRECISION, convert_openvino
 
         with self._onnx_source(part, entries) as source:
@@ -294,18 +319,30 @@ def _plan(targets: Sequence[str], precisions: Sequence[str] | None) -> tuple[lis
             if why:
                 skipped.append(BuildOutcome(key, "skipped", f"skipped because {why}"))
             elif precision not in BUILDABLE[target]:
-                skipped.append(BuildOutcome(key, "skipped", f"skipped because {target} engines are built in "
-                                            f"{' or '.join(BUILDABLE[target])}, not {precision}"))
+                skipped.append(
+                    BuildOutcome(
+                        key,
+                        "skipped",
+                        f"skipped because {target} engines are built in "
+                        f"{' or '.join(BUILDABLE[target])}, not {precision}",
+                    )
+                )
             else:
                 todo.append((target, precision))
     return todo, skipped
 
 
-def build_engines(checkpoint: str | os.PathLike[str] | None = None, size: int = 256,
-                  targets: Sequence[str] = TARGETS, precisions: Sequence[str] | None = None,
-                  out: str | os.PathLike[str] = "engines", force: bool = False, device: str | None = None,
-                  batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE, progress: bool | None = None
-                  ) -> list[BuildOutcome]:
+def build_engines(
+    checkpoint: str | os.PathLike[str] | None = None,
+    size: int = 256,
+    targets: Sequence[str] = TARGETS,
+    precisions: Sequence[str] | None = None,
+    out: str | os.PathLike[str] = "engines",
+    force: bool = False,
+    device: str | None = None,
+    batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE,
+    progress: bool | None = None,
+) -> list[BuildOutcome]:
     """Build embed and reveal engines of ``checkpoint`` for each target and precision into ``out``.
 
     Engines that are already current (same checkpoint, unchanged files) are kept unless ``force``; stale ones
@@ -340,12 +377,20 @@ def build_engines(checkpoint: str | os.PathLike[str] | None = None, size: int = 
             diff = entries[key].verify_max_abs_diff
             note = f", max |diff| vs torch {diff:.2g}" if diff is not None else ", not checked on this machine"
             report.append(BuildOutcome(key, "built", entries[key].file + note, time.perf_counter() - t0))
-    return report
+    return sorted(report, key=lambda r: TARGETS.index(r.key.split("/")[0]))  # stable: plan order within a target
 
 
-def open_engines(fmt: str, precision: str, ckpt: CheckpointRef, size: int, engines_dir: Path, build: bool,
-                 loader: Callable[[dict[str, EngineEntry]], T], device: str | None = None,
-                 batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE) -> T:
+def open_engines(
+    fmt: str,
+    precision: str,
+    ckpt: CheckpointRef,
+    size: int,
+    engines_dir: Path,
+    build: bool,
+    loader: Callable[[dict[str, EngineEntry]], T],
+    device: str | None = None,
+    batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE,
+) -> T:
     """Check the embed and reveal engines of (``fmt``, ``precision``, ``size``) and ``loader`` them.
 
     Raises ``EngineMismatchError`` for an engine of another checkpoint (or GPU/TensorRT) or one changed on disk,
@@ -363,7 +408,8 @@ def open_engines(fmt: str, precision: str, ckpt: CheckpointRef, size: int, engin
         if not build:
             raise EngineNotBuiltError(
                 f"no {fmt} {precision} engine for size {size} in {engines_dir} ({', '.join(missing)} missing). "
-                f"Build it with: {rebuild_command(str(ckpt.path), size, fmt, precision, engines_dir)}")
+                f"Build it with: {rebuild_command(str(ckpt.path), size, fmt, precision, engines_dir)}"
+            )
         with engines_lock(engines_dir, exclusive=True):
             entries = read_manifest(engines_dir)
             missing = _usable(entries, keys, engines_dir, ckpt, fmt, precision, size)
@@ -378,8 +424,15 @@ def open_engines(fmt: str, precision: str, ckpt: CheckpointRef, size: int, engin
     raise EngineError(f"the engines in {engines_dir} kept changing while loading them; is a build running?")
 
 
-def _usable(entries: dict[str, EngineEntry], keys: dict[str, str], engines_dir: Path, ckpt: CheckpointRef,
-            fmt: str, precision: str, size: int) -> list[str]:
+def _usable(
+    entries: dict[str, EngineEntry],
+    keys: dict[str, str],
+    engines_dir: Path,
+    ckpt: CheckpointRef,
+    fmt: str,
+    precision: str,
+    size: int,
+) -> list[str]:
     """Keys that are missing; raises ``EngineMismatchError`` for a stale or corrupt one."""
     missing = []
     for key in keys.values():
@@ -391,5 +444,6 @@ def _usable(entries: dict[str, EngineEntry], keys: dict[str, str], engines_dir: 
             raise EngineMismatchError(
                 f"refusing engine {key}: {message}. Rebuild it with: "
                 f"{rebuild_command(str(ckpt.path), size, fmt, precision, engines_dir)} "
-                f"(or point --engines-dir at another folder)")
+                f"(or point --engines-dir at another folder)"
+            )
     return missing

@@ -15,8 +15,10 @@ def check_images(name: str, x: object, channels: int, size: int) -> np.ndarray:
         raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
     want = (channels, size, size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (B, {channels}, {size}, {size}) with B >= 1 (float32 in [0, 1]), "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape (B, {channels}, {size}, {size}) with B >= 1 (float32 in [0, 1]), "
+            f"got {tuple(x.shape)}"
+        )
     if not np.issubdtype(x.dtype, np.floating):  # uint8 0-255 images would run and give garbage
         raise ValueError(f"{name} must be float images in [0, 1], got dtype {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +47,13 @@ def io_shapes(channels: int, num_secrets: int, size: int, part: str) -> tuple[di
     return ({n: [None, shape[n], size, size] for n in ins}, {n: [None, shape[n], size, size] for n in outs})
 
 
-def example_inputs(shapes: dict[str, list], batch: int, seed: int = 0, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    shapes: dict[str, list],
+    batch: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, ...]:
     """Random inputs in [0, 1] of the given shapes (batch filled in), in input order."""
     gen = torch.Generator().manual_seed(seed)
     return tuple(torch.rand((batch, *s[1:]), generator=gen).to(device, dtype) for s in shapes.values())
@@ -58,12 +62,17 @@ def example_inputs(shapes: dict[str, list], batch: int, seed: int = 0, device: s
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the exporter's harmless noise (missing torchvision ops, dim renaming) but keep real errors."""
-    names = ("torch.onnx._internal.exporter._registration", "torch.onnx._internal.exporter._core",
-             "torch.onnx._internal.exporter._onnx_program")
+    names = (
+        "torch.onnx._internal.exporter._registration",
+        "torch.onnx._internal.exporter._core",
+        "torch.onnx._internal.exporter._onnx_program",
+        "onnxscript",
+        "onnx_ir",
+    )
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.ERROR)  # the optimizer logs every rewrite at INFO
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*axis name.*will not be used")
@@ -89,8 +98,16 @@ def export_onnx(model: torch.nn.Module, part: str, size: int, path: Path) -> dic
     batch = torch.export.Dim("batch", min=1)
     with _quiet_exporter(), torch.no_grad():
         program = torch.export.export(module, args, dynamic_shapes={n: {0: batch} for n in ins})
-        onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=ONNX_OPSET, input_names=list(ins),
-                                         output_names=list(outs), optimize=True, verbose=False)
+        onnx_program = torch.onnx.export(
+            program,
+            args,
+            dynamo=True,
+            opset_version=ONNX_OPSET,
+            input_names=list(ins),
+            output_names=list(outs),
+            optimize=True,
+            verbose=False,
+        )
         onnx_program.save(path, external_data=False)
     return {"inputs": ins, "outputs": outs}
 
@@ -109,8 +126,15 @@ def convert_openvino(onnx_path: Path, precision: str, xml_path: Path) -> None:
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
 
 
-def compile_tensorrt(model: torch.nn.Module, part: str, size: int, precision: str, path: Path, device: str,
-                     batch_range: tuple[int, int, int]) -> dict[str, Any]:
+def compile_tensorrt(
+    model: torch.nn.Module,
+    part: str,
+    size: int,
+    precision: str,
+    path: Path,
+    device: str,
+    batch_range: tuple[int, int, int],
+) -> dict[str, Any]:
     """Compile ``part`` with torch-tensorrt (dynamo path) and save it as an ExportedProgram at ``path``.
 
     FP16 is explicit typing: module and inputs are cast to fp16 and TensorRT keeps the types it is given
@@ -130,16 +154,24 @@ def compile_tensorrt(model: torch.nn.Module, part: str, size: int, precision: st
     batch = torch.export.Dim("batch", min=lo, max=hi)
     dynamic_shapes = {n: {0: batch} for n in ins}
     trt_inputs = [
-        torch_tensorrt.Input(min_shape=(lo, *s[1:]), opt_shape=(opt, *s[1:]), max_shape=(hi, *s[1:]), dtype=dtype,
-                             name=n)
+        torch_tensorrt.Input(
+            min_shape=(lo, *s[1:]), opt_shape=(opt, *s[1:]), max_shape=(hi, *s[1:]), dtype=dtype, name=n
+        )
         for n, s in ins.items()
     ]
     with torch.no_grad():
         program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
-        trt_module = torch_tensorrt.dynamo.compile(program, arg_inputs=trt_inputs, use_explicit_typing=True,
-                                                   min_block_size=1, device=torch.device(device))
-        torch_tensorrt.save(trt_module, str(path), output_format="exported_program", arg_inputs=list(args),
-                            dynamic_shapes=dynamic_shapes, retrace=True)
+        trt_module = torch_tensorrt.dynamo.compile(
+            program, arg_inputs=trt_inputs, use_explicit_typing=True, min_block_size=1, device=torch.device(device)
+        )
+        torch_tensorrt.save(
+            trt_module,
+            str(path),
+            output_format="exported_program",
+            arg_inputs=list(args),
+            dynamic_shapes=dynamic_shapes,
+            retrace=True,
+        )
     return {"inputs": ins, "outputs": outs}
 
 
@@ -148,7 +180,3 @@ def reference_outputs(model: torch.nn.Module, part: str, inputs: tuple[torch.Ten
     module = part_module(model, part).float().cpu()
     with torch.inference_mode():
         return module(*(t.float().cpu() for t in inputs)).numpy()
-
-
-def file_size_mb(path: str | os.PathLike[str]) -> float:
-    return os.path.getsize(path) / 1e6

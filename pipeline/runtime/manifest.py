@@ -106,8 +106,9 @@ def read_manifest(engines_dir: str | os.PathLike[str]) -> dict[str, EngineEntry]
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise EngineError(f"cannot read {path}: {exc}. Delete it and rebuild with `python build_engines.py "
-                          f"--out {engines_dir}`") from exc
+        raise EngineError(
+            f"cannot read {path}: {exc}. Delete it and rebuild with `python build_engines.py --out {engines_dir}`"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EngineError(f"{path} is not an sris-pipeline engines manifest (format {FORMAT!r} expected)")
     try:
@@ -127,6 +128,7 @@ def write_manifest(engines_dir: str | os.PathLike[str], entries: dict[str, Engin
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; other users' jobs read the manifest too
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -179,5 +181,7 @@ def staging_dir(engines_dir: Path) -> Iterator[Path]:
 
 
 def rebuild_command(checkpoint: str, size: int, fmt: str, precision: str, engines_dir: str | os.PathLike[str]) -> str:
-    return (f"python build_engines.py --checkpoint {checkpoint} --size {size} --targets {fmt} "
-            f"--precision {precision} --out {engines_dir}")
+    return (
+        f"python build_engines.py --checkpoint {checkpoint} --size {size} --targets {fmt} "
+        f"--precision {precision} --out {engines_dir}"
+    )

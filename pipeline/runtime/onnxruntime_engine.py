@@ -42,8 +42,9 @@ class OnnxRuntimeEngine(CompiledEngine):
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc}): pip install onnxruntime") from exc
         if info.device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise BackendUnavailableError("onnxruntime has no CUDA provider here: install onnxruntime-gpu, or "
-                                              "use --device cpu")
+                raise BackendUnavailableError(
+                    "onnxruntime has no CUDA provider here: install onnxruntime-gpu, or use --device cpu"
+                )
             index = int(info.device.partition(":")[2] or 0)
             providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         else:
@@ -52,8 +53,10 @@ class OnnxRuntimeEngine(CompiledEngine):
         self.threads = threads or cpu_count()
         opts = session_options(self.threads)
         try:
-            self.sessions = {p: ort.InferenceSession(str(f), opts, providers=providers)
-                             for p, f in (("embed", embed_path), ("reveal", reveal_path))}
+            self.sessions = {
+                p: ort.InferenceSession(str(f), opts, providers=providers)
+                for p, f in (("embed", embed_path), ("reveal", reveal_path))
+            }
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise EngineError(f"ONNX Runtime cannot load the engines ({embed_path}, {reveal_path}): {exc}") from exc
         log.debug("onnxruntime sessions ready (%d threads, providers %s)", self.threads, providers)

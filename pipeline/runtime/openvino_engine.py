@@ -36,14 +36,17 @@ class OpenVINOEngine(CompiledEngine):
         if info.precision not in runnable:
             raise BackendUnavailableError(
                 f"this CPU cannot run OpenVINO in {info.precision} (it can: {', '.join(runnable)}); OpenVINO would "
-                f"silently run fp32 instead. Use --precision fp32")
+                f"silently run fp32 instead. Use --precision fp32"
+            )
         self.info = info
         self.threads = threads or cpu_count()
         self._ov = ov
         self._core = ov.Core()
         try:
-            self._models = {"embed": self._core.read_model(str(embed_xml)),
-                            "reveal": self._core.read_model(str(reveal_xml))}
+            self._models = {
+                "embed": self._core.read_model(str(embed_xml)),
+                "reveal": self._core.read_model(str(reveal_xml)),
+            }
         except RuntimeError as exc:
             raise EngineError(f"OpenVINO cannot read the engines ({embed_xml}, {reveal_xml}): {exc}") from exc
         self._compiled: dict[tuple[str, str], Any] = {}
@@ -64,8 +67,14 @@ class OpenVINOEngine(CompiledEngine):
             if got != OPENVINO_PRECISION[self.info.precision]:  # never run another precision than the one reported
                 raise EngineError(f"OpenVINO compiled {part} in {got}, not {self.info.precision} as asked")
             self._compiled[key] = compiled
-            log.debug("openvino %s compiled: %s, %s, %d threads, %s streams", part, hint, got, self.threads,
-                      compiled.get_property("NUM_STREAMS"))
+            log.debug(
+                "openvino %s compiled: %s, %s, %d threads, %s streams",
+                part,
+                hint,
+                got,
+                self.threads,
+                compiled.get_property("NUM_STREAMS"),
+            )
         return self._compiled[key]
 
     def _latency_request(self, part: str) -> Any:

@@ -6,6 +6,7 @@ raises a bare ``Exception`` (not ``ImportError``) when the NVIDIA libraries or t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -19,14 +20,31 @@ BACKENDS = ("tensorrt", "openvino", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 _ALIASES = {
-    "fp32": "fp32", "f32": "fp32", "float32": "fp32", "float": "fp32",
-    "bf16": "bf16", "bfloat16": "bf16",
-    "fp16": "fp16", "f16": "fp16", "float16": "fp16", "half": "fp16",
+    "fp32": "fp32",
+    "f32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp16": "fp16",
+    "f16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
 }
 
 # Distributions whose versions an engine depends on (read from package metadata: nothing is imported).
-_LIBRARIES = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "openvino", "torch-tensorrt",
-              "tensorrt", "tensorrt-cu12", "tensorrt-cu13")
+_LIBRARIES = (
+    "torch",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "torch-tensorrt",
+    "tensorrt",
+    "tensorrt-cu12",
+    "tensorrt-cu13",
+)
 
 _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_int8")
 
@@ -63,12 +81,15 @@ def cpu_description() -> dict[str, Any]:
         pass
     model = model or platform.processor() or platform.machine()
     mem_gib = None
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # sysconf names are POSIX-only
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    return {"model": model, "cores": cpu_count(), "memory_gib": mem_gib,
-            "flags": [f for f in _CPU_FLAGS if f in flags], "machine": platform.machine()}
+    return {
+        "model": model,
+        "cores": cpu_count(),
+        "memory_gib": mem_gib,
+        "flags": [f for f in _CPU_FLAGS if f in flags],
+        "machine": platform.machine(),
+    }
 
 
 def library_versions() -> dict[str, str]:
@@ -101,7 +122,7 @@ def openvino_cpu_precisions() -> tuple[str, ...]:
     import openvino as ov
 
     caps = set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    return ("fp32",) + tuple(p for p, cap in (("bf16", "BF16"), ("fp16", "FP16")) if cap in caps)
+    return ("fp32", *(p for p, cap in (("bf16", "BF16"), ("fp16", "FP16")) if cap in caps))
 
 
 def import_torch_tensorrt() -> Any:
@@ -152,7 +173,8 @@ def _probe_openvino() -> BackendStatus:
     except RuntimeError as exc:
         return BackendStatus("openvino", False, ov.__version__, reason=f"OpenVINO has no usable CPU device: {exc}")
     note = "" if "bf16" in precisions else "this CPU has no bf16 (AVX512_BF16/AMX): OpenVINO runs fp32 here"
-    return BackendStatus("openvino", True, ov.__version__, "cpu", precisions, note)
+    version = ov.__version__.split("-")[0]  # "2026.4.1-22982-e213a14..." -> "2026.4.1"
+    return BackendStatus("openvino", True, version, "cpu", precisions, note)
 
 
 def _probe_tensorrt() -> BackendStatus:
@@ -169,8 +191,12 @@ def _probe_tensorrt() -> BackendStatus:
     return BackendStatus("tensorrt", True, trt.__version__, "cuda", ("fp16", "fp32"), details={"gpu": gpu})
 
 
-_PROBES = {"torch": _probe_torch, "onnxruntime": _probe_onnxruntime, "openvino": _probe_openvino,
-           "tensorrt": _probe_tensorrt}
+_PROBES = {
+    "torch": _probe_torch,
+    "onnxruntime": _probe_onnxruntime,
+    "openvino": _probe_openvino,
+    "tensorrt": _probe_tensorrt,
+}
 
 
 @functools.cache

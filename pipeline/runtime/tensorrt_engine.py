@@ -32,8 +32,9 @@ class TensorRTEngine(CompiledEngine):
         self.dtype = torch.float16 if info.precision == "fp16" else torch.float32
         try:
             with torch.cuda.device(self.device):
-                self.modules = {p: torch_tensorrt.load(str(f)).module()
-                                for p, f in (("embed", embed_path), ("reveal", reveal_path))}
+                self.modules = {
+                    p: torch_tensorrt.load(str(f)).module() for p, f in (("embed", embed_path), ("reveal", reveal_path))
+                }
         except Exception as exc:  # torch.export / TensorRT deserialization errors have many types
             raise EngineError(f"cannot load the TensorRT engines ({embed_path}, {reveal_path}): {exc}") from exc
 

@@ -1,0 +1,139 @@
+"""Decoders: modes, EXIF orientation, pixel limit from the header, clear errors, DALI CPU-only mode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import simplejpeg
+from jobkit import bomb_png, jpeg_bytes, png_bytes
+from PIL import Image, ImageOps
+
+from pipeline.io.decode import (
+    CpuDecoder,
+    ImageDecodeError,
+    apply_orientation,
+    dali_available,
+    decode_image,
+    make_decoder,
+    probe,
+)
+
+
+def _jpeg_with_orientation(arr: np.ndarray, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(photo_factory, orientation: int) -> None:
+    data = _jpeg_with_orientation(photo_factory(24, 40, seed=orientation), orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    header = probe(data)
+    got = decode_image(data)
+    assert (header.height, header.width) == expected.shape[:2]
+    assert got.rgb.shape == expected.shape and got.rgb.flags.c_contiguous
+    # simplejpeg and Pillow both use libjpeg-turbo; allow for a different IDCT/upsampling choice.
+    assert np.abs(got.rgb.astype(int) - expected).mean() < 1.5
+
+
+def test_apply_orientation_is_a_permutation(photo_factory) -> None:
+    a = photo_factory(5, 7)
+    for o in range(1, 9):
+        out = apply_orientation(a, o)
+        assert sorted(out.reshape(-1, 3).tolist()) == sorted(a.reshape(-1, 3).tolist())
+
+
+def test_modes_are_converted_and_alpha_kept_aside(photo_factory) -> None:
+    rgb = photo_factory(20, 30)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    out = decode_image(png_bytes(gray))
+    assert out.rgb.shape == (20, 30, 3) and out.alpha is None and (out.rgb[..., 0] == gray).all()
+
+    alpha = np.tile(np.arange(30, dtype=np.uint8) * 8, (20, 1))
+    out = decode_image(png_bytes(np.dstack([rgb, alpha])))
+    assert out.mode == "RGBA" and (out.rgb == rgb).all() and (out.alpha == alpha).all()
+
+    la = Image.fromarray(np.dstack([gray, alpha]), mode="LA")
+    buf = io.BytesIO()
+    la.save(buf, format="PNG")
+    out = decode_image(buf.getvalue())
+    assert (out.alpha == alpha).all() and (out.rgb[..., 1] == gray).all()
+
+    pal = Image.fromarray(rgb).quantize(16)
+    pal.info["transparency"] = 0
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG", transparency=0)
+    out = decode_image(buf.getvalue())
+    assert out.mode == "P" and out.alpha is not None and out.rgb.shape == (20, 30, 3)
+    assert (out.alpha[np.asarray(pal) == 0] == 0).all()
+
+    g16 = (gray.astype(np.uint16) * 257).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(g16).save(buf, format="PNG")  # 16-bit grayscale PNG (mode I;16)
+    out = decode_image(buf.getvalue())
+    assert out.mode.startswith("I") and (out.rgb[..., 2] == gray).all()
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=95)
+    out = decode_image(buf.getvalue())
+    assert out.mode == "CMYK" and out.rgb.shape == (20, 30, 3)
+    assert np.abs(out.rgb.astype(int) - rgb).mean() < 12  # CMYK round trip through JPEG is approximate
+
+
+def test_clear_errors() -> None:
+    with pytest.raises(ImageDecodeError, match="empty file"):
+        decode_image(b"")
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        decode_image(b'{"caption": "a json member"}')
+    data = jpeg_bytes(64, 64)
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_pixel_limit_refused_from_header() -> None:
+    bomb = bomb_png()  # 110 MP of zeros in ~100 KB
+    with pytest.raises(ImageDecodeError, match=r"11000x10000 = 110.0 MP, over the limit of 100 MP"):
+        decode_image(bomb)
+    small = jpeg_bytes(40, 50)
+    with pytest.raises(ImageDecodeError, match="over the limit"):
+        decode_image(small, max_pixels=1999)
+    assert decode_image(small, max_pixels=2000).rgb.shape == (40, 50, 3)
+
+
+def test_cpu_decoder_keeps_order_and_isolates_errors(photo_factory) -> None:
+    blobs = [jpeg_bytes(30, 40, seed=i) for i in range(5)]
+    blobs[2] = b"garbage"
+    dec = CpuDecoder(workers=2)
+    try:
+        out = dec.decode_many(blobs)
+    finally:
+        dec.close()
+    assert isinstance(out[2], ImageDecodeError)
+    for i in (0, 1, 3, 4):
+        assert (out[i].rgb == simplejpeg.decode_jpeg(blobs[i])).all()
+
+
+@pytest.mark.skipif(not dali_available(), reason="DALI is not installed (pip install nvidia-dali-cuda130)")
+def test_dali_cpu_only_decoding(photo_factory) -> None:
+    arr = photo_factory(36, 52, seed=3)
+    blobs = [jpeg_bytes(30, 40, seed=i) for i in range(3)]
+    blobs.append(_jpeg_with_orientation(arr, 6))  # rotated 90 degrees by EXIF
+    blobs.append(b"not an image")
+    blobs.append(png_bytes(np.dstack([arr, np.full(arr.shape[:2], 7, np.uint8)])))  # RGBA: goes to the CPU path
+    dec = make_decoder("dali", workers=1, batch_size=4)
+    try:
+        assert dec.name == "dali" and dec.device_id is None  # no GPU here: CPU-only mode
+        out = dec.decode_many(blobs)
+    finally:
+        dec.close()
+    for i in range(3):
+        assert np.abs(out[i].rgb.astype(int) - simplejpeg.decode_jpeg(blobs[i])).mean() < 1.5
+    assert out[3].rgb.shape == (52, 36, 3)  # orientation applied
+    assert np.abs(out[3].rgb.astype(int) - decode_image(blobs[3]).rgb).mean() < 1.5
+    assert isinstance(out[4], ImageDecodeError)
+    assert (out[5].alpha == 7).all()
