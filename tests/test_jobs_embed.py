@@ -32,7 +32,7 @@ def secret(tmp_path, photo_factory):
 
 def embed_args(src, dst, ckpt, secret, *extra) -> list:
     return ["embed", "--shards", src, "--out", dst, "--secret", secret, "--checkpoint", ckpt, "--size", SIZE,
-            "--batch-size", 3, "--workers", 2, *extra]
+            "--backend", "torch", "--batch-size", 3, "--workers", 2, *extra]
 
 
 def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_factory) -> None:
@@ -180,7 +180,7 @@ def test_secret_ext_per_sample_and_folder_input(tmp_path, tiny_checkpoint, photo
                              ("b.jpg", jpeg_bytes(seed=2)),  # no secret member
                              ("c.jpg", jpeg_bytes(seed=3)), ("c.secret.png", s1)])
     args = ["embed", "--shards", src, "--out", dst, "--secret-ext", "secret.png", "--checkpoint", tiny_checkpoint,
-            "--size", SIZE]
+            "--size", SIZE, "--backend", "torch"]
     res = run(*args)
     assert res.exit_code == 3
     r = {x["member"]: x for x in rows(dst / "s.parquet")}

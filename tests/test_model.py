@@ -120,6 +120,24 @@ def test_flip_head_can_be_switched_off(arch: str) -> None:
     assert not any("flip" in name for name, _ in model.named_parameters())
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_reveal_unmirrors_by_the_flip_decision(arch: str) -> None:
+    """Teacher-forced (training) and head-decided (inference) un-mirroring agree, for every architecture."""
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", arch=arch)).eval()
+    stego = torch.rand(2, 3, 32, 32)
+    ones, zeros = torch.ones(2), torch.zeros(2)
+    with torch.inference_mode():
+        forced, _ = model.revealer(stego.flip(-1), ones)
+        assert torch.equal(forced, model.revealer(stego, zeros)[0])
+        model.revealer.flip.fc.bias.fill_(50.0)  # the head now says "mirrored" for every image
+        decided, logit = model.reveal_raw(stego.flip(-1))
+        assert (logit > 0).all()
+        assert torch.equal(decided, forced)
+        model.revealer.flip.fc.bias.fill_(-50.0)
+        assert torch.equal(model.reveal_raw(stego)[0], model.revealer(stego, zeros)[0])
+
+
 @pytest.mark.parametrize("arch", ["hinet", "unet"])
 def test_baseline_rejects_a_size_it_cannot_take(arch: str) -> None:
     model = build_model(get_config("small", arch=arch))

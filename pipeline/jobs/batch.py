@@ -109,7 +109,9 @@ def resize_u8(img: np.ndarray, size: int) -> np.ndarray:
     """
     if img.shape[0] == size and img.shape[1] == size:
         return img
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    if not img.flags.writeable or not img.flags.c_contiguous:  # torch wants a writable, contiguous buffer
+        img = np.ascontiguousarray(img).copy() if not img.flags.writeable else np.ascontiguousarray(img)
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
     out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).contiguous().numpy()
 

@@ -40,6 +40,8 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--samples", is_flag=True, help="Use the sample shards shipped with the package as --shards."),
         click.option("--backend", default="auto", show_default=True, help=BACKENDS_HELP),
         click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."),
+        click.option("--engines-dir", default="engines", show_default=True,
+                     help="Folder of built engines (onnxruntime/openvino/tensorrt; missing ones are built there)."),
         click.option("--device", help="cpu, cuda, cuda:1 ... [default: the backend's choice]."),
         click.option("--precision", help="fp32, fp16, bf16 [default: the backend's choice]."),
         click.option("--decoder", default="auto", show_default=True, type=click.Choice(DECODERS),
@@ -96,7 +98,8 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
     settings = JobSettings(size=kw["size"], fmt=kw["fmt"], png_level=kw["png_level"],
                            jpeg_quality=kw["jpeg_quality"], max_pixels=int(kw["max_megapixels"] * 1e6))
     try:
-        engine = load_engine(kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"])
+        engine = load_engine(kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"],
+                             engines_dir=kw["engines_dir"])
         _check_size(engine)
         decoder = make_decoder(kw["decoder"], kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
         job = make_job(engine=engine, settings=settings, decoder=decoder)

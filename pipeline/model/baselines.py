@@ -12,9 +12,11 @@ architecture gets the same help against a horizontal flip and the comparison is 
 
 Fairness choices (named in the model card): both baselines work at the same internal resolution as SRIS-Net of the
 same preset (``config.stem_stride``: HiNet applies log2(stem_stride) Haar levels, the U-Net folds pixel blocks the
-way SRIS-Net's stem does), and their widths derive from ``config.width`` so that, at ``small``, embed + reveal cost
-about the same FLOPs at 256x256 as SRIS-Net ``small``. ``config.extra["hinet_blocks"]`` (default 6) and
-``config.extra["unet_depth"]`` (default 3) override the depth.
+way SRIS-Net's stem does), and their widths derive from ``config.width`` (HiNet sub-net growth ``width // 3``, U-Net
+base width ``3 * width // 4``). At ``small`` and 256x256 this gives, for embed + reveal: SRIS-Net 3.2 GFLOPs and
+0.99M generator parameters, HiNet 3.0 GFLOPs and 0.19M (embed and reveal share one set of weights, so an invertible
+net matched on compute has far fewer parameters; matching parameters would cost ~5x the FLOPs), U-Net 2.8 GFLOPs and
+1.25M. ``config.extra["hinet_blocks"]`` (default 6) and ``config.extra["unet_depth"]`` (default 3) override depths.
 """
 
 from __future__ import annotations
@@ -55,12 +57,19 @@ def _check_size(x: torch.Tensor, multiple: int) -> None:
         raise ValueError(f"image size {h}x{w} must be a multiple of {multiple} for this model")
 
 
-def _unflip(flip: FlipHead | None, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Soft un-mirror exactly as SRIS-Net's reveal does: ``p * flip(x) + (1 - p) * x`` with p from the flip head."""
+def _unflip(
+    flip: FlipHead | None, stego: torch.Tensor, flipped: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Un-mirror ``stego`` (B, C, N, N) exactly as SRIS-Net's reveal does; returns it and the flip logit (B,).
+
+    Training passes the true ``flipped`` mask (B,) (teacher forcing); at inference the head decides, hard
+    (``logit > 0``).
+    """
     if flip is None:
         return stego, None
     logit = flip(stego)
-    p = torch.sigmoid(logit).reshape(-1, 1, 1, 1)
+    decision = (logit > 0).to(stego.dtype) if flipped is None else flipped.to(stego.dtype)
+    p = decision.reshape(-1, 1, 1, 1)
     return p * stego.flip(-1) + (1 - p) * stego, logit
 
 
@@ -208,7 +217,7 @@ class HiNetEmbedder(nn.Module):
 
 
 class HiNetRevealer(nn.Module):
-    """stego (B, C, N, N) -> (secrets (B, K*C, N, N), unclamped; flip logit (B,) or None).
+    """stego (B, C, N, N) [, true flip mask (B,) in training] -> (secrets (B, K*C, N, N), unclamped; flip logit).
 
     Shares its coupling blocks with the embedder (one set of weights, run backwards).
     """
@@ -218,8 +227,10 @@ class HiNetRevealer(nn.Module):
         self.flip = FlipHead(cfg.channels) if cfg.flip_head else None
         self.trunk = trunk
 
-    def forward(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, flip_logit = _unflip(self.flip, stego)
+    def forward(
+        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, flip_logit = _unflip(self.flip, stego, flipped)
         return self.trunk.recover(x), flip_logit
 
 
@@ -287,7 +298,7 @@ class UNetEmbedder(nn.Module):
 
 
 class UNetRevealer(nn.Module):
-    """stego (B, C, N, N) -> (secrets (B, K*C, N, N), unclamped; flip logit (B,) or None)."""
+    """stego (B, C, N, N) [, true flip mask (B,) in training] -> (secrets (B, K*C, N, N), unclamped; flip logit)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -297,9 +308,11 @@ class UNetRevealer(nn.Module):
         self.flip = FlipHead(c) if cfg.flip_head else None
         self.net = UNet(c * s * s, k * c * s * s, width, depth)
 
-    def forward(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         _check_size(stego, self.stride)
-        x, flip_logit = _unflip(self.flip, stego)
+        x, flip_logit = _unflip(self.flip, stego, flipped)
         return unfold(self.net(fold(x - 0.5, self.stride)), self.stride) + 0.5, flip_logit
 
 

@@ -64,8 +64,10 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
     else:  # tensorrt
         p, allowed = normalize_precision(precision or "fp16"), ("fp16", "fp32")
     if p not in allowed:
+        why = probe_backend(backend).reason
         raise BackendUnavailableError(
             f"the {backend} backend cannot run {p} on {device} here; it can run: {', '.join(allowed) or 'nothing'}"
+            + (f" ({why})" if why else "")
         )
     return p
 

@@ -127,9 +127,9 @@ class Trainer:
         train_imgs, val_imgs, train_names, val_names = load_photos(tc.data, self.cfg.channels, tc.val_fraction)
         self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed)
         self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
+        self._resume()  # first: a refused resume must not overwrite the run's files
         (self.out / "split.json").write_text(json.dumps({"train": train_names, "validation": val_names}, indent=1))
         (self.out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
-        self._resume()
 
     # ----------------------------------------------------------------------------------------------- state
     def _state(self) -> dict[str, Any]:
@@ -229,7 +229,8 @@ class Trainer:
         if self.step >= tc.d_warmup and tc.w_adv > 0:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
-        guide_on = self.cfg.score_map and self.step >= tc.d_warmup and ramp > 0
+        # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
+        guide_on = self.cfg.arch == "sris" and self.cfg.score_map and self.step >= tc.d_warmup and ramp > 0
         l_guide = guidance_loss(residual, score) if guide_on else torch.zeros(())
         loss = loss + tc.w_guide * l_guide
         l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())
@@ -294,7 +295,7 @@ class Trainer:
                 row = self.train_step()
                 window_n += tc.batch
                 self.elapsed = base_elapsed + time.time() - start
-                if self.step % tc.log_every == 0:
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
                     ips = window_n / (time.time() - window_t)
                     window_t, window_n = time.time(), 0
                     row.update(step=self.step, minutes=self.elapsed / 60, images_per_s=ips)

@@ -1,0 +1,95 @@
+"""The extract job: secrets come back at N x N with the right names; orientation contract; K > 1 naming."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from jobkit import decode_png, make_tar, photo_shard, png_bytes, rows, tar_members, tar_names
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.jobs.batch import quantize, resize_u8
+from pipeline.runtime import load_engine
+
+SIZE = 32
+
+
+def run(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_embed_then_extract(tmp_path, tiny_checkpoint, photo_factory) -> None:
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(photo_factory(48, 48, seed=3)))
+    src, stego, rev = tmp_path / "src", tmp_path / "stego", tmp_path / "rev"
+    photo_shard(src / "s.tar", 3, h=50, w=70)
+    common = ["--checkpoint", tiny_checkpoint, "--size", SIZE, "--backend", "torch"]
+    assert run("embed", "--shards", src, "--out", stego, "--secret", secret, *common).exit_code == 0
+    res = run("extract", "--shards", stego, "--out", rev, "--reference", secret, *common)
+    assert res.exit_code == 0, res.output
+    assert tar_names(rev / "s.tar") == [f"img0_{i:03d}.secret.png" for i in range(3)]
+    out = tar_members(rev / "s.tar")
+    stegos = tar_members(stego / "s.tar")
+    engine = load_engine("torch", str(tiny_checkpoint), SIZE)
+    for i in range(3):
+        revealed = decode_png(out[f"img0_{i:03d}.secret.png"])
+        assert revealed.shape == (SIZE, SIZE, 3)
+        # the job's output is exactly the engine's reveal of the stego resized to N
+        stego_n = resize_u8(decode_png(stegos[f"img0_{i:03d}.png"]), SIZE)
+        expected = quantize(engine.reveal(stego_n.transpose(2, 0, 1)[None] / np.float32(255))[0].transpose(1, 2, 0))
+        assert np.abs(revealed.astype(int) - expected).max() <= 1
+    r = rows(rev / "s.parquet")
+    assert all(x["status"] == "ok" and x["role"] == "stego" and np.isfinite(x["psnr_secret"]) for x in r)
+    # the embed job's verify step scored the same thing at embed time
+    embed_rows = {x["key"]: x for x in rows(stego / "s.parquet")}
+    for x in r:
+        assert abs(x["psnr_secret"] - embed_rows[x["key"]]["psnr_secret"]) < 0.5
+
+
+def test_orientation_contract(tmp_path, tiny_checkpoint, photo_factory) -> None:
+    """A mirrored image goes to the model as it is (its flip head un-mirrors the secret); EXIF orientation of the
+    file is applied first, so a file stored mirrored with an EXIF 'mirror' tag extracts like the upright one."""
+    stego = photo_factory(40, 60, seed=8)
+    flipped = np.ascontiguousarray(stego[:, ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = 2  # "mirror horizontal": displayed upright after applying it
+    buf = io.BytesIO()
+    Image.fromarray(flipped).save(buf, format="PNG", exif=exif.tobytes())
+    make_tar(tmp_path / "in" / "s.tar", [("up.png", png_bytes(stego)), ("flip.png", png_bytes(flipped)),
+                                         ("exif.png", buf.getvalue())])
+    res = run("extract", "--shards", tmp_path / "in", "--out", tmp_path / "rev", "--checkpoint", tiny_checkpoint,
+              "--size", SIZE, "--backend", "torch")
+    assert res.exit_code == 0, res.output
+    out = {k: decode_png(v) for k, v in tar_members(tmp_path / "rev" / "s.tar").items()}
+    assert (out["exif.secret.png"] == out["up.secret.png"]).all()
+    engine = load_engine("torch", str(tiny_checkpoint), SIZE)
+    flip_n = resize_u8(flipped, SIZE).transpose(2, 0, 1)[None] / np.float32(255)
+    expected = quantize(engine.reveal(flip_n)[0].transpose(1, 2, 0))
+    assert np.abs(out["flip.secret.png"].astype(int) - expected).max() <= 1
+    assert {r["width"] for r in rows(tmp_path / "rev" / "s.parquet")} == {60}
+
+
+def test_two_secrets_naming(tmp_path, photo_factory) -> None:
+    from pipeline.model import build_model, get_config
+    from pipeline.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    ckpt = save_checkpoint(build_model(get_config("tiny", num_secrets=2)), tmp_path / "k2.pt")
+    s1, s2 = tmp_path / "s1.png", tmp_path / "s2.png"
+    s1.write_bytes(png_bytes(photo_factory(32, 32, seed=1)))
+    s2.write_bytes(png_bytes(photo_factory(32, 32, seed=2)))
+    photo_shard(tmp_path / "src" / "s.tar", 2)
+    common = ["--checkpoint", ckpt, "--size", SIZE, "--backend", "torch"]
+    res = run("embed", "--shards", tmp_path / "src", "--out", tmp_path / "st", "--secret", s1, *common)
+    assert res.exit_code == 1 and "K=2" in res.output
+    res = run("embed", "--shards", tmp_path / "src", "--out", tmp_path / "st", "--secret", s1, "--secret", s2, *common)
+    assert res.exit_code == 0, res.output
+    assert rows(tmp_path / "st" / "s.parquet")[0]["secret_id"].count("+") == 1
+    res = run("extract", "--shards", tmp_path / "st", "--out", tmp_path / "rev", *common)
+    assert res.exit_code == 0, res.output
+    assert tar_names(tmp_path / "rev" / "s.tar") == ["img0_000.secret1.png", "img0_000.secret2.png",
+                                                     "img0_001.secret1.png", "img0_001.secret2.png"]
+    assert rows(tmp_path / "rev" / "s.parquet")[0]["out_key"] == "img0_000.secret1.png,img0_000.secret2.png"
