@@ -147,6 +147,8 @@ def validate(data: str, checkpoint: str | None, size: int, val_fraction: float, 
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
 @click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
+@click.option("--w-flip", default=1.0, show_default=True, help="Weight of the flip head's BCE (mirror detection).")
+@click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
@@ -172,7 +174,7 @@ def train(**kw) -> None:
         data=kw["data"], out=kw["out"], preset=kw["preset"], model_overrides=overrides, crop=crop, batch=kw["batch"],
         steps=kw["steps"], lr=kw["lr"], cover_psnr_target=kw["cover_psnr_target"], ssim_target=kw["ssim_target"],
         max_minutes=kw["max_minutes"], val_every=kw["val_every"], device=kw["device"], threads=kw["threads"],
-        seed=kw["seed"],
+        seed=kw["seed"], w_flip=kw["w_flip"], w_guide=kw["w_guide"],
     )
     try:
         run_train(tc)
