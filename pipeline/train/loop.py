@@ -294,6 +294,10 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- run
     def run(self) -> None:
+        import signal
+
+        # SIGTERM (a scheduler's stop, `kill`) ends the run like Ctrl-C: state saved, resumable.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         tc = self.tc
         start = time.time()
         base_elapsed = self.elapsed
