@@ -70,14 +70,13 @@ def _inputs(engine: Any, part: str, batch: int, seed: int = 0) -> tuple[np.ndarr
     return cover, rng.random((batch, i.channels * i.num_secrets, i.size, i.size), dtype=np.float32)
 
 
-def time_call(fn: Any, args: tuple[np.ndarray, ...], min_seconds: float, min_iters: int) -> tuple[int, float]:
-    """(iterations, seconds) of repeated ``fn(*args)`` after one warm-up call (first-call compilation excluded)."""
-    fn(*args)
+def time_call(fn: Any, args: tuple[np.ndarray, ...], min_seconds: float, min_iters: int) -> float:
+    """Images/s of repeated ``fn(*args)``: at least ``min_iters`` calls and ``min_seconds`` (no warm-up here)."""
     iters, t0 = 0, time.perf_counter()
     while iters < min_iters or time.perf_counter() - t0 < min_seconds:
         fn(*args)
         iters += 1
-    return iters, time.perf_counter() - t0
+    return len(args[0]) * iters / (time.perf_counter() - t0)
 
 
 def run_benchmark(
@@ -88,14 +87,18 @@ def run_benchmark(
     backends: Sequence[str] | None = None,
     precisions: Sequence[str] | None = None,
     min_seconds: float = 3.0,
-    min_iters: int = 2,
+    min_iters: int = 1,
+    rounds: int = 3,
     threads: int | None = None,
     progress: bool | None = None,
 ) -> Any:
     """Measure every planned (backend, precision) x part x batch; returns a pandas DataFrame, one row each.
 
-    Engines missing from ``engines_dir`` are built first (their build time is in ``load_seconds``). Each row also
-    has ``max_abs_diff``: the largest difference from torch fp32 on the same batch-1 input (None for torch itself).
+    All engines are loaded first (missing ones are built; ``load_seconds``). Then, for each part and batch, every
+    engine gets one warm-up call and is timed in ``rounds`` interleaved rounds (A B C, A B C, ...), so that a change
+    in the machine's load hits all backends alike. ``images_per_s`` is the best round (the least disturbed one),
+    ``images_per_s_median`` the median. ``max_abs_diff`` is the largest difference from torch fp32 on the same
+    batch-1 input (None for torch itself).
     """
     import pandas as pd
     import torch
@@ -108,46 +111,56 @@ def run_benchmark(
     torch.set_num_threads(threads)  # the compiled backends use every core too: compare like with like
     plan = backend_plan(backends, precisions)
     reference = load_engine("torch", checkpoint, size)
-    ref_out = {p: getattr(reference, p)(*_inputs(reference, p, 1)) for p in PARTS}
-    rows = []
-    bar = tqdm(
-        total=len(plan) * len(PARTS) * len(batches),
-        desc="benchmark",
-        unit="config",
-        disable=None if progress is None else not progress,
-    )
+    engines, load_s = {}, {}
     for backend, precision in plan:
         t0 = time.perf_counter()
-        engine = (
+        engines[backend, precision] = (
             reference
             if (backend, precision) == ("torch", "fp32")
             else load_engine(backend, checkpoint, size, precision=precision, engines_dir=engines_dir, threads=threads)
         )
-        load_s = time.perf_counter() - t0
-        for part in PARTS:
-            fn = getattr(engine, part)
-            diff = None if backend == "torch" else float(np.abs(fn(*_inputs(engine, part, 1)) - ref_out[part]).max())
-            for batch in batches:
-                bar.set_postfix_str(f"{backend} {precision} {part} b{batch}")
-                iters, secs = time_call(fn, _inputs(engine, part, batch), min_seconds, min_iters)
+        load_s[backend, precision] = time.perf_counter() - t0
+    rows = []
+    bar = tqdm(
+        total=len(PARTS) * len(batches) * rounds * len(plan),
+        desc="benchmark",
+        unit="run",
+        disable=None if progress is None else not progress,
+    )
+    for part in PARTS:
+        ref_out = getattr(reference, part)(*_inputs(reference, part, 1))
+        for batch in batches:
+            speeds: dict[tuple[str, str], list[float]] = {k: [] for k in engines}
+            for engine in engines.values():
+                getattr(engine, part)(*_inputs(engine, part, batch))  # warm-up: first-call compilation excluded
+            for _ in range(rounds):
+                for key, engine in engines.items():
+                    bar.set_postfix_str(f"{part} b{batch} {key[0]} {key[1]}")
+                    speeds[key].append(
+                        time_call(getattr(engine, part), _inputs(engine, part, batch), min_seconds, min_iters)
+                    )
+                    bar.update()
+            for (backend, precision), v in speeds.items():
+                engine = engines[backend, precision]
+                diff = None
+                if backend != "torch":
+                    diff = float(np.abs(getattr(engine, part)(*_inputs(engine, part, 1)) - ref_out).max())
                 rows.append(
                     {
                         "backend": backend,
                         "precision": precision,
                         "part": part,
                         "batch": batch,
-                        "images_per_s": batch * iters / secs,
-                        "ms_per_batch": 1000 * secs / iters,
-                        "iterations": iters,
-                        "seconds": secs,
+                        "images_per_s": max(v),
+                        "images_per_s_median": float(np.median(v)),
+                        "rounds": rounds,
                         "size": size,
                         "threads": threads,
                         "max_abs_diff": diff,
-                        "load_seconds": load_s,
+                        "load_seconds": load_s[backend, precision],
                         "device": engine.info.device,
                     }
                 )
-                bar.update()
     bar.close()
     return pd.DataFrame(rows)
 
@@ -167,9 +180,10 @@ def markdown_table(df: Any, machine: dict[str, Any], command: str) -> str:
         diffs = [g[g.part == p].max_abs_diff.iloc[0] for p in PARTS]
         dtxt = " / ".join("-" if d is None or np.isnan(d) else f"{d:.1e}" for d in diffs)
         lines.append(f"| {backend} | {precision} | " + " | ".join(cells) + f" | {dtxt} |")
-    m = machine
+    m, n = machine, int(df["size"].iloc[0])
     header = [
-        f"Images/s at {int(df['size'].iloc[0])}x{int(df['size'].iloc[0])} ({int(df['threads'].iloc[0])} threads).",
+        f"Images/s at {n}x{n} ({int(df['threads'].iloc[0])} threads), best of {int(df['rounds'].iloc[0])} interleaved "
+        "rounds.",
         f"Machine: {m['model']}, {m['cores']} cores, {m['memory_gib']} GiB, CPU flags: {' '.join(m['flags'])}; "
         f"GPU: {m['gpu'] or 'none'}; load average before/after: {m['loadavg']} / {m.get('loadavg_after')}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
@@ -256,7 +270,10 @@ def _untrained_checkpoint(preset: str, folder: str) -> str:
 @click.option("--backends", help="Comma-separated backends [default: every usable one].")
 @click.option("--precision", "precisions", help="Comma-separated precisions [default: all each backend runs here].")
 @click.option("--engines-dir", help="Engines folder [default: a temporary one; engines are built first].")
-@click.option("--min-seconds", default=3.0, show_default=True, help="Time each configuration at least this long.")
+@click.option(
+    "--min-seconds", default=2.0, show_default=True, help="Time each configuration per round at least this long."
+)
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds per configuration (best is kept).")
 @click.option("--threads", type=int, help="CPU threads per backend [default: all usable cores].")
 @click.option("--out", default="benchmarks/results", show_default=True, type=click.Path(file_okay=False))
 def main(
@@ -268,6 +285,7 @@ def main(
     precisions: str | None,
     engines_dir: str | None,
     min_seconds: float,
+    rounds: int,
     threads: int | None,
     out: str,
 ) -> None:
@@ -291,6 +309,7 @@ def main(
             _split(backends),
             _split(precisions),
             min_seconds,
+            rounds=rounds,
             threads=threads,
         )
         machine["loadavg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None

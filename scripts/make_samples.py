@@ -46,7 +46,7 @@ def secret_image(size: int = 256) -> Image.Image:
     img[..., 0] = 0.5 + 0.5 * np.cos(r * 40)
     img[..., 1] = np.clip(1.2 - 2 * r, 0, 1)
     img[..., 2] = xx
-    band = np.abs((yy - xx)) < 0.06
+    band = np.abs(yy - xx) < 0.06
     img[band] = (1.0, 0.85, 0.1)
     checker = ((yy * 16).astype(int) + (xx * 16).astype(int)) % 2 == 0
     corner = (yy < 0.25) & (xx > 0.75)
@@ -69,10 +69,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "pipeline" / "samples"))
     out = Path(ap.parse_args().out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    astronaut, coffee, chelsea, rocket = (downscale(f()) for f in (data.astronaut, data.coffee, data.chelsea,
-                                                                   data.rocket))
-    write_tar(out / "shards" / "shard-000000.tar",
-              [("astronaut.jpg", jpeg(astronaut)), ("coffee.jpg", jpeg(coffee)), ("chelsea.jpg", jpeg(chelsea))])
+    astronaut, coffee, chelsea, rocket = (
+        downscale(f()) for f in (data.astronaut, data.coffee, data.chelsea, data.rocket)
+    )
+    write_tar(
+        out / "shards" / "shard-000000.tar",
+        [("astronaut.jpg", jpeg(astronaut)), ("coffee.jpg", jpeg(coffee)), ("chelsea.jpg", jpeg(chelsea))],
+    )
     # The second shard shows other input modes: a rocket photo, a grayscale crop, and a PNG with an alpha channel
     # (kept aside during embedding and put back unchanged).
     gray = coffee.convert("L").crop((40, 20, 280, 200))
@@ -80,8 +83,10 @@ def main() -> None:
     alpha = Image.new("L", rgba.size, 255)
     alpha.paste(0, (0, 0, rgba.width // 6, rgba.height))  # a transparent strip on the left
     rgba.putalpha(alpha)
-    write_tar(out / "shards" / "shard-000001.tar",
-              [("rocket.jpg", jpeg(rocket)), ("coffee-gray.jpg", jpeg(gray)), ("chelsea-alpha.png", png(rgba))])
+    write_tar(
+        out / "shards" / "shard-000001.tar",
+        [("rocket.jpg", jpeg(rocket)), ("coffee-gray.jpg", jpeg(gray)), ("chelsea-alpha.png", png(rgba))],
+    )
     (out / "secret.png").write_bytes(png(secret_image()))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix in (".tar", ".png"))
     print(f"wrote {out}/shards/*.tar and {out}/secret.png ({total / 1024:.0f} KiB)")

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import simplejpeg
-from PIL import Image
-
 from conftest import synthetic_photo
+from PIL import Image
 
 
 def jpeg_bytes(h: int = 48, w: int = 64, seed: int = 0, quality: int = 90) -> bytes:
@@ -28,6 +27,7 @@ def png_bytes(arr: np.ndarray, **save) -> bytes:
 
 def bomb_png(width: int = 11_000, height: int = 10_000) -> bytes:
     """A real decompression bomb: a valid grayscale PNG of width x height zeros (110 MP) in ~100 KB."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
 

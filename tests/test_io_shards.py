@@ -41,7 +41,7 @@ def test_list_shards_tars_folder_and_single_file(tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         list_shards(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no \\*.tar shards and no images"):
+    with pytest.raises(FileNotFoundError, match=r"no \*.tar shards and no images"):
         list_shards(str(tmp_path / "empty"))
 
 
@@ -59,8 +59,17 @@ def test_key_split_and_name_checks() -> None:
 
 def test_members_stream_in_order_with_error_members(tmp_path) -> None:
     good = jpeg_bytes(16, 16)
-    path = make_tar(tmp_path / "s.tar", [("a.jpg", good), ("../up.jpg", good), ("/abs.jpg", good), ("a.jpg", good),
-                                          ("./b.json", b"{}"), ("c.jpg", good)])
+    path = make_tar(
+        tmp_path / "s.tar",
+        [
+            ("a.jpg", good),
+            ("../up.jpg", good),
+            ("/abs.jpg", good),
+            ("a.jpg", good),
+            ("./b.json", b"{}"),
+            ("c.jpg", good),
+        ],
+    )
     with tarfile.open(path, "a") as tf:  # a symlink member
         ti = tarfile.TarInfo("link.jpg")
         ti.type, ti.linkname = tarfile.SYMTYPE, "/etc/passwd"

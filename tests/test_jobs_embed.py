@@ -10,7 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from jobkit import bomb_png, decode_png, jpeg_bytes, make_tar, photo_shard, png_bytes, rows, tar_members, tar_names, tree
+from jobkit import (
+    bomb_png,
+    decode_png,
+    jpeg_bytes,
+    make_tar,
+    photo_shard,
+    png_bytes,
+    rows,
+    tar_members,
+    tar_names,
+    tree,
+)
 
 from pipeline.cli import main
 from pipeline.jobs.batch import compose, quantize, resize_u8
@@ -31,21 +42,45 @@ def secret(tmp_path, photo_factory):
 
 
 def embed_args(src, dst, ckpt, secret, *extra) -> list:
-    return ["embed", "--shards", src, "--out", dst, "--secret", secret, "--checkpoint", ckpt, "--size", SIZE,
-            "--backend", "torch", "--batch-size", 3, "--workers", 2, *extra]
+    return [
+        "embed",
+        "--shards",
+        src,
+        "--out",
+        dst,
+        "--secret",
+        secret,
+        "--checkpoint",
+        ckpt,
+        "--size",
+        SIZE,
+        "--backend",
+        "torch",
+        "--batch-size",
+        3,
+        "--workers",
+        2,
+        *extra,
+    ]
 
 
 def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_factory) -> None:
     src, dst = tmp_path / "src", tmp_path / "out"
     photo_shard(src / "shard-000000.tar", 4, seed=0)
     rgba = np.dstack([photo_factory(30, 44, seed=5), np.tile(np.arange(44, dtype=np.uint8) * 5, (30, 1))])
-    make_tar(src / "shard-000001.tar", [("a.png", png_bytes(rgba)), ("a.json", b'{"caption": "x"}'),
-                                        ("b.jpg", jpeg_bytes(SIZE, SIZE, seed=7))])
+    make_tar(
+        src / "shard-000001.tar",
+        [("a.png", png_bytes(rgba)), ("a.json", b'{"caption": "x"}'), ("b.jpg", jpeg_bytes(SIZE, SIZE, seed=7))],
+    )
     res = run(*embed_args(src, dst, tiny_checkpoint, secret))
     assert res.exit_code == 0, res.output
     assert "embed: 6 images ok, 0 failed, 1 skipped" in res.output and "mean psnr_secret" in res.output
     assert tree(dst) - {p for p in tree(dst) if p.startswith("_jobs/")} == {
-        "shard-000000.tar", "shard-000000.parquet", "shard-000001.tar", "shard-000001.parquet"}
+        "shard-000000.tar",
+        "shard-000000.parquet",
+        "shard-000001.tar",
+        "shard-000001.parquet",
+    }
 
     r0 = rows(dst / "shard-000000.parquet")
     assert [r["key"] for r in r0] == [f"img0_{i:03d}" for i in range(4)]
@@ -74,7 +109,9 @@ def test_compose_and_verify_maths(tiny_checkpoint, photo_factory) -> None:
     cover_full = photo_factory(45, 70, seed=1)
     cover_n = resize_u8(cover_full, SIZE)
     secret_n = resize_u8(photo_factory(50, 50, seed=2), SIZE)
-    stego_n = engine.embed(cover_n.transpose(2, 0, 1)[None] / np.float32(255), secret_n.transpose(2, 0, 1)[None] / np.float32(255))[0]
+    stego_n = engine.embed(
+        cover_n.transpose(2, 0, 1)[None] / np.float32(255), secret_n.transpose(2, 0, 1)[None] / np.float32(255)
+    )[0]
     stego_full, sse = compose(cover_full, cover_n, stego_n)
     residual = torch.from_numpy(stego_n * 255 - cover_n.transpose(2, 0, 1).astype(np.float32))[None]
     up = F.interpolate(residual, size=(45, 70), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
@@ -144,7 +181,9 @@ def test_exit_codes_1_and_2(tmp_path, tiny_checkpoint, secret) -> None:
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
-def test_rerun_skips_done_redoes_mismatch_and_takes_new_shards(tmp_path, tiny_checkpoint, secret, photo_factory) -> None:
+def test_rerun_skips_done_redoes_mismatch_and_takes_new_shards(
+    tmp_path, tiny_checkpoint, secret, photo_factory
+) -> None:
     src, dst = tmp_path / "src", tmp_path / "out"
     photo_shard(src / "s0.tar", 2, seed=0)
     photo_shard(src / "s1.tar", 2, seed=1)
@@ -176,11 +215,31 @@ def test_rerun_skips_done_redoes_mismatch_and_takes_new_shards(tmp_path, tiny_ch
 def test_secret_ext_per_sample_and_folder_input(tmp_path, tiny_checkpoint, photo_factory) -> None:
     src, dst = tmp_path / "src", tmp_path / "out"
     s1 = png_bytes(photo_factory(33, 33, seed=1))
-    make_tar(src / "s.tar", [("a.jpg", jpeg_bytes(seed=1)), ("a.secret.png", s1),
-                             ("b.jpg", jpeg_bytes(seed=2)),  # no secret member
-                             ("c.jpg", jpeg_bytes(seed=3)), ("c.secret.png", s1)])
-    args = ["embed", "--shards", src, "--out", dst, "--secret-ext", "secret.png", "--checkpoint", tiny_checkpoint,
-            "--size", SIZE, "--backend", "torch"]
+    make_tar(
+        src / "s.tar",
+        [
+            ("a.jpg", jpeg_bytes(seed=1)),
+            ("a.secret.png", s1),
+            ("b.jpg", jpeg_bytes(seed=2)),  # no secret member
+            ("c.jpg", jpeg_bytes(seed=3)),
+            ("c.secret.png", s1),
+        ],
+    )
+    args = [
+        "embed",
+        "--shards",
+        src,
+        "--out",
+        dst,
+        "--secret-ext",
+        "secret.png",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--size",
+        SIZE,
+        "--backend",
+        "torch",
+    ]
     res = run(*args)
     assert res.exit_code == 3
     r = {x["member"]: x for x in rows(dst / "s.parquet")}
@@ -196,3 +255,23 @@ def test_secret_ext_per_sample_and_folder_input(tmp_path, tiny_checkpoint, photo
     res = run(*[a if a != src else folder for a in args][:4], tmp_path / "out2", *args[5:])
     assert res.exit_code == 0, res.output
     assert tar_names(tmp_path / "out2" / "photos.tar") == ["p.png"]
+
+
+def test_shipped_samples_run(tmp_path, tiny_checkpoint) -> None:
+    """The README's main-job command works on the sample shards shipped in the package (here with the test model)."""
+    res = run(
+        "embed",
+        "--samples",
+        "--out",
+        tmp_path / "out",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--size",
+        SIZE,
+        "--backend",
+        "torch",
+    )
+    assert res.exit_code == 0, res.output
+    assert "embed: 6 images ok, 0 failed, 0 skipped | shards 2 done" in res.output
+    modes = {r["key"]: r["src_mode"] for r in rows(tmp_path / "out" / "shard-000001.parquet")}
+    assert modes == {"rocket": "RGB", "coffee-gray": "L", "chelsea-alpha": "RGBA"}

@@ -58,10 +58,23 @@ def test_orientation_contract(tmp_path, tiny_checkpoint, photo_factory) -> None:
     exif[0x0112] = 2  # "mirror horizontal": displayed upright after applying it
     buf = io.BytesIO()
     Image.fromarray(flipped).save(buf, format="PNG", exif=exif.tobytes())
-    make_tar(tmp_path / "in" / "s.tar", [("up.png", png_bytes(stego)), ("flip.png", png_bytes(flipped)),
-                                         ("exif.png", buf.getvalue())])
-    res = run("extract", "--shards", tmp_path / "in", "--out", tmp_path / "rev", "--checkpoint", tiny_checkpoint,
-              "--size", SIZE, "--backend", "torch")
+    make_tar(
+        tmp_path / "in" / "s.tar",
+        [("up.png", png_bytes(stego)), ("flip.png", png_bytes(flipped)), ("exif.png", buf.getvalue())],
+    )
+    res = run(
+        "extract",
+        "--shards",
+        tmp_path / "in",
+        "--out",
+        tmp_path / "rev",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--size",
+        SIZE,
+        "--backend",
+        "torch",
+    )
     assert res.exit_code == 0, res.output
     out = {k: decode_png(v) for k, v in tar_members(tmp_path / "rev" / "s.tar").items()}
     assert (out["exif.secret.png"] == out["up.secret.png"]).all()
@@ -90,6 +103,10 @@ def test_two_secrets_naming(tmp_path, photo_factory) -> None:
     assert rows(tmp_path / "st" / "s.parquet")[0]["secret_id"].count("+") == 1
     res = run("extract", "--shards", tmp_path / "st", "--out", tmp_path / "rev", *common)
     assert res.exit_code == 0, res.output
-    assert tar_names(tmp_path / "rev" / "s.tar") == ["img0_000.secret1.png", "img0_000.secret2.png",
-                                                     "img0_001.secret1.png", "img0_001.secret2.png"]
+    assert tar_names(tmp_path / "rev" / "s.tar") == [
+        "img0_000.secret1.png",
+        "img0_000.secret2.png",
+        "img0_001.secret1.png",
+        "img0_001.secret2.png",
+    ]
     assert rows(tmp_path / "rev" / "s.parquet")[0]["out_key"] == "img0_000.secret1.png,img0_000.secret2.png"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from jobkit import png_bytes, photo_shard, rows, tar_names, tree
+from jobkit import photo_shard, png_bytes, rows, tar_names, tree
 
 from pipeline.cli import main
 
@@ -20,10 +20,10 @@ SHARDS, PER_SHARD = 3, 10
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _kill_when(proc: subprocess.Popen, dst: Path, ready, timeout: float = 240) -> bool:
@@ -55,8 +55,26 @@ def test_sigkill_mid_shard_then_rerun_exactly_once(tmp_path, tiny_checkpoint, ph
         photo_shard(src / f"s{s}.tar", PER_SHARD, seed=s, h=160, w=200)
     secret = tmp_path / "secret.png"
     secret.write_bytes(png_bytes(photo_factory(32, 32, seed=7)))
-    args = ["embed", "--shards", str(src), "--out", str(dst), "--secret", str(secret), "--checkpoint",
-            str(tiny_checkpoint), "--size", str(SIZE), "--backend", "torch", "--batch-size", "1", "--workers", "1", "--no-progress"]
+    args = [
+        "embed",
+        "--shards",
+        str(src),
+        "--out",
+        str(dst),
+        "--secret",
+        str(secret),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--size",
+        str(SIZE),
+        "--backend",
+        "torch",
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
 
     # Kill 1: in the middle of the first shard. Kill 2: in the middle of a later shard, after one completed.
     killed = [_kill_when(_start(args), dst, lambda d, f: _partial_with_members(d, f, 0))]

@@ -6,6 +6,8 @@ value per image, shape (B,), so tables can report means and standard deviations 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +46,35 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.
     return torch.outer(g, g)
 
 
+def _separable_valid(x: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
+    """Valid-region filtering of (B, C, H, W) with the separable kernel ``outer(taps, taps)``, as sums of shifted
+    slices: in float64 this is ~10x faster on CPU than a depthwise ``conv2d`` (which has no fast float64 path)."""
+    n = len(taps)
+    h, w = x.shape[-2] - n + 1, x.shape[-1] - n + 1
+    rows = sum(taps[i] * x[..., :, i : i + w] for i in range(n))
+    return sum(taps[i] * rows[..., i : i + h, :] for i in range(n))
+
+
+def _local_moments(a: torch.Tensor, b: torch.Tensor, win: int, sigma: float) -> tuple[torch.Tensor, ...]:
+    """Gaussian-weighted local means, variances and covariance over the valid region: five (B, C, H', W') maps."""
+    c = a.shape[1]
+    if a.dtype == torch.float64 and not (a.requires_grad or b.requires_grad):
+        r = torch.arange(win, dtype=a.dtype, device=a.device) - (win - 1) / 2
+        g = torch.exp(-(r**2) / (2 * sigma**2))
+        taps = (g / g.sum()).tolist()
+
+        def blur(x: torch.Tensor) -> torch.Tensor:
+            return _separable_valid(x, taps)
+    else:  # the training losses' path (float32/bf16, differentiable): one depthwise convolution per map
+        k = _gaussian_window(win, sigma, a.dtype, a.device).expand(c, 1, win, win)
+
+        def blur(x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, k, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    return mu_a, mu_b, blur(a * a) - mu_a**2, blur(b * b) - mu_b**2, blur(a * b) - mu_a * mu_b
+
+
 def ssim(
     a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0, win: int = 11, sigma: float = 1.5, full: bool = False
 ) -> torch.Tensor:
@@ -55,12 +86,7 @@ def ssim(
     """
     dtype = a.dtype if a.is_floating_point() else torch.float64
     a, b = a.to(dtype), b.to(dtype)
-    c = a.shape[1]
-    k = _gaussian_window(win, sigma, dtype, a.device).expand(c, 1, win, win)
-    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
-    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
-    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
-    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
+    mu_a, mu_b, saa, sbb, sab = _local_moments(a, b, win, sigma)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     smap = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
     return smap if full else smap.flatten(1).mean(1)
@@ -87,12 +113,7 @@ def ms_ssim_scales(size: int, win: int = 11) -> int:
 
 def _ssim_and_cs(a: torch.Tensor, b: torch.Tensor, data_range: float, win: int, sigma: float) -> tuple:
     """Per-image SSIM and contrast-structure term (means over the valid region and channels), both (B,)."""
-    c = a.shape[1]
-    k = _gaussian_window(win, sigma, a.dtype, a.device).expand(c, 1, win, win)
-    mu_a, mu_b = F.conv2d(a, k, groups=c), F.conv2d(b, k, groups=c)
-    saa = F.conv2d(a * a, k, groups=c) - mu_a**2
-    sbb = F.conv2d(b * b, k, groups=c) - mu_b**2
-    sab = F.conv2d(a * b, k, groups=c) - mu_a * mu_b
+    mu_a, mu_b, saa, sbb, sab = _local_moments(a, b, win, sigma)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     cs = (2 * sab + c2) / (saa + sbb + c2)
     lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
@@ -142,17 +163,19 @@ def scc(a: torch.Tensor, b: torch.Tensor, window: int = 8, eps: float = 1e-6) ->
     noise in flat windows can give arbitrary values there.
     """
     a, b = a.double(), b.double()
-    c = a.shape[1]
-    hp = SCC_HIGH_PASS.to(a).expand(c, 1, 3, 3)
-    # sewar applies the filter through scipy's generic_laplace, i.e. once per axis: twice the filter. The factor
-    # cancels in the coefficient but we keep it so the epsilon means the same thing as in sewar's units.
-    ha = 2 * F.conv2d(F.pad(a, (1, 1, 1, 1), mode="replicate"), hp, groups=c)
-    hb = 2 * F.conv2d(F.pad(b, (1, 1, 1, 1), mode="replicate"), hp, groups=c)
+
+    def high_pass(x: torch.Tensor) -> torch.Tensor:
+        # SCC_HIGH_PASS = 9 * centre - (3x3 box sum), with a symmetric border (replicate = scipy's "reflect" for a
+        # one-pixel pad). sewar applies it through scipy's generic_laplace, i.e. once per axis: twice the filter.
+        # The factor cancels in the coefficient; we keep it so that ``eps`` means the same as in sewar's units.
+        return 2 * (9 * x - _separable_valid(F.pad(x, (1, 1, 1, 1), mode="replicate"), [1.0, 1.0, 1.0]))
+
+    ha, hb = high_pass(a), high_pass(b)
     lo, hi = window // 2, (window - 1) // 2  # where scipy's "same" output sits for an even window
-    box = torch.full((c, 1, window, window), 1.0 / window**2, dtype=a.dtype, device=a.device)
+    taps = [1.0 / window] * window
 
     def local(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (lo, hi, lo, hi)), box, groups=c)
+        return _separable_valid(F.pad(x, (lo, hi, lo, hi)), taps)
 
     mu_a, mu_b = local(ha), local(hb)
     var_a = (local(ha * ha) - mu_a**2).clamp_min(0)

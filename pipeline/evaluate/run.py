@@ -48,7 +48,7 @@ class EvalConfig:
     device: str = "cpu"
     seed: int = 0
     splits: int = 5
-    xunet_epochs: int = 30
+    xunet_epochs: int = 20
     stega_tile: int = 128
     samples: int = 4
     command: str = ""
@@ -262,23 +262,30 @@ def evaluate_model(entry: ModelEntry, photos: EncodedPhotos, cfg: EvalConfig, at
     )
 
 
-def evaluate_capacity(capacity: dict[int, str], photos: EncodedPhotos, cfg: EvalConfig) -> list[dict]:
-    """Table 6: clean cover/stego and secret/recovery PSNR and SSIM for each K-secret checkpoint."""
-    rows = []
+def load_capacity_models(capacity: dict[int, str], device: str, size: int) -> dict[int, ModelEntry]:
+    """Load the ``--capacity-checkpoint`` models up front, so a wrong K or size fails before any long work."""
+    out = {}
     for k in sorted(capacity):
         label, path = parse_checkpoint_arg(capacity[k])
-        model = load_model(path, device=cfg.device)
+        model = load_model(path, device=device)
         if model.config.num_secrets != k:
             raise ValueError(f"--capacity-checkpoint {k}={path}: that model hides {model.config.num_secrets} secret(s)")
-        entry = ModelEntry(label or model_name(model, Path(path)), Path(path), model)
-        check_size(entry, cfg.size)
+        out[k] = ModelEntry(label or model_name(model, Path(path)), Path(path), model)
+        check_size(out[k], size)
+    return out
+
+
+def evaluate_capacity(entries: dict[int, ModelEntry], photos: EncodedPhotos, cfg: EvalConfig) -> list[dict]:
+    """Table 6: clean cover/stego and secret/recovery metrics for each K-secret checkpoint."""
+    rows = []
+    for k, entry in sorted(entries.items()):
         names, covers = photos.images(entry.channels, cfg.size)
         secrets = secrets_for(covers, k)
         bar = tqdm(total=2 * len(covers), desc=f"capacity K={k}", unit="img")
-        stegos = embed_all(model, covers, secrets, cfg.batch, cfg.device, bar)
-        rec = reveal_all(model, stegos, cfg.batch, cfg.device, bar=bar)
+        stegos = embed_all(entry.model, covers, secrets, cfg.batch, cfg.device, bar)
+        rec = reveal_all(entry.model, stegos, cfg.batch, cfg.device, bar=bar)
         bar.close()
-        base = {"model": entry.label, "checkpoint": str(path), "k": k}
+        base = {"model": entry.label, "checkpoint": str(entry.path), "k": k}
         cover_rows = _metric_rows({**base, "pair": "cover/stego"}, names, _u8(covers), stegos, entry.channels, False)
         secret_rows = _metric_rows({**base, "pair": "secret/recovery"}, names, _u8(secrets), rec, entry.channels, False)
         for r in cover_rows:
@@ -379,6 +386,7 @@ def run_evaluation(cfg: EvalConfig) -> Path:
     entries = load_models(cfg.checkpoints, cfg.device)
     for e in entries:
         check_size(e, cfg.size)
+    capacity_entries = load_capacity_models(cfg.capacity, cfg.device, cfg.size)
     photos = read_photos(cfg.data, cfg.subset, limit=cfg.limit)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -399,7 +407,7 @@ def run_evaluation(cfg: EvalConfig) -> Path:
             res.covers.numpy(), res.stegos.numpy(), detectors, cfg.splits, cfg.stega_tile or None, cfg.seed, cache
         )
         security += [{"model": entry.label, "image": res.names[r["photo"]], **r} for r in rows]
-    capacity = evaluate_capacity(cfg.capacity, photos, cfg) if cfg.capacity else []
+    capacity = evaluate_capacity(capacity_entries, photos, cfg)
 
     files = {
         name: write_table(rows, name, out)

@@ -287,9 +287,9 @@ class FLD:
     """One regularised Fisher linear discriminant on standardised features; ``score`` is the projection."""
 
     ridge: float = 1e-2
-    mean_: np.ndarray = field(default=None, repr=False)
-    scale_: np.ndarray = field(default=None, repr=False)
-    w_: np.ndarray = field(default=None, repr=False)
+    mean_: np.ndarray | None = field(default=None, repr=False)
+    scale_: np.ndarray | None = field(default=None, repr=False)
+    w_: np.ndarray | None = field(default=None, repr=False)
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> FLD:
         self.mean_, self.scale_ = x.mean(0), x.std(0) + 1e-9
@@ -401,7 +401,7 @@ class XuNetDetector:
     """Trains a ``XuNet`` on cover/stego pairs (each batch holds whole pairs, with random flips and 90-degree rotations
     applied to both images of a pair alike); ``score`` is the stego logit minus the cover logit."""
 
-    epochs: int = 30
+    epochs: int = 20
     batch_pairs: int = 8
     lr: float = 1e-3
     width: int = 8
@@ -411,8 +411,9 @@ class XuNetDetector:
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> XuNetDetector:
         covers, stegos = _pairs(x, y, groups)
         gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        self.net_ = XuNet(x.shape[1], self.width).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG state
+            torch.manual_seed(self.seed)
+            self.net_ = XuNet(x.shape[1], self.width).to(self.device)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=1e-4)
         steps_per_epoch = max(1, -(-len(covers) // self.batch_pairs))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs * steps_per_epoch)
@@ -466,7 +467,7 @@ class Detector:
     features: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def default_detectors(xunet_epochs: int = 30, device: str = "cpu") -> list[Detector]:
+def default_detectors(xunet_epochs: int = 20, device: str = "cpu") -> list[Detector]:
     return [
         Detector(
             "srm-fld",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,9 +30,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 100_000_000
 EXIF_ORIENTATION = 0x0112
 
-# We enforce our own (configurable) pixel limit from the header before decoding; Pillow's fixed global limit would
-# otherwise refuse legitimate large photos when the user raises ours. Set once at import, for the whole process.
-Image.MAX_IMAGE_PIXELS = None
+# We enforce our own (configurable) pixel limit from the header before decoding. Pillow's own guard stays in place
+# (it protects every other user of Pillow in the process); it is only raised, never lowered, when a decoder is asked
+# to accept more than it allows, and its warning between its two thresholds is silenced (ours is the limit).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and (not max_pixels or max_pixels > 2 * limit):
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1 if max_pixels else None
 
 
 class ImageDecodeError(ValueError):
@@ -69,6 +77,8 @@ def _open(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image: unrecognised format (first bytes {data[:8]!r})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"image refused before decoding: {exc}") from None
     except Exception as exc:  # Pillow raises many types on a damaged header
         raise ImageDecodeError(f"not an image: unreadable header ({type(exc).__name__}: {exc})") from None
 
@@ -83,6 +93,7 @@ def _orientation(im: Image.Image) -> int:
 
 def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     """Read the header only; raise ImageDecodeError for empty, unrecognised or over-limit images."""
+    _allow_pixels(max_pixels)
     im = _open(data)
     w, h = im.size
     orientation = _orientation(im)
@@ -130,9 +141,7 @@ def _to_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), None
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode == "PA":
-        im = im.convert("RGBA")
-    elif mode in ("RGBa", "La"):  # premultiplied alpha
+    elif mode == "PA" or mode in ("RGBa", "La"):
         im = im.convert("RGBA")
     mode = im.mode
     if mode in ("RGBA", "LA"):
@@ -177,8 +186,9 @@ class CpuDecoder:
 
     name = "cpu"
 
-    def __init__(self, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, pool: ThreadPoolExecutor | None = None
+    ) -> None:
         self.max_pixels = max_pixels
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._own_pool = pool is None
@@ -205,7 +215,9 @@ class CpuDecoder:
             try:
                 out.append(f.result())
             except Exception as exc:
-                out.append(exc if isinstance(exc, ImageDecodeError) else ImageDecodeError(f"{type(exc).__name__}: {exc}"))
+                out.append(
+                    exc if isinstance(exc, ImageDecodeError) else ImageDecodeError(f"{type(exc).__name__}: {exc}")
+                )
         return out
 
     def close(self) -> None:
@@ -243,8 +255,14 @@ class DaliDecoder(CpuDecoder):
     name = "dali"
     DALI_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 
-    def __init__(self, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 pool: ThreadPoolExecutor | None = None, batch_size: int = 16, device_id: int | None = -1) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        pool: ThreadPoolExecutor | None = None,
+        batch_size: int = 16,
+        device_id: int | None = -1,
+    ) -> None:
         if not dali_available():
             raise RuntimeError("DALI is not installed: pip install nvidia-dali-cuda130 (or use --decoder cpu)")
         super().__init__(workers, max_pixels, pool)
@@ -260,8 +278,13 @@ class DaliDecoder(CpuDecoder):
 
             device = "mixed" if self.device_id is not None else "cpu"
 
-            @pipeline_def(batch_size=self.batch_size, num_threads=self.threads, device_id=self.device_id,
-                          prefetch_queue_depth=1, exec_dynamic=True)
+            @pipeline_def(
+                batch_size=self.batch_size,
+                num_threads=self.threads,
+                device_id=self.device_id,
+                prefetch_queue_depth=1,
+                exec_dynamic=True,
+            )
             def decode_pipe():
                 encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1, no_copy=False)
                 return fn.decoders.image(encoded, device=device, output_type=types.RGB, adjust_orientation=True)
@@ -312,8 +335,13 @@ class DaliDecoder(CpuDecoder):
 DECODERS = ("auto", "cpu", "dali")
 
 
-def make_decoder(name: str = "auto", workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 pool: ThreadPoolExecutor | None = None, batch_size: int = 16) -> CpuDecoder:
+def make_decoder(
+    name: str = "auto",
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pool: ThreadPoolExecutor | None = None,
+    batch_size: int = 16,
+) -> CpuDecoder:
     """``auto``: DALI on a GPU when installed, else the CPU decoder (DALI's CPU mode is not faster than simplejpeg in
     a thread pool on small CPUs, see DESIGN.md section 4). ``cpu`` / ``dali`` force one."""
     if name == "auto":

@@ -67,8 +67,9 @@ def encode_webp(rgb: np.ndarray, alpha: np.ndarray | None = None, level: int = 0
     fully transparent pixels (libwebp would otherwise zero them)."""
     img = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="WEBP", lossless=True, quality=100 * min(level, 6) // 6, method=min(level, 6),
-                              exact=True)
+    Image.fromarray(img).save(
+        buf, format="WEBP", lossless=True, quality=100 * min(level, 6) // 6, method=min(level, 6), exact=True
+    )
     return buf.getvalue()
 
 
@@ -77,8 +78,9 @@ def encode_jpeg(rgb: np.ndarray, alpha: np.ndarray | None = None, quality: int =
     return simplejpeg.encode_jpeg(np.ascontiguousarray(rgb), quality=quality, colorspace="RGB", colorsubsampling="444")
 
 
-def get_encoder(fmt: str, png_level: int = DEFAULT_PNG_LEVEL, jpeg_quality: int = DEFAULT_JPEG_QUALITY,
-                webp_level: int = 0) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
+def get_encoder(
+    fmt: str, png_level: int = DEFAULT_PNG_LEVEL, jpeg_quality: int = DEFAULT_JPEG_QUALITY, webp_level: int = 0
+) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
     """A function (rgb, alpha) -> bytes for ``fmt`` in png / webp / jpeg, with its options bound."""
     if fmt == "png":
         return lambda rgb, alpha: encode_png(rgb, alpha, png_level)

@@ -13,6 +13,7 @@ exponential backoff: botocore retries each request, and reads resume at the byte
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -43,7 +44,11 @@ T = TypeVar("T")
 def s3_storage_options() -> dict[str, Any]:
     """s3fs options from the environment: endpoint (for S3-compatible stores) and botocore's own retry policy."""
     opts: dict[str, Any] = {
-        "config_kwargs": {"retries": {"max_attempts": 8, "mode": "standard"}, "connect_timeout": 10, "read_timeout": 60},
+        "config_kwargs": {
+            "retries": {"max_attempts": 8, "mode": "standard"},
+            "connect_timeout": 10,
+            "read_timeout": 60,
+        },
         # A fresh client per call site: fsspec's instance cache would otherwise pin the first endpoint for the process.
         "skip_instance_cache": True,
     }
@@ -72,9 +77,27 @@ def join(base: str, name: str) -> str:
     return posixpath.join(base, name) if base else name
 
 
-_TRANSIENT_WORDS = ("slowdown", "serviceunavailable", "internalerror", "requesttimeout", "throttl", "timed out",
-                    "timeout", "connection", "reset by peer", "broken pipe", "503", "500", "502", "504",
-                    "temporarily", "payload", "incomplete read", "not enough data", "response ended prematurely")
+_TRANSIENT_WORDS = (
+    "slowdown",
+    "serviceunavailable",
+    "internalerror",
+    "requesttimeout",
+    "throttl",
+    "timed out",
+    "timeout",
+    "connection",
+    "reset by peer",
+    "broken pipe",
+    "503",
+    "500",
+    "502",
+    "504",
+    "temporarily",
+    "payload",
+    "incomplete read",
+    "not enough data",
+    "response ended prematurely",
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -86,9 +109,18 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ETIMEDOUT, errno.EPIPE, errno.ECONNABORTED):
         return True
     names = {c.__name__ for c in type(exc).__mro__}
-    if names & {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
-                "ResponseStreamingError", "IncompleteReadError", "ClientPayloadError", "ServerDisconnectedError",
-                "ClientConnectionError", "ClientOSError"}:
+    if names & {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "ClientPayloadError",
+        "ServerDisconnectedError",
+        "ClientConnectionError",
+        "ClientOSError",
+    }:
         return True
     text = f"{type(exc).__name__} {exc}".lower()
     return isinstance(exc, OSError | RuntimeError) and any(w in text for w in _TRANSIENT_WORDS)
@@ -109,8 +141,12 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
-def retry(fn: Callable[[], T], what: str, policy: RetryPolicy = DEFAULT_RETRY,
-          on_retry: Callable[[BaseException], None] | None = None) -> T:
+def retry(
+    fn: Callable[[], T],
+    what: str,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
     """Call ``fn`` until it succeeds, retrying transient errors; the last error is raised with ``what`` in it."""
     for attempt in range(policy.attempts):
         try:
@@ -130,16 +166,24 @@ class RetryingReader(io.RawIOBase):
     """A read-only stream over ``fs.open(path)`` that reopens and seeks back to where it was after a transient error,
     so a broken connection in the middle of a multi-GB shard costs a retry, not the shard."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, policy: RetryPolicy = DEFAULT_RETRY,
-                 block_size: int = 8 << 20) -> None:
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, path: str, policy: RetryPolicy = DEFAULT_RETRY, block_size: int = 8 << 20
+    ) -> None:
         super().__init__()
         self.fs, self.path, self.policy, self.block_size = fs, path, policy, block_size
         self.pos = 0
         self.retries = 0
         self._f = retry(self._open, f"opening {path}", policy)
+        self.size: int | None = getattr(self._f, "size", None)
+        if self.size is None and is_local(fs):
+            self.size = os.fstat(self._f.fileno()).st_size
 
     def _open(self) -> Any:
-        f = self.fs.open(self.path, "rb", block_size=self.block_size) if not is_local(self.fs) else open(self.path, "rb")
+        f = (
+            self.fs.open(self.path, "rb", block_size=self.block_size)
+            if not is_local(self.fs)
+            else open(self.path, "rb")  # noqa: SIM115 - a long-lived handle owned by this reader
+        )
         if self.pos:
             f.seek(self.pos)
         return f
@@ -153,6 +197,9 @@ class RetryingReader(io.RawIOBase):
             try:
                 data = self._f.read(len(view))
                 n = len(data)
+                if n == 0 and len(view) and self.size is not None and self.pos < self.size:
+                    # a stream that ends before the object does lost its connection quietly
+                    raise ConnectionError(f"{self.path}: stream ended at byte {self.pos} of {self.size}")
                 view[:n] = data
                 self.pos += n
                 return n
@@ -161,10 +208,8 @@ class RetryingReader(io.RawIOBase):
                     raise
                 self.retries += 1
                 time.sleep(self.policy.delay(attempt))
-                try:
+                with contextlib.suppress(Exception):  # the old stream is broken anyway
                     self._f.close()
-                except Exception:  # the old stream is broken anyway
-                    pass
                 self._f = retry(self._open, f"reopening {self.path}", self.policy)
         raise AssertionError("unreachable")
 
@@ -228,8 +273,13 @@ def list_shards(src: str) -> list[ShardRef]:
     tars = [e for e in files if e["name"].endswith(".tar")]
     if tars:
         return [
-            ShardRef(posixpath.basename(e["name"])[: -len(".tar")], _url(fs, e["name"]), "tar", _entry_fingerprint(e),
-                     size=e.get("size"))
+            ShardRef(
+                posixpath.basename(e["name"])[: -len(".tar")],
+                _url(fs, e["name"]),
+                "tar",
+                _entry_fingerprint(e),
+                size=e.get("size"),
+            )
             for e in tars
         ]
     images = [e for e in files if _last_ext(posixpath.basename(e["name"])) in IMAGE_EXTS]
@@ -239,8 +289,11 @@ def list_shards(src: str) -> list[ShardRef]:
     for e in images:
         h.update(f"{posixpath.basename(e['name'])}\0{e.get('size')}\n".encode())
     name = posixpath.basename(path.rstrip("/")) or "images"
-    return [ShardRef(name, _url(fs, path), "folder", h.hexdigest()[:32],
-                     tuple(posixpath.basename(e["name"]) for e in images))]
+    return [
+        ShardRef(
+            name, _url(fs, path), "folder", h.hexdigest()[:32], tuple(posixpath.basename(e["name"]) for e in images)
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -300,8 +353,12 @@ def _normalise(name: str) -> str:
     return name
 
 
-def iter_members(shard: ShardRef, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
-                 policy: RetryPolicy = DEFAULT_RETRY, compound_exts: tuple[str, ...] = ()) -> Iterator[Member]:
+def iter_members(
+    shard: ShardRef,
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    compound_exts: tuple[str, ...] = (),
+) -> Iterator[Member]:
     """Stream the members of a shard in order, one in memory at a time. Directories are passed over silently; a
     corrupt or truncated tar yields one final error member (key ``""``) after the members read before the damage.
     Transient read errors are retried; a shard that stays unreadable raises OSError.
@@ -325,8 +382,9 @@ def split_folder_name(fname: str, compound_exts: tuple[str, ...] = ()) -> tuple[
     return (fname.rsplit(".", 1)[0], _last_ext(fname)) if "." in fname else (fname, "")
 
 
-def _iter_folder(shard: ShardRef, max_member_bytes: int, policy: RetryPolicy,
-                 compound_exts: tuple[str, ...]) -> Iterator[Member]:
+def _iter_folder(
+    shard: ShardRef, max_member_bytes: int, policy: RetryPolicy, compound_exts: tuple[str, ...]
+) -> Iterator[Member]:
     fs, path = get_fs(shard.url)
     # Sorted by key so that a photo and its per-sample secret (a.jpg, a.secret.png) are consecutive members.
     names = sorted(shard.files, key=lambda n: (split_folder_name(n, compound_exts)[0], n))
@@ -335,7 +393,9 @@ def _iter_folder(shard: ShardRef, max_member_bytes: int, policy: RetryPolicy,
         full = join(path, fname)
         size = retry(lambda full=full: fs.size(full), f"reading {full}", policy)
         if size is not None and size > max_member_bytes:
-            yield Member(shard.name, i, fname, key, ext, None, f"file is {size} bytes, over the {max_member_bytes} limit")
+            yield Member(
+                shard.name, i, fname, key, ext, None, f"file is {size} bytes, over the {max_member_bytes} limit"
+            )
             continue
         data = retry(lambda full=full: fs.cat_file(full), f"reading {full}", policy)
         yield Member(shard.name, i, fname, key, ext, data)
@@ -347,7 +407,7 @@ def _iter_tar(shard: ShardRef, max_member_bytes: int, policy: RetryPolicy) -> It
     index = 0
     with RetryingReader(fs, path, policy) as raw, io.BufferedReader(raw, 1 << 20) as f:
         try:
-            tf = tarfile.open(fileobj=f, mode="r|")
+            tf = tarfile.open(fileobj=f, mode="r|")  # noqa: SIM115 - closed by the ``with tf`` below
         except tarfile.ReadError as exc:
             yield Member(shard.name, 0, "", "", "", None, f"not a readable tar shard: {exc}")
             return
@@ -373,8 +433,9 @@ def _iter_tar(shard: ShardRef, max_member_bytes: int, policy: RetryPolicy) -> It
                 yield member
 
 
-def _read_member(shard: str, index: int, ti: tarfile.TarInfo, tf: tarfile.TarFile, seen: set[str],
-                 max_member_bytes: int) -> Member:
+def _read_member(
+    shard: str, index: int, ti: tarfile.TarInfo, tf: tarfile.TarFile, seen: set[str], max_member_bytes: int
+) -> Member:
     name = _normalise(ti.name)
     key, ext = split_key(name)
     problem = check_member_name(name)
@@ -442,7 +503,7 @@ class AtomicFile:
         if self.local:
             os.makedirs(base, exist_ok=True)
             self.tmp = join(base, partial_name(name, job_id))
-            self.f: Any = open(self.tmp, "wb")
+            self.f: Any = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit() or abort()
         else:
             self.tmp = self.final
             self.f = retry(lambda: self.fs.open(self.final, "wb", block_size=16 << 20), f"opening {self.final}")
@@ -507,7 +568,7 @@ class TarShardWriter:
     def __init__(self, dst: str, shard_name: str, job_id: str) -> None:
         remove_stale_partials(dst, f"{shard_name}.tar")
         self.file = AtomicFile(dst, f"{shard_name}.tar", job_id)
-        self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)
+        self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - see commit()
         self.names: set[str] = set()
         self.mtime = int(time.time())
 
@@ -524,8 +585,6 @@ class TarShardWriter:
         self.file.commit()
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the stream may already be broken
             self.tar.close()
-        except Exception:  # the stream may already be broken
-            pass
         self.file.abort()

@@ -140,7 +140,8 @@ def compose(cover_full: np.ndarray, cover_n: np.ndarray, stego_n: np.ndarray) ->
     """stego_full = round(cover_full + upsample(stego_N - cover_N)), clipped to uint8; also the squared error sum.
 
     Args:
-        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8, the network's input. stego_n: (3, N, N) float32 in [0, 1].
+        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8, the network's input.
+        stego_n: (3, N, N) float32 in [0, 1].
     Returns:
         (stego_full (H, W, 3) uint8, sum of squared differences to cover_full over all pixels and channels).
     The residual is upsampled separably: first along x for the N residual rows (small), then along y one stripe of
@@ -244,8 +245,9 @@ def decode_samples(samples: Sequence[Sample], decoder: CpuDecoder, size: int) ->
     return dt
 
 
-def encode_sample(sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | None], bytes], ext: str,
-                  mode: str) -> None:
+def encode_sample(
+    sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | None], bytes], ext: str, mode: str
+) -> None:
     """Encode a processed sample's outputs: the stego (``mode="embed"``) or its K secrets (``mode="extract"``)."""
     if not sample.active or sample.result is None:
         return
@@ -256,7 +258,9 @@ def encode_sample(sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | No
     else:
         k = sample.result.shape[0]
         names = ["secret"] if k == 1 else [f"secret{i + 1}" for i in range(k)]
-        sample.outputs = [(f"{sample.key}.{n}.{ext}", encoder(img, None)) for n, img in zip(names, sample.result, strict=True)]
+        sample.outputs = [
+            (f"{sample.key}.{n}.{ext}", encoder(img, None)) for n, img in zip(names, sample.result, strict=True)
+        ]
     sample.row["out_key"] = ",".join(name for name, _ in sample.outputs)
     sample.row["status"] = "ok"
     sample.row["encode_ms"] = 1000 * (time.perf_counter() - t0)
@@ -267,7 +271,9 @@ def encode_sample(sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | No
 # Embed
 
 
-def embed_batch(engine: Engine, samples: Sequence[Sample], size: int, shared_secrets: np.ndarray | None) -> dict[str, float]:
+def embed_batch(
+    engine: Engine, samples: Sequence[Sample], size: int, shared_secrets: np.ndarray | None
+) -> dict[str, float]:
     """Preprocess, embed, compose and verify the active decoded samples of a batch, in place.
 
     Args:
@@ -316,8 +322,9 @@ def embed_batch(engine: Engine, samples: Sequence[Sample], size: int, shared_sec
 # Extract
 
 
-def reveal_batch(engine: Engine, samples: Sequence[Sample], size: int,
-                 references: np.ndarray | None) -> dict[str, float]:
+def reveal_batch(
+    engine: Engine, samples: Sequence[Sample], size: int, references: np.ndarray | None
+) -> dict[str, float]:
     """Reveal the K secrets of each active decoded sample at the network size, in place.
 
     Args:
@@ -355,8 +362,14 @@ def reveal_batch(engine: Engine, samples: Sequence[Sample], size: int,
 # One call for a whole batch (what a distributed runner maps over batches)
 
 
-def process_batch(mode: str, engine: Engine, decoder: CpuDecoder, samples: Sequence[Sample], settings: JobSettings,
-                  shared: np.ndarray | None) -> Sequence[Sample]:
+def process_batch(
+    mode: str,
+    engine: Engine,
+    decoder: CpuDecoder,
+    samples: Sequence[Sample],
+    settings: JobSettings,
+    shared: np.ndarray | None,
+) -> Sequence[Sample]:
     """probe -> decode -> embed (or reveal) -> encode, for one batch; returns the samples with rows and outputs.
 
     ``shared`` is the (K, N, N, 3) uint8 shared secrets (embed) or references (extract), or None.

@@ -34,29 +34,65 @@ def samples_dir() -> Path:
 
 def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--shards", "src", help="Input: a folder or s3://bucket/prefix of WebDataset *.tar shards, or a "
-                     "folder of images (one shard)."),
+        click.option(
+            "--shards",
+            "src",
+            help="Input: a folder or s3://bucket/prefix of WebDataset *.tar shards, or a folder of images (one shard).",
+        ),
         click.option("--out", "dst", required=True, help="Output folder or s3://bucket/prefix."),
         click.option("--samples", is_flag=True, help="Use the sample shards shipped with the package as --shards."),
         click.option("--backend", default="auto", show_default=True, help=BACKENDS_HELP),
-        click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."),
-        click.option("--engines-dir", default="engines", show_default=True,
-                     help="Folder of built engines (onnxruntime/openvino/tensorrt; missing ones are built there)."),
+        click.option(
+            "--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."
+        ),
+        click.option(
+            "--engines-dir",
+            default="engines",
+            show_default=True,
+            help="Folder of built engines (onnxruntime/openvino/tensorrt; missing ones are built there).",
+        ),
         click.option("--device", help="cpu, cuda, cuda:1 ... [default: the backend's choice]."),
         click.option("--precision", help="fp32, fp16, bf16 [default: the backend's choice]."),
-        click.option("--decoder", default="auto", show_default=True, type=click.Choice(DECODERS),
-                     help="auto: DALI on a GPU when installed, else simplejpeg/Pillow in a thread pool."),
+        click.option(
+            "--decoder",
+            default="auto",
+            show_default=True,
+            type=click.Choice(DECODERS),
+            help="auto: DALI on a GPU when installed, else simplejpeg/Pillow in a thread pool.",
+        ),
         click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024)),
         click.option("--workers", type=click.IntRange(1, 256), help="Decode/encode threads [default: CPU cores]."),
-        click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(FORMATS),
-                     help="Output format (JPEG is lossy and weakens the hidden secret)."),
-        click.option("--png-level", default=DEFAULT_PNG_LEVEL, show_default=True, type=click.IntRange(0, 9),
-                     help="PNG deflate level, lossless at any level: 0 stores, 1-3 ISA-L (fast), 4-9 zlib (slow, rarely smaller on photos)."),
+        click.option(
+            "--format",
+            "fmt",
+            default="png",
+            show_default=True,
+            type=click.Choice(FORMATS),
+            help="Output format (JPEG is lossy and weakens the hidden secret).",
+        ),
+        click.option(
+            "--png-level",
+            default=DEFAULT_PNG_LEVEL,
+            show_default=True,
+            type=click.IntRange(0, 9),
+            help="PNG deflate level, lossless at any level: 0 stores, 1-3 ISA-L (fast), 4-9 zlib (slow, rarely "
+            "smaller on photos).",
+        ),
         click.option("--jpeg-quality", default=DEFAULT_JPEG_QUALITY, show_default=True, type=click.IntRange(1, 100)),
-        click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096),
-                     help="Network size N (the engine runs at N x N; the residual is carried to full resolution)."),
-        click.option("--max-megapixels", default=100.0, show_default=True, type=click.FloatRange(min=0.001),
-                     help="Refuse larger images (checked from the header, before decoding)."),
+        click.option(
+            "--size",
+            default=256,
+            show_default=True,
+            type=click.IntRange(16, 4096),
+            help="Network size N (the engine runs at N x N; the residual is carried to full resolution).",
+        ),
+        click.option(
+            "--max-megapixels",
+            default=100.0,
+            show_default=True,
+            type=click.FloatRange(min=0.001),
+            help="Refuse larger images (checked from the header, before decoding).",
+        ),
         click.option("--force", is_flag=True, help="Redo every shard, even those already completed."),
         click.option("--progress/--no-progress", default=None, help="Progress bar [default: when on a terminal]."),
     ]
@@ -95,11 +131,17 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
         kw["src"] = str(samples_dir() / "shards")
     if not kw["src"]:
         raise click.UsageError("give --shards SRC (or --samples)")
-    settings = JobSettings(size=kw["size"], fmt=kw["fmt"], png_level=kw["png_level"],
-                           jpeg_quality=kw["jpeg_quality"], max_pixels=int(kw["max_megapixels"] * 1e6))
+    settings = JobSettings(
+        size=kw["size"],
+        fmt=kw["fmt"],
+        png_level=kw["png_level"],
+        jpeg_quality=kw["jpeg_quality"],
+        max_pixels=int(kw["max_megapixels"] * 1e6),
+    )
     try:
-        engine = load_engine(kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"],
-                             engines_dir=kw["engines_dir"])
+        engine = load_engine(
+            kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], engines_dir=kw["engines_dir"]
+        )
         _check_size(engine)
         decoder = make_decoder(kw["decoder"], kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
         job = make_job(engine=engine, settings=settings, decoder=decoder)
@@ -128,10 +170,18 @@ def _check_size(engine: Any) -> None:
 
 @click.command(epilog=EXIT_CODES_HELP)
 @_common_options
-@click.option("--secret", "secrets", multiple=True, help="Secret image hidden in every cover (repeat K times for a "
-              "model with K secrets). Local path or s3:// URL.")
-@click.option("--secret-ext", "secret_exts", multiple=True, help="Take each sample's own secret from its member "
-              "KEY.EXT (e.g. secret.png); repeat K times.")
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    help="Secret image hidden in every cover (repeat K times for a model with K secrets). Local path or s3:// URL.",
+)
+@click.option(
+    "--secret-ext",
+    "secret_exts",
+    multiple=True,
+    help="Take each sample's own secret from its member KEY.EXT (e.g. secret.png); repeat K times.",
+)
 def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> None:
     """Hide secret image(s) in every image of every shard: one output shard + one results Parquet per input shard.
 
@@ -149,14 +199,28 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
     if kw["samples"] and not secrets and not secret_exts:
         secrets = (str(samples_dir() / "secret.png"),)
     blobs = _read_images(secrets, "secret image")
-    run_job(kw, functools.partial(EmbedJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"], secrets=blobs,
-                                  secret_exts=list(secret_exts), force=kw["force"]))
+    run_job(
+        kw,
+        functools.partial(
+            EmbedJob,
+            kw["src"] or str(samples_dir() / "shards"),
+            kw["dst"],
+            secrets=blobs,
+            secret_exts=list(secret_exts),
+            force=kw["force"],
+        ),
+    )
 
 
 @click.command(epilog=EXIT_CODES_HELP)
 @_common_options
-@click.option("--reference", "references", multiple=True, help="The original secret image(s), K of them, to score "
-              "the revealed secrets against (psnr/ssim_secret in the results).")
+@click.option(
+    "--reference",
+    "references",
+    multiple=True,
+    help="The original secret image(s), K of them, to score "
+    "the revealed secrets against (psnr/ssim_secret in the results).",
+)
 def extract(references: tuple[str, ...], **kw: Any) -> None:
     """Reveal the hidden secret(s) of every image of every shard into KEY.secret.png (KEY.secret1.png ... for K > 1).
 
@@ -167,24 +231,42 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     from pipeline.jobs.extract import ExtractJob
 
     blobs = _read_images(references, "reference image")
-    run_job(kw, functools.partial(ExtractJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"],
-                                  references=blobs, force=kw["force"]))
+    run_job(
+        kw,
+        functools.partial(
+            ExtractJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"], references=blobs, force=kw["force"]
+        ),
+    )
 
 
 @click.command()
 @click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Network size N.")
 @click.option("--images", default=64, show_default=True, type=click.IntRange(1, 100000), help="Images per run.")
-@click.option("--megapixels", type=float, multiple=True, help="Input photo size(s) in MP [default: N x N photos]. "
-              "Repeat to measure several, e.g. --megapixels 1.")
+@click.option(
+    "--megapixels",
+    type=float,
+    multiple=True,
+    help="Input photo size(s) in MP, 4:3; 0 = N x N photos (the default). Repeat to measure several: "
+    "--megapixels 0 --megapixels 1.",
+)
 @click.option("--backend", "backends", multiple=True, help="Backend(s) to measure [default: every one that loads].")
-@click.option("--decoder", "decoders", multiple=True, type=click.Choice(["cpu", "dali"]),
-              help="Decoder(s) to measure [default: cpu, plus dali when installed].")
+@click.option(
+    "--decoder",
+    "decoders",
+    multiple=True,
+    type=click.Choice(["cpu", "dali"]),
+    help="Decoder(s) to measure [default: cpu, plus dali when installed].",
+)
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model].")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--workers", type=click.IntRange(1, 256), help="Decode/encode threads [default: CPU cores].")
-@click.option("--memory-check", "memory_mp", type=float, default=None,
-              help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its "
-              "peak RSS.")
+@click.option(
+    "--memory-check",
+    "memory_mp",
+    type=float,
+    default=None,
+    help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its peak RSS.",
+)
 @click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
 @click.option("--out", default="benchmarks/results", show_default=True, help="Where the Parquet and PNG go.")
 def benchmark(**kw: Any) -> None:

@@ -114,9 +114,15 @@ def versions() -> dict[str, str]:
 
     import pipeline
 
-    v = {"python": platform.python_version(), "sris-pipeline": pipeline.__version__, "torch": torch.__version__,
-         "numpy": np.__version__, "pyarrow": pyarrow.__version__, "pillow": PIL.__version__,
-         "simplejpeg": simplejpeg.__version__}
+    v = {
+        "python": platform.python_version(),
+        "sris-pipeline": pipeline.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pyarrow.__version__,
+        "pillow": PIL.__version__,
+        "simplejpeg": simplejpeg.__version__,
+    }
     try:
         import isal
 
@@ -136,8 +142,16 @@ class ShardJob:
 
     mode = "job"
 
-    def __init__(self, src: str, dst: str, engine: Engine, settings: JobSettings, decoder: CpuDecoder,
-                 force: bool = False, job_id: str | None = None) -> None:
+    def __init__(
+        self,
+        src: str,
+        dst: str,
+        engine: Engine,
+        settings: JobSettings,
+        decoder: CpuDecoder,
+        force: bool = False,
+        job_id: str | None = None,
+    ) -> None:
         self.src, self.dst = src, dst.rstrip("/")
         self.engine, self.settings, self.decoder, self.force = engine, settings, decoder, force
         self.job_id = job_id or new_job_id()
@@ -159,9 +173,16 @@ class ShardJob:
         return config_hash(self.config())
 
     def shard_meta(self, shard: ShardRef) -> dict[str, Any]:
-        return {"job_id": self.job_id, "mode": self.mode, "config": self.config(), "config_hash": self.config_hash,
-                "source": shard.url, "source_fingerprint": shard.fingerprint,
-                "backend": self.engine.info.backend, "precision": self.engine.info.precision}
+        return {
+            "job_id": self.job_id,
+            "mode": self.mode,
+            "config": self.config(),
+            "config_hash": self.config_hash,
+            "source": shard.url,
+            "source_fingerprint": shard.fingerprint,
+            "backend": self.engine.info.backend,
+            "precision": self.engine.info.precision,
+        }
 
     # -- planning -----------------------------------------------------------------------------------------------------
     def plan(self) -> list[ShardRef]:
@@ -187,9 +208,17 @@ class ShardJob:
     # -- samples ------------------------------------------------------------------------------------------------------
     def base_row(self, m: Member, role: str) -> dict[str, Any]:
         info = self.engine.info
-        return new_row(job_id=self.job_id, shard=m.shard, key=m.key, member=m.name, role=role,
-                       backend=info.backend, precision=info.precision, model_sha256=info.model_sha256,
-                       out_shard=f"{m.shard}.tar")
+        return new_row(
+            job_id=self.job_id,
+            shard=m.shard,
+            key=m.key,
+            member=m.name,
+            role=role,
+            backend=info.backend,
+            precision=info.precision,
+            model_sha256=info.model_sha256,
+            out_shard=f"{m.shard}.tar",
+        )
 
     def error_sample(self, m: Member, role: str, message: str) -> Sample:
         s = Sample(m.key, self.base_row(m, role))
@@ -230,8 +259,12 @@ class ShardJob:
         key = group[0].key
         if key in seen:
             for m in group:
-                yield self.error_sample(m, self.role(m.ext), f"duplicate key {key!r}: an earlier sample of this shard "
-                                        "already has it (members of a sample must be consecutive)")
+                yield self.error_sample(
+                    m,
+                    self.role(m.ext),
+                    f"duplicate key {key!r}: an earlier sample of this shard "
+                    "already has it (members of a sample must be consecutive)",
+                )
             return
         seen.add(key)
         yield from self.member_samples(group)
@@ -280,9 +313,11 @@ class ShardJob:
             "versions": versions(),
             "started_at": datetime.fromtimestamp(self.started, UTC).isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
-            "shards": {"done": [s.name for s in self.todo if s.name not in {f["shard"] for f in self.totals.shards_failed}],
-                       "already_done": [s.name for s in self.already_done],
-                       "failed": self.totals.shards_failed},
+            "shards": {
+                "done": [s.name for s in self.todo if s.name not in {f["shard"] for f in self.totals.shards_failed}],
+                "already_done": [s.name for s in self.already_done],
+                "failed": self.totals.shards_failed,
+            },
             "totals": self.totals.as_dict(),
             **self.manifest_extra(),
         }

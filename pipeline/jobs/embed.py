@@ -24,23 +24,35 @@ from pipeline.runtime import Engine
 class EmbedJob(ShardJob):
     mode = "embed"
 
-    def __init__(self, src: str, dst: str, engine: Engine, settings: JobSettings, decoder: CpuDecoder,
-                 secrets: list[bytes] | None = None, secret_exts: list[str] | None = None, force: bool = False,
-                 job_id: str | None = None) -> None:
+    def __init__(
+        self,
+        src: str,
+        dst: str,
+        engine: Engine,
+        settings: JobSettings,
+        decoder: CpuDecoder,
+        secrets: list[bytes] | None = None,
+        secret_exts: list[str] | None = None,
+        force: bool = False,
+        job_id: str | None = None,
+    ) -> None:
         super().__init__(src, dst, engine, settings, decoder, force, job_id)
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
         if bool(secrets) == bool(secret_exts):
-            raise JobError("give the secret images either as --secret IMG (shared by every cover) or as "
-                           "--secret-ext EXT (each sample's own KEY.EXT member), one of the two")
+            raise JobError(
+                "give the secret images either as --secret IMG (shared by every cover) or as "
+                "--secret-ext EXT (each sample's own KEY.EXT member), one of the two"
+            )
         given = len(secrets) or len(secret_exts)
         if given != k:
             what = "--secret" if secrets else "--secret-ext"
             raise JobError(f"this model hides K={k} secret image(s) per cover, but {given} {what} were given")
         bad = [e for e in secret_exts if e in IMAGE_EXTS]
         if bad:
-            raise JobError(f"--secret-ext {bad[0]} would take the covers themselves; use a compound extension such "
-                           "as secret.png")
+            raise JobError(
+                f"--secret-ext {bad[0]} would take the covers themselves; use a compound extension such as secret.png"
+            )
         self.secret_exts = secret_exts
         self.secret_hashes = [sha256_hex(b) for b in secrets]
         self.shared_id = secret_id(secrets) if secrets else None
@@ -52,8 +64,12 @@ class EmbedJob(ShardJob):
                 raise JobError(f"cannot use the secret image: {exc}") from exc
 
     def config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"mode": "embed", "model_sha256": self.engine.info.model_sha256,
-                               "size": self.settings.size, "format": self.settings.fmt}
+        cfg: dict[str, Any] = {
+            "mode": "embed",
+            "model_sha256": self.engine.info.model_sha256,
+            "size": self.settings.size,
+            "format": self.settings.fmt,
+        }
         if self.settings.fmt == "jpeg":
             cfg["jpeg_quality"] = self.settings.jpeg_quality
         if self.secret_exts:
@@ -80,8 +96,12 @@ class EmbedJob(ShardJob):
             if m is cover:
                 yield self._cover_sample(m, secrets)
             elif role == "cover":
-                yield self.error_sample(m, role, f"duplicate key {key!r}: the sample already has a cover image "
-                                        f"({cover.name}); its output {key}.{self.settings.ext} can hold only one")
+                yield self.error_sample(
+                    m,
+                    role,
+                    f"duplicate key {key!r}: the sample already has a cover image "
+                    f"({cover.name}); its output {key}.{self.settings.ext} can hold only one",
+                )
             elif role == "secret":
                 why = f"secret of {key}" if cover else f"secret of {key}, which has no cover image"
                 yield self.skipped_sample(m, role, why)

@@ -23,14 +23,24 @@ from pipeline.runtime import Engine
 class ExtractJob(ShardJob):
     mode = "extract"
 
-    def __init__(self, src: str, dst: str, engine: Engine, settings: JobSettings, decoder: CpuDecoder,
-                 references: list[bytes] | None = None, force: bool = False, job_id: str | None = None) -> None:
+    def __init__(
+        self,
+        src: str,
+        dst: str,
+        engine: Engine,
+        settings: JobSettings,
+        decoder: CpuDecoder,
+        references: list[bytes] | None = None,
+        force: bool = False,
+        job_id: str | None = None,
+    ) -> None:
         super().__init__(src, dst, engine, settings, decoder, force, job_id)
         references = list(references or [])
         k = engine.info.num_secrets
         if references and len(references) != k:
-            raise JobError(f"this model reveals K={k} secret image(s) per image, but {len(references)} --reference "
-                           "were given")
+            raise JobError(
+                f"this model reveals K={k} secret image(s) per image, but {len(references)} --reference were given"
+            )
         self.reference_hashes = [sha256_hex(b) for b in references]
         self.reference_id = secret_id(references) if references else None
         self.references: np.ndarray | None = None
@@ -41,8 +51,13 @@ class ExtractJob(ShardJob):
                 raise JobError(f"cannot use the reference image: {exc}") from exc
 
     def config(self) -> dict[str, Any]:
-        return {"mode": "extract", "model_sha256": self.engine.info.model_sha256, "size": self.settings.size,
-                "format": self.settings.fmt, "references_sha256": self.reference_hashes}
+        return {
+            "mode": "extract",
+            "model_sha256": self.engine.info.model_sha256,
+            "size": self.settings.size,
+            "format": self.settings.fmt,
+            "references_sha256": self.reference_hashes,
+        }
 
     def member_samples(self, group: list[Member]) -> Iterator[Sample]:
         first = next((m for m in group if self.role(m.ext) == "cover"), None)
@@ -53,8 +68,12 @@ class ExtractJob(ShardJob):
                 row["secret_id"] = self.reference_id
                 yield Sample(m.key, row, data=m.data)
             elif role == "cover":
-                yield self.error_sample(m, "stego", f"duplicate key {m.key!r}: the sample already has an image "
-                                        f"({first.name}); its outputs would collide")
+                yield self.error_sample(
+                    m,
+                    "stego",
+                    f"duplicate key {m.key!r}: the sample already has an image "
+                    f"({first.name}); its outputs would collide",
+                )
             else:
                 yield self.skipped_sample(m, role, f"not an image ({m.ext or 'no extension'}): not processed")
 

@@ -97,8 +97,14 @@ class _Pipeline:
 class LocalRunner:
     """Runs a job on this machine with overlapping stages (see the module docstring)."""
 
-    def __init__(self, workers: int | None = None, batch_size: int = 8, pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-                 progress: bool | None = None, queue_depth: int = QUEUE_DEPTH) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        batch_size: int = 8,
+        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
+        progress: bool | None = None,
+        queue_depth: int = QUEUE_DEPTH,
+    ) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.batch_size = max(1, batch_size)
         self.pixel_budget = pixel_budget
@@ -183,8 +189,9 @@ class LocalRunner:
         ]
         for t in threads:
             t.start()
-        bar = tqdm(desc=job.mode, unit="img", disable=None if self.progress is None else not self.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            desc=job.mode, unit="img", disable=None if self.progress is None else not self.progress, dynamic_ncols=True
+        )
         results: list[ShardResult] = []
         try:
             self._write(p, job, q_enc, bar, results)

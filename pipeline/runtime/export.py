@@ -137,8 +137,8 @@ def compile_tensorrt(
 ) -> dict[str, Any]:
     """Compile ``part`` with torch-tensorrt (dynamo path) and save it as an ExportedProgram at ``path``.
 
-    FP16 is explicit typing: module and inputs are cast to fp16 and TensorRT keeps the types it is given
-    (``use_explicit_typing=True``; the older ``enabled_precisions`` is deprecated). The batch is dynamic within
+    FP16 is explicit typing: module and inputs are cast to fp16 and TensorRT keeps the types it is given (the
+    older ``enabled_precisions`` is deprecated). The batch is dynamic within
     ``batch_range`` = (min, opt, max) through ``torch_tensorrt.Input(min_shape, opt_shape, max_shape)``, with one
     ``torch.export.Dim`` shared by all inputs so that cover and secrets keep the same batch.
     """
@@ -161,8 +161,10 @@ def compile_tensorrt(
     ]
     with torch.no_grad():
         program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+        # No precision flag: explicit typing is the default (and, in the newest releases, the only mode), so the
+        # fp16 module and inputs are what makes the engine fp16.
         trt_module = torch_tensorrt.dynamo.compile(
-            program, arg_inputs=trt_inputs, use_explicit_typing=True, min_block_size=1, device=torch.device(device)
+            program, arg_inputs=trt_inputs, min_block_size=1, device=torch.device(device)
         )
         torch_tensorrt.save(
             trt_module,

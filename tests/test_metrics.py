@@ -1,0 +1,144 @@
+"""Metrics cross-checked against independent implementations (scikit-image, torchmetrics, sewar) to 1e-3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import rgb2ycbcr
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from pipeline.evaluate.metrics import (
+    MS_SSIM_BETAS,
+    _ssim_and_cs,
+    ms_ssim,
+    ms_ssim_scales,
+    mse,
+    psnr,
+    psnr_y,
+    scc,
+    ssim,
+    to_255,
+)
+
+TOL = 1e-3
+
+
+def _pairs(photo_factory, size: int, n: int = 3, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photo-like uint8 images and distorted copies (noise of growing strength, then a blur): (n, C, size, size)."""
+    a = torch.from_numpy(np.stack([photo_factory(size, size, seed=i, channels=channels) for i in range(n)]))
+    a = a.permute(0, 3, 1, 2).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    sigmas = torch.tensor([2.0, 6.0, 15.0][:n])[:, None, None, None]
+    b = (a.double() + torch.randn(a.shape, generator=gen, dtype=torch.float64) * sigmas).clamp(0, 255).round()
+    b[-1] = torch.nn.functional.avg_pool2d(b[-1:], 3, 1, 1, count_include_pad=False)[0].round()
+    return a, b.to(torch.uint8)
+
+
+def _hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).numpy()
+
+
+def test_psnr_mse_ssim_match_scikit_image(photo_factory) -> None:
+    a, b = _pairs(photo_factory, 96)
+    got_psnr, got_mse, got_ssim = psnr(a.double(), b.double()), mse(a, b), ssim(a.double(), b.double())
+    for i in range(len(a)):
+        ref_a, ref_b = _hwc(a[i]), _hwc(b[i])
+        assert got_mse[i].item() == pytest.approx(mean_squared_error(ref_a, ref_b), abs=TOL)
+        assert got_psnr[i].item() == pytest.approx(peak_signal_noise_ratio(ref_a, ref_b, data_range=255), abs=TOL)
+        ref_ssim = structural_similarity(
+            ref_a, ref_b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2
+        )
+        assert got_ssim[i].item() == pytest.approx(ref_ssim, abs=TOL)
+
+
+def test_psnr_y_matches_scikit_image_luma(photo_factory) -> None:
+    a, b = _pairs(photo_factory, 64)
+    got = psnr_y(a.double(), b.double())
+    for i in range(len(a)):
+        ya, yb = rgb2ycbcr(_hwc(a[i]))[..., 0], rgb2ycbcr(_hwc(b[i]))[..., 0]
+        assert got[i].item() == pytest.approx(peak_signal_noise_ratio(ya, yb, data_range=255), abs=TOL)
+
+
+def test_to_255_rounds_to_8_bits() -> None:
+    x = torch.tensor([-0.1, 0.0, 0.5, 1.2, 100.4 / 255])
+    assert to_255(x).tolist() == [0.0, 0.0, 128.0, 255.0, 100.0]
+
+
+def test_ms_ssim_matches_torchmetrics_at_five_scales(photo_factory) -> None:
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+
+    a, b = _pairs(photo_factory, 256)
+    got = ms_ssim(a, b)
+    # float32 for the reference: torchmetrics' float64 convolutions take a minute on CPU; float32 is exact to ~1e-6.
+    ref = tm_ms_ssim(b.float(), a.float(), data_range=255.0, reduction="none", normalize="relu")
+    assert got.shape == (3,)
+    assert torch.allclose(got, ref.double(), atol=TOL)
+    assert torch.allclose(ms_ssim(a, a), torch.ones(3, dtype=torch.float64))
+    assert got[0] > got[1]  # more noise, lower score
+
+
+@pytest.mark.parametrize(
+    ("size", "scales"), [(256, 5), (176, 5), (175, 4), (161, 4), (88, 4), (64, 3), (43, 2), (11, 1)]
+)
+def test_ms_ssim_scale_count(size: int, scales: int) -> None:
+    assert ms_ssim_scales(size) == scales
+
+
+def test_ms_ssim_small_images_use_fewer_renormalised_scales(photo_factory) -> None:
+    """64 px: 3 scales. Each scale's terms are checked on their own (contrast-structure against torchmetrics, SSIM
+    against scikit-image), then the product with the renormalised weights."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    a, b = _pairs(photo_factory, 64)
+    x, y = a.double(), b.double()
+    terms = []
+    for j in range(3):
+        s, cs = _ssim_and_cs(x, y, 255.0, 11, 1.5)
+        _, ref_cs = tm_ssim(y, x, data_range=255.0, reduction="none", return_contrast_sensitivity=True)
+        assert torch.allclose(cs, ref_cs, atol=TOL)
+        for i in range(len(x)):
+            ref_s = structural_similarity(
+                _hwc(x[i]),
+                _hwc(y[i]),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=255,
+                channel_axis=2,
+            )
+            assert s[i].item() == pytest.approx(ref_s, abs=TOL)
+        terms.append(s if j == 2 else cs)
+        x, y = torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(y, 2)
+    betas = torch.tensor(MS_SSIM_BETAS[:3], dtype=torch.float64)
+    expected = (torch.stack(terms).clamp_min(0) ** (betas / betas.sum())[:, None]).prod(0)
+    assert torch.allclose(ms_ssim(a, b), expected, atol=1e-9)
+    assert torch.allclose(ms_ssim(a, a), torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least 11"):
+        ms_ssim(a[..., :10, :10], b[..., :10, :10])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_scc_matches_sewar_and_torchmetrics(photo_factory, channels: int) -> None:
+    import sewar
+    from torchmetrics.functional.image import spatial_correlation_coefficient as tm_scc
+
+    a, b = _pairs(photo_factory, 72, channels=channels)
+    got = scc(a, b)
+    ref_tm = tm_scc(b.double(), a.double(), reduction="none")
+    assert torch.allclose(got, ref_tm.double(), atol=TOL)
+    for i in range(len(a)):
+        assert got[i].item() == pytest.approx(sewar.scc(_hwc(a[i]), _hwc(b[i])), abs=TOL)
+
+
+def test_scc_flat_windows_count_zero(photo_factory) -> None:
+    """A flat image has no high-pass energy: every window is flat and counts 0 (sewar's convention), never NaN."""
+    flat = torch.full((1, 3, 32, 32), 77, dtype=torch.uint8)
+    photo = torch.from_numpy(photo_factory(32, 32, seed=3)).permute(2, 0, 1)[None]
+    assert scc(flat, flat).item() == 0.0
+    assert scc(flat, photo).item() == 0.0
+    half = photo.clone()
+    half[..., :16] = 77  # left half flat: its windows count 0, the right half correlates perfectly
+    value = scc(half, half).item()
+    assert 0.3 < value < 0.8
+    assert scc(photo, photo).item() == pytest.approx(1.0, abs=1e-9)
