@@ -52,7 +52,9 @@ def _capacity(values: tuple[str, ...]) -> dict[int, str]:
 )
 @click.option("--limit", type=click.IntRange(min=2), help="Use only the first N photos (by name).")
 @click.option("--splits", default=5, show_default=True, type=click.IntRange(min=5), help="Steganalysis splits.")
-@click.option("--xunet-epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--xunet-epochs", default=20, show_default=True, type=click.IntRange(min=1), help="XuNet training epochs."
+)
 @click.option(
     "--stega-tile",
     default=128,

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,19 +118,20 @@ def load_models(specs: Sequence[str], device: str) -> list[ModelEntry]:
                 "or train one with `python -m pipeline train`"
             )
         specs = [str(path)]
-    entries: list[ModelEntry] = []
+    loaded = []
     for spec in specs:
         label, path = parse_checkpoint_arg(spec)
         model = load_model(path, device=device)
-        label = label or model_name(model, Path(path))
-        taken = {e.label for e in entries}
-        if label in taken:  # two runs of the same architecture: tell them apart by file
-            label = f"{label} [{Path(path).parent.name}/{Path(path).name}]"
-        n = 2
-        base = label
-        while label in taken:
-            label, n = f"{base} #{n}", n + 1
-        entries.append(ModelEntry(label, Path(path), model))
+        loaded.append((label, Path(path), model, label or model_name(model, Path(path))))
+    counts = Counter(name for *_, name in loaded)
+    entries: list[ModelEntry] = []
+    for label, path, model, name in loaded:
+        if label is None and counts[name] > 1:  # e.g. two runs of one architecture: tell them apart by file
+            name = f"{name} [{path.parent.name}/{path.name}]"
+        unique, n = name, 2
+        while unique in {e.label for e in entries}:
+            unique, n = f"{name} #{n}", n + 1
+        entries.append(ModelEntry(unique, path, model))
     return entries
 
 
