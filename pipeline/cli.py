@@ -14,7 +14,6 @@ import click
 
 from pipeline.model.config import PRESETS
 
-
 # Commands that live in their stage's package, imported only when used (so `--help` and `train` stay fast and a
 # missing optional dependency of one command never breaks another).
 LAZY_COMMANDS: dict[str, str] = {
@@ -64,7 +63,9 @@ def main() -> None:
 
 
 @main.command("model-info")
-@click.option("--config", "preset", type=click.Choice(sorted(PRESETS)), multiple=True, help="Presets to describe (default: all).")
+@click.option(
+    "--config", "preset", type=click.Choice(sorted(PRESETS)), multiple=True, help="Presets to describe (default: all)."
+)
 @click.option("--size", default=256, show_default=True, help="Image size for the FLOP count.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
@@ -75,22 +76,34 @@ def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'preset':8} {'params':>10} {'embed':>9} {'reveal':>9} {'discrim.':>9} {'GFLOPs embed':>13} {'GFLOPs reveal':>14}  (at {size}x{size})")
+    header = ("preset", "params", "embed", "reveal", "discrim.", "GFLOPs embed", "GFLOPs reveal")
+    widths = (8, 10, 9, 9, 9, 13, 14)
+    click.echo(" ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + f"  (at {size}x{size})")
     for r in rows:
-        click.echo(
-            f"{r['preset']:8} {r['params']:>10,} {r['params_embed']:>9,} {r['params_reveal']:>9,} {r['params_discriminator']:>9,} "
-            f"{r['gflops_embed']:>13.2f} {r['gflops_reveal']:>14.2f}"
+        cells = (
+            f"{r['preset']:>8}",
+            f"{r['params']:>10,}",
+            f"{r['params_embed']:>9,}",
+            f"{r['params_reveal']:>9,}",
+            f"{r['params_discriminator']:>9,}",
+            f"{r['gflops_embed']:>13.2f}",
+            f"{r['gflops_reveal']:>14.2f}",
         )
+        click.echo(" ".join(cells))
 
 
 @main.command()
 @click.option("--data", required=True, help="Folder of photos or WebDataset shards (the training data source).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: the shipped model].")
 @click.option("--size", default=256, show_default=True, help="Evaluation size N (shorter side resized, centre crop).")
-@click.option("--val-fraction", default=0.2, show_default=True, help="Held-out fraction, split by photo name (as train).")
+@click.option(
+    "--val-fraction", default=0.2, show_default=True, help="Held-out fraction, split by photo name (as train)."
+)
 @click.option("--all-photos", is_flag=True, help="Use every photo, not only the held-out ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def validate(data: str, checkpoint: str | None, size: int, val_fraction: float, all_photos: bool, as_json: bool) -> None:
+def validate(
+    data: str, checkpoint: str | None, size: int, val_fraction: float, all_photos: bool, as_json: bool
+) -> None:
     """Check a model against the quality bar on photos it was not trained on.
 
     Uses the same split by photo name as `train`, so `--data` pointing at the training source gives its held-out
@@ -105,7 +118,7 @@ def validate(data: str, checkpoint: str | None, size: int, val_fraction: float, 
 
     try:
         model = load_model(checkpoint)
-        train_imgs, val_imgs, _, val_names = load_photos(data, model.config.channels, val_fraction)
+        train_imgs, val_imgs, _, _ = load_photos(data, model.config.channels, val_fraction)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -131,11 +144,17 @@ def validate(data: str, checkpoint: str | None, size: int, val_fraction: float, 
 
 
 @main.command()
-@click.option("--data", required=True, help="Folder of photos (JPEG/PNG, any size) or WebDataset shards (dir or s3://).")
+@click.option(
+    "--data", required=True, help="Folder of photos (JPEG/PNG, any size) or WebDataset shards (dir or s3://)."
+)
 @click.option("--out", required=True, help="Run folder: checkpoints, logs, curves. An existing run there is resumed.")
-@click.option("--config", "preset", default="small", show_default=True, type=click.Choice(sorted(PRESETS)), help="Model preset.")
+@click.option(
+    "--config", "preset", default="small", show_default=True, type=click.Choice(sorted(PRESETS)), help="Model preset."
+)
 @click.option("--baseline", type=click.Choice(["hinet", "unet"]), help="Train a baseline instead of SRIS-Net.")
-@click.option("--secrets", "num_secrets", default=1, show_default=True, type=click.IntRange(1, 4), help="Secrets per cover (K).")
+@click.option(
+    "--secrets", "num_secrets", default=1, show_default=True, type=click.IntRange(1, 4), help="Secrets per cover (K)."
+)
 @click.option("--channels", default=3, show_default=True, type=click.Choice(["1", "3"]), help="Image channels.")
 @click.option("--no-lpfdd", is_flag=True, help="Ablation: Gaussian pyramid instead of the Laplacian decomposition.")
 @click.option("--no-glem-global", is_flag=True, help="Ablation: GLEM without its global branch.")
@@ -161,20 +180,39 @@ def train(**kw) -> None:
     that `load_model` and every other command accept), OUT/train_log.parquet, OUT/val_log.parquet and
     OUT/curves.png.
     """
-    from pipeline.train.loop import TrainConfig, train as run_train
+    from pipeline.train.loop import TrainConfig
+    from pipeline.train.loop import train as run_train
 
     overrides: dict = {"num_secrets": kw["num_secrets"], "channels": int(kw["channels"])}
     if kw["baseline"]:
         overrides["arch"] = kw["baseline"]
-    for flag, field_name in (("no_lpfdd", "lpfdd"), ("no_glem_global", "glem_global"), ("no_sfm", "sfm"), ("no_score_map", "score_map")):
+    for flag, field_name in (
+        ("no_lpfdd", "lpfdd"),
+        ("no_glem_global", "glem_global"),
+        ("no_sfm", "sfm"),
+        ("no_score_map", "score_map"),
+    ):
         if kw[flag]:
             overrides[field_name] = False
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
-        data=kw["data"], out=kw["out"], preset=kw["preset"], model_overrides=overrides, crop=crop, batch=kw["batch"],
-        steps=kw["steps"], lr=kw["lr"], cover_psnr_target=kw["cover_psnr_target"], ssim_target=kw["ssim_target"],
-        max_minutes=kw["max_minutes"], val_every=kw["val_every"], device=kw["device"], threads=kw["threads"],
-        seed=kw["seed"], w_flip=kw["w_flip"], w_guide=kw["w_guide"],
+        data=kw["data"],
+        out=kw["out"],
+        preset=kw["preset"],
+        model_overrides=overrides,
+        crop=crop,
+        batch=kw["batch"],
+        steps=kw["steps"],
+        lr=kw["lr"],
+        cover_psnr_target=kw["cover_psnr_target"],
+        ssim_target=kw["ssim_target"],
+        max_minutes=kw["max_minutes"],
+        val_every=kw["val_every"],
+        device=kw["device"],
+        threads=kw["threads"],
+        seed=kw["seed"],
+        w_flip=kw["w_flip"],
+        w_guide=kw["w_guide"],
     )
     try:
         run_train(tc)

@@ -25,7 +25,8 @@ QUICK_ATTACKS = {
 @torch.inference_mode()
 def quick_validation(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor, batch: int = 8) -> dict:
     """Mean figures over the pairs, plus ``margin``: the smallest distance to the bar in dB-like units (>= 0 passes)."""
-    stegos = torch.cat([model.embed(covers[i : i + batch], secrets[i : i + batch]) for i in range(0, len(covers), batch)])
+    spans = range(0, len(covers), batch)
+    stegos = torch.cat([model.embed(covers[i : i + batch], secrets[i : i + batch]) for i in spans])
     stego8 = to_255(stegos)
     res = {
         "psnr_cover": psnr(stego8, to_255(covers)).mean().item(),

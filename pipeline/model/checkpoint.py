@@ -41,7 +41,9 @@ def save_checkpoint(
     model: torch.nn.Module, path: str | os.PathLike[str], meta: dict[str, Any] | None = None, half: bool = False
 ) -> Path:
     """Write ``model`` (config + weights) atomically; ``half`` stores float weights as fp16 (half the size)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()
+    }
     payload = {"format": FORMAT, "config": model.config.to_dict(), "state_dict": state, "meta": meta or {}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,18 @@ from torch import nn
 
 # The 5x5 "KV" high-pass kernel of the spatial rich model; steganalysis nets start from it because embedding noise
 # lives in the high frequencies that natural image content hides.
-_KV = torch.tensor(
-    [
-        [-1.0, 2.0, -2.0, 2.0, -1.0],
-        [2.0, -6.0, 8.0, -6.0, 2.0],
-        [-2.0, 8.0, -12.0, 8.0, -2.0],
-        [2.0, -6.0, 8.0, -6.0, 2.0],
-        [-1.0, 2.0, -2.0, 2.0, -1.0],
-    ]
-) / 12.0
+_KV = (
+    torch.tensor(
+        [
+            [-1.0, 2.0, -2.0, 2.0, -1.0],
+            [2.0, -6.0, 8.0, -6.0, 2.0],
+            [-2.0, 8.0, -12.0, 8.0, -2.0],
+            [2.0, -6.0, 8.0, -6.0, 2.0],
+            [-1.0, 2.0, -2.0, 2.0, -1.0],
+        ]
+    )
+    / 12.0
+)
 
 
 class DualTaskDiscriminator(nn.Module):

@@ -8,6 +8,8 @@ per channel and per pixel instead of adding them.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,9 +42,10 @@ class MSIB(nn.Module):
 class SFM(nn.Module):
     """Selective fusion module: fuse shallow and deep features (both (B, C, H, W)) -> (B, C, H, W).
 
-    A softmax over the two sources gives each channel at each pixel a convex combination of shallow and deep:
-    the channel part of the logits comes from globally pooled statistics (as in selective-kernel networks), the
-    spatial part from a 1x1 conv over both sources that gives one logit per source and pixel (cheap at full size). With ``enabled=False`` it is the plain addition the paper replaces (ablation).
+    A softmax over the two sources gives each channel at each pixel a convex combination of shallow and deep: the
+    channel part of the logits comes from globally pooled statistics (as in selective-kernel networks), the spatial
+    part from a 1x1 conv over both sources that gives one logit per source and pixel (cheap at full size).
+    With ``enabled=False`` it is the plain addition the paper replaces (ablation).
     """
 
     def __init__(self, channels: int, reduction: int = 4, enabled: bool = True) -> None:
@@ -79,15 +82,11 @@ class DMSubNet(nn.Module):
         self, widths: tuple[int, ...], blocks: int = 1, dilations: tuple[int, ...] = (1, 2, 3), sfm: bool = True
     ) -> None:
         super().__init__()
-        self.enc = nn.ModuleList(
-            nn.Sequential(*[MSIB(w, dilations) for _ in range(blocks)]) for w in widths
-        )
-        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
-        self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(widths[:-1], widths[1:]))
+        self.enc = nn.ModuleList(nn.Sequential(*[MSIB(w, dilations) for _ in range(blocks)]) for w in widths)
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in pairwise(widths))
+        self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in pairwise(widths))
         self.fuse = nn.ModuleList(SFM(w, enabled=sfm) for w in widths[:-1])
-        self.dec = nn.ModuleList(
-            nn.Sequential(*[MSIB(w, dilations) for _ in range(blocks)]) for w in widths[:-1]
-        )
+        self.dec = nn.ModuleList(nn.Sequential(*[MSIB(w, dilations) for _ in range(blocks)]) for w in widths[:-1])
         self.out_fuse = SFM(widths[0], enabled=sfm)
         self.act = nn.SiLU()
 

@@ -70,8 +70,9 @@ class RevealModule(torch.nn.Module):
 class TorchEngine(Engine):
     """Reference backend: the PyTorch model in fp32 (CPU) or fp16/fp32 (CUDA), eager."""
 
-    def __init__(self, model: torch.nn.Module, size: int, model_sha256: str, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self, model: torch.nn.Module, size: int, model_sha256: str, device: str = "cpu", precision: str = "fp32"
+    ) -> None:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(self.device, self.dtype).eval()

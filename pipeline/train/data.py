@@ -88,11 +88,12 @@ class CropSampler:
         h, w = img.shape[-2:]
         short = min(h, w)
         lo, hi = math.log(min(self.crop, short)), math.log(short)
-        side = int(round(math.exp(self.rng.uniform(lo, hi))))
+        side = round(math.exp(self.rng.uniform(lo, hi)))
         y, x = self.rng.randint(0, h - side), self.rng.randint(0, w - side)
         patch = img[:, y : y + side, x : x + side].float()[None] / 255.0
         if side != self.crop:
-            patch = F.interpolate(patch, size=(self.crop, self.crop), mode="bilinear", antialias=True, align_corners=False)
+            size = (self.crop, self.crop)
+            patch = F.interpolate(patch, size=size, mode="bilinear", antialias=True, align_corners=False)
             patch = (patch.clamp(0, 1) * 255).round() / 255.0  # training data is 8-bit like real data
         if self.rng.random() < 0.5:
             patch = patch.flip(-1)

@@ -120,7 +120,9 @@ class Trainer:
         # pulls it back (starting at 1 and 10, a run shrank the residual to nothing before the revealer learned).
         # Slow rates (10 dB or 0.5 SSIM below target: x e in 50 steps) keep the weights from swinging with the
         # batch-to-batch noise of the measured values.
-        self.cover_c = Constraint(tc.cover_psnr_target, rate=0.002, scale=1.0, lo=0.01, hi=30.0, log_weight=math.log(0.05))
+        self.cover_c = Constraint(
+            tc.cover_psnr_target, rate=0.002, scale=1.0, lo=0.01, hi=30.0, log_weight=math.log(0.05)
+        )
         self.ssim_c = Constraint(tc.ssim_target, rate=0.002, scale=20.0, lo=0.01, hi=1000.0, log_weight=math.log(0.05))
         self.pyr = LaplacianPyramid(3).to(self.device)
         self.step = 0
@@ -316,8 +318,11 @@ class Trainer:
                     row.update(step=self.step, minutes=self.elapsed / 60, images_per_s=ips)
                     self.log_rows.append(row)
                     bar.set_postfix(
-                        img_s=f"{ips:.1f}", cov=f"{row['psnr_cover']:.1f}", sec=f"{row['psnr_secret']:.1f}",
-                        ssim=f"{row['ssim_cover']:.3f}", lc=f"{row['lambda_cover']:.2f}",
+                        img_s=f"{ips:.1f}",
+                        cov=f"{row['psnr_cover']:.1f}",
+                        sec=f"{row['psnr_secret']:.1f}",
+                        ssim=f"{row['ssim_cover']:.3f}",
+                        lc=f"{row['lambda_cover']:.2f}",
                     )
                 bar.update(1)
                 if self.val is not None and (self.step % tc.val_every == 0 or self.step == tc.steps):
