@@ -55,7 +55,7 @@ def _batch_range(value: str) -> tuple[int, int, int]:
     "--batch-range",
     default=",".join(map(str, DEFAULT_BATCH_RANGE)),
     show_default=True,
-    help="TensorRT batch MIN,OPT,MAX (ONNX and OpenVINO take any batch; larger batches are split).",
+    help="TensorRT batch MIN,OPT,MAX; bigger batches are split at run time (ONNX and OpenVINO take any batch).",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: when on a terminal].")
 def build_engines(
