@@ -41,6 +41,7 @@ RUN chmod 0755 /usr/local/bin/sris-entrypoint
 # relative to the working directory).
 RUN mkdir -p /opt/sris-pipeline/engines
 
-# The entry point builds missing or stale engines for the commands that use them, then runs `python -m pipeline "$@"`.
-ENTRYPOINT ["sris-entrypoint"]
+# NVIDIA's entry point first (driver checks and CUDA forward-compatibility setup, then its banner), then ours: it
+# builds missing or stale engines for the commands that use them and runs `python -m pipeline "$@"`.
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "sris-entrypoint"]
 CMD ["--help"]

@@ -94,6 +94,28 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Refuse larger images (checked from the header, before decoding).",
         ),
         click.option("--force", is_flag=True, help="Redo every shard, even those already completed."),
+        click.option(
+            "--runner",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this machine; ray: a Ray cluster, one shard per worker (docs/scale-out.md).",
+        ),
+        click.option(
+            "--ray-address",
+            help="With --runner ray: Ray's address: auto (the cluster of this node), ray://HOST:10001 (Ray Client) "
+            "[default: RAY_ADDRESS, else a new local cluster].",
+        ),
+        click.option(
+            "--ray-actors",
+            type=click.IntRange(1, 100_000),
+            help="With --runner ray: workers, i.e. shards in flight [default: one per GPU, else per CPU core].",
+        ),
+        click.option(
+            "--ray-gpus-per-actor",
+            type=click.FloatRange(0, 8),
+            help="With --runner ray: GPUs per worker, 0.5 = two per GPU [default: 1 when the cluster has GPUs].",
+        ),
         click.option("--progress/--no-progress", default=None, help="Progress bar [default: when on a terminal]."),
     ]
     for opt in reversed(options):
@@ -138,15 +160,37 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
         jpeg_quality=kw["jpeg_quality"],
         max_pixels=int(kw["max_megapixels"] * 1e6),
     )
+    use_ray = kw["runner"] == "ray"
+    if not use_ray and any(kw[k] is not None for k in ("ray_address", "ray_actors", "ray_gpus_per_actor")):
+        raise click.UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor go with --runner ray")
     try:
-        engine = load_engine(
-            kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], engines_dir=kw["engines_dir"]
-        )
+        if use_ray:
+            from pipeline.jobs.ray_runner import EngineSpec, RayRunner
+
+            spec = EngineSpec(
+                kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], kw["engines_dir"]
+            )
+            engine = spec.planning_engine()  # the driver only plans; every worker loads `spec` on its own node
+            runner = RayRunner(
+                spec, address=kw["ray_address"], actors=kw["ray_actors"], cpus_per_actor=kw["workers"],
+                gpus_per_actor=kw["ray_gpus_per_actor"], decoder=kw["decoder"], batch_size=kw["batch_size"],
+                progress=kw["progress"],
+            )  # fmt: skip
+        else:
+            engine = load_engine(
+                kw["backend"],
+                kw["checkpoint"],
+                kw["size"],
+                kw["device"],
+                kw["precision"],
+                engines_dir=kw["engines_dir"],
+            )
+            runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
         _check_size(engine)
-        decoder = make_decoder(kw["decoder"], kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
+        decoder_name = "cpu" if use_ray else kw["decoder"]
+        decoder = make_decoder(decoder_name, kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
         job = make_job(engine=engine, settings=settings, decoder=decoder)
         job.plan()
-        runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
         runner.run(job)
         job.write_manifest()
     except (JobError, CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:

@@ -160,6 +160,8 @@ class ShardJob:
         self.totals = Totals()
         self.todo: list[ShardRef] = []
         self.already_done: list[ShardRef] = []
+        # What actually ran; a distributed runner replaces it (its workers' engines, not the driver's planning one).
+        self.runner_info: dict[str, Any] = {"runner": "local"}
         if engine.info.channels != 3:
             raise JobError(f"the batch jobs handle RGB models only; this model has {engine.info.channels} channel(s)")
 
@@ -300,6 +302,8 @@ class ShardJob:
 
     def manifest(self) -> dict[str, Any]:
         info = self.engine.info
+        ran = self.runner_info.get("ran")
+        engine = {**asdict(info), "engine_sha256": getattr(self.engine, "engine_sha256", None)}
         return {
             "job_id": self.job_id,
             "mode": self.mode,
@@ -308,8 +312,9 @@ class ShardJob:
             "config": self.config(),
             "config_hash": self.config_hash,
             "settings": asdict(self.settings),
-            "engine": {**asdict(info), "engine_sha256": getattr(self.engine, "engine_sha256", None)},
-            "decoder": self.decoder.name,
+            "engine": [r["engine"] for r in ran] if ran else engine,
+            "decoder": sorted({r["decoder"] for r in ran}) if ran else self.decoder.name,
+            "runner": self.runner_info,
             "versions": versions(),
             "started_at": datetime.fromtimestamp(self.started, UTC).isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),

@@ -70,8 +70,8 @@ class EngineSpec:
     """How a worker loads its engine: the arguments of ``pipeline.runtime.load_engine`` (engines are process-bound
     and cannot travel, so each actor loads its own from this recipe).
 
-    ``device=None`` lets each worker choose: an actor given a GPU runs ``auto`` and ``tensorrt`` on it (``torch``
-    too); an actor without one runs the best CPU backend.
+    ``device=None`` lets each worker choose: an actor given a GPU runs ``auto`` (TensorRT first), ``tensorrt`` and
+    ``torch`` on it; an actor without one runs the best CPU backend.
     """
 
     backend: str = "auto"
@@ -98,8 +98,10 @@ class EngineSpec:
     def load(self, threads: int | None = None, gpu: bool = False) -> Engine:
         """Load the engine in this process; ``gpu`` says whether Ray gave this process a GPU."""
         device = self.device
-        if device is None and gpu and self.backend == "torch":
-            device = "cuda"  # the torch backend stays on the CPU unless asked; Ray reserved a GPU for it here
+        if device is None and gpu and self.backend in ("auto", "torch"):
+            # Ray reserved a GPU for this process: make `auto` choose among the backends that run on it (TensorRT
+            # first) and keep `torch` off the CPU, where it stays unless asked.
+            device = "cuda"
         return load_engine(
             self.backend,
             self.checkpoint,
