@@ -561,6 +561,9 @@ def exists(url: str) -> bool:
     return bool(retry(lambda: fs.exists(path), f"checking {url}"))
 
 
+OUTPUT_MTIME = 946684800  # 2000-01-01T00:00:00Z
+
+
 class TarShardWriter:
     """Writes an output WebDataset shard member by member (nothing held in memory beyond one member), committed
     atomically by ``commit()``."""
@@ -570,7 +573,9 @@ class TarShardWriter:
         self.file = AtomicFile(dst, f"{shard_name}.tar", job_id)
         self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - see commit()
         self.names: set[str] = set()
-        self.mtime = int(time.time())
+        # A fixed member time: an output shard is a function of its input and the job's configuration only, so the
+        # same job gives byte-identical shards on any runner, host or rerun.
+        self.mtime = OUTPUT_MTIME
 
     def add(self, name: str, data: bytes) -> None:
         if name in self.names:  # the job never produces one, but a shard must not silently hold two
