@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.config import ModelConfig
-from pipeline.model.discriminator import DualTaskDiscriminator
+from pipeline.model.hiding import HidingModel
 from pipeline.model.sris import FlipHead, fold, unfold
 
 HINET_BLOCKS = 6
@@ -316,36 +316,10 @@ class UNetRevealer(nn.Module):
         return unfold(self.net(fold(x - 0.5, self.stride)), self.stride) + 0.5, flip_logit
 
 
-class BaselineModel(nn.Module):
-    """The glue SRIS-Net has, for a baseline: public clamped ``embed`` / ``reveal`` over raw training paths.
-
-    Shapes: cover (B, C, N, N), secrets (B, K*C, N, N), N a multiple of ``config.multiple``.
+class BaselineModel(HidingModel):
+    """A baseline: SRIS-Net's interface (``pipeline/model/hiding.py``); it embeds uniformly (``score_map`` is ones
+    and the embedder ignores ``score``).
     """
-
-    embedder: nn.Module
-    revealer: nn.Module
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.config = cfg
-        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
-
-    def score_map(self, cover: torch.Tensor) -> torch.Tensor:
-        """Baselines embed uniformly: (B, C, H, W) -> ones (B, 1, H, W)."""
-        return torch.ones_like(cover[:, :1])
-
-    def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
-        """Unclamped stego (B, C, N, N); ``score`` is accepted for interface parity and ignored."""
-        return cover + self.embedder(cover, secrets, score)
-
-    def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.revealer(stego)
-
-    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        return self.embed_raw(cover, secrets).clamp(0, 1)
-
-    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
-        return self.reveal_raw(stego)[0].clamp(0, 1)
 
 
 class HiNetBaseline(BaselineModel):

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.config import ModelConfig
-from pipeline.model.discriminator import DualTaskDiscriminator
 from pipeline.model.dmsubnet import DMSubNet
 from pipeline.model.glem import GLEM
+from pipeline.model.hiding import HidingModel
 from pipeline.model.pyramid import LaplacianPyramid, PlainDownsampling
 
 
@@ -165,7 +165,7 @@ class Revealer(nn.Module):
         return unfold(self.head(d), s) + 0.5, flip_logit
 
 
-class SRISNet(nn.Module):
+class SRISNet(HidingModel):
     """SRIS-Net: ``embed(cover, secrets) -> stego`` and ``reveal(stego) -> secrets`` on [0, 1] float tensors.
 
     Shapes: cover (B, C, N, N), secrets (B, K*C, N, N), N a multiple of ``config.multiple``.
@@ -173,27 +173,11 @@ class SRISNet(nn.Module):
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.config = cfg
+        super().__init__(cfg)
         self.embedder = Embedder(cfg)
         self.revealer = Revealer(cfg)
-        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
 
     def score_map(self, cover: torch.Tensor) -> torch.Tensor:
         if not self.config.score_map:
             return torch.ones_like(cover[:, :1])
         return self.discriminator.score_map(cover)
-
-    def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
-        if score is None:
-            score = self.score_map(cover)
-        return cover + self.embedder(cover, secrets, score)
-
-    def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.revealer(stego)
-
-    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        return self.embed_raw(cover, secrets).clamp(0, 1)
-
-    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
-        return self.reveal_raw(stego)[0].clamp(0, 1)

@@ -1,0 +1,47 @@
+"""The interface every hiding network shares (SRIS-Net and the baselines): raw training paths and clamped public ones.
+
+Shapes: cover (B, C, N, N), secrets (B, K*C, N, N), N a multiple of ``config.multiple``; images float in [0, 1].
+Subclasses set ``embedder(cover, secrets, score) -> residual`` and ``revealer(stego) -> (secrets, flip logit)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.model.config import ModelConfig
+from pipeline.model.discriminator import DualTaskDiscriminator
+
+
+class HidingModel(nn.Module):
+    """``embed(cover, secrets) -> stego`` and ``reveal(stego) -> secrets``, clamped to [0, 1].
+
+    Training uses ``embed_raw`` / ``reveal_raw`` (unclamped outputs, flip logit). Every model carries the dual-task
+    discriminator (the adversarial loss); only SRIS-Net embeds with its score map.
+    """
+
+    embedder: nn.Module
+    revealer: nn.Module
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
+
+    def score_map(self, cover: torch.Tensor) -> torch.Tensor:
+        """Where to embed: (B, C, H, W) -> (B, 1, H, W) in [0, 1]; uniform (ones) unless a subclass says otherwise."""
+        return torch.ones_like(cover[:, :1])
+
+    def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
+        if score is None:
+            score = self.score_map(cover)
+        return cover + self.embedder(cover, secrets, score)
+
+    def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.revealer(stego)
+
+    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        return self.embed_raw(cover, secrets).clamp(0, 1)
+
+    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+        return self.reveal_raw(stego)[0].clamp(0, 1)
