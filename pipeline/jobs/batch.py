@@ -361,31 +361,3 @@ def reveal_batch(
             s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))
     times.update(preprocess=t1 - t0, reveal=t2 - t1, metrics=time.perf_counter() - t2)
     return times
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# One call for a whole batch (what a distributed runner maps over batches)
-
-
-def process_batch(
-    mode: str,
-    engine: Engine,
-    decoder: CpuDecoder,
-    samples: Sequence[Sample],
-    settings: JobSettings,
-    shared: np.ndarray | None,
-) -> Sequence[Sample]:
-    """probe -> decode -> embed (or reveal) -> encode, for one batch; returns the samples with rows and outputs.
-
-    ``shared`` is the (K, N, N, 3) uint8 shared secrets (embed) or references (extract), or None.
-    """
-    probe_samples(samples, settings.max_pixels)
-    decode_samples(samples, decoder, settings.size)
-    if mode == "embed":
-        embed_batch(engine, samples, settings.size, shared)
-    else:
-        reveal_batch(engine, samples, settings.size, shared)
-    encoder = settings.encoder()
-    for s in samples:
-        encode_sample(s, encoder, settings.ext, mode)
-    return samples
