@@ -167,6 +167,14 @@ def validate(
 @click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
 @click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
 @click.option("--w-flip", default=1.0, show_default=True, help="Weight of the flip head's BCE (mirror detection).")
+@click.option(
+    "--attack-mix",
+    default="bar",
+    show_default=True,
+    type=click.Choice(["bar", "wide"]),
+    help="Training distortions: 'bar' = the conditions the quality bar measures; 'wide' = stronger noise/blur/JPEG.",
+)
+@click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
@@ -213,7 +221,15 @@ def train(**kw) -> None:
         seed=kw["seed"],
         w_flip=kw["w_flip"],
         w_guide=kw["w_guide"],
+        attack_mix=kw["attack_mix"],
+        init_from=kw["init_from"],
     )
+    if tc.init_from:
+        # Fine-tuning a trained model: no from-scratch warm-ups (unrounded stego, phased-in fidelity, loose targets,
+        # discriminator warm-up); the targets hold from the first step.
+        tc.quantize_from = tc.d_warmup = tc.fidelity_ramp = 0
+        tc.cover_psnr_start, tc.ssim_start = tc.cover_psnr_target, tc.ssim_target
+        tc.warmup = 50
     try:
         run_train(tc)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:

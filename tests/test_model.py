@@ -103,7 +103,7 @@ def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) 
         score = model.score_map(cover)
     assert stego.shape == (2, channels, n, n)
     assert recovered.shape == raw.shape == (2, k * channels, n, n)
-    assert flip_logit is not None and flip_logit.shape == (2,)
+    assert flip_logit is None  # mirror synchronisation by default, no learned flip head
     assert score.shape == (2, 1, n, n)
     for t in (stego, recovered):
         assert torch.isfinite(t).all() and t.min() >= 0 and t.max() <= 1
@@ -112,19 +112,20 @@ def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) 
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_flip_head_can_be_switched_off(arch: str) -> None:
-    cfg = get_config("tiny", arch=arch, flip_head=False)
-    model = build_model(cfg)
-    _, logit = model.reveal_raw(torch.rand(1, 3, 16, 16))
-    assert logit is None
+def test_learned_flip_head_is_optional(arch: str) -> None:
+    model = build_model(get_config("tiny", arch=arch))
     assert not any("flip" in name for name, _ in model.named_parameters())
+    model = build_model(get_config("tiny", arch=arch, flip_head=True, flip_sync=False))
+    _, logit = model.reveal_raw(torch.rand(1, 3, 16, 16))
+    assert logit is not None and logit.shape == (1,)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_reveal_unmirrors_by_the_flip_decision(arch: str) -> None:
-    """Teacher-forced (training) and head-decided (inference) un-mirroring agree, for every architecture."""
+    """Learned flip head (first checkpoints): teacher-forced (training) and head-decided (inference) un-mirroring
+    agree, for every architecture."""
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", arch=arch)).eval()
+    model = build_model(get_config("tiny", arch=arch, flip_head=True, flip_sync=False)).eval()
     stego = torch.rand(2, 3, 32, 32)
     ones, zeros = torch.ones(2), torch.zeros(2)
     with torch.inference_mode():

@@ -144,3 +144,41 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "--data", str(empty), "--out", str(tmp_path / "run"), *CLI_COMMON])
     assert result.exit_code == 1
     assert "error:" in result.output and str(empty) in result.output
+
+
+def test_fine_tuning_starts_from_the_given_weights_without_warm_ups(photos: Path, tmp_path: Path) -> None:
+    first = train(_config(photos, tmp_path / "first", steps=2))
+    source = torch.load(first / "last.pt", weights_only=False)
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(photos), "--out", str(out), *CLI_COMMON, "--init-from", str(first / "last.pt")],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "initialised" in result.output
+    tc = json.loads((out / "train_config.json").read_text())
+    assert tc["init_from"] == str(first / "last.pt")
+    assert tc["quantize_from"] == tc["d_warmup"] == tc["fidelity_ramp"] == 0
+    assert tc["cover_psnr_start"] == tc["cover_psnr_target"]
+    # Constraint weights come from the training state (two steps of training moved them off their start value).
+    trainer = Trainer(TrainConfig.from_dict({**tc, "out": str(tmp_path / "again")}))
+    assert trainer.cover_c.log_weight == source["cover_log_w"]
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(tensor, source["model"][name]), name
+
+
+def test_attack_mixtures_draw_only_their_conditions() -> None:
+    import random
+
+    from pipeline.train.attacks import TRAIN_MIXES, sample_train_attack
+
+    rng = random.Random(0)
+    labels = [sample_train_attack(rng, 3, "bar")[0] for _ in range(400)]
+    kinds = {label.split()[0] for label in labels}
+    assert kinds == set(TRAIN_MIXES["bar"])
+    noise = [float(label.split()[1][1:]) for label in labels if label.startswith("noise")]
+    assert max(noise) <= 7.0 and min(noise) >= 1.0
+    assert "gaussian s2.0" not in labels
+    assert all(not label.startswith("jpeg") for label in (sample_train_attack(rng, 1, "bar")[0] for _ in range(200)))
+    with pytest.raises(ValueError, match="unknown attack mixture"):
+        sample_train_attack(rng, 3, "nope")

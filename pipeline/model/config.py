@@ -31,7 +31,10 @@ class ModelConfig:
         score_floor: minimum embedding gain where the score map is 0 (flat, easily detectable regions); the gain is
             ``score_floor + (1 - score_floor) * score``.
         lpfdd / glem_global / sfm / score_map: ablation switches (False = the ablated variant).
-        flip_head: a small classifier in reveal that decides whether the stego was mirrored and un-mirrors it.
+        flip_head: a small learned classifier in reveal that decides whether the stego was mirrored (superseded by
+            ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
+        flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
+            (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
     """
 
     arch: str = "sris"
@@ -50,7 +53,9 @@ class ModelConfig:
     glem_global: bool = True
     sfm: bool = True
     score_map: bool = True
-    flip_head: bool = True
+    flip_head: bool = False
+    flip_sync: bool = True
+    sync_amplitude: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +84,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        # Checkpoints written before mirror synchronisation existed used the learned flip head only.
+        d = {"flip_head": True, "flip_sync": False, **d} if "flip_sync" not in d else d
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
         return cls(**kw)
 
@@ -92,6 +99,9 @@ PRESETS: dict[str, ModelConfig] = {
     # working at N/4 with 48-96 channels trained 2x faster per image on the 2-core CPU than N/2 with 24-48 channels
     # at similar FLOPs (wider convs use the CPU better).
     "small": ModelConfig(),
+    # A third of small's FLOPs (0.66 + 0.38 GFLOPs at 256 px, 0.25M generator parameters), for CPU batch jobs that
+    # must run embed + verify at tens of images per second on two cores.
+    "fast": ModelConfig(width=24, level_widths=(24, 48, 48, 48), dms_widths=(24, 48), dms_blocks=1),
     # Full width and full resolution, for GPU training.
     "paper": ModelConfig(
         width=48,

@@ -11,6 +11,7 @@ from torch import nn
 
 from pipeline.model.config import ModelConfig
 from pipeline.model.discriminator import DualTaskDiscriminator
+from pipeline.model.sync import add_template, unmirror
 
 
 class HidingModel(nn.Module):
@@ -35,10 +36,18 @@ class HidingModel(nn.Module):
     def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
         if score is None:
             score = self.score_map(cover)
-        return cover + self.embedder(cover, secrets, score)
+        return self.add_sync(cover + self.embedder(cover, secrets, score))
+
+    def add_sync(self, stego: torch.Tensor) -> torch.Tensor:
+        """Add the mirror-synchronisation pattern (when ``config.flip_sync``) to a raw stego (B, C, N, N)."""
+        return add_template(stego, self.config.sync_amplitude) if self.config.flip_sync else stego
+
+    def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
+        """Un-mirror the images of a batch that hold the mirrored pattern (identity without ``flip_sync``)."""
+        return unmirror(stego) if self.config.flip_sync else stego
 
     def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.revealer(stego)
+        return self.revealer(self.unmirror(stego))
 
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         return self.embed_raw(cover, secrets).clamp(0, 1)

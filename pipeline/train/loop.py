@@ -72,6 +72,10 @@ class TrainConfig:
     fidelity_from: int = 0
     fidelity_ramp: int = 1000
     flip_prob: float = 0.25
+    attack_mix: str = "bar"
+    # Start from a trained model's weights (a model checkpoint or a run's last.pt); layers whose names and shapes
+    # match are copied, the rest keep their fresh initialisation. Ignored when the run resumes.
+    init_from: str | None = None
     clip: float = 1.0
     val_fraction: float = 0.2
     val_size: int = 256
@@ -136,6 +140,8 @@ class Trainer:
         self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed)
         self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
         self._resume()  # first: a refused resume must not overwrite the run's files
+        if self.step == 0 and tc.init_from:
+            self._init_from(tc.init_from)
         (self.out / "split.json").write_text(json.dumps({"train": train_names, "validation": val_names}, indent=1))
         (self.out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
 
@@ -186,6 +192,18 @@ class Trainer:
                 rows.extend(r for r in pq.read_table(self.out / name).to_pylist() if r["step"] <= self.step)
         print(f"resumed {path} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
 
+    def _init_from(self, path: str) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        src = st.get("state_dict") or st.get("model")
+        if src is None:
+            raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
+        own = self.model.state_dict()
+        taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(taken, strict=False)
+        if "cover_log_w" in st:  # a training state: keep its constraint weights, they fit the trained model
+            self.cover_c.log_weight, self.ssim_c.log_weight = st["cover_log_w"], st["ssim_log_w"]
+        print(f"initialised {len(taken)}/{len(own)} tensors from {path}")
+
     def _write_logs(self) -> None:
         for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
             if rows:
@@ -215,13 +233,15 @@ class Trainer:
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
         quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
-        stego = quantize(cover + residual)
+        stego = quantize(m.add_sync(cover + residual))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
         seen = mask * stego.flip(-1) + (1 - mask) * stego
-        attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels)
+        attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels, tc.attack_mix)
         seen = quantize(attack(seen))
-        recovered, flip_logit = m.revealer(seen, flipped)
+        # Mirror synchronisation decides from the image itself, as at inference; the learned flip head (first
+        # checkpoints) is teacher-forced with the true mask instead.
+        recovered, flip_logit = m.revealer(m.unmirror(seen), flipped if self.cfg.flip_head else None)
 
         l_secret = db_loss(recovered, secrets)
         l_cover = normalized_mse(stego, cover, tc.cover_psnr_target)

@@ -1,0 +1,101 @@
+"""Mirror synchronisation (pipeline/model/sync.py): the pattern, its detection on real photos, and the model's use."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.model import build_model, get_config
+from pipeline.model.config import ModelConfig
+from pipeline.model.sync import add_template, is_mirrored, mirror_score, template, unmirror
+from pipeline.train import attacks as A
+
+
+def sample_photos(size: int = 256) -> torch.Tensor:
+    """The photos of the shipped sample shards, centre-cropped and resized to (B, 3, size, size) in [0, 1]."""
+    imgs = []
+    for shard in sorted((resources.files("pipeline") / "samples" / "shards").iterdir()):
+        with tarfile.open(fileobj=io.BytesIO(shard.read_bytes())) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg", ".png")):
+                    img = Image.open(tar.extractfile(m)).convert("RGB")
+                    s = min(img.size)
+                    left, top = (img.width - s) // 2, (img.height - s) // 2
+                    img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.BICUBIC)
+                    imgs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+    return torch.stack(imgs).float() / 255
+
+
+def test_template_is_a_fixed_block_pattern_tiled_across_sizes() -> None:
+    like = torch.zeros(1)
+    t256, t128 = template(256, 256, like), template(128, 96, like)
+    assert set(t256.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(t128, t256[..., :128, :96])  # a crop sees the pattern at the same pixel positions
+    assert torch.equal(t256[..., :2, :2], t256[..., :1, :1].expand(1, 1, 2, 2))  # constant on 2x2 blocks
+    assert abs(t256.mean().item()) < 0.05
+    # Nearly orthogonal to its own mirror: that is what the detector relies on.
+    assert abs((t256 * t256.flip(-1)).mean().item()) < 0.05
+    assert torch.equal(template(300, 520, like)[..., :256, :256], t256)  # larger sizes tile the same tile
+
+
+ATTACKS = {
+    "none": lambda x: x,
+    "mean 3x3": A.mean_filter,
+    "gaussian s1": lambda x: A.gaussian_filter(x, 1.0),
+    "gaussian s2": lambda x: A.gaussian_filter(x, 2.0),
+    "sharpen": A.sharpen,
+    "noise s10": lambda x: A.gaussian_noise(x, 10.0, torch.Generator().manual_seed(0)),
+    "jpeg 75": lambda x: A.jpeg_real(x, 75),
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_detection_on_photos_survives_the_distortions(attack: str) -> None:
+    """One grey level of pattern, 8-bit rounding, then the distortion: the sign is right on every photo, mirrored
+    or not, and above the score of every photo that holds no pattern at all."""
+    photos = sample_photos()
+    stego = A.quantize(add_template(photos, 1.0))
+    f = ATTACKS[attack]
+    plain = mirror_score(A.quantize(f(stego)))
+    mirrored = mirror_score(A.quantize(f(stego.flip(-1))))
+    unmarked = mirror_score(A.quantize(f(photos))).abs()
+    assert (plain > 0).all() and (mirrored < 0).all()
+    assert plain.min() > unmarked.max() and (-mirrored).min() > unmarked.max()
+
+
+def test_unmirror_flips_only_the_mirrored_images() -> None:
+    stego = A.quantize(add_template(sample_photos(), 1.0))
+    mixed = torch.cat([stego[:2], stego[2:].flip(-1)])
+    assert is_mirrored(mixed).tolist() == [False, False] + [True] * (len(stego) - 2)
+    assert torch.equal(unmirror(mixed), stego)
+
+
+@pytest.mark.parametrize("arch", ["sris", "hinet", "unet"])
+def test_model_reveals_a_mirrored_stego_as_the_original(arch: str) -> None:
+    """With ``flip_sync`` (the default) the model itself un-mirrors: same secrets for the stego and its mirror."""
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", arch=arch)).eval()
+    assert model.config.flip_sync and not model.config.flip_head
+    covers = sample_photos(64)[:2]
+    with torch.inference_mode():
+        stego = A.quantize(model.embed(covers, covers.flip(0)))
+        assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
+        # The pattern is part of the stego: one grey level on average.
+        no_sync = build_model(get_config("tiny", arch=arch, flip_sync=False)).eval()
+        no_sync.load_state_dict(model.state_dict())
+        diff = model.embed(covers, covers.flip(0)) - no_sync.embed(covers, covers.flip(0))
+        assert diff.abs().mean().item() == pytest.approx(1 / 255, rel=0.05)
+
+
+def test_checkpoints_from_before_sync_keep_their_learned_flip_head() -> None:
+    old = get_config("tiny").to_dict()
+    del old["flip_sync"], old["sync_amplitude"]
+    old["flip_head"] = True
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.flip_head and not cfg.flip_sync
