@@ -160,6 +160,7 @@ def validate(
 @click.option("--no-glem-global", is_flag=True, help="Ablation: GLEM without its global branch.")
 @click.option("--no-sfm", is_flag=True, help="Ablation: add shallow and deep features instead of SFM.")
 @click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
+@click.option("--no-carrier", is_flag=True, help="Ablation: no analytic linear carrier code (the deep paths only).")
 @click.option("--crop", type=int, help="Training crop size [default: 128, 256 for the paper preset].")
 @click.option("--batch", default=16, show_default=True)
 @click.option("--steps", default=6000, show_default=True, help="Length of the schedule (cosine decay ends here).")
@@ -199,6 +200,7 @@ def train(**kw) -> None:
         ("no_glem_global", "glem_global"),
         ("no_sfm", "sfm"),
         ("no_score_map", "score_map"),
+        ("no_carrier", "carrier"),
     ):
         if kw[flag]:
             overrides[field_name] = False
@@ -224,12 +226,13 @@ def train(**kw) -> None:
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],
     )
-    if tc.init_from:
-        # Fine-tuning a trained model: no from-scratch warm-ups (unrounded stego, phased-in fidelity, loose targets,
-        # discriminator warm-up); the targets hold from the first step.
+    if tc.init_from or (not kw["baseline"] and not kw["no_carrier"]):
+        # A model that works from step 0 (fine-tuning, or SRIS-Net with its analytic carrier code) needs none of the
+        # from-scratch warm-ups (unrounded stego, phased-in fidelity, loose targets, discriminator warm-up), which
+        # exist so that a code can be found at all; the targets hold from the first step.
         tc.quantize_from = tc.d_warmup = tc.fidelity_ramp = 0
         tc.cover_psnr_start, tc.ssim_start = tc.cover_psnr_target, tc.ssim_target
-        tc.warmup = 50
+        tc.warmup = 50 if tc.init_from else tc.warmup
     try:
         run_train(tc)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:

@@ -6,6 +6,7 @@ checkpoint that carries its config can be rebuilt exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -35,6 +36,9 @@ class ModelConfig:
             ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
         flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
             (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
+        carrier: SRIS-Net embeds through a learnable linear code on 4x4 blocks initialised to an analytic one
+            (``pipeline/model/carrier.py``) besides its deep path; ``carrier_amplitude`` is the code's initial
+            amplitude in grey levels. Baselines ignore both.
     """
 
     arch: str = "sris"
@@ -56,6 +60,8 @@ class ModelConfig:
     flip_head: bool = False
     flip_sync: bool = True
     sync_amplitude: float = 1.0
+    carrier: bool = True
+    carrier_amplitude: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,7 +82,8 @@ class ModelConfig:
     @property
     def multiple(self) -> int:
         """Image sizes must be a multiple of this (stem fold times the deepest DMSubNet scale)."""
-        return self.stem_stride * 2 ** (len(self.dms_widths) - 1)
+        m = self.stem_stride * 2 ** (len(self.dms_widths) - 1)
+        return math.lcm(m, 4) if self.carrier and self.arch == "sris" else m
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +91,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
-        # Checkpoints written before mirror synchronisation existed used the learned flip head only.
+        # Checkpoints written before mirror synchronisation existed used the learned flip head only; those written
+        # before the carrier existed have none.
         d = {"flip_head": True, "flip_sync": False, **d} if "flip_sync" not in d else d
+        d = {"carrier": False, **d}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
         return cls(**kw)
 

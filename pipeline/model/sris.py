@@ -8,11 +8,12 @@ Data flow of ``embed`` (N = image size, s = stem stride, w = width, K secrets, C
     progressive embedding, lowest band first: h = GLEM_L(band_c[L], band_s[L], score_L); then for each finer
     level l: h = GLEM_l(up(h), band_c[l], band_s[l], score_l)
     DMSubNet(h, shallow=f_c) -> conv -> shuffle(s) -> residual (B, C, N, N), scaled by the score-map gain
-    stego = cover + residual
+    stego = cover + residual + carrier code (pipeline/model/carrier.py) + mirror-sync pattern (sync.py)
 
 ``reveal`` mirrors it: a flip head un-mirrors a horizontally flipped stego, the stego's shallow features are
 decomposed by LPFDD, the secret-feature bands are predicted progressively from the lowest band up and put back
-together by the exact pyramid inverse, and DMSubNet refines them into the K secrets.
+together by the exact pyramid inverse, and DMSubNet refines them into the K secrets: a correction added to the
+carrier's estimate (which the deep path also sees as input).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.carrier import CarrierReader, CarrierWriter
 from pipeline.model.config import ModelConfig
 from pipeline.model.dmsubnet import DMSubNet
 from pipeline.model.glem import GLEM
@@ -86,6 +88,7 @@ class Embedder(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-2)
         nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
+        self.carrier = CarrierWriter(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
 
     def forward(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         s = self.cfg.stem_stride
@@ -105,7 +108,10 @@ class Embedder(nn.Module):
         d = self.dms(self.to_dms(h), shallow=self.shallow(f_c))
         residual = unfold(self.head(d), s)
         gain = self.cfg.score_floor + (1 - self.cfg.score_floor) * score
-        return residual * gain
+        if self.carrier is None:
+            return residual * gain
+        # The carrier's code is not scaled by the score map: its reader expects the exact coefficient.
+        return residual * gain + self.carrier(cover, secrets)
 
 
 class Revealer(nn.Module):
@@ -116,7 +122,10 @@ class Revealer(nn.Module):
         s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
         self.cfg = cfg
         self.flip = FlipHead(c) if cfg.flip_head else None
-        self.stem = nn.Conv2d(c * s * s, w, 3, padding=1)
+        self.carrier = CarrierReader(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
+        # With the carrier, the deep path sees the stego and the carrier's estimate, and adds a correction to it.
+        stem_in = c * s * s * (1 + (cfg.num_secrets if cfg.carrier else 0))
+        self.stem = nn.Conv2d(stem_in, w, 3, padding=1)
         self.pyramid = _pyramid(cfg)
         L = cfg.levels
         glems = [GLEM(w, lw[L], cfg.dilations, cfg.glem_global)]
@@ -129,6 +138,9 @@ class Revealer(nn.Module):
         self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
         self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
         self.head = nn.Conv2d(cfg.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
+        if cfg.carrier:  # start as the carrier's estimate: the correction starts near zero
+            nn.init.normal_(self.head.weight, std=1e-2)
+            nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
 
     def unflip(
@@ -152,7 +164,12 @@ class Revealer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         s, L = self.cfg.stem_stride, self.cfg.levels
         x, flip_logit = self.unflip(stego, flipped)
-        f = self.act(self.stem(fold(x - 0.5, s)))
+        inp = fold(x - 0.5, s)
+        base = 0.5
+        if self.carrier is not None:
+            base = self.carrier(x)
+            inp = torch.cat([inp, fold(base - 0.5, s)], dim=1)
+        f = self.act(self.stem(inp))
         bands = self.pyramid.decompose(f)
         h = self.glems[0](bands[L])
         preds = [self.band_heads[0](h)]
@@ -162,7 +179,7 @@ class Revealer(nn.Module):
             preds.append(self.band_heads[i + 1](h))
         feat = self.pyramid.reconstruct(preds[::-1])
         d = self.dms(self.to_dms(feat), shallow=self.shallow(f))
-        return unfold(self.head(d), s) + 0.5, flip_logit
+        return unfold(self.head(d), s) + base, flip_logit
 
 
 class SRISNet(HidingModel):
