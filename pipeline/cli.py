@@ -233,6 +233,8 @@ def train(**kw) -> None:
         tc.quantize_from = tc.d_warmup = tc.fidelity_ramp = 0
         tc.cover_psnr_start, tc.ssim_start = tc.cover_psnr_target, tc.ssim_target
         tc.warmup = 50 if tc.init_from else tc.warmup
+        # Constraint weights where the first run (small-v1) ended: imperceptibility holds from the first step.
+        tc.lambda_cover_init, tc.lambda_ssim_init = 0.3, 5.0
     try:
         run_train(tc)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:

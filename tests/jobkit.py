@@ -76,3 +76,10 @@ def tree(root: Path) -> set[str]:
 
 def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def job_args(command: str, shards: object, out: object, checkpoint: object, size: int, *extra: object) -> list[str]:
+    """The arguments every embed / extract test run shares (torch backend: no engine to build), plus ``extra``;
+    ``shards=None`` leaves ``--shards`` out (for ``--samples``)."""
+    common = ["--out", out, "--checkpoint", checkpoint, "--size", size, "--backend", "torch"]
+    return [command, *(["--shards", str(shards)] if shards is not None else []), *map(str, common), *map(str, extra)]

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from jobkit import jpeg_bytes, png_bytes
+from jobkit import job_args, jpeg_bytes, png_bytes
 
 from pipeline.cli import main
 
@@ -201,21 +201,7 @@ def test_embed_s3_in_and_out_with_transient_errors(s3, tiny_checkpoint, tmp_path
         client.put_object(Bucket=bucket, Key=f"in/shard-{s}.tar", Body=_tar(members))
     secret = tmp_path / "secret.png"
     secret.write_bytes(png_bytes(photo_factory(40, 40, seed=1)))
-    args = [
-        "embed",
-        "--shards",
-        f"s3://{bucket}/in",
-        "--out",
-        f"s3://{bucket}/out",
-        "--secret",
-        str(secret),
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--size",
-        str(SIZE),
-        "--backend",
-        "torch",
-    ]
+    args = job_args("embed", f"s3://{bucket}/in", f"s3://{bucket}/out", tiny_checkpoint, SIZE, "--secret", secret)
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "6 images ok, 0 failed" in res.output
@@ -237,23 +223,8 @@ def test_embed_s3_in_and_out_with_transient_errors(s3, tiny_checkpoint, tmp_path
     # the rerun reads the results back from S3 and skips both shards; extract reads S3 and writes locally
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0 and "2 already done" in res.output
-    res = CliRunner().invoke(
-        main,
-        [
-            "extract",
-            "--shards",
-            f"s3://{bucket}/out",
-            "--out",
-            str(tmp_path / "rev"),
-            "--checkpoint",
-            str(tiny_checkpoint),
-            "--size",
-            str(SIZE),
-            "--backend",
-            "torch",
-        ],
-        catch_exceptions=False,
-    )
+    rev_args = job_args("extract", f"s3://{bucket}/out", tmp_path / "rev", tiny_checkpoint, SIZE)
+    res = CliRunner().invoke(main, rev_args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     with tarfile.open(tmp_path / "rev" / "shard-0.tar") as tf:
         assert tf.getnames() == [f"k0_{i}.secret.png" for i in range(3)]

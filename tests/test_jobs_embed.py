@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from jobkit import (
     bomb_png,
     decode_png,
+    job_args,
     jpeg_bytes,
     make_tar,
     photo_shard,
@@ -225,22 +226,7 @@ def test_secret_ext_per_sample_and_folder_input(tmp_path, tiny_checkpoint, photo
             ("c.secret.png", s1),
         ],
     )
-    args = [
-        "embed",
-        "--shards",
-        src,
-        "--out",
-        dst,
-        "--secret-ext",
-        "secret.png",
-        "--checkpoint",
-        tiny_checkpoint,
-        "--size",
-        SIZE,
-        "--backend",
-        "torch",
-    ]
-    res = run(*args)
+    res = run(*job_args("embed", src, dst, tiny_checkpoint, SIZE, "--secret-ext", "secret.png"))
     assert res.exit_code == 3
     r = {x["member"]: x for x in rows(dst / "s.parquet")}
     assert r["a.jpg"]["status"] == "ok" and r["c.jpg"]["status"] == "ok"
@@ -252,25 +238,14 @@ def test_secret_ext_per_sample_and_folder_input(tmp_path, tiny_checkpoint, photo
     folder.mkdir()
     (folder / "p.jpg").write_bytes(jpeg_bytes(seed=4))
     (folder / "p.secret.png").write_bytes(s1)
-    res = run(*[a if a != src else folder for a in args][:4], tmp_path / "out2", *args[5:])
+    res = run(*job_args("embed", folder, tmp_path / "out2", tiny_checkpoint, SIZE, "--secret-ext", "secret.png"))
     assert res.exit_code == 0, res.output
     assert tar_names(tmp_path / "out2" / "photos.tar") == ["p.png"]
 
 
 def test_shipped_samples_run(tmp_path, tiny_checkpoint) -> None:
     """The README's main-job command works on the sample shards shipped in the package (here with the test model)."""
-    res = run(
-        "embed",
-        "--samples",
-        "--out",
-        tmp_path / "out",
-        "--checkpoint",
-        tiny_checkpoint,
-        "--size",
-        SIZE,
-        "--backend",
-        "torch",
-    )
+    res = run(*job_args("embed", None, tmp_path / "out", tiny_checkpoint, SIZE, "--samples"))
     assert res.exit_code == 0, res.output
     assert "embed: 6 images ok, 0 failed, 0 skipped | shards 2 done" in res.output
     modes = {r["key"]: r["src_mode"] for r in rows(tmp_path / "out" / "shard-000001.parquet")}

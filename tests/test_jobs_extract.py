@@ -7,7 +7,7 @@ import io
 import numpy as np
 import torch
 from click.testing import CliRunner
-from jobkit import decode_png, make_tar, photo_shard, png_bytes, rows, tar_members, tar_names
+from jobkit import decode_png, job_args, make_tar, photo_shard, png_bytes, rows, tar_members, tar_names
 from PIL import Image
 
 from pipeline.cli import main
@@ -62,19 +62,7 @@ def test_orientation_contract(tmp_path, tiny_checkpoint, photo_factory) -> None:
         tmp_path / "in" / "s.tar",
         [("up.png", png_bytes(stego)), ("flip.png", png_bytes(flipped)), ("exif.png", buf.getvalue())],
     )
-    res = run(
-        "extract",
-        "--shards",
-        tmp_path / "in",
-        "--out",
-        tmp_path / "rev",
-        "--checkpoint",
-        tiny_checkpoint,
-        "--size",
-        SIZE,
-        "--backend",
-        "torch",
-    )
+    res = run(*job_args("extract", tmp_path / "in", tmp_path / "rev", tiny_checkpoint, SIZE))
     assert res.exit_code == 0, res.output
     out = {k: decode_png(v) for k, v in tar_members(tmp_path / "rev" / "s.tar").items()}
     assert (out["exif.secret.png"] == out["up.secret.png"]).all()

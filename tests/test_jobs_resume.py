@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from jobkit import photo_shard, png_bytes, rows, tar_names, tree
+from jobkit import job_args, photo_shard, png_bytes, rows, tar_names, tree
 
 from pipeline.cli import main
 
@@ -55,26 +55,8 @@ def test_sigkill_mid_shard_then_rerun_exactly_once(tmp_path, tiny_checkpoint, ph
         photo_shard(src / f"s{s}.tar", PER_SHARD, seed=s, h=160, w=200)
     secret = tmp_path / "secret.png"
     secret.write_bytes(png_bytes(photo_factory(32, 32, seed=7)))
-    args = [
-        "embed",
-        "--shards",
-        str(src),
-        "--out",
-        str(dst),
-        "--secret",
-        str(secret),
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--size",
-        str(SIZE),
-        "--backend",
-        "torch",
-        "--batch-size",
-        "1",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    extra = ("--secret", secret, "--batch-size", 1, "--workers", 1, "--no-progress")
+    args = job_args("embed", src, dst, tiny_checkpoint, SIZE, *extra)
 
     # Kill 1: in the middle of the first shard. Kill 2: in the middle of a later shard, after one completed.
     killed = [_kill_when(_start(args), dst, lambda d, f: _partial_with_members(d, f, 0))]

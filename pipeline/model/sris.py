@@ -85,7 +85,9 @@ class Embedder(nn.Module):
         self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
         self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
         self.head = nn.Conv2d(cfg.dms_widths[0], c * s * s, 3, padding=1)
-        nn.init.normal_(self.head.weight, std=1e-2)
+        # Small: the stego starts near the cover. With the carrier, 10x smaller again: at 1e-2 the untrained deep
+        # residual was noise of the carrier code's own size, and the first steps fought it instead of learning.
+        nn.init.normal_(self.head.weight, std=1e-3 if cfg.carrier else 1e-2)
         nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
         self.carrier = CarrierWriter(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
@@ -139,7 +141,7 @@ class Revealer(nn.Module):
         self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
         self.head = nn.Conv2d(cfg.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
         if cfg.carrier:  # start as the carrier's estimate: the correction starts near zero
-            nn.init.normal_(self.head.weight, std=1e-2)
+            nn.init.normal_(self.head.weight, std=1e-3)
             nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
 
