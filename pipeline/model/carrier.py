@@ -2,27 +2,34 @@
 
 Why: the first CPU runs of SRIS-Net (and both baselines) learned their hidden code slowly: after 66 CPU-minutes the
 recovered secret was at 18.4 dB, worse than a 16x16 thumbnail of the secret blown back up (21.8 dB on the held-out
-photos). A fixed linear code does better with no training at all. On 4x4 pixel blocks, write each block mean of
-the secret into one 4x4 DCT coefficient of the same colour channel of the cover, after removing the cover's own
-value of that coefficient (so the coefficient reads back exactly, whatever the cover: "informed" embedding):
+photos). A fixed linear code does better with no training at all. Write the secret's block means into one DCT
+coefficient of the same colour channel of the cover's blocks, after removing the cover's own value of that
+coefficient (so it reads back exactly, whatever the cover: "informed" embedding):
 
-    t = a * 4 * (mean_block(secret) - 0.5 + 0.1 r)         the target coefficient (a: amplitude in [0, 1] units;
-                                                           r: a known random +-1 pilot sign per block)
-    residual = P (t - P^T cover)                           P: the 4x4 DCT basis image of coefficient (u, v)
-    y = P^T stego / (4 a);  g = mean(y r) / 0.1            g: the gain an attack's filter applied to the code
-    thumbnail = y / g - 0.1 r + 0.5  ->  bilinear x4       the first estimate of the secret
+    t = gain * (block mean of the secret - 0.5 + 0.1 r)     r: a known random +-1 pilot sign per block
+    residual = P (t - P^T cover)                            P: the DCT basis image of coefficient (u, v)
+    y = P^T stego / gain;  g = mean(y r) / 0.1              g: the gain an attack's filter applied to the code
+    mean estimate = y / g - 0.1 r + 0.5
 
-Chosen on 16 photos at 256 px, 8-bit, secret PSNR of the code alone (cover PSNR / SSIM; clean, 3x3 mean, Gaussian
-sigma 1, sharpen, noise sigma 5): coefficient (1, 2) at 12 grey levels: 36.8 dB / 0.916; 26.5, 14.0, 18.3, 23.3,
-21.2 dB; (2, 2): 37.4 / 0.919; 26.3, 11.5, 15.0, 22.8, 21.2 dB; (1, 1): 35.3 / 0.907; 26.4, 11.6, 13.8, 18.9,
-21.3 dB. Without the pilot, sharpening (x5 on coefficient (2, 2)) left 12 dB. So the code alone gives a good clean
-secret but is neither robust to blur nor invisible enough (SSIM): that is what training adds.
+Two such codes, at two scales (the "progressive" idea of the paper, on the secret's side):
 
-The three maps are 1x1 convolutions on 4x4-folded tensors (``CarrierWriter`` in embed: ``write`` secret ->
-residual, ``cancel`` cover -> residual; ``CarrierReader`` in reveal: ``read`` stego -> thumbnail), initialised to
-the code and trained with the rest of the network. SRIS-Net's deep paths (LPFDD, GLEM, DMSubNet) start near zero and
-learn what the linear code cannot: pre-compensating blur, hiding in texture, detail above the thumbnail. With K
-secrets, secret k uses coefficient ``COEFFS[k]``.
+- base: 8x8 blocks, coefficient (2, 3), carries the 8x8 block means: robust to blur (a 3x3 filter changes an 8x8
+  pattern of that frequency little);
+- detail: 4x4 blocks, coefficient (2, 2), carries the 4x4 block means minus the bilinear 2x upsampling of the 8x8
+  means: the detail a 4x4 thumbnail adds. Reveal adds it only where its pilot says it survived (gain g >= 0.65; a
+  3x3 mean filter leaves ~0.11 of it, sharpening x5), and the 4x4 estimate is upsampled bilinearly.
+
+The two basis images are orthogonal on every 8x8 block, so neither code disturbs the other's reading. Measured alone
+on 16 photos at 256 px, 8-bit, 10 grey levels (secret PSNR, cover PSNR / SSIM): 8x8 (2, 3): clean 23.7, 3x3 mean
+20.2, Gaussian sigma 1 21.7, sharpen 22.5, noise sigma 5 22.0 dB, at 38.6 dB / 0.940; 4x4 (1, 2) alone: clean 26.5
+but 3x3 mean 13.2 dB (the blurred cover's own coefficient swamps it). The pilot matters: without it sharpening
+left 12 dB. So the code gives a working, partly robust start; training adds what it cannot (pre-compensating blur,
+hiding in texture, detail above the thumbnail).
+
+The maps are 1x1 convolutions on block-folded tensors (``CarrierWriter`` in embed: ``write`` secret -> residual,
+``cancel`` cover -> residual; ``CarrierReader`` in reveal: ``read`` stego -> coefficients), initialised to the code
+and trained with the rest of the network at a low learning rate. With K secrets, secret k has base coefficient
+``BASE_COEFFS[k]``; only the first secret has a detail code (the others rely on the deep path for detail).
 """
 
 from __future__ import annotations
@@ -35,18 +42,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BLOCK = 4
-COEFFS = ((1, 2), (2, 1), (2, 2), (0, 2))
-# Pilot: a known +-1 sign per block, PILOT times the code's gain, added to every coefficient of the code. Reveal
-# measures the pilot's amplitude (a correlation over all blocks of the image) and divides the coefficients by it,
-# undoing whatever gain a filter applied at the code's frequency (sharpening multiplies coefficient (2, 2) by about
-# 5, a 3x3 mean filter by about 1/9). Costs ~ (0.1 / 0.25)^2 = 16% more code energy; gain error ~ 4% at 256 px.
+BASE_BLOCK, DETAIL_BLOCK = 8, 4
+# Base coefficients per secret, all orthogonal to the detail coefficient on every 8x8 block (checked in the tests).
+BASE_COEFFS = ((2, 3), (3, 2), (2, 1), (1, 2))
+DETAIL_COEFF = (2, 2)
+# Pilot: PILOT x gain x a known +-1 sign per block, added to every coefficient of a code. Reveal measures its
+# amplitude (a correlation over all blocks) and divides the coefficients by it, undoing the gain a filter applied at
+# the code's frequency. Costs ~ (0.1 / 0.25)^2 = 16% more base-code energy; gain error ~ 4% at 256 px.
 PILOT = 0.1
 PILOT_SEED = 0xC0DE
 PILOT_TILE = 64  # blocks; tiled for larger images, like the mirror-sync pattern
+# Detail gate: the detail code counts fully where its measured gain is >= GATE_HI, not at all below GATE_LO.
+GATE_LO, GATE_HI = 0.35, 0.65
+# The detail values are small (std ~0.05 against ~0.25 for the means), so they are written DETAIL_BOOST times larger:
+# otherwise noise of sigma 5 grey levels is larger than the detail it reads.
+DETAIL_BOOST = 3.0
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def _pilot_np(h: int, w: int) -> np.ndarray:
     tile = np.random.default_rng(PILOT_SEED).choice(np.array([-1.0, 1.0], dtype=np.float32), (PILOT_TILE, PILOT_TILE))
     return np.tile(tile, (-(-h // PILOT_TILE), -(-w // PILOT_TILE)))[:h, :w]
@@ -57,7 +70,7 @@ def pilot(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_pilot_np(h, w)).to(like.device, like.dtype)[None, None]
 
 
-def dct_basis(u: int, v: int, n: int = BLOCK) -> torch.Tensor:
+def dct_basis(u: int, v: int, n: int) -> torch.Tensor:
     """The orthonormal 2-D DCT-II basis image (n, n) of coefficient (u, v) (unit norm)."""
     i = torch.arange(n, dtype=torch.float64)
 
@@ -69,79 +82,110 @@ def dct_basis(u: int, v: int, n: int = BLOCK) -> torch.Tensor:
 
 
 def _code(
-    channels: int, num_secrets: int, coeffs: tuple[tuple[int, int], ...] = COEFFS
+    channels: int, coeffs: tuple[tuple[int, int], ...], block: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The analytic code as 1x1-conv weights on 4x4-folded tensors, at unit gain: (write, cancel, read).
+    """A code on ``block``-folded tensors, at unit gain, one coefficient per input image: (write, cancel, read).
 
-    write (C*16, K*C*16): folded secret - 0.5 -> folded residual / gain * 16; cancel (C*16, C*16): folded cover ->
-    folded residual; read (K*C, C*16): folded stego -> (block means of the secrets - 0.5) * gain.
+    write (C*b2, S*C*b2): folded input -> folded residual (sums a block's b2 entries into the coefficient); cancel
+    (C*b2, C*b2): folded cover -> folded residual; read (S*C, C*b2): folded stego -> coefficients. S = len(coeffs).
     """
-    c, k, b2 = channels, num_secrets, BLOCK * BLOCK
-    write, cancel, read = torch.zeros(c * b2, k * c * b2), torch.zeros(c * b2, c * b2), torch.zeros(k * c, c * b2)
-    for s in range(k):
-        p = dct_basis(*coeffs[s]).flatten()  # pixel-unshuffle order within a block: dy * 4 + dx
+    c, n, b2 = channels, len(coeffs), block * block
+    write, cancel, read = torch.zeros(c * b2, n * c * b2), torch.zeros(c * b2, c * b2), torch.zeros(n * c, c * b2)
+    for s, coeff in enumerate(coeffs):
+        p = dct_basis(*coeff, block).flatten()  # pixel-unshuffle order within a block: dy * block + dx
         for ch in range(c):
-            rows = slice(ch * b2, (ch + 1) * b2)  # this colour channel's 16 folded pixels
+            rows = slice(ch * b2, (ch + 1) * b2)  # this colour channel's folded pixels
             src = (s * c + ch) * b2
-            write[rows, src : src + b2] += torch.outer(p, torch.ones(b2))  # p * sum of the block
+            write[rows, src : src + b2] += torch.outer(p, torch.ones(b2))
             cancel[rows, rows] -= torch.outer(p, p)  # remove the cover's own value of the coefficient
             read[s * c + ch, rows] = p
     return write, cancel, read
 
 
-def _gain(amplitude255: float) -> float:
-    """Coefficient value per unit of secret for a code of ``amplitude255`` grey levels."""
-    return BLOCK * amplitude255 / 255.0
+def _gain(amplitude255: float, block: int) -> float:
+    """Coefficient value per unit of secret for a code of ``amplitude255`` grey levels on ``block`` blocks."""
+    return block * amplitude255 / 255.0
+
+
+def _conv(cin: int, cout: int, weight: torch.Tensor, bias: bool = False) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 1, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(weight[..., None, None])
+        if bias:
+            conv.bias.zero_()
+    return conv
+
+
+def detail_of(means4: torch.Tensor, means8: torch.Tensor) -> torch.Tensor:
+    """What the 4x4 means add to the bilinear 2x upsampling of the 8x8 means (what reveal can rebuild)."""
+    return means4 - F.interpolate(means8, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class CarrierWriter(nn.Module):
-    """(cover (B, C, N, N), secrets (B, K*C, N, N)) -> the code's residual (B, C, N, N); N a multiple of 4."""
+    """(cover (B, C, N, N), secrets (B, K*C, N, N)) -> the codes' residual (B, C, N, N); N a multiple of 8."""
 
-    def __init__(
-        self, channels: int, num_secrets: int, amplitude255: float, coeffs: tuple[tuple[int, int], ...] = COEFFS
-    ) -> None:
+    def __init__(self, channels: int, num_secrets: int, amplitude255: float) -> None:
         super().__init__()
-        b2 = BLOCK * BLOCK
-        self.write = nn.Conv2d(num_secrets * channels * b2, channels * b2, 1, bias=False)
-        self.cancel = nn.Conv2d(channels * b2, channels * b2, 1, bias=False)
-        # The weights are kept at unit scale and the gain applied outside: Adam moves every weight by about the
-        # learning rate per step, which at the code's natural scale (write ~0.006) rewrote it within a few steps.
-        self.write_scale = _gain(amplitude255) / b2
-        write, cancel, _ = _code(channels, num_secrets, coeffs)
-        with torch.no_grad():
-            self.write.weight.copy_(write[..., None, None])
-            self.cancel.weight.copy_(cancel[..., None, None])
+        c, k = channels, num_secrets
+        bw, bc, _ = _code(c, BASE_COEFFS[:k], BASE_BLOCK)
+        dw, dc, _ = _code(c, (DETAIL_COEFF,), DETAIL_BLOCK)
+        b8, b4 = BASE_BLOCK**2, DETAIL_BLOCK**2
+        # Weights at unit scale, gains applied outside: Adam moves every weight by about the learning rate per step,
+        # which at the code's natural scale (write ~0.006) rewrote it within a few steps.
+        self.base_write, self.base_cancel = _conv(k * c * b8, c * b8, bw), _conv(c * b8, c * b8, bc)
+        self.detail_write, self.detail_cancel = _conv(c * b4, c * b4, dw), _conv(c * b4, c * b4, dc)
+        self.base_scale = _gain(amplitude255, BASE_BLOCK) / b8  # write sums b8 entries: their mean times the gain
+        self.detail_scale = DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK) / b4
+        self.channels = c
 
     def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        x = F.pixel_unshuffle(secrets - 0.5, BLOCK)
-        # The pilot rides on every coefficient of the code (write averages a block's 16 entries into it).
-        x = x + PILOT * pilot(*x.shape[-2:], x)
-        folded = self.write(x) * self.write_scale + self.cancel(F.pixel_unshuffle(cover, BLOCK))
-        return F.pixel_shuffle(folded, BLOCK)
+        c = self.channels
+        xb = F.pixel_unshuffle(secrets - 0.5, BASE_BLOCK)
+        xb = xb + PILOT * pilot(*xb.shape[-2:], xb)
+        base = self.base_write(xb) * self.base_scale + self.base_cancel(F.pixel_unshuffle(cover, BASE_BLOCK))
+        first = secrets[:, :c]
+        detail = detail_of(F.avg_pool2d(first, DETAIL_BLOCK), F.avg_pool2d(first, BASE_BLOCK))
+        # Spread each 4x4 block's detail value over its pixels, so the unit-gain write (a block sum) reads it back.
+        xd = F.pixel_unshuffle(F.interpolate(detail, scale_factor=DETAIL_BLOCK, mode="nearest"), DETAIL_BLOCK)
+        xd = xd + (PILOT / DETAIL_BOOST) * pilot(*xd.shape[-2:], xd)
+        det = self.detail_write(xd) * self.detail_scale + self.detail_cancel(F.pixel_unshuffle(cover, DETAIL_BLOCK))
+        return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(det, DETAIL_BLOCK)
+
+
+def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients carrying ``value + amplitude * sign`` times an unknown gain -> (values, gain (B, S, 1, 1)).
+
+    The gain is the pilot's correlation (the values are uncorrelated with the random signs), floored at 0.02: a
+    filter that wiped a code out must not blow its noise up 1000-fold.
+    """
+    r = pilot(*y.shape[-2:], y)
+    g = ((y * r).mean(dim=(2, 3), keepdim=True) / amplitude).clamp_min(0.02)
+    return y / g - amplitude * r, g
 
 
 class CarrierReader(nn.Module):
-    """stego (B, C, N, N) -> the code's estimate of the secrets (B, K*C, N, N): block means, bilinear x4."""
+    """stego (B, C, N, N) -> the codes' estimate of the secrets (B, K*C, N, N); N a multiple of 8."""
 
-    def __init__(
-        self, channels: int, num_secrets: int, amplitude255: float, coeffs: tuple[tuple[int, int], ...] = COEFFS
-    ) -> None:
+    def __init__(self, channels: int, num_secrets: int, amplitude255: float) -> None:
         super().__init__()
-        self.read = nn.Conv2d(channels * BLOCK * BLOCK, num_secrets * channels, 1)
-        self.read_scale = 1.0 / _gain(amplitude255)  # unit-scale weights, as in CarrierWriter
-        _, _, read = _code(channels, num_secrets, coeffs)
-        with torch.no_grad():
-            self.read.weight.copy_(read[..., None, None])
-            self.read.bias.zero_()
+        c, k = channels, num_secrets
+        _, _, br = _code(c, BASE_COEFFS[:k], BASE_BLOCK)
+        _, _, dr = _code(c, (DETAIL_COEFF,), DETAIL_BLOCK)
+        self.base_read = _conv(c * BASE_BLOCK**2, k * c, br, bias=True)
+        self.detail_read = _conv(c * DETAIL_BLOCK**2, c, dr, bias=True)
+        self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in CarrierWriter
+        self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
+        self.channels = c
 
     def thumbnails(self, stego: torch.Tensor) -> torch.Tensor:
-        """(B, C, N, N) -> (B, K*C, N/4, N/4): the secrets' 4x4 block means, gain-corrected by the pilot."""
-        y = self.read(F.pixel_unshuffle(stego, BLOCK)) * self.read_scale  # (s - 0.5) + PILOT * sign, times gain g
-        r = pilot(*y.shape[-2:], y)
-        # g per image and channel: the pilot's correlation (the secret is uncorrelated with the random signs). Floor
-        # at 0.02: a filter that wiped the code out must not blow the noise up 1000-fold.
-        g = ((y * r).mean(dim=(2, 3), keepdim=True) / PILOT).clamp_min(0.02)
-        return y / g - PILOT * r + 0.5
+        """(B, C, N, N) -> (B, K*C, N/4, N/4): the secrets' 4x4 block means as far as the codes tell them."""
+        c = self.channels
+        base, _ = _gain_corrected(self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale)
+        means = F.interpolate(base + 0.5, scale_factor=2, mode="bilinear", align_corners=False)
+        y = self.detail_read(F.pixel_unshuffle(stego, DETAIL_BLOCK)) * self.detail_scale
+        detail, g = _gain_corrected(y, PILOT / DETAIL_BOOST)
+        gate = ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
+        return torch.cat([means[:, :c] + gate * detail, means[:, c:]], dim=1)
 
     def forward(self, stego: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.thumbnails(stego), scale_factor=BLOCK, mode="bilinear", align_corners=False)
+        return F.interpolate(self.thumbnails(stego), scale_factor=DETAIL_BLOCK, mode="bilinear", align_corners=False)

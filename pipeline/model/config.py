@@ -36,7 +36,7 @@ class ModelConfig:
             ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
         flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
             (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
-        carrier: SRIS-Net embeds through a learnable linear code on 4x4 blocks initialised to an analytic one
+        carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
             (``pipeline/model/carrier.py``) besides its deep path; ``carrier_amplitude`` is the code's initial
             amplitude in grey levels. Baselines ignore both.
     """
@@ -83,7 +83,7 @@ class ModelConfig:
     def multiple(self) -> int:
         """Image sizes must be a multiple of this (stem fold times the deepest DMSubNet scale)."""
         m = self.stem_stride * 2 ** (len(self.dms_widths) - 1)
-        return math.lcm(m, 4) if self.carrier and self.arch == "sris" else m
+        return math.lcm(m, 8) if self.carrier and self.arch == "sris" else m
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
