@@ -172,8 +172,9 @@ def validate(
     "--attack-mix",
     default="bar",
     show_default=True,
-    type=click.Choice(["bar", "wide"]),
-    help="Training distortions: 'bar' = the conditions the quality bar measures; 'wide' = stronger noise/blur/JPEG.",
+    type=click.Choice(["bar", "job", "wide"]),
+    help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
+    "resampling of large images; 'wide' = stronger noise/blur/JPEG.",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")

@@ -182,3 +182,14 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
     assert all(not label.startswith("jpeg") for label in (sample_train_attack(rng, 1, "bar")[0] for _ in range(200)))
     with pytest.raises(ValueError, match="unknown attack mixture"):
         sample_train_attack(rng, 3, "nope")
+
+
+def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
+    from pipeline.train.attacks import rescale
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 68, 68), 5, stride=1)  # (1, 3, 64, 64), smooth
+    stripes = torch.zeros(1, 3, 64, 64)
+    stripes[..., ::2] = 1.0  # the finest pattern an image can hold
+    assert (rescale(smooth, 4.0) - smooth).abs().mean() < 0.01
+    assert rescale(stripes, 4.0).std() < 0.5 * stripes.std()

@@ -251,7 +251,12 @@ class Trainer:
         mask = flipped.reshape(-1, 1, 1, 1)
         seen = mask * stego.flip(-1) + (1 - mask) * stego
         attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels, tc.attack_mix)
-        seen = quantize(attack(seen))
+        if attack_name.startswith("rescale"):
+            # The job resamples the residual only (the cover at full size is the original): do the same here.
+            base = mask * cover.flip(-1) + (1 - mask) * cover
+            seen = quantize(base + attack(seen - base))
+        else:
+            seen = quantize(attack(seen))
         # Mirror synchronisation decides from the image itself, as at inference; the learned flip head (first
         # checkpoints) is teacher-forced with the true mask instead.
         recovered, flip_logit = m.revealer(m.unmirror(seen), flipped if self.cfg.flip_head else None)
