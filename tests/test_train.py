@@ -191,5 +191,5 @@ def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
     smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 68, 68), 5, stride=1)  # (1, 3, 64, 64), smooth
     stripes = torch.zeros(1, 3, 64, 64)
     stripes[..., ::2] = 1.0  # the finest pattern an image can hold
-    assert (rescale(smooth, 4.0) - smooth).abs().mean() < 0.01
+    assert (rescale(smooth, 4.0) - smooth).abs().mean() < 0.02
     assert rescale(stripes, 4.0).std() < 0.5 * stripes.std()
