@@ -146,7 +146,7 @@ def test_evaluate_refuses_bad_input_clearly(
     assert res.exit_code == 2 and "K in 2, 3, 4" in res.output
     res = _invoke("--data", str(photo_dir), "--out", out, "--checkpoint", str(tmp_path / "missing.pt"))
     assert res.exit_code == 1 and "checkpoint not found" in res.output
-    monkeypatch.setattr("pipeline.evaluate.run.default_checkpoint_path", lambda: tmp_path / "sris_small.pt")
+    monkeypatch.setattr("pipeline.evaluate.run.default_checkpoint_path", lambda: tmp_path / "sris_fast.pt")
     res = _invoke("--data", str(photo_dir), "--out", out)
     assert res.exit_code == 1 and "does not exist yet" in res.output
     assert not (tmp_path / "r" / "report.md").exists()  # nothing half-written

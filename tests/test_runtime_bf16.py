@@ -2,7 +2,7 @@
 within 0.2 dB.
 
 bf16 is judged on a trained model and real photos, not on random inputs: what matters is the quality a user gets.
-It needs the shipped model (``pipeline/weights/sris_small.pt``) and a CPU on which OpenVINO really runs bf16
+It needs the shipped model (``pipeline/weights/sris_fast.pt``) and a CPU on which OpenVINO really runs bf16
 (AVX512_BF16 or AMX); elsewhere the test is skipped with the reason.
 """
 

@@ -17,7 +17,7 @@ import torch
 from pipeline.model.config import ModelConfig
 
 FORMAT = "sris-pipeline/model-1"
-DEFAULT_WEIGHTS = "sris_small.pt"
+DEFAULT_WEIGHTS = "sris_fast.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -25,7 +25,7 @@ class CheckpointError(RuntimeError):
 
 
 def default_checkpoint_path() -> Path:
-    """The checkpoint shipped inside the package (``pipeline/weights/sris_small.pt``)."""
+    """The checkpoint shipped inside the package (``pipeline/weights/sris_fast.pt``)."""
     return Path(str(resources.files("pipeline") / "weights" / DEFAULT_WEIGHTS))
 
 
