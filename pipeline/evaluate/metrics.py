@@ -65,7 +65,19 @@ def _local_moments(a: torch.Tensor, b: torch.Tensor, win: int, sigma: float) -> 
 
         def blur(x: torch.Tensor) -> torch.Tensor:
             return _separable_valid(x, taps)
-    else:  # the training losses' path (float32/bf16, differentiable): one depthwise convolution per map
+    elif not (a.requires_grad or b.requires_grad):
+        # float32 without gradients (the batch job's verify, on every image): all five maps in one separable pass
+        # (2 x 11 taps instead of 121), about 5x faster than the 2-D window.
+        r = torch.arange(win, dtype=a.dtype, device=a.device) - (win - 1) / 2
+        g = torch.exp(-(r**2) / (2 * sigma**2))
+        g = g / g.sum()
+        x = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+        n = x.shape[1]
+        x = F.conv2d(x, g.view(1, 1, 1, win).expand(n, 1, 1, win).contiguous(), groups=n)
+        x = F.conv2d(x, g.view(1, 1, win, 1).expand(n, 1, win, 1).contiguous(), groups=n)
+        mu_a, mu_b, m_aa, m_bb, m_ab = x.split(c, dim=1)
+        return mu_a, mu_b, m_aa - mu_a**2, m_bb - mu_b**2, m_ab - mu_a * mu_b
+    else:  # the training losses' path (differentiable): one depthwise convolution per map
         k = _gaussian_window(win, sigma, a.dtype, a.device).expand(c, 1, win, win)
 
         def blur(x: torch.Tensor) -> torch.Tensor:
