@@ -76,7 +76,7 @@ def test_precisions_a_backend_cannot_run_are_refused_not_replaced(tiny_checkpoin
 def test_bad_checkpoint_and_size_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_engine("onnxruntime", str(tmp_path / "nope.pt"), 64, engines_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="size 30 is not a positive multiple of 4"):
+    with pytest.raises(ValueError, match="size 30 is not a positive multiple of 8"):
         load_engine("onnxruntime", str(tiny_checkpoint), 30, engines_dir=str(tmp_path))
 
 
