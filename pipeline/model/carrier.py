@@ -102,6 +102,11 @@ def _code(
     return write, cancel, read
 
 
+def _codes(channels: int, num_secrets: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The base code (one coefficient per secret, 8x8 blocks) and the detail code (first secret, 4x4 blocks)."""
+    return _code(channels, BASE_COEFFS[:num_secrets], BASE_BLOCK), _code(channels, (DETAIL_COEFF,), DETAIL_BLOCK)
+
+
 def _gain(amplitude255: float, block: int) -> float:
     """Coefficient value per unit of secret for a code of ``amplitude255`` grey levels on ``block`` blocks."""
     return block * amplitude255 / 255.0
@@ -127,8 +132,7 @@ class CarrierWriter(nn.Module):
     def __init__(self, channels: int, num_secrets: int, amplitude255: float) -> None:
         super().__init__()
         c, k = channels, num_secrets
-        bw, bc, _ = _code(c, BASE_COEFFS[:k], BASE_BLOCK)
-        dw, dc, _ = _code(c, (DETAIL_COEFF,), DETAIL_BLOCK)
+        (bw, bc, _), (dw, dc, _) = _codes(c, k)
         b8, b4 = BASE_BLOCK**2, DETAIL_BLOCK**2
         # Weights at unit scale, gains applied outside: Adam moves every weight by about the learning rate per step,
         # which at the code's natural scale (write ~0.006) rewrote it within a few steps.
@@ -169,8 +173,7 @@ class CarrierReader(nn.Module):
     def __init__(self, channels: int, num_secrets: int, amplitude255: float) -> None:
         super().__init__()
         c, k = channels, num_secrets
-        _, _, br = _code(c, BASE_COEFFS[:k], BASE_BLOCK)
-        _, _, dr = _code(c, (DETAIL_COEFF,), DETAIL_BLOCK)
+        (_, _, br), (_, _, dr) = _codes(c, k)
         self.base_read = _conv(c * BASE_BLOCK**2, k * c, br, bias=True)
         self.detail_read = _conv(c * DETAIL_BLOCK**2, c, dr, bias=True)
         self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in CarrierWriter
