@@ -335,7 +335,7 @@ def reveal_batch(
     Args:
         references: (K, N, N, 3) uint8 originals to score against, or None.
     Sets ``sample.result`` to (K, N, N, 3) uint8. The image goes to the engine as it is (no un-flipping here): the
-    model's flip head decides whether the stego was mirrored and returns the secret in its original orientation.
+    model's mirror sync decides whether the stego was mirrored and returns the secret in its original orientation.
     """
     active = [s for s in samples if s.active and s.image is not None]
     times = {"preprocess": 0.0, "reveal": 0.0, "metrics": 0.0}

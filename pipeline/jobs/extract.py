@@ -2,8 +2,8 @@
 
 Output per input shard: a shard holding ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``
 at the network size, and a results Parquet (psnr/ssim_secret against ``--reference`` images when given). Images go
-to the model as they are: a mirrored stego is un-mirrored by the model's flip head, so the secret comes back in its
-original orientation; EXIF orientation of the input is applied at decoding like everywhere else.
+to the model as they are: a mirrored stego is un-mirrored by the model (its mirror-sync pattern), so the secret comes
+back in its original orientation; EXIF orientation of the input is applied at decoding like everywhere else.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class EmbedModule(torch.nn.Module):
 
 
 class RevealModule(torch.nn.Module):
-    """The exported reveal path: stego -> clamped secrets (flip head included)."""
+    """The exported reveal path: stego -> clamped secrets (mirror sync included)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
