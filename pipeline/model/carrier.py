@@ -34,13 +34,13 @@ and trained with the rest of the network at a low learning rate. With K secrets,
 
 from __future__ import annotations
 
-import functools
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pipeline.model.signs import signs_like
 
 BASE_BLOCK, DETAIL_BLOCK = 8, 4
 # Base coefficients per secret, all orthogonal to the detail coefficient on every 8x8 block (checked in the tests).
@@ -59,15 +59,9 @@ GATE_LO, GATE_HI = 0.35, 0.65
 DETAIL_BOOST = 3.0
 
 
-@functools.lru_cache(maxsize=32)
-def _pilot_np(h: int, w: int) -> np.ndarray:
-    tile = np.random.default_rng(PILOT_SEED).choice(np.array([-1.0, 1.0], dtype=np.float32), (PILOT_TILE, PILOT_TILE))
-    return np.tile(tile, (-(-h // PILOT_TILE), -(-w // PILOT_TILE)))[:h, :w]
-
-
 def pilot(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """The pilot signs (1, 1, h, w) for an (h, w) grid of blocks, on ``like``'s device and dtype."""
-    return torch.from_numpy(_pilot_np(h, w)).to(like.device, like.dtype)[None, None]
+    return signs_like(h, w, PILOT_TILE, PILOT_SEED, like)
 
 
 def dct_basis(u: int, v: int, n: int) -> torch.Tensor:

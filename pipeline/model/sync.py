@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.model.signs import tiled_signs
+
 BLOCK = 2
 # The pattern is tiled from one fixed 128x128-block (256x256 px) tile, so every image size sees the same pattern at
 # the same pixel positions (a 128 px training crop holds the top-left quarter of what a 256 px image holds).
@@ -35,8 +37,7 @@ SEED = 0x5215
 
 @functools.lru_cache(maxsize=16)
 def _template_np(h: int, w: int) -> np.ndarray:
-    tile = np.random.default_rng(SEED).choice(np.array([-1.0, 1.0], dtype=np.float32), (TILE_BLOCKS, TILE_BLOCKS))
-    blocks = np.tile(tile, (-(-h // (BLOCK * TILE_BLOCKS)), -(-w // (BLOCK * TILE_BLOCKS))))
+    blocks = tiled_signs(-(-h // BLOCK), -(-w // BLOCK), TILE_BLOCKS, SEED)
     return np.kron(blocks, np.ones((BLOCK, BLOCK), dtype=np.float32))[:h, :w]
 
 

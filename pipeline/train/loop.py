@@ -249,11 +249,15 @@ class Trainer:
         stego = quantize(m.add_sync(cover + residual))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
-        seen = mask * stego.flip(-1) + (1 - mask) * stego
+
+        def mirror(x: torch.Tensor) -> torch.Tensor:  # the images of the batch drawn for a mirror, mirrored
+            return mask * x.flip(-1) + (1 - mask) * x
+
+        seen = mirror(stego)
         attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels, tc.attack_mix)
         if attack_name.startswith("rescale"):
             # The job resamples the residual only (the cover at full size is the original): do the same here.
-            base = mask * cover.flip(-1) + (1 - mask) * cover
+            base = mirror(cover)
             seen = quantize(base + attack(seen - base))
         else:
             seen = quantize(attack(seen))
