@@ -25,6 +25,7 @@ from jobkit import (
 )
 
 from pipeline.cli import main
+from pipeline.jobs import batch as batch_mod
 from pipeline.jobs.batch import compose, quantize, resize_u8
 from pipeline.runtime import load_engine
 
@@ -104,7 +105,7 @@ def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_fa
     assert manifest["engine"]["model_sha256"] == r0[0]["model_sha256"] and manifest["versions"]["torch"]
 
 
-def test_compose_and_verify_maths(tiny_checkpoint, photo_factory) -> None:
+def test_compose_and_verify_maths(tiny_checkpoint, photo_factory, monkeypatch) -> None:
     """stego_full = round(cover_full + upsample(stego_N - cover_N)); at N it is the engine's 8-bit stego."""
     engine = load_engine("torch", str(tiny_checkpoint), SIZE)
     cover_full = photo_factory(45, 70, seed=1)
@@ -120,6 +121,9 @@ def test_compose_and_verify_maths(tiny_checkpoint, photo_factory) -> None:
     assert np.abs(stego_full.astype(int) - expected).max() <= 1  # float rounding at .5 only
     assert np.mean(stego_full != expected) < 1e-3
     assert sse == float(((stego_full.astype(np.int64) - cover_full) ** 2).sum())
+    monkeypatch.setattr(batch_mod, "COMPOSE_STRIPE_ROWS", 16)  # stripes of rows (for huge images): same result
+    striped, striped_sse = compose(cover_full, cover_n, stego_n)
+    assert np.array_equal(striped, stego_full) and striped_sse == sse
     same, _ = compose(cover_n, cover_n, stego_n)
     assert np.abs(same.astype(int) - quantize(stego_n.transpose(1, 2, 0))).max() <= 1
 

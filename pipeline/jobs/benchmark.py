@@ -137,7 +137,7 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
         secs["read"] = time.perf_counter() - t
         for batch in _batches(samples, cfg.batch_size):
             secs["decode"] += job.decode(batch)["decode"]
-            for k, v in job.infer(batch).items():
+            for k, v in (job.infer(batch) | job.verify(batch)).items():
                 secs[k] += v
         t = time.perf_counter()
         list(pool.map(job.encode, samples))

@@ -136,8 +136,8 @@ class ShardJob:
     """Base of the embed and extract jobs.
 
     Subclasses set ``mode`` and implement ``config()``, ``member_samples()``, ``infer()`` and may extend
-    ``manifest_extra()``. The runner calls ``plan()``, then per shard ``samples()``, ``decode()``, ``infer()``,
-    ``encode()``, ``open_output()``, ``shard_meta()``, and at the end ``finish()``.
+    ``verify()`` and ``manifest_extra()``. The runner calls ``plan()``, then per shard ``samples()``, ``decode()``,
+    ``infer()``, ``verify()``, ``encode()``, ``open_output()``, ``shard_meta()``, and at the end ``finish()``.
     """
 
     mode = "job"
@@ -289,6 +289,10 @@ class ShardJob:
 
     def infer(self, samples: list[Sample]) -> dict[str, float]:
         raise NotImplementedError
+
+    def verify(self, samples: list[Sample]) -> dict[str, float]:
+        """Checks after ``infer``, run as a stage of its own (embed: reveal every stego); none by default."""
+        return {}
 
     def encode(self, sample: Sample) -> None:
         encode_sample(sample, self.encoder, self.settings.ext, self.mode)

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
 from pipeline.io.shards import IMAGE_EXTS, Member
-from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id
+from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
 from pipeline.jobs.common import JobError, ShardJob, sha256_hex
 from pipeline.runtime import Engine
 
@@ -124,6 +124,9 @@ class EmbedJob(ShardJob):
 
     def infer(self, samples: list[Sample]) -> dict[str, float]:
         return embed_batch(self.engine, samples, self.settings.size, self.shared)
+
+    def verify(self, samples: list[Sample]) -> dict[str, float]:
+        return verify_batch(self.engine, samples, self.settings.size)
 
     def manifest_extra(self) -> dict[str, Any]:
         return {"secrets": {"shared_sha256": self.secret_hashes, "per_sample_ext": self.secret_exts}}

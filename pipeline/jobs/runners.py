@@ -3,13 +3,15 @@
 The local runner overlaps the stages in threads connected by small bounded queues, so the slowest stage sets the
 pace and memory stays bounded whatever the shard length:
 
-    reader   -> [q] -> decode -> [q] -> infer -> [q] -> encode -> [q] -> writer (calling thread)
-    (members,          (thread pool)   (engine: preprocess,  (thread pool)   (output tar, results Parquet,
-     header probe,                      embed, compose,                       commit per shard)
-     batching)                          verify)
+    reader   -> [q] -> decode -> [q] -> infer -> [q] -> verify -> [q] -> encode -> [q] -> writer (calling thread)
+    (members,          (thread pool)   (preprocess,     (reveal every   (thread pool)   (output tar, results
+     header probe,                      embed,           stego, PSNR/                    Parquet, commit per shard)
+     batching)                          compose)         SSIM)
 
 Decoding and encoding share one pool of ``workers`` threads (simplejpeg, Pillow, ISA-L and numpy release the GIL);
-the engine runs in its own thread with its library's own threads. A batch holds at most ``batch_size`` images and
+embed and verify run in threads of their own, each calling its engine graph with the library's own threads: verify
+of batch i (reveal, then metrics in torch) overlaps embed of batch i + 1, where one thread running both left the
+cores idle through the metrics. A batch holds at most ``batch_size`` images and
 at most ``pixel_budget`` pixels, so a shard of 50 MP photos moves one or two photos per batch.
 
 Shard outcome: all members streamed and written -> output tar committed, then results Parquet committed (the
@@ -74,7 +76,7 @@ class _Pipeline:
 
     def __init__(self, depth: int) -> None:
         self.stop = threading.Event()
-        self.queues = [queue.Queue(maxsize=depth) for _ in range(4)]
+        self.queues = [queue.Queue(maxsize=depth) for _ in range(5)]
 
     def put(self, q: queue.Queue, item: Any) -> bool:
         while not self.stop.is_set():
@@ -165,27 +167,31 @@ class LocalRunner:
         ``job.totals``. Raises when the job itself fails (engine error, bug); shard failures are only reported."""
         t0 = time.perf_counter()
         p = _Pipeline(self.queue_depth)
-        q_read, q_dec, q_inf, q_enc = p.queues
+        q_read, q_dec, q_inf, q_ver, q_enc = p.queues
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="codec")
         job.decoder.attach_pool(pool)  # one pool for decoding and encoding: two would oversubscribe the cores
         totals = job.totals
 
-        def decode(b: _Batch) -> None:
-            for name, sec in job.decode(b.samples).items():
-                totals.add_stage(name, sec)
+        def timed(stage: Callable[[list[Sample]], dict[str, float]]) -> Callable[[_Batch], None]:
+            def run(b: _Batch) -> None:
+                for name, sec in stage(b.samples).items():
+                    totals.add_stage(name, sec)
 
-        def infer(b: _Batch) -> None:
-            for name, sec in job.infer(b.samples).items():
-                totals.add_stage(name, sec)
+            return run
 
         def encode(b: _Batch) -> None:
             b.futures = [pool.submit(self._timed_encode, job, s) for s in b.samples]
 
-        threads = [
-            threading.Thread(target=self._reader, args=(p, job, q_read), name="reader", daemon=True),
-            threading.Thread(target=self._stage, args=(p, q_read, q_dec, decode), name="decode", daemon=True),
-            threading.Thread(target=self._stage, args=(p, q_dec, q_inf, infer), name="infer", daemon=True),
-            threading.Thread(target=self._stage, args=(p, q_inf, q_enc, encode), name="encode", daemon=True),
+        stages = [
+            ("decode", q_read, q_dec, timed(job.decode)),
+            ("infer", q_dec, q_inf, timed(job.infer)),
+            ("verify", q_inf, q_ver, timed(job.verify)),
+            ("encode", q_ver, q_enc, encode),
+        ]
+        threads = [threading.Thread(target=self._reader, args=(p, job, q_read), name="reader", daemon=True)]
+        threads += [
+            threading.Thread(target=self._stage, args=(p, inq, outq, fn), name=name, daemon=True)
+            for name, inq, outq, fn in stages
         ]
         for t in threads:
             t.start()
