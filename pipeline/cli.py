@@ -227,15 +227,8 @@ def train(**kw) -> None:
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],
     )
-    if tc.init_from or (not kw["baseline"] and not kw["no_carrier"]):
-        # A model that works from step 0 (fine-tuning, or SRIS-Net with its analytic carrier code) needs none of the
-        # from-scratch warm-ups (unrounded stego, phased-in fidelity, loose targets, discriminator warm-up), which
-        # exist so that a code can be found at all; the targets hold from the first step.
-        tc.quantize_from = tc.d_warmup = tc.fidelity_ramp = 0
-        tc.cover_psnr_start, tc.ssim_start = tc.cover_psnr_target, tc.ssim_target
-        tc.warmup = 50 if tc.init_from else tc.warmup
-        # Constraint weights where the first run (small-v1) ended: imperceptibility holds from the first step.
-        tc.lambda_cover_init, tc.lambda_ssim_init = 0.3, 5.0
+    if tc.works_from_step_zero:
+        tc = tc.without_warmups()
     try:
         run_train(tc)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:

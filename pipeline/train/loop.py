@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,28 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def works_from_step_zero(self) -> bool:
+        """Fine-tuning, or SRIS-Net with its analytic carrier code: the model hides and reveals before training."""
+        cfg = model_config(self)
+        return self.init_from is not None or (cfg.arch == "sris" and cfg.carrier)
+
+    def without_warmups(self) -> TrainConfig:
+        """The schedule of a model that works from step 0: none of the from-scratch warm-ups (unrounded stego,
+        phased-in fidelity, loose targets, discriminator warm-up), which exist so that a code can be found at all; the
+        targets hold from the first step, with constraint weights where the first run (small-v1) ended."""
+        return replace(
+            self,
+            quantize_from=0,
+            d_warmup=0,
+            fidelity_ramp=0,
+            cover_psnr_start=self.cover_psnr_target,
+            ssim_start=self.ssim_target,
+            warmup=50 if self.init_from else self.warmup,
+            lambda_cover_init=0.3,
+            lambda_ssim_init=5.0,
+        )
 
 
 def model_config(tc: TrainConfig) -> ModelConfig:
