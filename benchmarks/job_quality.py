@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""How much of the secret survives the batch job's path at a given image size, against the network's own size.
+
+    python benchmarks/job_quality.py --data ../shared/photos [--checkpoint PATH] [--megapixels 1] [--out DIR]
+
+The held-out photos (the training split by name) are scaled to about ``--megapixels`` (aspect kept); photo i hides
+photo i+1 as the validation does. Each pair goes through the job's own per-batch code (``embed_batch``: network at
+256 px, residual carried to full size, 8-bit; ``verify_batch``: the stego resized back and revealed) and, for the
+mirror, the full-size stego is flipped, resized and revealed as ``extract`` would. For reference the same pairs are
+also run at 256 px directly (what ``validate`` measures). Prints a table; writes OUT/job_quality.parquet.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+
+from pipeline.evaluate.metrics import psnr
+from pipeline.io.decode import DecodedImage
+from pipeline.jobs.batch import Sample, embed_batch, quantize, resize_u8, to_nchw, verify_batch
+
+
+def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
+    """(H, W, 3) uint8 -> about ``megapixels`` MP, aspect kept (antialiased bilinear)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, _ = img.shape
+    f = math.sqrt(megapixels * 1e6 / (h * w))
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    out = F.interpolate(t, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    import torch
+
+    ta, tb = (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].double() for x in (a, b))
+    return float(psnr(ta, tb)[0])
+
+
+@click.command()
+@click.option("--data", required=True, help="Folder of photos (the training source: its held-out split is used).")
+@click.option("--checkpoint", help="Model checkpoint [default: the shipped model].")
+@click.option("--megapixels", default=1.0, show_default=True, help="Size the photos are scaled to.")
+@click.option("--size", default=256, show_default=True, help="Network size N.")
+@click.option("--out", default="benchmarks/results", show_default=True, help="Folder for job_quality.parquet.")
+def main(data: str, checkpoint: str | None, megapixels: float, size: int, out: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.runtime import load_engine
+    from pipeline.train.data import load_photos
+
+    engine = load_engine("torch", checkpoint, size, "cpu")
+    _, val_imgs, _, val_names = load_photos(data, 3, 0.2, max_side=8192)  # full size: the job sees it
+    photos = [(img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in val_imgs]
+    rows = []
+    for i, (name, photo) in enumerate(zip(val_names, photos, strict=True)):
+        secret_n = resize_u8(photos[(i + 1) % len(photos)], size)[None]  # (K=1, N, N, 3)
+        row = {"cover": name}
+        for label, cover in (("network size", resize_u8(photo, size)), ("job", scaled(photo, megapixels))):
+            s = Sample(name, {"status": None}, image=DecodedImage(rgb=cover, alpha=None, mode="RGB"))
+            embed_batch(engine, [s], size, secret_n)
+            verify_batch(engine, [s], size)
+            row[f"psnr_secret {label}"] = s.row["psnr_secret"]
+            row[f"psnr_cover {label}"] = s.row["psnr_cover"]
+            mirrored = resize_u8(np.ascontiguousarray(s.result[:, ::-1]), size)
+            revealed = quantize(engine.reveal(to_nchw([mirrored]))[0].transpose(1, 2, 0))
+            row[f"psnr_secret mirrored {label}"] = _psnr(revealed, secret_n[0])
+            row[f"megapixels {label}"] = cover.shape[0] * cover.shape[1] / 1e6
+        rows.append(row)
+    table = pa.Table.from_pylist(rows)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, Path(out) / "job_quality.parquet")
+    cols = [c for c in table.column_names if c.startswith("psnr") or c.startswith("megapixels")]
+    click.echo(f"{len(rows)} held-out photos, model {engine.info.model_sha256[:12]}; mean over photos:")
+    for c in cols:
+        click.echo(f"  {c:36s} {np.mean(table.column(c).to_numpy()):7.2f}")
+
+
+if __name__ == "__main__":
+    main()
