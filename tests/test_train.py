@@ -205,3 +205,18 @@ def test_only_models_that_work_untrained_skip_the_warm_ups() -> None:
         assert not TrainConfig(data="d", out="o", preset="fast", model_overrides=overrides).works_from_step_zero
     tuned = TrainConfig(data="d", out="o", preset="fast", model_overrides={"arch": "unet"}, init_from="x.pt")
     assert tuned.works_from_step_zero and tuned.without_warmups().warmup == 50
+
+
+def test_best_checkpoint_ranks_criteria_met_before_margin() -> None:
+    """A validation that keeps the SSIM bar beats one with a better secret that broke it (best.pt's ranking)."""
+    from pipeline.evaluate.quick import bar_criteria, bar_score
+
+    def result(ssim: float, secret: float) -> dict:
+        res = {"psnr_cover": 37.0, "ssim_cover": ssim, "psnr_secret": secret, "psnr_secret_worst": secret - 3}
+        res["margin"] = min(bar_criteria(res).values())
+        return res
+
+    keeps, breaks = result(0.952, 25.0), result(0.949, 26.0)
+    assert breaks["margin"] > keeps["margin"]  # the bare margin would have kept the broken one
+    assert bar_score(keeps) > bar_score(breaks)
+    assert bar_score(result(0.952, 25.5)) > bar_score(keeps)  # same criteria met: the larger margin wins

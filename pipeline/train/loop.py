@@ -421,8 +421,10 @@ class Trainer:
             f"step {self.step}: cover {res['psnr_cover']:.2f} dB / SSIM {res['ssim_cover']:.4f}, secret "
             f"{res['psnr_secret']:.2f} dB, worst attack {res['psnr_secret_worst']:.2f} dB, margin {res['margin']:.2f}"
         )
-        if res["margin"] > self.best_score:
-            self.best_score = res["margin"]
+        from pipeline.evaluate.quick import bar_score
+
+        if bar_score(res) > self.best_score:
+            self.best_score = bar_score(res)
             save_checkpoint(self.model, self.out / "best.pt", meta=self.meta())
         self._write_logs()
         self.plot()
