@@ -177,6 +177,17 @@ def validate(
     "resampling of large images; 'wide' = stronger noise/blur/JPEG.",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
+@click.option(
+    "--lambda-ssim",
+    type=click.FloatRange(min=0.01, max=1000.0),
+    help="Start the SSIM constraint's weight here (a fine-tune otherwise keeps its training state's): lower trades "
+    "cover SSIM for the secret.",
+)
+@click.option(
+    "--lambda-cover",
+    type=click.FloatRange(min=0.01, max=30.0),
+    help="Start the cover-PSNR constraint's weight here (as --lambda-ssim).",
+)
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
@@ -226,6 +237,8 @@ def train(**kw) -> None:
         w_guide=kw["w_guide"],
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],
+        lambda_cover_start=kw["lambda_cover"],
+        lambda_ssim_start=kw["lambda_ssim"],
     )
     if tc.works_from_step_zero:
         tc = tc.without_warmups()

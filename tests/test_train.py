@@ -165,6 +165,9 @@ def test_fine_tuning_starts_from_the_given_weights_without_warm_ups(photos: Path
     assert trainer.cover_c.log_weight == source["cover_log_w"]
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor, source["model"][name]), name
+    # --lambda-ssim restarts that weight where it is told, the other one still comes from the state.
+    relaxed = Trainer(TrainConfig.from_dict({**tc, "out": str(tmp_path / "relaxed"), "lambda_ssim_start": 30.0}))
+    assert relaxed.ssim_c.weight == pytest.approx(30.0) and relaxed.cover_c.log_weight == source["cover_log_w"]
 
 
 def test_attack_mixtures_draw_only_their_conditions() -> None:

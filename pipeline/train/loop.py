@@ -80,6 +80,11 @@ class TrainConfig:
     # residual); a model that already works starts where a trained one ended, so the cover holds from step 1.
     lambda_cover_init: float = 0.05
     lambda_ssim_init: float = 0.05
+    # Constraint weights to start from whatever else says (a fine-tune otherwise keeps its training state's): how a
+    # fine-tune trades cover quality for the secret. Dual ascent moves a weight by ~e^0.2 per 1000 steps, so a
+    # relaxed target alone barely loosened a weight that a tighter one had raised to 160 (``--lambda-ssim``).
+    lambda_cover_start: float | None = None
+    lambda_ssim_start: float | None = None
     # Start from a trained model's weights (a model checkpoint or a run's last.pt); layers whose names and shapes
     # match are copied, the rest keep their fresh initialisation. Ignored when the run resumes.
     init_from: str | None = None
@@ -175,8 +180,11 @@ class Trainer:
         self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed)
         self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
         self._resume()  # first: a refused resume must not overwrite the run's files
-        if self.step == 0 and tc.init_from:
-            self._init_from(tc.init_from)
+        if self.step == 0:
+            if tc.init_from:
+                self._init_from(tc.init_from)
+            for c, start in ((self.cover_c, tc.lambda_cover_start), (self.ssim_c, tc.lambda_ssim_start)):
+                c.log_weight = c.log_weight if start is None else math.log(start)
         (self.out / "split.json").write_text(json.dumps({"train": train_names, "validation": val_names}, indent=1))
         (self.out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
 
