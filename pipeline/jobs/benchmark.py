@@ -45,6 +45,7 @@ class BenchmarkConfig:
     backends: tuple[str, ...] = ()
     decoders: tuple[str, ...] = ()
     checkpoint: str | None = None
+    engines_dir: str = "engines"
     batch_size: int = 8
     workers: int | None = None
     memory_mp: float | None = None
@@ -225,6 +226,7 @@ def memory_check(cfg: BenchmarkConfig, backend: str, secret_path: Path, work: Pa
     ]
     if cfg.checkpoint:
         cmd += ["--checkpoint", cfg.checkpoint]
+    cmd += ["--engines-dir", cfg.engines_dir]
     if cfg.workers:
         cmd += ["--workers", str(cfg.workers)]
     t = time.perf_counter()
@@ -269,7 +271,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
             shard = write_shard(work / f"in-{h}x{w}" / "bench.tar", cfg.images, h, w)
             for backend in backends:
                 try:
-                    engine = load_engine(backend, cfg.checkpoint, cfg.size)
+                    engine = load_engine(backend, cfg.checkpoint, cfg.size, engines_dir=cfg.engines_dir)
                 except Exception as exc:  # a backend that does not load here is reported, not fatal
                     click.echo(f"skipping backend {backend}: {exc}", err=True)
                     continue

@@ -302,6 +302,12 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     help="Decoder(s) to measure [default: cpu, plus dali when installed].",
 )
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model].")
+@click.option(
+    "--engines-dir",
+    default="engines",
+    show_default=True,
+    help="Folder of built engines (missing ones are built there; another checkpoint needs another folder).",
+)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--workers", type=click.IntRange(1, 256), help="Decode/encode threads [default: CPU cores].")
 @click.option(
