@@ -108,8 +108,9 @@ PRESETS: dict[str, ModelConfig] = {
     # working at N/4 with 48-96 channels trained 2x faster per image on the 2-core CPU than N/2 with 24-48 channels
     # at similar FLOPs (wider convs use the CPU better).
     "small": ModelConfig(),
-    # A third of small's FLOPs (0.66 + 0.38 GFLOPs at 256 px, 0.25M generator parameters), for CPU batch jobs that
-    # must run embed + verify at tens of images per second on two cores.
+    # Under half of small's FLOPs (0.85 + 0.47 GFLOPs at 256 px with the carrier, 0.34M generator parameters), for
+    # CPU batch jobs. Below this size the job gets no faster on the 2-vCPU CPU: full-resolution passes (folds,
+    # interpolations, element-wise ops), not convolution FLOPs, set the pace there (README, Status).
     "fast": ModelConfig(width=24, level_widths=(24, 48, 48, 48), dms_widths=(24, 48), dms_blocks=1),
     # Full width and full resolution, for GPU training.
     "paper": ModelConfig(
