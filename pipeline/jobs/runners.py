@@ -9,10 +9,10 @@ pace and memory stays bounded whatever the shard length:
      batching)                          compose)         SSIM)
 
 Decoding and encoding share one pool of ``workers`` threads (simplejpeg, Pillow, ISA-L and numpy release the GIL);
-embed and verify run in threads of their own, each calling its engine graph with the library's own threads: verify
-of batch i (reveal, then metrics in torch) overlaps embed of batch i + 1, where one thread running both left the
-cores idle through the metrics. A batch holds at most ``batch_size`` images and
-at most ``pixel_budget`` pixels, so a shard of 50 MP photos moves one or two photos per batch.
+embed and verify run in threads of their own, each calling its engine graph with the library's own threads, so that
+verify of batch i (reveal, then the metrics in torch) overlaps embed of batch i + 1 (extract has no verify: that
+stage passes its batches on). A batch holds at most ``batch_size`` images and at most ``pixel_budget`` pixels, so a
+shard of 50 MP photos moves one or two photos per batch.
 
 Shard outcome: all members streamed and written -> output tar committed, then results Parquet committed (the
 shard is done). The source failing mid-shard (after retries) or the writer failing -> the shard's partial output
