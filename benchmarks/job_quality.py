@@ -18,9 +18,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.evaluate.metrics import psnr
 from pipeline.io.decode import DecodedImage
-from pipeline.jobs.batch import Sample, embed_batch, quantize, resize_u8, to_nchw, verify_batch
+from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize, resize_u8, to_nchw, verify_batch
 
 
 def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
@@ -33,13 +32,6 @@ def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
     out = F.interpolate(t, size=(round(h * f), round(w * f)), mode="bilinear", antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    import torch
-
-    ta, tb = (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].double() for x in (a, b))
-    return float(psnr(ta, tb)[0])
 
 
 @click.command()
@@ -70,7 +62,7 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, out: s
             row[f"psnr_cover {label}"] = s.row["psnr_cover"]
             mirrored = resize_u8(np.ascontiguousarray(s.result[:, ::-1]), size)
             revealed = quantize(engine.reveal(to_nchw([mirrored]))[0].transpose(1, 2, 0))
-            row[f"psnr_secret mirrored {label}"] = _psnr(revealed, secret_n[0])
+            row[f"psnr_secret mirrored {label}"] = float(per_image_metrics(revealed[None], secret_n)[0][0])
             row[f"megapixels {label}"] = cover.shape[0] * cover.shape[1] / 1e6
         rows.append(row)
     table = pa.Table.from_pylist(rows)

@@ -75,6 +75,12 @@ def rescale(x: torch.Tensor, factor: float = 4.0) -> torch.Tensor:
     return F.interpolate(up, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
 
 
+def acts_on_residual(label: str) -> bool:
+    """Whether the training attack ``label`` (from ``sample_train_attack``) applies to the residual (stego - cover)
+    only: the job resamples the residual, while the cover at full size stays the original."""
+    return label.startswith("rescale")
+
+
 def hflip(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1)
 

@@ -184,7 +184,8 @@ class Trainer:
             if tc.init_from:
                 self._init_from(tc.init_from)
             for c, start in ((self.cover_c, tc.lambda_cover_start), (self.ssim_c, tc.lambda_ssim_start)):
-                c.log_weight = c.log_weight if start is None else math.log(start)
+                if start is not None:
+                    c.log_weight = math.log(start)
         (self.out / "split.json").write_text(json.dumps({"train": train_names, "validation": val_names}, indent=1))
         (self.out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
 
@@ -285,8 +286,7 @@ class Trainer:
 
         seen = mirror(stego)
         attack_name, attack = A.sample_train_attack(self.rng, self.cfg.channels, tc.attack_mix)
-        if attack_name.startswith("rescale"):
-            # The job resamples the residual only (the cover at full size is the original): do the same here.
+        if A.acts_on_residual(attack_name):
             base = mirror(cover)
             seen = quantize(base + attack(seen - base))
         else:
@@ -431,8 +431,9 @@ class Trainer:
         )
         from pipeline.evaluate.quick import bar_score
 
-        if bar_score(res) > self.best_score:
-            self.best_score = bar_score(res)
+        score = bar_score(res)
+        if score > self.best_score:
+            self.best_score = score
             save_checkpoint(self.model, self.out / "best.pt", meta=self.meta())
         self._write_logs()
         self.plot()
