@@ -18,6 +18,7 @@ from pipeline.evaluate.metrics import (
     psnr_y,
     scc,
     ssim,
+    ssim_u8,
     to_255,
 )
 
@@ -50,6 +51,20 @@ def test_psnr_mse_ssim_match_scikit_image(photo_factory) -> None:
             ref_a, ref_b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2
         )
         assert got_ssim[i].item() == pytest.approx(ref_ssim, abs=TOL)
+
+
+def test_batch_job_ssim_matches_the_reference(photo_factory) -> None:
+    """``ssim_u8`` (OpenCV, float32, what the batch job scores every image with) against the float64 reference,
+    from nearly identical pairs (where float32 moments lose digits) to a flat image and an unrelated pair."""
+    a, b = _pairs(photo_factory, 96)
+    a, b = torch.cat([a, a[:1], a[:1], a[:1]]), torch.cat([b, a[:1], torch.full_like(a[:1], 200), a[1:2]])
+    b[3, 0, 10, 10] ^= 1  # one grey level in one pixel
+    hwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    got = ssim_u8(hwc(a), hwc(b))
+    ref = ssim(a.double(), b.double()).numpy()
+    assert got.dtype == np.float64 and got.shape == (len(a),)
+    np.testing.assert_allclose(got, ref, atol=2e-5)
+    assert got[3] < 1.0 and got[4] == pytest.approx(ref[4], abs=2e-5)
 
 
 def test_psnr_y_matches_scikit_image_luma(photo_factory) -> None:

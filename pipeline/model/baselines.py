@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.config import ModelConfig
+from pipeline.model.folded import fold, unfold
 from pipeline.model.hiding import HidingModel
-from pipeline.model.sris import FlipHead, fold, unfold
+from pipeline.model.sris import FlipHead
 
 HINET_BLOCKS = 6
 UNET_DEPTH = 3

@@ -136,18 +136,27 @@ class CarrierWriter(nn.Module):
         self.detail_scale = DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK) / b4
         self.channels = c
 
-    def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        c = self.channels
+    def base(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """The base code's residual, folded by 8: (B, C*64, N/8, N/8)."""
         xb = F.pixel_unshuffle(secrets - 0.5, BASE_BLOCK)
         xb = xb + PILOT * pilot(*xb.shape[-2:], xb)
-        base = self.base_write(xb) * self.base_scale + self.base_cancel(F.pixel_unshuffle(cover, BASE_BLOCK))
-        first = secrets[:, :c]
-        detail = detail_of(F.avg_pool2d(first, DETAIL_BLOCK), F.avg_pool2d(first, BASE_BLOCK))
-        # Spread each 4x4 block's detail value over its pixels, so the unit-gain write (a block sum) reads it back.
-        xd = F.pixel_unshuffle(F.interpolate(detail, scale_factor=DETAIL_BLOCK, mode="nearest"), DETAIL_BLOCK)
+        return self.base_write(xb) * self.base_scale + self.base_cancel(F.pixel_unshuffle(cover, BASE_BLOCK))
+
+    def detail(self, cover4: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """The detail code's residual, folded by 4: (B, C*16, N/4, N/4); ``cover4`` is the cover folded by 4."""
+        first = F.avg_pool2d(secrets[:, : self.channels], DETAIL_BLOCK)
+        xd = detail_of(first, F.avg_pool2d(first, 2))
         xd = xd + (PILOT / DETAIL_BOOST) * pilot(*xd.shape[-2:], xd)
-        det = self.detail_write(xd) * self.detail_scale + self.detail_cancel(F.pixel_unshuffle(cover, DETAIL_BLOCK))
-        return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(det, DETAIL_BLOCK)
+        # The code spreads each 4x4 block's value over its 16 pixels and ``detail_write`` sums what it reads: on the
+        # 16 identical folded copies that is one 1x1 conv with the weights summed over each block's 16 inputs.
+        w = self.detail_write.weight
+        w = w.reshape(w.shape[0], self.channels, DETAIL_BLOCK**2).sum(-1)[..., None, None]
+        return F.conv2d(xd, w) * self.detail_scale + self.detail_cancel(cover4)
+
+    def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        base = self.base(cover, secrets)
+        detail = self.detail(F.pixel_unshuffle(cover, DETAIL_BLOCK), secrets)
+        return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(detail, DETAIL_BLOCK)
 
 
 def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,12 +183,15 @@ class CarrierReader(nn.Module):
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
 
-    def thumbnails(self, stego: torch.Tensor) -> torch.Tensor:
-        """(B, C, N, N) -> (B, K*C, N/4, N/4): the secrets' 4x4 block means as far as the codes tell them."""
+    def thumbnails(self, stego: torch.Tensor, stego4: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, N, N) -> (B, K*C, N/4, N/4): the secrets' 4x4 block means as far as the codes tell them.
+
+        ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image)."""
         c = self.channels
         base, _ = _gain_corrected(self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale)
         means = F.interpolate(base + 0.5, scale_factor=2, mode="bilinear", align_corners=False)
-        y = self.detail_read(F.pixel_unshuffle(stego, DETAIL_BLOCK)) * self.detail_scale
+        stego4 = F.pixel_unshuffle(stego, DETAIL_BLOCK) if stego4 is None else stego4
+        y = self.detail_read(stego4) * self.detail_scale
         detail, g = _gain_corrected(y, PILOT / DETAIL_BOOST)
         gate = ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
         return torch.cat([means[:, :c] + gate * detail, means[:, c:]], dim=1)

@@ -22,26 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.model.carrier import CarrierReader, CarrierWriter
+from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, CarrierReader, CarrierWriter
 from pipeline.model.config import ModelConfig
 from pipeline.model.dmsubnet import DMSubNet
+from pipeline.model.folded import fold, unfold, upsample_folded
 from pipeline.model.glem import GLEM
 from pipeline.model.hiding import HidingModel
 from pipeline.model.pyramid import LaplacianPyramid, PlainDownsampling
+from pipeline.model.sync import template, unmirror
 
 
 def _pyramid(cfg: ModelConfig) -> nn.Module:
     return LaplacianPyramid(cfg.levels) if cfg.lpfdd else PlainDownsampling(cfg.levels)
-
-
-def fold(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C*s*s, H/s, W/s) (pixel-unshuffle); identity for s = 1."""
-    return F.pixel_unshuffle(x, s) if s > 1 else x
-
-
-def unfold(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Inverse of ``fold``."""
-    return F.pixel_shuffle(x, s) if s > 1 else x
 
 
 class FlipHead(nn.Module):
@@ -92,14 +84,15 @@ class Embedder(nn.Module):
         self.act = nn.SiLU()
         self.carrier = CarrierWriter(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
 
-    def forward(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
-        s = self.cfg.stem_stride
-        f_c = self.act(self.stem_cover(fold(cover - 0.5, s)))
-        f_s = self.act(self.stem_secret(fold(secrets - 0.5, s)))
+    def deep(self, cover_f: torch.Tensor, secrets_f: torch.Tensor, score_f: torch.Tensor) -> torch.Tensor:
+        """The deep path on folded inputs: cover and secrets folded by s and shifted by -0.5, (B, C*s*s, N/s, N/s) and
+        (B, K*C*s*s, N/s, N/s), the score map averaged over s x s blocks (B, 1, N/s, N/s) -> the residual before the
+        score-map gain, folded: (B, C*s*s, N/s, N/s)."""
+        f_c = self.act(self.stem_cover(cover_f))
+        f_s = self.act(self.stem_secret(secrets_f))
         bands_c = self.pyramid.decompose(f_c)
         bands_s = self.pyramid.decompose(f_s)
-        sc = F.avg_pool2d(score, s) if s > 1 else score
-        scores = [sc]
+        scores = [score_f]
         for _ in range(self.cfg.levels):
             scores.append(self.pyramid.down(scores[-1]))
         L = self.cfg.levels
@@ -108,12 +101,20 @@ class Embedder(nn.Module):
             up = F.interpolate(h, size=bands_c[lv].shape[-2:], mode="bilinear", align_corners=False)
             h = self.glems[i + 1](torch.cat([self.ups[i](up), bands_c[lv], bands_s[lv], scores[lv]], dim=1))
         d = self.dms(self.to_dms(h), shallow=self.shallow(f_c))
-        residual = unfold(self.head(d), s)
-        gain = self.cfg.score_floor + (1 - self.cfg.score_floor) * score
+        return self.head(d)
+
+    def gain(self, score: torch.Tensor) -> torch.Tensor:
+        """Embedding gain from the score map (any shape): ``score_floor`` where it is 0, 1 where it is 1."""
+        return self.cfg.score_floor + (1 - self.cfg.score_floor) * score
+
+    def forward(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.stem_stride
+        sc = F.avg_pool2d(score, s) if s > 1 else score
+        residual = unfold(self.deep(fold(cover - 0.5, s), fold(secrets - 0.5, s), sc), s)
         if self.carrier is None:
-            return residual * gain
+            return residual * self.gain(score)
         # The carrier's code is not scaled by the score map: its reader expects the exact coefficient.
-        return residual * gain + self.carrier(cover, secrets)
+        return residual * self.gain(score) + self.carrier(cover, secrets)
 
 
 class Revealer(nn.Module):
@@ -161,16 +162,10 @@ class Revealer(nn.Module):
         p = decision.reshape(-1, 1, 1, 1)
         return p * stego.flip(-1) + (1 - p) * stego, logit
 
-    def forward(
-        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s, L = self.cfg.stem_stride, self.cfg.levels
-        x, flip_logit = self.unflip(stego, flipped)
-        inp = fold(x - 0.5, s)
-        base = 0.5
-        if self.carrier is not None:
-            base = self.carrier(x)
-            inp = torch.cat([inp, fold(base - 0.5, s)], dim=1)
+    def deep(self, inp: torch.Tensor) -> torch.Tensor:
+        """The deep path on the folded input (B, stem_in, N/s, N/s) (the stego folded by s and shifted by -0.5, and
+        with the carrier its estimate, folded the same way) -> the folded correction (B, K*C*s*s, N/s, N/s)."""
+        L = self.cfg.levels
         f = self.act(self.stem(inp))
         bands = self.pyramid.decompose(f)
         h = self.glems[0](bands[L])
@@ -181,7 +176,19 @@ class Revealer(nn.Module):
             preds.append(self.band_heads[i + 1](h))
         feat = self.pyramid.reconstruct(preds[::-1])
         d = self.dms(self.to_dms(feat), shallow=self.shallow(f))
-        return unfold(self.head(d), s) + base, flip_logit
+        return self.head(d)
+
+    def forward(
+        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s = self.cfg.stem_stride
+        x, flip_logit = self.unflip(stego, flipped)
+        inp = fold(x - 0.5, s)
+        base = 0.5
+        if self.carrier is not None:
+            base = self.carrier(x)
+            inp = torch.cat([inp, fold(base - 0.5, s)], dim=1)
+        return unfold(self.deep(inp), s) + base, flip_logit
 
 
 class SRISNet(HidingModel):
@@ -200,3 +207,42 @@ class SRISNet(HidingModel):
         if not self.config.score_map:
             return torch.ones_like(cover[:, :1])
         return self.discriminator.score_map(cover)
+
+    # ---------------------------------------------------------------------------------------- inference graph
+    # ``embed`` and ``reveal`` compute what ``embed_raw(...).clamp(0, 1)`` and ``reveal_raw(...)[0].clamp(0, 1)``
+    # compute (the tests hold them equal to float rounding), rearranged for the engines: everything between the input
+    # fold and the output unfold stays folded by the stem stride. Exported, the straightforward graph spent as much
+    # time as its deep path on full-resolution passes around it (upsampling the score map and the carrier's
+    # estimate, folding the same image three times, adding five full-size tensors): on the 2-vCPU CPU those passes,
+    # not the convolutions, bounded the batch job.
+
+    def _lean(self) -> bool:
+        cfg = self.config
+        return cfg.carrier and cfg.flip_sync and not cfg.flip_head and cfg.stem_stride == DETAIL_BLOCK
+
+    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        if not self._lean():
+            return super().embed(cover, secrets)
+        e, s, c = self.embedder, self.config.stem_stride, self.config.channels
+        b, _, h, w = cover.shape
+        cover_f, secrets_f = fold(cover, s), fold(secrets, s)
+        if self.config.score_map:
+            d = self.discriminator
+            score_f = torch.sigmoid(upsample_folded(d.score(d.features(cover)), s))  # == fold(score_map(cover))
+            residual = e.deep(cover_f - 0.5, secrets_f - 0.5, score_f.mean(dim=1, keepdim=True))
+            residual = (residual.reshape(b, c, s * s, h // s, w // s) * e.gain(score_f)[:, None]).flatten(1, 2)
+        else:
+            residual = e.deep(cover_f - 0.5, secrets_f - 0.5, cover_f.new_ones(b, 1, h // s, w // s))
+        sync = fold(template(h, w, cover), s).repeat(1, c, 1, 1) * (self.config.sync_amplitude / 255.0)
+        stego_f = cover_f + residual + e.carrier.detail(cover_f, secrets) + sync
+        return (unfold(stego_f, s) + unfold(e.carrier.base(cover, secrets), BASE_BLOCK)).clamp(0, 1)
+
+    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+        if not self._lean():
+            return super().reveal(stego)
+        r, s = self.revealer, self.config.stem_stride
+        x = unmirror(stego)
+        x_f = fold(x, s)
+        estimate_f = upsample_folded(r.carrier.thumbnails(x, x_f), s)  # == fold(r.carrier(x))
+        correction_f = r.deep(torch.cat([x_f - 0.5, estimate_f - 0.5], dim=1))
+        return unfold(correction_f + estimate_f, s).clamp(0, 1)
