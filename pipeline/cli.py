@@ -92,6 +92,42 @@ def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
         click.echo(" ".join(cells))
 
 
+@main.command("distill-score")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Trained SRIS-Net [default: the shipped model].")
+@click.option("--data", required=True, help="Folder of photos or WebDataset shards (the training data source).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (with the head).")
+@click.option("--steps", default=2500, show_default=True, help="Distillation steps.")
+@click.option("--batch", default=16, show_default=True, help="Crops per step.")
+@click.option("--threads", type=int, help="CPU threads for torch [default: torch's choice].")
+@click.option("--half/--no-half", default=True, show_default=True, help="Store the weights in fp16.")
+def distill_score(
+    checkpoint: str | None, data: str, out: str, steps: int, batch: int, threads: int | None, half: bool
+) -> None:
+    """Add a light score head to a trained SRIS-Net, distilled from its discriminator's score map.
+
+    The exported embed then runs this head (on the cover folded by 4, ~45 MFLOPs at 256 px) instead of the
+    discriminator's trunk (~180 MFLOPs at full resolution); every other weight is kept as it is. Prints how far
+    the head's map is from the discriminator's on the held-out photos; run `validate` on OUT to see the figures.
+    """
+    import torch
+
+    from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
+    from pipeline.train.distill import DistillConfig, distill_light_score
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = load_model(checkpoint)
+        res = distill_light_score(model, DistillConfig(data=data, steps=steps, batch=batch))
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    meta = {**getattr(model, "checkpoint_meta", {}), "light_score": {**res, "steps": steps, "batch": batch}}
+    save_checkpoint(model, out, meta=meta, half=half)
+    click.echo(json.dumps({k: round(v, 5) for k, v in res.items()}))
+    click.echo(f"wrote {out}")
+
+
 @main.command()
 @click.option("--data", required=True, help="Folder of photos or WebDataset shards (the training data source).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: the shipped model].")
@@ -161,6 +197,12 @@ def validate(
 @click.option("--no-sfm", is_flag=True, help="Ablation: add shallow and deep features instead of SFM.")
 @click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
 @click.option("--no-carrier", is_flag=True, help="Ablation: no analytic linear carrier code (the deep paths only).")
+@click.option(
+    "--light-score",
+    is_flag=True,
+    help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
+    "embed engine (see `distill-score` for a trained model).",
+)
 @click.option("--crop", type=int, help="Training crop size [default: 128, 256 for the paper preset].")
 @click.option("--batch", default=16, show_default=True)
 @click.option("--steps", default=6000, show_default=True, help="Length of the schedule (cosine decay ends here).")
@@ -216,6 +258,8 @@ def train(**kw) -> None:
     ):
         if kw[flag]:
             overrides[field_name] = False
+    if kw["light_score"]:
+        overrides["light_score"] = True
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],

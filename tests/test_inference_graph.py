@@ -29,6 +29,7 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
     [
         ("fast", {}, (64, 64)),
         ("fast", {"num_secrets": 2}, (64, 96)),
+        ("fast", {"light_score": True}, (64, 64)),
         ("small", {"score_map": False}, (72, 56)),
         ("tiny", {}, (48, 48)),  # stem stride 2: the training graph itself runs (nothing to rearrange)
     ],

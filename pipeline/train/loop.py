@@ -150,14 +150,17 @@ class Trainer:
         self.device = torch.device(tc.device)
         self.cfg = model_config(tc)
         self.model = build_model(self.cfg).to(self.device)
-        d = self.model.discriminator
-        named = [(n, p) for n, p in self.model.named_parameters() if not n.startswith("discriminator.")]
+        # The discriminator and the light score head distilled from it learn in the discriminator's step.
+        d_params = [p for n, p in self.model.named_parameters() if n.startswith(("discriminator.", "light_score."))]
+        named = [
+            (n, p) for n, p in self.model.named_parameters() if not n.startswith(("discriminator.", "light_score."))
+        ]
         groups = [
             {"params": [p for n, p in named if ".carrier." not in n], "lr_scale": 1.0},
             {"params": [p for n, p in named if ".carrier." in n], "lr_scale": tc.carrier_lr},
         ]
         self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=tc.lr)
-        self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=(0.5, 0.999))
         # Both constraint weights start low: the secret path must learn to use the residual before imperceptibility
         # pulls it back (starting at 1 and 10, a run shrank the residual to nothing before the revealer learned).
         # Slow rates (10 dB or 0.5 SSIM below target: x e in 50 steps) keep the weights from swinging with the
@@ -325,6 +328,9 @@ class Trainer:
         logit_fake = m.discriminator(stego.detach())[0]
         l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
         l_score = (score_real - texture_target(cover)).abs().mean()
+        # The light score head (if any) is distilled from the discriminator's map, which the embedder trains with.
+        if getattr(m, "light_score", None) is not None:
+            l_score = l_score + (m.light_score.score_map(cover) - score_real.detach()).abs().mean()
         (l_d + tc.w_score * l_score).backward()
         self.opt_d.step()
 
