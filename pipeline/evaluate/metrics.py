@@ -220,8 +220,8 @@ def ssim_u8(a: np.ndarray, b: np.ndarray, win: int = 11, sigma: float = 1.5) -> 
         # Contiguous float32 copies (callers pass transposed views), centred on 128 so that the variances do not
         # lose their digits to the squared means in float32. The maps are computed at full size, where the
         # arithmetic runs on contiguous memory, and only the valid region is averaged.
-        x = np.subtract(x, 128, dtype=np.float32)
-        y = np.subtract(y, 128, dtype=np.float32)
+        x = np.subtract(np.ascontiguousarray(x), 128, dtype=np.float32)  # a uint8 copy first: converting a
+        y = np.subtract(np.ascontiguousarray(y), 128, dtype=np.float32)  # strided view to float was 2x slower
         mu_x, mu_y = cv2.sepFilter2D(x, -1, taps, taps), cv2.sepFilter2D(y, -1, taps, taps)
         var = cv2.sepFilter2D(x * x + y * y, -1, taps, taps) - (mu_x * mu_x + mu_y * mu_y)  # var_x + var_y
         cov = cv2.sepFilter2D(x * y, -1, taps, taps) - mu_x * mu_y

@@ -117,6 +117,7 @@ def available_backends(requested: tuple[str, ...]) -> list[str]:
 def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, secret: bytes, work: Path) -> dict:
     """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder."""
     from pipeline.io.decode import make_decoder
+    from pipeline.io.results import new_row, to_table
     from pipeline.io.shards import TarShardWriter
     from pipeline.jobs.batch import JobSettings
     from pipeline.jobs.embed import EmbedJob
@@ -127,6 +128,9 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
     # One warm-up batch through the engine, so first-call allocations are not charged to the embed stage.
     n, k, b = cfg.size, engine.info.num_secrets, cfg.batch_size
     engine.reveal(engine.embed(np.zeros((b, 3, n, n), np.float32), np.zeros((b, 3 * k, n, n), np.float32)))
+    # pyarrow imports pandas (~0.4 s, once per process) the first time it converts Python rows; a job pays it once,
+    # the short timed runs below would charge it to their first shard's write.
+    to_table([new_row()], {})
     secs = dict.fromkeys(STAGES, 0.0)
     with ThreadPoolExecutor(workers) as pool:
         decoder = make_decoder(decoder_name, workers, settings.max_pixels, pool=pool, batch_size=cfg.batch_size)
