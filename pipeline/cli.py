@@ -230,6 +230,12 @@ def validate(
     type=click.FloatRange(min=0.01, max=30.0),
     help="Start the cover-PSNR constraint's weight here (as --lambda-ssim).",
 )
+@click.option(
+    "--reveal-only",
+    is_flag=True,
+    help="Train the reveal path alone (with --init-from: a trained model's embedder, score heads and discriminator "
+    "stay frozen, so the cover figures cannot change).",
+)
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
@@ -281,6 +287,7 @@ def train(**kw) -> None:
         w_guide=kw["w_guide"],
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],
+        reveal_only=kw["reveal_only"],
         lambda_cover_start=kw["lambda_cover"],
         lambda_ssim_start=kw["lambda_ssim"],
     )

@@ -223,3 +223,23 @@ def test_best_checkpoint_ranks_criteria_met_before_margin() -> None:
     assert breaks["margin"] > keeps["margin"]  # the bare margin would have kept the broken one
     assert bar_score(keeps) > bar_score(breaks)
     assert bar_score(result(0.952, 25.5)) > bar_score(keeps)  # same criteria met: the larger margin wins
+
+
+def test_reveal_only_training_moves_the_revealer_and_nothing_else(photos: Path, tmp_path: Path) -> None:
+    """--reveal-only: the revealer learns; embedder, score heads, discriminator and the constraint weights stay as
+    they were, so the stego of a given cover and secret is bit-identical after training."""
+    first = train(_config(photos, tmp_path / "first", steps=2, model_overrides={"light_score": True}))
+    tc = _config(
+        photos, tmp_path / "reveal", steps=3, init_from=str(first / "model.pt"), reveal_only=True,
+        model_overrides={"light_score": True},
+    )  # fmt: skip
+    trainer = Trainer(tc)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    weights = (trainer.cover_c.log_weight, trainer.ssim_c.log_weight)
+    for _ in range(3):
+        row = trainer.train_step()
+    assert row["l_d"] == 0 and row["l_adv"] == 0
+    after = trainer.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("revealer.") for k in changed)
+    assert (trainer.cover_c.log_weight, trainer.ssim_c.log_weight) == weights

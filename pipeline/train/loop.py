@@ -88,6 +88,9 @@ class TrainConfig:
     # Start from a trained model's weights (a model checkpoint or a run's last.pt); layers whose names and shapes
     # match are copied, the rest keep their fresh initialisation. Ignored when the run resumes.
     init_from: str | None = None
+    # Train the reveal path alone on a trained model's stegos (embedder, score heads and discriminator frozen): the
+    # cover side cannot move, so whatever the revealer gains is free; no discriminator step, no constraint updates.
+    reveal_only: bool = False
     clip: float = 1.0
     val_fraction: float = 0.2
     val_size: int = 256
@@ -150,10 +153,15 @@ class Trainer:
         self.device = torch.device(tc.device)
         self.cfg = model_config(tc)
         self.model = build_model(self.cfg).to(self.device)
+        if tc.reveal_only:
+            for n, p in self.model.named_parameters():
+                p.requires_grad_(n.startswith("revealer."))
         # The discriminator and the light score head distilled from it learn in the discriminator's step.
         d_params = [p for n, p in self.model.named_parameters() if n.startswith(("discriminator.", "light_score."))]
         named = [
-            (n, p) for n, p in self.model.named_parameters() if not n.startswith(("discriminator.", "light_score."))
+            (n, p)
+            for n, p in self.model.named_parameters()
+            if p.requires_grad and not n.startswith(("discriminator.", "light_score."))
         ]
         groups = [
             {"params": [p for n, p in named if ".carrier." not in n], "lr_scale": 1.0},
@@ -309,7 +317,7 @@ class Trainer:
         fidelity = self.cover_c.weight * (l_cover + tc.w_low * l_low) + self.ssim_c.weight * l_ssim
         loss = l_secret + ramp * fidelity
         l_adv = torch.zeros(())
-        if self.step >= tc.d_warmup and tc.w_adv > 0:
+        if self.step >= tc.d_warmup and tc.w_adv > 0 and not tc.reveal_only:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
         # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
@@ -324,21 +332,13 @@ class Trainer:
         gnorm = torch.nn.utils.clip_grad_norm_([p for g in self.opt_g.param_groups for p in g["params"]], tc.clip)
         self.opt_g.step()
 
-        self.opt_d.zero_grad(set_to_none=True)
-        logit_fake = m.discriminator(stego.detach())[0]
-        l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
-        l_score = (score_real - texture_target(cover)).abs().mean()
-        # The light score head (if any) is distilled from the discriminator's map, which the embedder trains with.
-        if getattr(m, "light_score", None) is not None:
-            l_score = l_score + (m.light_score.score_map(cover) - score_real.detach()).abs().mean()
-        (l_d + tc.w_score * l_score).backward()
-        self.opt_d.step()
+        l_d, l_score = self._discriminator_step(cover, stego, logit_real, score_real)
 
         psnr_c = psnr01(stego, cover).item()
         t = min(1.0, self.step / max(1.0, tc.target_ramp * tc.steps))
         self.cover_c.target = tc.cover_psnr_start + t * (tc.cover_psnr_target - tc.cover_psnr_start)
         self.ssim_c.target = tc.ssim_start + t * (tc.ssim_target - tc.ssim_start)
-        if ramp > 0:
+        if ramp > 0 and not tc.reveal_only:
             self.cover_c.update(psnr_c)
             self.ssim_c.update(ssim_val.item())
         self.step += 1
@@ -360,6 +360,25 @@ class Trainer:
             "grad_norm": float(gnorm),
             "attack": attack_name,
         }
+
+    def _discriminator_step(
+        self, cover: torch.Tensor, stego: torch.Tensor, logit_real: torch.Tensor, score_real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real/fake and score-map losses of the discriminator (and the light score head's distillation), one
+        optimiser step; none when only the revealer trains. Returns (l_d, l_score)."""
+        if self.tc.reveal_only:
+            return torch.zeros(()), torch.zeros(())
+        m = self.model
+        self.opt_d.zero_grad(set_to_none=True)
+        logit_fake = m.discriminator(stego.detach())[0]
+        l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
+        l_score = (score_real - texture_target(cover)).abs().mean()
+        # The light score head (if any) is distilled from the discriminator's map, which the embedder trains with.
+        if getattr(m, "light_score", None) is not None:
+            l_score = l_score + (m.light_score.score_map(cover) - score_real.detach()).abs().mean()
+        (l_d + self.tc.w_score * l_score).backward()
+        self.opt_d.step()
+        return l_d, l_score
 
     # ----------------------------------------------------------------------------------------------- validation
     @torch.inference_mode()
