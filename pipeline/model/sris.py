@@ -224,20 +224,24 @@ class SRISNet(HidingModel):
         cfg = self.config
         return cfg.carrier and cfg.flip_sync and not cfg.flip_head and cfg.stem_stride == DETAIL_BLOCK
 
+    def _score_folded(self, cover: torch.Tensor, cover_c: torch.Tensor) -> torch.Tensor:
+        """``fold(score_map(cover), s)``: (B, s*s, N/s, N/s); ``cover_c`` is the cover folded by s, minus 0.5."""
+        # Both score heads give logits at N/4 (= N/s here); the light one reads the cover as embed folds it.
+        if self.light_score is not None:
+            logits = self.light_score(cover_c)
+        else:
+            logits = self.discriminator.score(self.discriminator.features(cover))
+        return torch.sigmoid(upsample_folded(logits, self.config.stem_stride))
+
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         if not self._lean():
             return super().embed(cover, secrets)
         e, s, c = self.embedder, self.config.stem_stride, self.config.channels
         b, _, h, w = cover.shape
-        cover_f, secrets_f = fold(cover, s), fold(secrets, s)
-        cover_c, secrets_c = cover_f - 0.5, secrets_f - 0.5
+        cover_f = fold(cover, s)
+        cover_c, secrets_c = cover_f - 0.5, fold(secrets, s) - 0.5
         if self.config.score_map:
-            # Both score heads give logits at N/4 (= N/s here); the light one reads the cover as embed folds it.
-            if self.light_score is not None:
-                logits = self.light_score(cover_c)
-            else:
-                logits = self.discriminator.score(self.discriminator.features(cover))
-            score_f = torch.sigmoid(upsample_folded(logits, s))  # == fold(score_map(cover))
+            score_f = self._score_folded(cover, cover_c)
             residual = e.deep(cover_c, secrets_c, score_f.mean(dim=1, keepdim=True))
             # The gain of each pixel, repeated for its C channels (a 4-D multiply: a 5-D view made OpenVINO
             # reorder the residual out of its blocked layout and back, 2 ms per image).
