@@ -103,3 +103,24 @@ def test_checkpoints_from_before_the_carrier_load_without_it() -> None:
     del old["carrier"], old["carrier_amplitude"]
     assert not ModelConfig.from_dict(old).carrier
     assert get_config("tiny").multiple == 8 and get_config("tiny", carrier=False).multiple == 4
+
+
+def test_texture_weighted_carrier_moves_the_code_out_of_flat_regions() -> None:
+    """``carrier_texture`` (experimental): the written code grows where the cover is textured and shrinks where it
+    is flat, at the same energy; embed still equals the training graph (the folded graph steps aside)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    cover = torch.full((1, 3, 64, 64), 0.5)
+    cover[..., 32:] += 0.2 * torch.randn(1, 3, 64, 32, generator=g)  # right half textured, left half flat
+    cover = A.quantize(cover.clamp(0, 1))
+    secrets = torch.rand(1, 3, 64, 64, generator=g)
+    energy = {}
+    for a in (0.0, 0.8):
+        model = build_model(get_config("fast", carrier_texture=a)).eval()
+        with torch.no_grad():
+            code = model.embedder.carrier(cover, secrets, model.embedder.carrier_weight(cover))
+            energy[a] = (code[..., :32].square().mean().item(), code[..., 32:].square().mean().item())
+            assert (model.embed(cover, secrets) - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max() < 1e-5
+    flat0, tex0 = energy[0.0]
+    flat8, tex8 = energy[0.8]
+    assert flat8 < 0.5 * flat0 and tex8 > tex0

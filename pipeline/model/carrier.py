@@ -136,14 +136,19 @@ class CarrierWriter(nn.Module):
         self.detail_scale = DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK) / b4
         self.channels = c
 
-    def base(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        """The base code's residual, folded by 8: (B, C*64, N/8, N/8)."""
+    def base(self, cover: torch.Tensor, secrets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The base code's residual, folded by 8: (B, C*64, N/8, N/8); ``weight`` (B, 1, N, N) scales what is
+        written per block (the cover's own coefficient is still cancelled in full)."""
         xb = F.pixel_unshuffle(secrets - 0.5, BASE_BLOCK)
         xb = xb + PILOT * pilot(*xb.shape[-2:], xb)
-        return self.base_write(xb) * self.base_scale + self.base_cancel(F.pixel_unshuffle(cover, BASE_BLOCK))
+        written = self.base_write(xb) * self.base_scale
+        if weight is not None:
+            written = written * F.avg_pool2d(weight, BASE_BLOCK)
+        return written + self.base_cancel(F.pixel_unshuffle(cover, BASE_BLOCK))
 
-    def detail(self, cover4: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        """The detail code's residual, folded by 4: (B, C*16, N/4, N/4); ``cover4`` is the cover folded by 4."""
+    def detail(self, cover4: torch.Tensor, secrets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The detail code's residual, folded by 4: (B, C*16, N/4, N/4); ``cover4`` is the cover folded by 4,
+        ``weight`` as in ``base``."""
         first = F.avg_pool2d(secrets[:, : self.channels], DETAIL_BLOCK)
         xd = detail_of(first, F.avg_pool2d(first, 2))
         xd = xd + (PILOT / DETAIL_BOOST) * pilot(*xd.shape[-2:], xd)
@@ -151,11 +156,14 @@ class CarrierWriter(nn.Module):
         # 16 identical folded copies that is one 1x1 conv with the weights summed over each block's 16 inputs.
         w = self.detail_write.weight
         w = w.reshape(w.shape[0], self.channels, DETAIL_BLOCK**2).sum(-1)[..., None, None]
-        return F.conv2d(xd, w) * self.detail_scale + self.detail_cancel(cover4)
+        written = F.conv2d(xd, w) * self.detail_scale
+        if weight is not None:
+            written = written * F.avg_pool2d(weight, DETAIL_BLOCK)
+        return written + self.detail_cancel(cover4)
 
-    def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        base = self.base(cover, secrets)
-        detail = self.detail(F.pixel_unshuffle(cover, DETAIL_BLOCK), secrets)
+    def forward(self, cover: torch.Tensor, secrets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        base = self.base(cover, secrets, weight)
+        detail = self.detail(F.pixel_unshuffle(cover, DETAIL_BLOCK), secrets, weight)
         return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(detail, DETAIL_BLOCK)
 
 

@@ -36,6 +36,9 @@ class ModelConfig:
             ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
         flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
             (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
+        carrier_texture: experimental, 0 = off (every shipped model): the carrier's written code is scaled per block
+            by ``(1 - a) + a * texture`` of the cover (normalised to unit RMS per image), moving its energy out of
+            flat regions where SSIM sees it; the reader is unchanged and the deep reveal path must learn the rest.
         light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
             (``LightScore`` in ``pipeline/model/discriminator.py``) instead of running the discriminator's trunk.
         carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
@@ -64,6 +67,7 @@ class ModelConfig:
     sync_amplitude: float = 1.0
     carrier: bool = True
     carrier_amplitude: float = 10.0
+    carrier_texture: float = 0.0
     light_score: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, CarrierReader, CarrierWriter
 from pipeline.model.config import ModelConfig
-from pipeline.model.discriminator import LightScore
+from pipeline.model.discriminator import LightScore, texture_target
 from pipeline.model.dmsubnet import DMSubNet
 from pipeline.model.folded import fold, unfold, upsample_folded
 from pipeline.model.glem import GLEM
@@ -115,7 +115,16 @@ class Embedder(nn.Module):
         if self.carrier is None:
             return residual * self.gain(score)
         # The carrier's code is not scaled by the score map: its reader expects the exact coefficient.
-        return residual * self.gain(score) + self.carrier(cover, secrets)
+        return residual * self.gain(score) + self.carrier(cover, secrets, self.carrier_weight(cover))
+
+    def carrier_weight(self, cover: torch.Tensor) -> torch.Tensor | None:
+        """The experimental texture weighting of the carrier's code (``config.carrier_texture``), (B, 1, N, N)."""
+        a = self.cfg.carrier_texture
+        if a <= 0:
+            return None
+        t = F.avg_pool2d(texture_target(cover), 15, stride=1, padding=7, count_include_pad=False)
+        w = (1 - a) + a * t
+        return w / w.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
 
 
 class Revealer(nn.Module):
@@ -222,7 +231,13 @@ class SRISNet(HidingModel):
 
     def _lean(self) -> bool:
         cfg = self.config
-        return cfg.carrier and cfg.flip_sync and not cfg.flip_head and cfg.stem_stride == DETAIL_BLOCK
+        return (
+            cfg.carrier
+            and cfg.flip_sync
+            and not cfg.flip_head
+            and cfg.stem_stride == DETAIL_BLOCK
+            and cfg.carrier_texture <= 0
+        )
 
     def _score_folded(self, cover: torch.Tensor, cover_c: torch.Tensor) -> torch.Tensor:
         """``fold(score_map(cover), s)``: (B, s*s, N/s, N/s); ``cover_c`` is the cover folded by s, minus 0.5."""
