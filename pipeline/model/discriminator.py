@@ -22,6 +22,12 @@ _KV = (
 )
 
 
+def score_logits_to_map(logits: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Score logits at N/4 (B, 1, h, w) -> the score map (B, 1, *size) in [0, 1]: bilinear up, then sigmoid (both
+    score heads; the inference graph does the same on folded tensors, ``SRISNet._score_folded``)."""
+    return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+
+
 class DualTaskDiscriminator(nn.Module):
     """(B, C, H, W) image in [0, 1] -> (real/fake logit (B,), score map (B, 1, H, W) in [0, 1]).
 
@@ -61,13 +67,13 @@ class DualTaskDiscriminator(nn.Module):
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 1, H, W) in [0, 1]."""
         s = self.score(self.features(x))
-        return torch.sigmoid(F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return score_logits_to_map(s, x.shape[-2:])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(x)
         logit = self.realfake_fc(self.realfake(f).mean(dim=(2, 3))).squeeze(1)
         s = self.score(f)
-        score = torch.sigmoid(F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        score = score_logits_to_map(s, x.shape[-2:])
         return logit, score
 
 
@@ -105,7 +111,7 @@ class LightScore(nn.Module):
     def score_map(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 1, H, W) in [0, 1], H and W multiples of 4."""
         s = self(F.pixel_unshuffle(x, self.FOLD) - 0.5)
-        return torch.sigmoid(F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return score_logits_to_map(s, x.shape[-2:])
 
 
 def texture_target(cover: torch.Tensor, window: int = 7, scale: float = 0.04) -> torch.Tensor:

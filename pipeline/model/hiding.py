@@ -28,6 +28,9 @@ class HidingModel(nn.Module):
         super().__init__()
         self.config = cfg
         self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
+        # A light score head distilled from the discriminator's map: SRIS-Net with ``config.light_score`` sets one.
+        # (An instance attribute, not a class one: a class attribute would shadow the registered submodule.)
+        self.light_score: nn.Module | None = None
 
     def score_map(self, cover: torch.Tensor) -> torch.Tensor:
         """Where to embed: (B, C, H, W) -> (B, 1, H, W) in [0, 1]; uniform (ones) unless a subclass says otherwise."""

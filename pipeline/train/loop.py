@@ -374,7 +374,7 @@ class Trainer:
         l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
         l_score = (score_real - texture_target(cover)).abs().mean()
         # The light score head (if any) is distilled from the discriminator's map, which the embedder trains with.
-        if getattr(m, "light_score", None) is not None:
+        if m.light_score is not None:
             l_score = l_score + (m.light_score.score_map(cover) - score_real.detach()).abs().mean()
         (l_d + self.tc.w_score * l_score).backward()
         self.opt_d.step()
