@@ -7,7 +7,8 @@ The held-out photos (the training split by name) are scaled to about ``--megapix
 photo i+1 as the validation does. Each pair goes through the job's own per-batch code (``embed_batch``: network at
 256 px, residual carried to full size, 8-bit; ``verify_batch``: the stego resized back and revealed) and, for the
 mirror, the full-size stego is flipped, resized and revealed as ``extract`` would. For reference the same pairs are
-also run at 256 px directly (what ``validate`` measures). Prints a table; writes OUT/job_quality.parquet.
+also run at 256 px directly (what ``validate`` measures). Prints a table; writes OUT/job_quality.parquet
+(``job_quality-smooth.parquet`` with ``--upsample smooth``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from pipeline.evaluate.metrics import ssim_u8
 from pipeline.io.decode import DecodedImage
-from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize, resize_u8, to_nchw, verify_batch
+from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize, to_nchw, verify_batch
+from pipeline.jobs.resample import UPSAMPLE, resize_bilinear, to_network_size
 
 
 def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
@@ -39,8 +42,11 @@ def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
 @click.option("--checkpoint", help="Model checkpoint [default: the shipped model].")
 @click.option("--megapixels", default=1.0, show_default=True, help="Size the photos are scaled to.")
 @click.option("--size", default=256, show_default=True, help="Network size N.")
+@click.option(
+    "--upsample", type=click.Choice(UPSAMPLE), default="exact", show_default=True, help="As embed's --upsample."
+)
 @click.option("--out", default="benchmarks/results", show_default=True, help="Folder for job_quality.parquet.")
-def main(data: str, checkpoint: str | None, megapixels: float, size: int, out: str) -> None:
+def main(data: str, checkpoint: str | None, megapixels: float, size: int, upsample: str, out: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -52,26 +58,31 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, out: s
     photos = [(img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in val_imgs]
     rows = []
     for i, (name, photo) in enumerate(zip(val_names, photos, strict=True)):
-        secret_n = resize_u8(photos[(i + 1) % len(photos)], size)[None]  # (K=1, N, N, 3)
+        secret_n = resize_bilinear(photos[(i + 1) % len(photos)], size)[None]  # (K=1, N, N, 3)
         row = {"cover": name}
-        for label, cover in (("network size", resize_u8(photo, size)), ("job", scaled(photo, megapixels))):
+        for label, cover in (("network size", to_network_size(photo, size)), ("job", scaled(photo, megapixels))):
             s = Sample(name, {"status": None}, image=DecodedImage(rgb=cover, alpha=None, mode="RGB"))
-            embed_batch(engine, [s], size, secret_n)
+            embed_batch(engine, [s], size, secret_n, upsample)
             verify_batch(engine, [s], size)
             row[f"psnr_secret {label}"] = s.row["psnr_secret"]
             row[f"psnr_cover {label}"] = s.row["psnr_cover"]
-            mirrored = resize_u8(np.ascontiguousarray(s.result[:, ::-1]), size)
+            row[f"ssim_cover {label}"] = float(ssim_u8(s.result[None], cover[None])[0])  # at the image's own size
+            mirrored = to_network_size(np.ascontiguousarray(s.result[:, ::-1]), size)
             revealed = quantize(engine.reveal(to_nchw([mirrored]))[0].transpose(1, 2, 0))
             row[f"psnr_secret mirrored {label}"] = float(per_image_metrics(revealed[None], secret_n)[0][0])
             row[f"megapixels {label}"] = cover.shape[0] * cover.shape[1] / 1e6
         rows.append(row)
     table = pa.Table.from_pylist(rows)
     Path(out).mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, Path(out) / "job_quality.parquet")
-    cols = [c for c in table.column_names if c.startswith("psnr") or c.startswith("megapixels")]
-    click.echo(f"{len(rows)} held-out photos, model {engine.info.model_sha256[:12]}; mean over photos:")
+    name = "job_quality.parquet" if upsample == "exact" else f"job_quality-{upsample}.parquet"
+    pq.write_table(table, Path(out) / name)
+    cols = [c for c in table.column_names if c.startswith(("psnr", "ssim", "megapixels"))]
+    click.echo(
+        f"{len(rows)} held-out photos, model {engine.info.model_sha256[:12]}, --upsample {upsample}; mean over photos:"
+    )
     for c in cols:
-        click.echo(f"  {c:36s} {np.mean(table.column(c).to_numpy()):7.2f}")
+        v = np.mean(table.column(c).to_numpy())
+        click.echo(f"  {c:36s} {v:9.4f}" if c.startswith("ssim") else f"  {c:36s} {v:7.2f}")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,6 @@ def test_job_quality_runs_the_held_out_photos_through_the_job_path(tmp_path, pho
         assert abs(r["megapixels job"] - 0.05) < 0.002 and r["megapixels network size"] == 64 * 64 / 1e6
         assert all(np.isfinite(r[k]) for k in r if k.startswith("psnr"))
     assert "mean over photos" in result.output
+    # --upsample exact (the default): the receiver reads at 0.05 MP what the network made at 64 px
+    gap = np.mean([r["psnr_secret job"] - r["psnr_secret network size"] for r in rows])
+    assert abs(gap) < 0.5

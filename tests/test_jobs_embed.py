@@ -25,8 +25,9 @@ from jobkit import (
 )
 
 from pipeline.cli import main
-from pipeline.jobs import batch as batch_mod
-from pipeline.jobs.batch import compose, quantize, resize_u8
+from pipeline.jobs import resample as resample_mod
+from pipeline.jobs.batch import quantize
+from pipeline.jobs.resample import compose, resize_bilinear, to_network_size
 from pipeline.runtime import load_engine
 
 SIZE = 32  # the tiny model's multiple is 4; small images keep the tests fast
@@ -106,26 +107,35 @@ def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_fa
 
 
 def test_compose_and_verify_maths(tiny_checkpoint, photo_factory, monkeypatch) -> None:
-    """stego_full = round(cover_full + upsample(stego_N - cover_N)); at N it is the engine's 8-bit stego."""
+    """stego_full = round(cover_full + U(stego_N - cover_N)): ``smooth`` is bilinear; ``exact`` gives the engine's
+    8-bit stego back when the receiver brings it to N; at N it is the engine's 8-bit stego itself."""
     engine = load_engine("torch", str(tiny_checkpoint), SIZE)
     cover_full = photo_factory(45, 70, seed=1)
-    cover_n = resize_u8(cover_full, SIZE)
-    secret_n = resize_u8(photo_factory(50, 50, seed=2), SIZE)
+    cover_n = to_network_size(cover_full, SIZE)
+    secret_n = resize_bilinear(photo_factory(50, 50, seed=2), SIZE)
     stego_n = engine.embed(
         cover_n.transpose(2, 0, 1)[None] / np.float32(255), secret_n.transpose(2, 0, 1)[None] / np.float32(255)
     )[0]
-    stego_full, sse = compose(cover_full, cover_n, stego_n)
+    stego_u8 = quantize(stego_n.transpose(1, 2, 0))
+    smooth, sse = compose(cover_full, cover_n, stego_n, "smooth")
     residual = torch.from_numpy(stego_n * 255 - cover_n.transpose(2, 0, 1).astype(np.float32))[None]
     up = F.interpolate(residual, size=(45, 70), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
     expected = np.clip(np.rint(cover_full + up), 0, 255)
-    assert np.abs(stego_full.astype(int) - expected).max() <= 1  # float rounding at .5 only
-    assert np.mean(stego_full != expected) < 1e-3
-    assert sse == float(((stego_full.astype(np.int64) - cover_full) ** 2).sum())
-    monkeypatch.setattr(batch_mod, "COMPOSE_STRIPE_ROWS", 16)  # stripes of rows (for huge images): same result
-    striped, striped_sse = compose(cover_full, cover_n, stego_n)
-    assert np.array_equal(striped, stego_full) and striped_sse == sse
+    assert np.abs(smooth.astype(int) - expected).max() <= 1  # float rounding at .5 only
+    assert np.mean(smooth != expected) < 1e-3
+    assert sse == float(((smooth.astype(np.int64) - cover_full) ** 2).sum())
+    exact, exact_sse = compose(cover_full, cover_n, stego_n)
+    assert exact_sse == float(((exact.astype(np.int64) - cover_full) ** 2).sum())
+    seen = {k: to_network_size(v, SIZE).astype(int) - stego_u8 for k, v in (("exact", exact), ("smooth", smooth))}
+    # exact: off by the full-size image's 8-bit rounding (and clipping, at a few saturated pixels) only
+    assert (np.abs(seen["exact"]) > 1).mean() < 0.01 and np.abs(seen["exact"]).mean() < 0.4
+    assert np.abs(seen["smooth"]).mean() > 3 * np.abs(seen["exact"]).mean()  # the blur the exact map undoes
+    monkeypatch.setattr(resample_mod, "COMPOSE_STRIPE_ROWS", 16)  # stripes of rows (for huge images): same result
+    for mode, whole, whole_sse in (("exact", exact, exact_sse), ("smooth", smooth, sse)):
+        striped, striped_sse = compose(cover_full, cover_n, stego_n, mode)
+        assert np.array_equal(striped, whole) and striped_sse == whole_sse
     same, same_sse = compose(cover_n, cover_n, stego_n)  # at the network size: the engine's stego, 8-bit
-    assert np.array_equal(same, quantize(stego_n.transpose(1, 2, 0)))
+    assert np.array_equal(same, stego_u8)
     assert same_sse == float(((same.astype(np.int64) - cover_n) ** 2).sum())
 
 
@@ -211,10 +221,12 @@ def test_rerun_skips_done_redoes_mismatch_and_takes_new_shards(
     res = run(*embed_args(src, dst, tiny_checkpoint, other, "--format", "webp"))  # another format: redone too
     assert "7 images ok" in res.output
     assert sorted(tar_names(dst / "s2.tar")) == [f"img2_{i:03d}.webp" for i in range(3)]
+    res = run(*embed_args(src, dst, tiny_checkpoint, other, "--format", "webp", "--upsample", "smooth"))
+    assert "7 images ok" in res.output  # another upsampling: other pixels, redone too
 
     (src / "s1.tar").unlink()
     photo_shard(src / "s1.tar", 3, seed=5)  # same name, new content: the source fingerprint changed
-    res = run(*embed_args(src, dst, tiny_checkpoint, other, "--format", "webp"))
+    res = run(*embed_args(src, dst, tiny_checkpoint, other, "--format", "webp", "--upsample", "smooth"))
     assert "3 images ok" in res.output and "2 already done" in res.output
 
 

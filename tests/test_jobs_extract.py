@@ -11,7 +11,8 @@ from jobkit import decode_png, job_args, make_tar, photo_shard, png_bytes, rows,
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.jobs.batch import quantize, resize_u8
+from pipeline.jobs.batch import quantize
+from pipeline.jobs.resample import to_network_size
 from pipeline.runtime import load_engine
 
 SIZE = 32
@@ -37,8 +38,8 @@ def test_embed_then_extract(tmp_path, tiny_checkpoint, photo_factory) -> None:
     for i in range(3):
         revealed = decode_png(out[f"img0_{i:03d}.secret.png"])
         assert revealed.shape == (SIZE, SIZE, 3)
-        # the job's output is exactly the engine's reveal of the stego resized to N
-        stego_n = resize_u8(decode_png(stegos[f"img0_{i:03d}.png"]), SIZE)
+        # the job's output is exactly the engine's reveal of the stego brought to N
+        stego_n = to_network_size(decode_png(stegos[f"img0_{i:03d}.png"]), SIZE)
         expected = quantize(engine.reveal(stego_n.transpose(2, 0, 1)[None] / np.float32(255))[0].transpose(1, 2, 0))
         assert np.abs(revealed.astype(int) - expected).max() <= 1
     r = rows(rev / "s.parquet")
@@ -67,7 +68,7 @@ def test_orientation_contract(tmp_path, tiny_checkpoint, photo_factory) -> None:
     out = {k: decode_png(v) for k, v in tar_members(tmp_path / "rev" / "s.tar").items()}
     assert (out["exif.secret.png"] == out["up.secret.png"]).all()
     engine = load_engine("torch", str(tiny_checkpoint), SIZE)
-    flip_n = resize_u8(flipped, SIZE).transpose(2, 0, 1)[None] / np.float32(255)
+    flip_n = to_network_size(flipped, SIZE).transpose(2, 0, 1)[None] / np.float32(255)
     expected = quantize(engine.reveal(flip_n)[0].transpose(1, 2, 0))
     assert np.abs(out["flip.secret.png"].astype(int) - expected).max() <= 1
     assert {r["width"] for r in rows(tmp_path / "rev" / "s.parquet")} == {60}

@@ -8,15 +8,16 @@ rows stay in shard order.
 Embed, per batch (N = network size, images uint8 HWC at the boundaries, float32 NCHW in [0, 1] inside):
 
     decode      bytes -> cover_full (H, W, 3) uint8 (+ alpha aside); per-sample secrets -> (K, N, N, 3) uint8
-    preprocess  cover_N = resize(cover_full, N)                           antialiased bilinear, 8-bit
+    preprocess  cover_N = D(cover_full)                                  area average to N x N, 8-bit
     embed       stego_N = engine.embed(cover_N, secrets_N)                (B, 3, N, N), (B, 3K, N, N) -> (B, 3, N, N)
-    compose     stego_full = round(cover_full + upsample(stego_N - cover_N)), clipped to uint8
-    verify      revealed = engine.reveal(resize(stego_full, N)) vs secrets_N -> psnr/ssim_secret for EVERY image;
+    compose     stego_full = round(cover_full + U(stego_N - cover_N)), clipped to uint8; U = D's pseudo-inverse
+                by default, so that D(stego_full) is stego_N up to rounding (resample.py)
+    verify      revealed = engine.reveal(D(stego_full)) vs secrets_N -> psnr/ssim_secret for EVERY image;
                 psnr_cover at full resolution, ssim_cover at N (``verify_batch``: its own stage, so that a runner
                 overlaps it with the next batch's embed)
     encode      stego_full (+ alpha put back) -> PNG / WebP / JPEG bytes
 
-Extract, per batch: decode -> resize to N -> engine.reveal -> K secrets (N, N, 3) uint8 -> metrics vs references ->
+Extract, per batch: decode -> D (to N) -> engine.reveal -> K secrets (N, N, 3) uint8 -> metrics vs references ->
 encode ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``.
 """
 
@@ -30,17 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
+from pipeline.jobs.resample import UPSAMPLE, compose, resize_bilinear, to_network_size
 from pipeline.runtime import Engine
-
-# Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
-# (512 rows x 8000 px x 3 x 4 B = 49 MB for a 50 MP photo) instead of a full-size float image (600 MB).
-COMPOSE_STRIPE_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -52,6 +48,11 @@ class JobSettings:
     png_level: int = DEFAULT_PNG_LEVEL
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     max_pixels: int = DEFAULT_MAX_PIXELS
+    upsample: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.upsample not in UPSAMPLE:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, got {self.upsample!r}")
 
     @property
     def ext(self) -> str:
@@ -103,21 +104,6 @@ class Sample:
 # Image plumbing
 
 
-def resize_u8(img: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8, antialiased bilinear (half-pixel centres), rounded.
-
-    Uses torch's uint8 channels-last kernel: the HWC numpy array is viewed as a channels-last NCHW tensor without a
-    copy, and the kernel is several times faster than Pillow's on large downscales.
-    """
-    if img.shape[0] == size and img.shape[1] == size:
-        return img
-    if not img.flags.writeable or not img.flags.c_contiguous:  # torch wants a writable, contiguous buffer
-        img = np.ascontiguousarray(img).copy() if not img.flags.writeable else np.ascontiguousarray(img)
-    t = torch.from_numpy(img).permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out[0].permute(1, 2, 0).contiguous().numpy()
-
-
 def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
     """K images (N, N, 3) uint8 -> (1, 3K, N, N)-ready float32 stack: returns (len, 3, N, N) in [0, 1]."""
     return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
@@ -126,52 +112,6 @@ def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
 def quantize(x: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> uint8 (rounded), any shape."""
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-
-
-def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of a bilinear resize n_in -> n_out with half-pixel centres and edge clamping
-    (the same sampling as torch's ``interpolate(mode="bilinear", align_corners=False)``)."""
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    src = np.clip(src, 0, n_in - 1)
-    i0 = np.floor(src).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-
-def compose(cover_full: np.ndarray, cover_n: np.ndarray, stego_n: np.ndarray) -> tuple[np.ndarray, float]:
-    """stego_full = round(cover_full + upsample(stego_N - cover_N)), clipped to uint8; also the squared error sum.
-
-    Args:
-        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8, the network's input.
-        stego_n: (3, N, N) float32 in [0, 1].
-    Returns:
-        (stego_full (H, W, 3) uint8, sum of squared differences to cover_full over all pixels and channels).
-    The residual is upsampled separably (bilinear, half-pixel centres): along x for the N residual rows at once
-    (small), then along y one stripe of output rows at a time (a gather and one ``lerp``), so working memory stays
-    bounded for any image size. In torch: its fused in-place kernels made this 2x faster than numpy at 1 MP.
-    """
-    h, w, _ = cover_full.shape
-    n = cover_n.shape[0]
-    if (h, w) == (n, n):  # the network saw the image itself: the stego is its output, 8-bit
-        out = quantize(stego_n.transpose(1, 2, 0))
-        diff = out.astype(np.int32) - cover_full
-        return out, float(np.square(diff, dtype=np.int64).sum())
-    residual = torch.from_numpy(stego_n) * 255.0 - torch.from_numpy(cover_n).permute(2, 0, 1)  # (3, N, N)
-    rx = F.interpolate(residual[None], size=(n, w), mode="bilinear", align_corners=False)  # y unchanged: x only
-    rx = rx[0].permute(1, 2, 0).contiguous()  # (N, W, 3)
-    y0, y1, wy = (torch.from_numpy(t) for t in _bilinear_taps(n, h))
-    cover = torch.from_numpy(cover_full)
-    out = np.empty_like(cover_full)
-    out_t = torch.from_numpy(out)
-    sse = 0
-    for top in range(0, h, COMPOSE_STRIPE_ROWS):
-        rows = slice(top, min(h, top + COMPOSE_STRIPE_ROWS))
-        stripe = torch.lerp(rx.index_select(0, y0[rows]), rx.index_select(0, y1[rows]), wy[rows, None, None])
-        stripe += cover[rows]
-        out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
-        diff = out_t[rows].to(torch.int32) - cover[rows]
-        sse += int(diff.square().sum())
-    return out, float(sse)
 
 
 def psnr_from_sse(sse: float, count: int) -> float:
@@ -202,7 +142,7 @@ def prepare_secrets(blobs: Sequence[bytes], size: int, max_pixels: int = DEFAULT
     """Encoded secret images -> (K, N, N, 3) uint8 at the network size. Raises ImageDecodeError for a bad one."""
     from pipeline.io.decode import decode_image
 
-    return np.stack([resize_u8(decode_image(b, max_pixels).rgb, size) for b in blobs])
+    return np.stack([resize_bilinear(decode_image(b, max_pixels).rgb, size) for b in blobs])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -251,7 +191,7 @@ def decode_samples(samples: Sequence[Sample], decoder: CpuDecoder, size: int) ->
             if bad is not None:
                 s.fail(f"secret image: {bad}")
                 continue
-            s.secrets_n = np.stack([resize_u8(p.rgb, size) for p in parts])
+            s.secrets_n = np.stack([resize_bilinear(p.rgb, size) for p in parts])
             s.secret_data = None
     dt = time.perf_counter() - t0
     for s in active:
@@ -286,12 +226,17 @@ def encode_sample(
 
 
 def embed_batch(
-    engine: Engine, samples: Sequence[Sample], size: int, shared_secrets: np.ndarray | None
+    engine: Engine,
+    samples: Sequence[Sample],
+    size: int,
+    shared_secrets: np.ndarray | None,
+    upsample: str = "exact",
 ) -> dict[str, float]:
     """Preprocess, embed and compose the active decoded samples of a batch, in place (``verify_batch`` follows).
 
     Args:
         shared_secrets: (K, N, N, 3) uint8 hidden in every cover, or None when each sample has ``secrets_n``.
+        upsample: how the residual is carried to full size (``pipeline.jobs.resample``).
     Sets ``sample.result`` (stego_full, (H, W, 3) uint8), ``psnr_cover``, and keeps ``cover_n`` and ``secrets_n``
     for verify. Returns seconds per stage: preprocess, embed, compose.
     """
@@ -301,7 +246,7 @@ def embed_batch(
         return times
     t0 = time.perf_counter()
     for s in active:
-        s.cover_n = resize_u8(s.image.rgb, size)  # (N, N, 3) uint8
+        s.cover_n = to_network_size(s.image.rgb, size)  # (N, N, 3) uint8
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
@@ -311,7 +256,7 @@ def embed_batch(
     stego_n = engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
     t2 = time.perf_counter()
     for s, sn in zip(active, stego_n, strict=True):
-        s.result, sse = compose(s.image.rgb, s.cover_n, sn)
+        s.result, sse = compose(s.image.rgb, s.cover_n, sn, upsample)
         s.row["psnr_cover"] = psnr_from_sse(sse, s.result.size)
     t3 = time.perf_counter()
     for s in active:
@@ -331,7 +276,7 @@ def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[s
     if not active:
         return {"verify": 0.0}
     t0 = time.perf_counter()
-    back_n = np.stack([resize_u8(s.result, size) for s in active])  # what a receiver's extract will see
+    back_n = np.stack([to_network_size(s.result, size) for s in active])  # what a receiver's extract will see
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     revealed = engine.reveal(to_nchw(back_n))  # (B, 3K, N, N)
@@ -367,7 +312,7 @@ def reveal_batch(
     if not active:
         return times
     t0 = time.perf_counter()
-    stegos_n = np.stack([resize_u8(s.image.rgb, size) for s in active])
+    stegos_n = np.stack([to_network_size(s.image.rgb, size) for s in active])
     t1 = time.perf_counter()
     revealed = engine.reveal(to_nchw(stegos_n))
     b = len(active)

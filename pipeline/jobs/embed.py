@@ -69,6 +69,8 @@ class EmbedJob(ShardJob):
             "model_sha256": self.engine.info.model_sha256,
             "size": self.settings.size,
             "format": self.settings.fmt,
+            # How the residual reaches full size (and the area average that brings a stego back): outputs differ.
+            "upsample": self.settings.upsample,
         }
         if self.settings.fmt == "jpeg":
             cfg["jpeg_quality"] = self.settings.jpeg_quality
@@ -123,7 +125,7 @@ class EmbedJob(ShardJob):
         return Sample(m.key, row, data=m.data, secret_data=blobs)
 
     def infer(self, samples: list[Sample]) -> dict[str, float]:
-        return embed_batch(self.engine, samples, self.settings.size, self.shared)
+        return embed_batch(self.engine, samples, self.settings.size, self.shared, self.settings.upsample)
 
     def verify(self, samples: list[Sample]) -> dict[str, float]:
         return verify_batch(self.engine, samples, self.settings.size)
