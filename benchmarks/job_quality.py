@@ -25,6 +25,14 @@ from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize
 from pipeline.jobs.resample import UPSAMPLE, resize_bilinear, to_network_size
 
 
+def held_out_photos(data: str) -> tuple[list[str], list[np.ndarray]]:
+    """The held-out photos of ``data`` (the training split by name) at full size: names and (H, W, 3) uint8."""
+    from pipeline.train.data import load_photos
+
+    _, val_imgs, _, val_names = load_photos(data, 3, 0.2, max_side=8192)  # full size: the job sees it
+    return val_names, [img.permute(1, 2, 0).contiguous().numpy() for img in val_imgs]  # uint8 already
+
+
 def scaled(img: np.ndarray, megapixels: float) -> np.ndarray:
     """(H, W, 3) uint8 -> about ``megapixels`` MP, aspect kept (antialiased bilinear)."""
     import torch
@@ -51,11 +59,9 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, upsamp
     import pyarrow.parquet as pq
 
     from pipeline.runtime import load_engine
-    from pipeline.train.data import load_photos
 
     engine = load_engine("torch", checkpoint, size, "cpu")
-    _, val_imgs, _, val_names = load_photos(data, 3, 0.2, max_side=8192)  # full size: the job sees it
-    photos = [(img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in val_imgs]
+    val_names, photos = held_out_photos(data)
     rows = []
     for i, (name, photo) in enumerate(zip(val_names, photos, strict=True)):
         secret_n = resize_bilinear(photos[(i + 1) % len(photos)], size)[None]  # (K=1, N, N, 3)

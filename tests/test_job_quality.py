@@ -29,8 +29,13 @@ def test_job_quality_runs_the_held_out_photos_through_the_job_path(tmp_path, pho
     for i, name in enumerate([*val, "train_only.png"]):
         Image.fromarray(photo_factory(90 + 8 * i, 120, seed=i)).save(folder / name)
     out = tmp_path / "out"
+    script = _load_script()
+    names, photos = script.held_out_photos(str(folder))
+    assert sorted(names) == sorted(val)
+    for name, photo in zip(names, photos, strict=True):  # the photos as they are on disk (not rescaled, not inverted)
+        assert np.array_equal(photo, np.asarray(Image.open(folder / name)))
     result = CliRunner().invoke(
-        _load_script().main,
+        script.main,
         [
             "--data",
             str(folder),
