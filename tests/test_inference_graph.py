@@ -30,6 +30,8 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
         ("fast", {}, (64, 64)),
         ("fast", {"num_secrets": 2}, (64, 96)),
         ("fast", {"light_score": True}, (64, 64)),
+        # experimental: a revealer wider and deeper than the embedder (``reveal_config``)
+        ("fast", {"extra": {"reveal": {"width": 48, "level_widths": [48, 96, 96, 96], "dms_blocks": 2}}}, (64, 64)),
         ("small", {"score_map": False}, (72, 56)),
         ("tiny", {}, (48, 48)),  # stem stride 2: the training graph itself runs (nothing to rearrange)
     ],

@@ -300,6 +300,19 @@ def test_half_precision_checkpoint_loads(arch: str, tmp_path: Path) -> None:
         assert (loaded.embed(cover, secrets) - model.embed(cover, secrets)).abs().max() < 1e-2
 
 
+def test_wider_revealer_from_config_extra_round_trips(tmp_path: Path) -> None:
+    """``extra["reveal"]`` widens the revealer only; a checkpoint carries it and loads to the same outputs."""
+    wide = {"width": 12, "level_widths": [12, 24, 24], "dms_widths": [12, 24]}
+    model = build_model(get_config("tiny", extra={"reveal": wide})).eval()
+    plain = build_model(get_config("tiny")).eval()
+    assert model.revealer.stem.out_channels == 12 and plain.revealer.stem.out_channels == 6
+    assert model.embedder.stem_cover.out_channels == plain.embedder.stem_cover.out_channels == 6
+    loaded = load_model(save_checkpoint(model, tmp_path / "w.pt"))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.reveal(x), model.reveal(x))
+
+
 def test_fixture_checkpoint_loads(tiny_checkpoint: Path) -> None:
     model = load_model(tiny_checkpoint)
     assert isinstance(model, SRISNet) and model.checkpoint_path == str(tiny_checkpoint)

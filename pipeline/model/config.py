@@ -44,6 +44,8 @@ class ModelConfig:
         carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
             (``pipeline/model/carrier.py``) besides its deep path; ``carrier_amplitude`` is the code's initial
             amplitude in grey levels. Baselines ignore both.
+        extra: free-form settings: ``hinet_blocks`` / ``unet_depth`` for the baselines; ``reveal`` (experimental)
+            overrides fields for SRIS-Net's revealer alone, e.g. a wider revealer than embedder (``reveal_config``).
     """
 
     arch: str = "sris"

@@ -18,6 +18,8 @@ carrier's estimate (which the deep path also sees as input).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,11 +129,19 @@ class Embedder(nn.Module):
         return w / w.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
 
 
+def reveal_config(cfg: ModelConfig) -> ModelConfig:
+    """The revealer's own config: ``cfg`` with ``cfg.extra["reveal"]`` applied (experimental: a revealer wider or
+    deeper than the embedder, e.g. ``{"width": 48, "level_widths": [48, 96, 96, 96], "dms_widths": [48, 96]}``)."""
+    over = cfg.extra.get("reveal") or {}
+    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}) if over else cfg
+
+
 class Revealer(nn.Module):
     """stego (B, C, N, N) -> (secrets (B, K*C, N, N), unclamped; flip logit (B,))."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        cfg = reveal_config(cfg)
         s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
         self.cfg = cfg
         self.flip = FlipHead(c) if cfg.flip_head else None
