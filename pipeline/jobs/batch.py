@@ -35,7 +35,7 @@ import numpy as np
 from pipeline.evaluate.metrics import ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
-from pipeline.jobs.resample import UPSAMPLE, compose, resize_bilinear, to_network_size
+from pipeline.jobs.resample import UPSAMPLE, compose, quantize, resize_bilinear, to_network_size
 from pipeline.runtime import Engine
 
 
@@ -107,11 +107,6 @@ class Sample:
 def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
     """K images (N, N, 3) uint8 -> (1, 3K, N, N)-ready float32 stack: returns (len, 3, N, N) in [0, 1]."""
     return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-
-
-def quantize(x: np.ndarray) -> np.ndarray:
-    """float in [0, 1] -> uint8 (rounded), any shape."""
-    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def psnr_from_sse(sse: float, count: int) -> float:

@@ -38,6 +38,11 @@ UPSAMPLE = ("exact", "smooth")
 COMPOSE_STRIPE_ROWS = 512
 
 
+def quantize(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8 (rounded), any shape."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
 def uses_area(h: int, w: int, size: int) -> bool:
     """Whether an (h, w) image is brought to the network size by the area average (both sides >= size)."""
     return h >= size and w >= size
@@ -146,7 +151,7 @@ def compose(
     h, w, _ = cover_full.shape
     n = cover_n.shape[0]
     if (h, w) == (n, n):  # the network saw the image itself: the stego is its output, 8-bit
-        out = np.clip(np.rint(stego_n.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+        out = quantize(stego_n.transpose(1, 2, 0))
         diff = out.astype(np.int32) - cover_full
         return out, float(np.square(diff, dtype=np.int64).sum())
     exact = upsample == "exact" and uses_area(h, w, n)
