@@ -238,6 +238,12 @@ def validate(
 )
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
+@click.option(
+    "--minutes",
+    type=float,
+    help="A wall-time schedule: the learning-rate decay and the target ramp run over this many minutes of training "
+    "instead of --steps (ignored then), and the run ends there. For a machine lent for a fixed time.",
+)
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
@@ -279,6 +285,7 @@ def train(**kw) -> None:
         cover_psnr_target=kw["cover_psnr_target"],
         ssim_target=kw["ssim_target"],
         max_minutes=kw["max_minutes"],
+        minutes=kw["minutes"],
         val_every=kw["val_every"],
         device=kw["device"],
         threads=kw["threads"],

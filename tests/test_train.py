@@ -243,3 +243,48 @@ def test_reveal_only_training_moves_the_revealer_and_nothing_else(photos: Path, 
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("revealer.") for k in changed)
     assert (trainer.cover_c.log_weight, trainer.ssim_c.log_weight) == weights
+
+
+def test_wall_time_schedule_decays_over_minutes_and_ends_the_run(photos: Path, tmp_path: Path) -> None:
+    """``--minutes``: the cosine decay follows the fraction of the wall time trained, and the run stops when it is
+    spent, whatever ``steps`` says (a GPU lent for a fixed time, steps/s unknown in advance)."""
+    from pipeline.train.loop import lr_factor
+
+    tc = _config(photos, tmp_path / "unused", steps=10**9, minutes=0.05, warmup=2)
+    assert lr_factor(10, tc, progress=0.0) == pytest.approx(1.0)
+    assert lr_factor(10, tc, progress=0.5) == pytest.approx(tc.min_lr_ratio + (1 - tc.min_lr_ratio) / 2)
+    assert lr_factor(10, tc, progress=1.0) == pytest.approx(tc.min_lr_ratio)
+    assert lr_factor(0, tc, progress=0.9) == pytest.approx(0.5)  # the warm-up still counts steps
+
+    trainer = Trainer(_config(photos, tmp_path / "run", steps=10**9, minutes=0.05, val_every=10**6))
+    trainer.run()
+    assert 0 < trainer.step < 10**9 and trainer.elapsed >= 3.0
+    rows = pq.read_table(tmp_path / "run" / "train_log.parquet").to_pylist()
+    assert rows[-1]["step"] == trainer.step  # the last step is logged, as the end of a step schedule is
+    assert rows[-1]["target_cover"] == pytest.approx(tc.cover_psnr_target)  # the target ramp ran over the minutes
+    assert len(_steps(tmp_path / "run" / "val_log.parquet")) == 1  # validated once, at the end
+
+
+def test_crops_are_drawn_on_the_training_device(photos: Path) -> None:
+    """On a GPU the photos and every crop live there; the "meta" device checks the placement without one."""
+    from pipeline.train.data import CropSampler, load_photos
+
+    train_imgs = load_photos(str(photos))[0]
+    sampler = CropSampler(train_imgs, 64, device="meta")
+    assert all(p.device.type == "meta" for p in sampler.photos)
+    batch = sampler.batch(3)
+    assert batch.device.type == "meta" and batch.shape == (3, 3, 64, 64)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_crops_and_seeded_noise_are_the_same_on_cpu_and_gpu(photos: Path) -> None:
+    from pipeline.train.attacks import gaussian_noise
+    from pipeline.train.data import CropSampler, load_photos
+
+    train_imgs = load_photos(str(photos))[0]
+    cpu, gpu = CropSampler(train_imgs, 64, seed=3), CropSampler(train_imgs, 64, seed=3, device="cuda")
+    assert torch.allclose(cpu.batch(4), gpu.batch(4).cpu(), atol=1 / 255 + 1e-6)
+    x = torch.full((2, 3, 16, 16), 0.5)
+    a = gaussian_noise(x, 5.0, torch.Generator().manual_seed(0))
+    b = gaussian_noise(x.cuda(), 5.0, torch.Generator().manual_seed(0))  # a CPU generator drives GPU noise
+    assert torch.equal(a, b.cpu())

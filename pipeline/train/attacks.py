@@ -62,7 +62,9 @@ def sharpen(x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_noise(x: torch.Tensor, sigma255: float = 5.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    # Drawn on the generator's device, then moved: a seeded CPU generator gives the same noise on every device.
+    device = generator.device if generator is not None else x.device
+    noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
     return (x + noise * (sigma255 / 255.0)).clamp(0, 1)
 
 

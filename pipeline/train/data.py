@@ -76,8 +76,12 @@ def load_photos(
 class CropSampler:
     """Random crops of in-memory photos: ``batch(n)`` -> (n, C, crop, crop) float in [0, 1]."""
 
-    def __init__(self, photos: list[torch.Tensor], crop: int, seed: int = 0) -> None:
-        self.photos = [p for p in photos if min(p.shape[-2:]) >= crop // 2]
+    def __init__(
+        self, photos: list[torch.Tensor], crop: int, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> None:
+        # On a GPU the photos live there (uint8) and every crop and resize runs there, so the CPU only draws the
+        # windows (from the same Python RNG on every device) and never decodes or resizes in the step's path.
+        self.photos = [p.to(device) for p in photos if min(p.shape[-2:]) >= crop // 2]
         if not self.photos:
             raise ValueError(f"no photo is large enough for {crop} px crops")
         self.crop = crop

@@ -98,6 +98,9 @@ class TrainConfig:
     log_every: int = 25
     ckpt_minutes: float = 3.0
     max_minutes: float | None = None
+    # A wall-time schedule: the cosine decay and the target ramp run over this many minutes of training instead of
+    # ``steps``, and the run ends there (a GPU lent for a fixed time; steps/s is unknown until it runs).
+    minutes: float | None = None
     device: str = "cpu"
     threads: int | None = None
     seed: int = 0
@@ -134,11 +137,13 @@ def model_config(tc: TrainConfig) -> ModelConfig:
     return get_config(tc.preset, **tc.model_overrides)
 
 
-def lr_factor(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``steps``."""
+def lr_factor(step: int, tc: TrainConfig, progress: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``steps`` (or at ``progress`` 1 of a wall-time
+    schedule, ``progress`` being the fraction of ``minutes`` trained)."""
     if step < tc.warmup:
         return (step + 1) / tc.warmup
-    t = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    done = progress if progress is not None else (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    t = min(1.0, done)
     return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
@@ -151,6 +156,8 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         torch.manual_seed(tc.seed)
         self.device = torch.device(tc.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop shapes: cuDNN picks its fastest kernels once
         self.cfg = model_config(tc)
         self.model = build_model(self.cfg).to(self.device)
         if tc.reveal_only:
@@ -188,7 +195,7 @@ class Trainer:
         self.val_rows: list[dict[str, Any]] = []
 
         train_imgs, val_imgs, train_names, val_names = load_photos(tc.data, self.cfg.channels, tc.val_fraction)
-        self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed)
+        self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed, device=self.device)
         self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
         self._resume()  # first: a refused resume must not overwrite the run's files
         if self.step == 0:
@@ -275,11 +282,26 @@ class Trainer:
         secrets = secrets.reshape(tc.batch, k * c, tc.crop, tc.crop)
         return cover.to(self.device), secrets.to(self.device)
 
-    def train_step(self) -> dict[str, float]:
+    def progress(self) -> float | None:
+        """Fraction of a wall-time schedule (``minutes``) trained; None when the schedule counts steps."""
+        return None if self.tc.minutes is None else self.elapsed / (self.tc.minutes * 60)
+
+    def finished(self) -> bool:
+        progress = self.progress()
+        return self.step >= self.tc.steps if progress is None else progress >= 1.0
+
+    def train_step(self) -> dict[str, float | str]:
+        """One optimisation step; its figures as Python numbers."""
+        return _as_numbers(self._step())
+
+    def _step(self) -> dict[str, Any]:
+        """One optimisation step; figures that need no device sync stay tensors (``_as_numbers`` reads them), so a
+        GPU step only waits for the two values the constraint weights need."""
         tc, m = self.tc, self.model
+        progress = self.progress()
         for opt, base in ((self.opt_g, tc.lr), (self.opt_d, tc.lr_d)):
             for g in opt.param_groups:
-                g["lr"] = base * g.get("lr_scale", 1.0) * lr_factor(self.step, tc)
+                g["lr"] = base * g.get("lr_scale", 1.0) * lr_factor(self.step, tc, progress)
         cover, secrets = self._batch()
 
         logit_real, score_real = m.discriminator(cover)
@@ -334,30 +356,33 @@ class Trainer:
 
         l_d, l_score = self._discriminator_step(cover, stego, logit_real, score_real)
 
-        psnr_c = psnr01(stego, cover).item()
-        t = min(1.0, self.step / max(1.0, tc.target_ramp * tc.steps))
+        psnr_c, ssim_c = torch.stack([psnr01(stego, cover).detach(), ssim_val.detach()]).tolist()  # one sync
+        if progress is None:
+            t = min(1.0, self.step / max(1.0, tc.target_ramp * tc.steps))
+        else:
+            t = min(1.0, progress / max(1e-9, tc.target_ramp))
         self.cover_c.target = tc.cover_psnr_start + t * (tc.cover_psnr_target - tc.cover_psnr_start)
         self.ssim_c.target = tc.ssim_start + t * (tc.ssim_target - tc.ssim_start)
         if ramp > 0 and not tc.reveal_only:
             self.cover_c.update(psnr_c)
-            self.ssim_c.update(ssim_val.item())
+            self.ssim_c.update(ssim_c)
         self.step += 1
         return {
-            "loss": loss.item(),
+            "loss": loss.detach(),
             "psnr_cover": psnr_c,
-            "ssim_cover": ssim_val.item(),
-            "psnr_secret": psnr01(recovered.clamp(0, 1), secrets).item(),
-            "l_low": l_low.item(),
-            "l_adv": l_adv.item(),
-            "l_guide": l_guide.item(),
-            "l_flip": l_flip.item(),
-            "l_d": l_d.item(),
-            "l_score": l_score.item(),
+            "ssim_cover": ssim_c,
+            "psnr_secret": psnr01(recovered.detach().clamp(0, 1), secrets),
+            "l_low": l_low.detach(),
+            "l_adv": l_adv.detach(),
+            "l_guide": l_guide.detach(),
+            "l_flip": l_flip.detach(),
+            "l_d": l_d.detach(),
+            "l_score": l_score.detach(),
             "lambda_cover": self.cover_c.weight,
             "lambda_ssim": self.ssim_c.weight,
             "target_cover": self.cover_c.target,
             "target_ssim": self.ssim_c.target,
-            "grad_norm": float(gnorm),
+            "grad_norm": gnorm.detach(),
             "attack": attack_name,
         }
 
@@ -401,15 +426,18 @@ class Trainer:
         start = time.time()
         base_elapsed = self.elapsed
         last_ckpt = time.time()
-        bar = tqdm(total=tc.steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=2.0)
+        total = tc.steps if tc.minutes is None else None  # a wall-time schedule: the step count is not known
+        bar = tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, mininterval=2.0)
         window_t, window_n = time.time(), 0
         stop_reason = "done"
         try:
-            while self.step < tc.steps:
-                row = self.train_step()
+            while not self.finished():
+                row = self._step()
                 window_n += tc.batch
                 self.elapsed = base_elapsed + time.time() - start
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                last = self.finished()
+                if self.step % tc.log_every == 0 or last:
+                    row = _as_numbers(row)
                     ips = window_n / (time.time() - window_t)
                     window_t, window_n = time.time(), 0
                     row.update(step=self.step, minutes=self.elapsed / 60, images_per_s=ips)
@@ -422,7 +450,7 @@ class Trainer:
                         lc=f"{row['lambda_cover']:.2f}",
                     )
                 bar.update(1)
-                if self.val is not None and (self.step % tc.val_every == 0 or self.step == tc.steps):
+                if self.val is not None and (self.step % tc.val_every == 0 or last):
                     self._validate_and_keep()
                 if time.time() - last_ckpt > tc.ckpt_minutes * 60:
                     self.save_state()
@@ -468,6 +496,10 @@ class Trainer:
             from pipeline.train.curves import plot_curves
 
             plot_curves(self.log_rows, self.val_rows, self.out / "curves.png")
+
+
+def _as_numbers(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in row.items()}
 
 
 def train(tc: TrainConfig) -> Path:
