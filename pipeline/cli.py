@@ -198,6 +198,14 @@ def validate(
 @click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
 @click.option("--no-carrier", is_flag=True, help="Ablation: no analytic linear carrier code (the deep paths only).")
 @click.option(
+    "--carrier-texture",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Experimental: weight the carrier's code by (1 - A) + A x the cover's texture (the reader divides it back "
+    "out), moving its energy out of flat regions where SSIM sees it. 0 = off (every shipped model).",
+)
+@click.option(
     "--light-score",
     is_flag=True,
     help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
@@ -272,6 +280,8 @@ def train(**kw) -> None:
             overrides[field_name] = False
     if kw["light_score"]:
         overrides["light_score"] = True
+    if kw["carrier_texture"]:
+        overrides["carrier_texture"] = kw["carrier_texture"]
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],

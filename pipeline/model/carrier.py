@@ -191,18 +191,27 @@ class CarrierReader(nn.Module):
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
 
-    def thumbnails(self, stego: torch.Tensor, stego4: torch.Tensor | None = None) -> torch.Tensor:
+    def thumbnails(
+        self, stego: torch.Tensor, stego4: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, C, N, N) -> (B, K*C, N/4, N/4): the secrets' 4x4 block means as far as the codes tell them.
 
-        ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image)."""
+        ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image). ``weight``
+        (B, 1, N, N): the per-block weight the writer scaled the codes by (estimated from the stego), divided out."""
         c = self.channels
-        base, _ = _gain_corrected(self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale)
+        y = self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale
+        if weight is not None:
+            y = y / F.avg_pool2d(weight, BASE_BLOCK)
+        base, _ = _gain_corrected(y)
         means = F.interpolate(base + 0.5, scale_factor=2, mode="bilinear", align_corners=False)
         stego4 = F.pixel_unshuffle(stego, DETAIL_BLOCK) if stego4 is None else stego4
         y = self.detail_read(stego4) * self.detail_scale
+        if weight is not None:
+            y = y / F.avg_pool2d(weight, DETAIL_BLOCK)
         detail, g = _gain_corrected(y, PILOT / DETAIL_BOOST)
         gate = ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
         return torch.cat([means[:, :c] + gate * detail, means[:, c:]], dim=1)
 
-    def forward(self, stego: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.thumbnails(stego), scale_factor=DETAIL_BLOCK, mode="bilinear", align_corners=False)
+    def forward(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        thumbs = self.thumbnails(stego, weight=weight)
+        return F.interpolate(thumbs, scale_factor=DETAIL_BLOCK, mode="bilinear", align_corners=False)

@@ -38,7 +38,7 @@ class ModelConfig:
             (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
         carrier_texture: experimental, 0 = off (every shipped model): the carrier's written code is scaled per block
             by ``(1 - a) + a * texture`` of the cover (normalised to unit RMS per image), moving its energy out of
-            flat regions where SSIM sees it; the reader is unchanged and the deep reveal path must learn the rest.
+            flat regions where SSIM sees it; the reader divides the same map, computed from the stego, back out.
         light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
             (``LightScore`` in ``pipeline/model/discriminator.py``) instead of running the discriminator's trunk.
         carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
