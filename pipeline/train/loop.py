@@ -280,7 +280,7 @@ class Trainer:
         secrets = self.sampler.batch(tc.batch * k)
         c = self.cfg.channels
         secrets = secrets.reshape(tc.batch, k * c, tc.crop, tc.crop)
-        return cover.to(self.device), secrets.to(self.device)
+        return cover, secrets  # already on the training device: the sampler cuts them there
 
     def progress(self) -> float | None:
         """Fraction of a wall-time schedule (``minutes``) trained; None when the schedule counts steps."""
