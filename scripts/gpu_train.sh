@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# SRIS-Net trainings side by side on one lent GPU (presets fast, small and paper by default), each on a wall-time
-# schedule of MINUTES, with the shipped recipe's constraints and the job's attack mix; the checkpoints, logs and
-# curves are copied to OUT. Written for a GPU lent for a fixed few minutes, where steps/s is not known in advance.
+# SRIS-Net trainings side by side on one lent GPU, each on a wall-time schedule of MINUTES, with the shipped recipe's
+# constraints and the job's attack mix; the checkpoints, logs and curves are copied to OUT. Written for a GPU lent for
+# a fixed few minutes, where steps/s is not known in advance.
 #
-#   DATA=.gpu_photos MINUTES=8.5 CROP=128 BATCH=32 bash scripts/gpu_train.sh     # the runs of MODEL_CARD.md
+#   DATA=.gpu_photos MINUTES=8.5 CROP=128 BATCH=32 bash scripts/gpu_train.sh     # the from-scratch runs of MODEL_CARD.md
+#   DATA=.gpu_photos MINUTES=8 RUNS="$(cat scripts/gpu_finetune.runs)" bash scripts/gpu_train.sh   # the fine-tunes
 #
+# RUNS: one training per line, "NAME PRESET [extra train options...]" (the extra options follow the defaults below,
+# so they override them: --init-from, --lr, targets, --batch ...). Without RUNS: one from-scratch run per preset in
+# PRESETS, named after the preset.
 # DATA: a folder of photos (the 45 of ../shared/photos, copied into the repository as an ignored folder so they
 # travel with it). A .whl folder, if present, holds wheels the GPU machine lacks (kornia for the differentiable JPEG).
 set -u
@@ -12,11 +16,13 @@ DATA=${DATA:-.gpu_photos}
 MINUTES=${MINUTES:-7}
 OUT=${OUT:-/tmp/gpu-out}
 PRESETS=${PRESETS:-fast small paper}
+RUNS=${RUNS:-$(for p in $PRESETS; do echo "$p $p"; done)}
 # 256 px: the size the batch job runs the network at. At 128 px crops `small` and `paper` lost 2.6-4.1 dB of held-out
 # secret at 256 px in the last third of their schedule (MODEL_CARD.md, "Measured on a lent H100").
 CROP=${CROP:-256}
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cuda}
+THREADS=${THREADS:-4}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" runs
@@ -29,18 +35,25 @@ fi
     "import torch, kornia; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'kornia', kornia.__version__)"
 } | tee "$OUT/machine.txt"
 
-for preset in $PRESETS; do
-    "$PY" -m pipeline train --data "$DATA" --out "runs/gpu-$preset" --config "$preset" --light-score \
+names=()
+while read -r name preset extra; do
+    [ -z "$name" ] && continue
+    names+=("$name")
+    # $extra is split on purpose: it holds several options.
+    # shellcheck disable=SC2086
+    "$PY" -m pipeline train --data "$DATA" --out "runs/gpu-$name" --config "$preset" --light-score \
         --crop "$CROP" --batch "$BATCH" --minutes "$MINUTES" --attack-mix job --cover-psnr-target 37.0 \
-        --ssim-target 0.955 --val-every 500 --device "$DEVICE" --threads 4 >"runs/gpu-$preset.log" 2>&1 &
-done
+        --ssim-target 0.955 --val-every 500 --device "$DEVICE" --threads "$THREADS" $extra \
+        >"runs/gpu-$name.log" 2>&1 &
+done <<<"$RUNS"
 wait
 
-for preset in $PRESETS; do
-    cp "runs/gpu-$preset/best.pt" "$OUT/$preset-best.pt" 2>/dev/null
-    cp "runs/gpu-$preset/model.pt" "$OUT/$preset-model.pt" 2>/dev/null
-    tail -n 5 "runs/gpu-$preset.log"
+for name in "${names[@]}"; do
+    cp "runs/gpu-$name/best.pt" "$OUT/$name-best.pt" 2>/dev/null
+    cp "runs/gpu-$name/model.pt" "$OUT/$name-model.pt" 2>/dev/null
+    tail -c 600 "runs/gpu-$name.log"; echo
 done
-tar -czf "$OUT/logs.tar.gz" runs/gpu-*.log \
-    $(for p in $PRESETS; do ls runs/gpu-"$p"/{train_log.parquet,val_log.parquet,curves.png,train_config.json} 2>/dev/null; done)
+tar -czf "$OUT/logs.tar.gz" $(for n in "${names[@]}"; do
+    ls runs/gpu-"$n".log runs/gpu-"$n"/{train_log.parquet,val_log.parquet,curves.png,train_config.json} 2>/dev/null
+done)
 ls -la "$OUT"
