@@ -136,9 +136,21 @@ def distill_score(
     "--val-fraction", default=0.2, show_default=True, help="Held-out fraction, split by photo name (as train)."
 )
 @click.option("--all-photos", is_flag=True, help="Use every photo, not only the held-out ones.")
+@click.option(
+    "--graphics-secrets",
+    is_flag=True,
+    help="Hide random synthetic graphics (logos, patterns; a fixed seed no training run uses) instead of the next "
+    "photos: how a model reads watermark-like secrets. The bar is defined on photo secrets.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(
-    data: str, checkpoint: str | None, size: int, val_fraction: float, all_photos: bool, as_json: bool
+    data: str,
+    checkpoint: str | None,
+    size: int,
+    val_fraction: float,
+    all_photos: bool,
+    graphics_secrets: bool,
+    as_json: bool,
 ) -> None:
     """Check a model against the quality bar on photos it was not trained on.
 
@@ -163,6 +175,13 @@ def validate(
         click.echo("error: need at least two photos (each hides the next)", err=True)
         sys.exit(1)
     covers, secrets = validation_pairs(imgs, size, model.config.num_secrets)
+    if graphics_secrets:
+        from pipeline.train.graphics import VALIDATION_SEED, GraphicsSampler
+
+        drawn = GraphicsSampler(size, model.config.channels, seed=VALIDATION_SEED).batch(
+            len(covers) * model.config.num_secrets
+        )
+        secrets = drawn.reshape(secrets.shape)
     with torch.inference_mode():
         res = quick_validation(model, covers, secrets)
     res["images"] = len(imgs)
@@ -244,6 +263,14 @@ def validate(
     help="Train the reveal path alone (with --init-from: a trained model's embedder, score heads and discriminator "
     "stay frozen, so the cover figures cannot change).",
 )
+@click.option(
+    "--synthetic-secrets",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Fraction of the training secrets drawn as random synthetic graphics (shapes, checkerboards, colour waves) "
+    "instead of photo crops: for watermarks that are logos or patterns. Validation keeps photo secrets.",
+)
 @click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option(
@@ -305,6 +332,7 @@ def train(**kw) -> None:
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],
         reveal_only=kw["reveal_only"],
+        synthetic_secrets=kw["synthetic_secrets"],
         lambda_cover_start=kw["lambda_cover"],
         lambda_ssim_start=kw["lambda_ssim"],
     )

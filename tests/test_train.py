@@ -288,3 +288,41 @@ def test_crops_and_seeded_noise_are_the_same_on_cpu_and_gpu(photos: Path) -> Non
     a = gaussian_noise(x, 5.0, torch.Generator().manual_seed(0))
     b = gaussian_noise(x.cuda(), 5.0, torch.Generator().manual_seed(0))  # a CPU generator drives GPU noise
     assert torch.equal(a, b.cpu())
+
+
+def test_synthetic_secrets_replace_the_drawn_share_of_photo_crops(photos: Path, tmp_path: Path) -> None:
+    """``--synthetic-secrets P``: each training secret is a random graphic with probability P (the run's seed + 1
+    draws them), the rest stay photo crops; the covers are always photos."""
+    from pipeline.train.graphics import GraphicsSampler
+
+    every = Trainer(_config(photos, tmp_path / "all", steps=1, batch=4, synthetic_secrets=1.0))
+    cover, secrets = every._batch()
+    assert torch.equal(secrets, GraphicsSampler(64, 3, seed=1).batch(4))
+    assert not torch.equal(cover, GraphicsSampler(64, 3, seed=1).batch(4))
+
+    none = Trainer(_config(photos, tmp_path / "none", steps=1, batch=4))
+    graphics = GraphicsSampler(64, 3, seed=1).batch(64).flatten(1)
+    secrets = torch.cat([none._batch()[1] for _ in range(8)]).flatten(1)
+    assert (
+        torch.cdist(secrets, graphics, compute_mode="donot_use_mm_for_euclid_dist").min() > 0
+    )  # no graphic among them
+
+    half = Trainer(_config(photos, tmp_path / "half", steps=2, batch=8, synthetic_secrets=0.5))
+    drawn = torch.cat([half._batch()[1] for _ in range(4)]).flatten(1)
+    distance = torch.cdist(
+        drawn, GraphicsSampler(64, 3, seed=1).batch(32).flatten(1), compute_mode="donot_use_mm_for_euclid_dist"
+    )
+    assert 4 <= int((distance.min(dim=1).values == 0).sum()) <= 28
+    assert half.train_step()["psnr_secret"] > 0
+
+
+def test_validate_can_hide_graphics_instead_of_photos(photos: Path, tmp_path: Path) -> None:
+    out = train(_config(photos, tmp_path / "run", steps=2))
+    runs = {}
+    for extra in ([], ["--graphics-secrets"]):
+        args = ["validate", "--data", str(photos), "--checkpoint", str(out / "model.pt"), "--size", "64", "--json"]
+        result = CliRunner().invoke(main, args + extra)
+        assert result.exit_code == 4, result.output  # two steps of a tiny model do not meet the bar
+        runs[bool(extra)] = json.loads(result.output)
+    assert runs[True]["images"] == runs[False]["images"] == 2
+    assert runs[True]["psnr_secret"] != runs[False]["psnr_secret"]

@@ -34,6 +34,7 @@ from pipeline.model.discriminator import texture_target
 from pipeline.model.pyramid import LaplacianPyramid
 from pipeline.train import attacks as A
 from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.graphics import GraphicsSampler
 from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, normalized_mse, psnr01, ssim_loss
 
 STATE_FORMAT = "sris-pipeline/train-state-1"
@@ -91,6 +92,10 @@ class TrainConfig:
     # Train the reveal path alone on a trained model's stegos (embedder, score heads and discriminator frozen): the
     # cover side cannot move, so whatever the revealer gains is free; no discriminator step, no constraint updates.
     reveal_only: bool = False
+    # Fraction of the secrets drawn as random synthetic graphics (``graphics.py``: shapes, checkerboards, colour
+    # waves) instead of photo crops: watermarks are often logos, and a revealer trained on photos alone reads them
+    # worse. Validation keeps photo secrets (the quality bar's).
+    synthetic_secrets: float = 0.0
     clip: float = 1.0
     val_fraction: float = 0.2
     val_size: int = 256
@@ -196,6 +201,7 @@ class Trainer:
 
         train_imgs, val_imgs, train_names, val_names = load_photos(tc.data, self.cfg.channels, tc.val_fraction)
         self.sampler = CropSampler(train_imgs, tc.crop, seed=tc.seed, device=self.device)
+        self.graphics = GraphicsSampler(tc.crop, self.cfg.channels, tc.seed + 1, self.device)
         self.val = validation_pairs(val_imgs, tc.val_size, self.cfg.num_secrets) if val_imgs else None
         self._resume()  # first: a refused resume must not overwrite the run's files
         if self.step == 0:
@@ -278,6 +284,10 @@ class Trainer:
         tc, k = self.tc, self.cfg.num_secrets
         cover = self.sampler.batch(tc.batch)
         secrets = self.sampler.batch(tc.batch * k)
+        if tc.synthetic_secrets > 0:
+            drawn = [i for i in range(len(secrets)) if self.rng.random() < tc.synthetic_secrets]
+            if drawn:
+                secrets[drawn] = self.graphics.batch(len(drawn))
         c = self.cfg.channels
         secrets = secrets.reshape(tc.batch, k * c, tc.crop, tc.crop)
         return cover, secrets  # already on the training device: the sampler cuts them there
