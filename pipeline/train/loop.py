@@ -283,11 +283,14 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         tc, k = self.tc, self.cfg.num_secrets
         cover = self.sampler.batch(tc.batch)
-        secrets = self.sampler.batch(tc.batch * k)
-        if tc.synthetic_secrets > 0:
-            drawn = [i for i in range(len(secrets)) if self.rng.random() < tc.synthetic_secrets]
-            if drawn:
-                secrets[drawn] = self.graphics.batch(len(drawn))
+        # Each secret is a graphic with probability ``synthetic_secrets``, else a photo crop (no RNG draw at 0).
+        p = tc.synthetic_secrets
+        secrets = torch.stack(
+            [
+                self.graphics.one() if p > 0 and self.rng.random() < p else self.sampler.one()
+                for _ in range(tc.batch * k)
+            ]
+        )
         c = self.cfg.channels
         secrets = secrets.reshape(tc.batch, k * c, tc.crop, tc.crop)
         return cover, secrets  # already on the training device: the sampler cuts them there
