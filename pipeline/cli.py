@@ -225,6 +225,14 @@ def validate(
     "out), moving its energy out of flat regions where SSIM sees it. 0 = off (every shipped model).",
 )
 @click.option(
+    "--fine-gain",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Write what reveal still misses at the 2x2-block level into the stego's checkerboard coefficients, at "
+    "this gain (0.06: about half a grey level); reveal adds it back where it survived. 0 = off.",
+)
+@click.option(
     "--light-score",
     is_flag=True,
     help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
@@ -241,9 +249,10 @@ def validate(
     "--attack-mix",
     default="bar",
     show_default=True,
-    type=click.Choice(["bar", "job", "wide"]),
+    type=click.Choice(["bar", "job", "wide", "blur"]),
     help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
-    "resampling of large images; 'wide' = stronger noise/blur/JPEG.",
+    "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
+    "Gaussian filters (for models with --fine-gain, whose code carries the clean figure).",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option(
@@ -309,6 +318,8 @@ def train(**kw) -> None:
         overrides["light_score"] = True
     if kw["carrier_texture"]:
         overrides["carrier_texture"] = kw["carrier_texture"]
+    if kw["fine_gain"]:
+        overrides["fine_gain"] = kw["fine_gain"]
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],

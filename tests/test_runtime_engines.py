@@ -277,3 +277,17 @@ def test_benchmark_script_measures_and_saves(engines_dir: Path, tiny_checkpoint:
     table = paths["markdown"].read_text()
     assert "| openvino | fp32 |" in table and machine["model"] in table
     assert paths["png"].stat().st_size > 1000
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
+def test_fine_code_exports_and_matches_torch(backend: str, tmp_path: Path, photo_factory) -> None:
+    """A model with the fine code (embed runs reveal inside; reveal gates the code per image) through the exporters:
+    the projection, the per-image statistics and the gates come out as torch computes them."""
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", fine_gain=0.06)).eval()
+    ckpt = save_checkpoint(model, tmp_path / "fine.pt")
+    engine = load_engine(backend, str(ckpt), SIZE, engines_dir=str(tmp_path / "engines"))
+    cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
+    stego_ref, revealed_ref = _torch_outputs(load_model(ckpt), cover, secret)
+    assert np.abs(engine.embed(cover, secret) - stego_ref).max() <= TOL
+    assert np.abs(engine.reveal(stego_ref) - revealed_ref).max() <= TOL

@@ -39,6 +39,10 @@ class ModelConfig:
         carrier_texture: experimental, 0 = off (every shipped model): the carrier's written code is scaled per block
             by ``(1 - a) + a * texture`` of the cover (normalised to unit RMS per image), moving its energy out of
             flat regions where SSIM sees it; the reader divides the same map, computed from the stego, back out.
+        fine_gain: SRIS-Net's fine code (``pipeline/model/fine.py``), 0 = off (every model before stage 8): embed
+            writes what reveal still gets wrong at the 2x2-block level into the stego's checkerboard coefficients
+            that the carrier leaves free, at this gain (coefficient per unit of secret); reveal adds it back where it
+            survived.
         light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
             (``LightScore`` in ``pipeline/model/discriminator.py``) instead of running the discriminator's trunk.
         carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
@@ -70,6 +74,7 @@ class ModelConfig:
     carrier: bool = True
     carrier_amplitude: float = 10.0
     carrier_texture: float = 0.0
+    fine_gain: float = 0.0
     light_score: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +85,8 @@ class ModelConfig:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if not 1 <= self.num_secrets <= 4:
             raise ValueError(f"num_secrets must be between 1 and 4, got {self.num_secrets}")
+        if self.fine_gain > 0 and not (self.arch == "sris" and self.carrier):
+            raise ValueError("fine_gain needs SRIS-Net with the carrier (its code lives where the carrier leaves room)")
         if self.arch == "sris":
             if len(self.level_widths) != self.levels + 1:
                 raise ValueError(f"level_widths needs levels + 1 = {self.levels + 1} entries, got {self.level_widths}")

@@ -39,7 +39,11 @@ class HidingModel(nn.Module):
     def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
         if score is None:
             score = self.score_map(cover)
-        return self.add_sync(cover + self.embedder(cover, secrets, score))
+        return self.finish(self.add_sync(cover + self.embedder(cover, secrets, score)), secrets)
+
+    def finish(self, stego: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """The last step of embed on the raw stego (B, C, N, N): nothing here; SRIS-Net writes its fine code."""
+        return stego
 
     def add_sync(self, stego: torch.Tensor) -> torch.Tensor:
         """Add the mirror-synchronisation pattern (when ``config.flip_sync``) to a raw stego (B, C, N, N)."""
@@ -50,7 +54,14 @@ class HidingModel(nn.Module):
         return unmirror(stego) if self.config.flip_sync else stego
 
     def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.revealer(self.unmirror(stego))
+        return self.reveal_aligned(self.unmirror(stego))
+
+    def reveal_aligned(
+        self, x: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reveal from a stego already un-mirrored by the sync pattern: (secrets unclamped, flip logit or None).
+        ``flipped`` teacher-forces the learned flip head of the first checkpoints (training only)."""
+        return self.revealer(x) if flipped is None else self.revealer(x, flipped)
 
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         return self.embed_raw(cover, secrets).clamp(0, 1)

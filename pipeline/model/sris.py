@@ -9,6 +9,7 @@ Data flow of ``embed`` (N = image size, s = stem stride, w = width, K secrets, C
     level l: h = GLEM_l(up(h), band_c[l], band_s[l], score_l)
     DMSubNet(h, shallow=f_c) -> conv -> shuffle(s) -> residual (B, C, N, N), scaled by the score-map gain
     stego = cover + residual + carrier code (pipeline/model/carrier.py) + mirror-sync pattern (sync.py)
+    with ``config.fine_gain``: the stego's free checkerboard coefficients replaced by the fine code (fine.py)
 
 ``reveal`` mirrors it: a flip head un-mirrors a horizontally flipped stego, the stego's shallow features are
 decomposed by LPFDD, the secret-feature bands are predicted progressively from the lowest band up and put back
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model import fine
 from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, CarrierReader, CarrierWriter
 from pipeline.model.config import ModelConfig
 from pipeline.model.discriminator import LightScore, texture_target
@@ -282,14 +284,52 @@ class SRISNet(HidingModel):
             residual = e.deep(cover_c, secrets_c, cover_f.new_ones(b, 1, h // s, w // s))
         sync = fold(template(h, w, cover), s).repeat(1, c, 1, 1) * (self.config.sync_amplitude / 255.0)
         stego_f = cover_f + residual + e.carrier.detail(cover_f, secrets) + sync
-        return (unfold(stego_f, s) + unfold(e.carrier.base(cover, secrets), BASE_BLOCK)).clamp(0, 1)
+        stego = unfold(stego_f, s) + unfold(e.carrier.base(cover, secrets), BASE_BLOCK)
+        return self.finish(stego, secrets).clamp(0, 1)
+
+    def _reveal_lean(self, x: torch.Tensor) -> torch.Tensor:
+        """``revealer(x)[0]`` of an un-mirrored stego, rearranged as ``embed`` is (unclamped)."""
+        r, s = self.revealer, self.config.stem_stride
+        x_f = fold(x, s)
+        estimate_f = upsample_folded(r.carrier.thumbnails(x, x_f), s)  # == fold(r.carrier(x))
+        correction_f = r.deep(torch.cat([x_f - 0.5, estimate_f - 0.5], dim=1))
+        return unfold(correction_f + estimate_f, s)
 
     def reveal(self, stego: torch.Tensor) -> torch.Tensor:
         if not self._lean():
             return super().reveal(stego)
-        r, s = self.revealer, self.config.stem_stride
         x = unmirror(stego)
-        x_f = fold(x, s)
-        estimate_f = upsample_folded(r.carrier.thumbnails(x, x_f), s)  # == fold(r.carrier(x))
-        correction_f = r.deep(torch.cat([x_f - 0.5, estimate_f - 0.5], dim=1))
-        return unfold(correction_f + estimate_f, s).clamp(0, 1)
+        if self.config.fine_gain <= 0:
+            return self._reveal_lean(x).clamp(0, 1)
+        stripped, y = fine.strip(x, self.config.num_secrets)
+        return self._add_fine(self._reveal_lean(stripped), y).clamp(0, 1)
+
+    # ------------------------------------------------------------------------------------------------ fine code
+    def finish(self, stego: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """With ``config.fine_gain``: replace the raw stego's free checkerboard coefficients by the fine code of what
+        reveal reads from the rest (``pipeline/model/fine.py``). No gradient flows through that reading: it is the
+        target the code corrects, not something embed should learn to move."""
+        gain = self.config.fine_gain
+        if gain <= 0:
+            return stego
+        k = self.config.num_secrets
+        stripped, _ = fine.strip(stego, k)
+        with torch.no_grad():
+            read = self._reveal_lean(stripped) if self._lean() else super().reveal_aligned(stripped)[0]
+        c = self.config.channels
+        return fine.write(stripped, secrets[:, :c], read[:, :c].clamp(0, 1), gain, k)
+
+    def _add_fine(self, secrets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Add the fine code's correction, read from the checkerboard coefficients ``y``, to the first secret."""
+        c = self.config.channels
+        first = secrets[:, :c] + fine.read(y, self.config.fine_gain, self.config.num_secrets)
+        return torch.cat([first, secrets[:, c:]], dim=1) if secrets.shape[1] > c else first
+
+    def reveal_aligned(
+        self, x: torch.Tensor, flipped: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.config.fine_gain <= 0:
+            return super().reveal_aligned(x, flipped)
+        stripped, y = fine.strip(x, self.config.num_secrets)
+        secrets, logit = super().reveal_aligned(stripped, flipped)
+        return self._add_fine(secrets, y), logit

@@ -160,11 +160,24 @@ TRAIN_MIXES: dict[str, dict[str, float]] = {
         "jpeg": 0.05,
         "rescale": 0.1,
     },
+    # ``blur``: ``job`` with shares moved to the bar's weakest conditions (the 3x3 mean and Gaussian filters) from
+    # identity, sharpening and resampling: for models with the fine code, which carries the clean and mirrored
+    # figures past the bar by itself and is shut off by blur.
+    "blur": {
+        "identity": 0.05,
+        "mean": 0.25,
+        "gaussian": 0.25,
+        "sharpen": 0.1,
+        "noise": 0.25,
+        "jpeg": 0.05,
+        "rescale": 0.05,
+    },
 }
 _RANGES = {
     "bar": {"gaussian": (0.5, 1.0, 1.0, 1.5), "noise": (1.0, 7.0), "jpeg": (75.0, 95.0)},
     "wide": {"gaussian": (0.5, 1.0, 1.0, 2.0), "noise": (1.0, 10.0), "jpeg": (70.0, 95.0)},
     "job": {"gaussian": (0.5, 1.0, 1.0, 1.5), "noise": (1.0, 7.0), "jpeg": (75.0, 95.0), "rescale": (1.5, 6.0)},
+    "blur": {"gaussian": (0.5, 1.0, 1.0, 1.5), "noise": (1.0, 7.0), "jpeg": (75.0, 95.0), "rescale": (1.5, 6.0)},
 }
 
 

@@ -323,7 +323,7 @@ class Trainer:
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
         quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
-        stego = quantize(m.add_sync(cover + residual))
+        stego = quantize(m.finish(m.add_sync(cover + residual), secrets))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
 
@@ -339,7 +339,7 @@ class Trainer:
             seen = quantize(attack(seen))
         # Mirror synchronisation decides from the image itself, as at inference; the learned flip head (first
         # checkpoints) is teacher-forced with the true mask instead.
-        recovered, flip_logit = m.revealer(m.unmirror(seen), flipped if self.cfg.flip_head else None)
+        recovered, flip_logit = m.reveal_aligned(m.unmirror(seen), flipped if self.cfg.flip_head else None)
 
         l_secret = db_loss(recovered, secrets)
         l_cover = normalized_mse(stego, cover, tc.cover_psnr_target)

@@ -1,0 +1,118 @@
+"""The fine code (``pipeline/model/fine.py``): what it writes reads back, it stays out of the other codes' way, and it
+shuts itself off where an attack destroyed it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.evaluate.metrics import psnr
+from pipeline.model import build_model, fine, get_config
+from pipeline.model.carrier import BASE_COEFFS, DETAIL_COEFF, dct_basis
+from pipeline.model.sync import template
+from pipeline.train import attacks as A
+
+
+def _photos(photo_factory, n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    imgs = [photo_factory(size, size, seed=seed + i) for i in range(n)]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+
+
+def test_checkerboard_coefficients_round_trip() -> None:
+    t = torch.randn(2, 3, 8, 12)
+    assert torch.allclose(fine.coefficients(fine.place(t)), t, atol=1e-6)
+    assert torch.allclose(fine.place(torch.ones(1, 1, 1, 1)), torch.tensor([[0.5, -0.5], [-0.5, 0.5]]))
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_strip_removes_the_free_subspace_and_nothing_else(k: int) -> None:
+    x = torch.rand(2, 3, 16, 24, dtype=torch.float64)
+    stripped, y = fine.strip(x, k)
+    assert torch.allclose(fine.strip(stripped, k)[1], torch.zeros_like(y), atol=1e-9)  # nothing of it left
+    assert torch.allclose(stripped + fine.place(y), x, atol=1e-9)
+    assert torch.allclose(fine.project(y, k), y, atol=1e-9)  # a projection
+    r = np.random.default_rng(0).normal(size=(8, 12))
+    assert np.allclose(fine._project_np(r, k), fine.project(torch.from_numpy(r)[None, None], k)[0, 0].numpy())
+    # 16 checkerboard coefficients per 8x8 block, 4 taken by the detail code and k by the base codes.
+    assert round(float(np.trace(fine._PROJECTORS[k]))) == 16 - 4 - k
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_the_other_codes_are_left_alone(k: int) -> None:
+    """The carrier's basis images (on every block of a tiled image) and the mirror-sync pattern (constant on 2x2
+    blocks) have nothing in the fine code's subspace: ``strip`` leaves them intact, so the fine code neither
+    removes nor disturbs them."""
+    t = template(32, 32, torch.zeros(1)).double()
+    assert fine.strip(t, k)[1].abs().max().item() == 0
+    for u, v in (*BASE_COEFFS[:k], DETAIL_COEFF):
+        block = 8 if (u, v) in BASE_COEFFS else 4
+        basis = dct_basis(u, v, block).double().repeat(32 // block, 32 // block)
+        weights = torch.randn(32 // block, 32 // block, dtype=torch.float64).repeat_interleave(block, 0)
+        image = (basis * weights.repeat_interleave(block, 1))[None, None]
+        assert fine.strip(image, k)[1].abs().max().item() < 1e-9, (u, v)
+
+
+def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> None:
+    secret = _photos(photo_factory, 2, seed=10)
+    stripped = fine.strip(_photos(photo_factory, 2, seed=20), 1)[0]
+    estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)  # a 4x4 thumbnail
+    stego = fine.write(stripped, secret, estimate, 0.06, 1)
+    corrected = estimate + fine.read(fine.strip(stego, 1)[1], 0.06, 1)
+    rounded = estimate + fine.read(fine.strip(A.quantize(stego), 1)[1], 0.06, 1)
+    # What the code can carry: the projected correction outside the probe blocks.
+    _, probe = fine.pilot(32, 32, 1, secret)
+    c = F.avg_pool2d(secret, 2) - F.avg_pool2d(estimate, 2)
+    ideal = estimate + F.interpolate(fine.project(c * (1 - probe), 1), scale_factor=2, mode="nearest")
+    images = (estimate, corrected, rounded, ideal)
+    before, after, after8, best = (psnr(x * 255, secret * 255).mean().item() for x in images)
+    assert best > before + 0.5, (before, best)
+    assert abs(after - best) < 0.05, (after, best)  # read back exactly from a float stego
+    assert after8 > before + 0.5, (before, after8)  # and most of it after 8-bit rounding
+    # The code is small: about half a grey level RMS for photo-like content.
+    assert ((stego - stripped) * 255).square().mean().sqrt().item() < 2.0
+
+
+@pytest.mark.parametrize("attack", ["mean3", "gauss1", "noise20"])
+def test_the_code_shuts_itself_off_where_it_did_not_survive(attack: str, photo_factory) -> None:
+    secret = _photos(photo_factory, 2, seed=10)
+    stripped = fine.strip(_photos(photo_factory, 2, seed=20), 1)[0]
+    estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)
+    stego = A.quantize(fine.write(stripped, secret, estimate, 0.06, 1))
+    gen = torch.Generator().manual_seed(0)
+    seen = {
+        "mean3": lambda x: A.mean_filter(x),
+        "gauss1": lambda x: A.gaussian_filter(x, 1.0),
+        "noise20": lambda x: A.gaussian_noise(x, 20.0, gen),
+    }[attack](stego)
+    correction = fine.read(fine.strip(A.quantize(seen), 1)[1], 0.06, 1)
+    # Left on, the code would add its full amplitude of noise; gated, it adds (almost) nothing.
+    assert (correction * 255).square().mean().sqrt().item() < 1.0
+
+
+def test_a_model_with_the_fine_code_gives_more_secret_back_clean(photo_factory) -> None:
+    """The same weights with and without the code: clean and mirrored stegos give the secret back better with it,
+    and a blurred one no worse than a little (the gate shuts the code off)."""
+    torch.manual_seed(0)
+    plain = build_model(get_config("fast", light_score=True)).eval()
+    coded = build_model(get_config("fast", light_score=True, fine_gain=0.06)).eval()
+    coded.load_state_dict(plain.state_dict())
+    cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
+    with torch.no_grad():
+        figures = {}
+        for name, model in (("plain", plain), ("coded", coded)):
+            stego = A.quantize(model.embed(cover, secret))
+            for attack, seen in (("clean", stego), ("flip", stego.flip(-1)), ("mean3", A.mean_filter(stego))):
+                rec = model.reveal(A.quantize(seen))
+                figures[name, attack] = psnr(rec * 255, secret * 255).mean().item()
+    assert figures["coded", "clean"] > figures["plain", "clean"] + 2, figures
+    assert figures["coded", "flip"] > figures["plain", "flip"] + 2, figures
+    assert figures["coded", "mean3"] > figures["plain", "mean3"] - 0.5, figures
+
+
+def test_checkpoints_without_the_fine_code_load_without_it() -> None:
+    from pipeline.model.config import ModelConfig
+
+    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "fine_gain"})
+    assert cfg.fine_gain == 0.0
