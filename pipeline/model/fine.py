@@ -28,7 +28,7 @@ checkerboard content).
 
 Measured on the stage-7 weights, nothing retrained (held-out photos, 256 px, 8-bit; gain 0.06, the code 0.34 grey
 levels RMS): secret 25.97 -> 29.05 dB clean and mirrored, 25.63 -> 25.71 after sharpening, within 0.05 dB after the
-3x3 mean, Gaussian and noise; cover 38.65 -> 37.73 dB and SSIM 0.9624 -> 0.9573, most of it (0.0044) for taking the
+3x3 mean, Gaussian and noise; cover 38.65 -> 37.73 dB and SSIM 0.9624 -> 0.9573, most of it (about 0.004) for taking the
 stego's own content out of the subspace. No weights: the code is analytic; the model card measures the variants.
 """
 
