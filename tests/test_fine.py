@@ -20,23 +20,25 @@ def _photos(photo_factory, n: int, size: int = 64, seed: int = 0) -> torch.Tenso
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
 
 
-def test_checkerboard_coefficients_round_trip() -> None:
-    t = torch.randn(2, 3, 8, 12)
-    assert torch.allclose(fine.coefficients(fine.place(t)), t, atol=1e-6)
-    assert torch.allclose(fine.place(torch.ones(1, 1, 1, 1)), torch.tensor([[0.5, -0.5], [-0.5, 0.5]]))
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_the_code_patterns_are_orthonormal_checkerboards(k: int) -> None:
+    basis = fine._MAPS[k]["basis"]
+    assert basis.shape == (fine.dims(k), 64) and fine.dims(k) == 16 - 4 - k  # the detail code takes 4, the bases k
+    assert np.allclose(basis @ basis.T, np.eye(fine.dims(k)), atol=1e-9)
+    images = torch.from_numpy(basis.reshape(-1, 1, 8, 8))
+    # All of each pattern's energy is in the 2x2 blocks' checkerboard coefficients.
+    assert torch.allclose(fine.coefficients(images).square().sum(dim=(1, 2, 3)), torch.ones(len(images)).double())
 
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_strip_removes_the_free_subspace_and_nothing_else(k: int) -> None:
     x = torch.rand(2, 3, 16, 24, dtype=torch.float64)
-    stripped, y = fine.strip(x, k)
-    assert torch.allclose(fine.strip(stripped, k)[1], torch.zeros_like(y), atol=1e-9)  # nothing of it left
-    assert torch.allclose(stripped + fine.place(y), x, atol=1e-9)
-    assert torch.allclose(fine.project(y, k), y, atol=1e-9)  # a projection
-    r = np.random.default_rng(0).normal(size=(8, 12))
-    assert np.allclose(fine._project_np(r, k), fine.project(torch.from_numpy(r)[None, None], k)[0, 0].numpy())
-    # 16 checkerboard coefficients per 8x8 block, 4 taken by the detail code and k by the base codes.
-    assert round(float(np.trace(fine._PROJECTORS[k]))) == 16 - 4 - k
+    stripped, u = fine.strip(x, k)
+    assert u.shape == (2, 3 * fine.dims(k), 2, 3)
+    assert torch.allclose(fine.strip(stripped, k)[1], torch.zeros_like(u), atol=1e-9)  # nothing of it left
+    removed, u_removed = fine.strip(x - stripped, k)
+    assert torch.allclose(removed, torch.zeros_like(x), atol=1e-9)  # what was taken lies in the subspace
+    assert torch.allclose(u_removed, u, atol=1e-9)
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
@@ -62,9 +64,7 @@ def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> 
     corrected = estimate + fine.read(fine.strip(stego, 1)[1], 0.06, 1)
     rounded = estimate + fine.read(fine.strip(A.quantize(stego), 1)[1], 0.06, 1)
     # What the code can carry: the projected correction outside the probe blocks.
-    _, probe = fine.pilot(32, 32, 1, secret)
-    c = F.avg_pool2d(secret, 2) - F.avg_pool2d(estimate, 2)
-    ideal = estimate + F.interpolate(fine.project(c * (1 - probe), 1), scale_factor=2, mode="nearest")
+    ideal = estimate + fine.spread(fine.carried(secret - estimate, 1), 1)
     images = (estimate, corrected, rounded, ideal)
     before, after, after8, best = (psnr(x * 255, secret * 255).mean().item() for x in images)
     assert best > before + 0.5, (before, best)

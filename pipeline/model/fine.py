@@ -65,12 +65,6 @@ def coefficients(x: torch.Tensor) -> torch.Tensor:
     return (F.pixel_unshuffle(x, BLOCK).reshape(b, c, 4, h // BLOCK, w // BLOCK) * _checker(x)).sum(2)
 
 
-def place(t: torch.Tensor) -> torch.Tensor:
-    """(B, C, n, n) coefficients -> (B, C, 2n, 2n): the checkerboard patterns that hold them."""
-    b, c, h, w = t.shape
-    return F.pixel_shuffle((t[:, :, None] * _checker(t)).reshape(b, c * 4, h, w), BLOCK)
-
-
 def _projector(num_secrets: int) -> np.ndarray:
     """(16, 16): onto the checkerboard coefficients of an 8x8 block orthogonal to the carrier's basis images."""
     images = [dct_basis(u, v, BASE_BLOCK) for u, v in BASE_COEFFS[:num_secrets]]
@@ -83,49 +77,83 @@ def _projector(num_secrets: int) -> np.ndarray:
     return (torch.eye(GROUP * GROUP, dtype=torch.float64) - v @ torch.linalg.pinv(v)).numpy()
 
 
-# Computed once at import, in eager torch: ``torch.export`` traces ``project`` with fake tensors, which cannot
-# become numpy constants.
-_PROJECTORS = {k: _projector(k) for k in range(1, len(BASE_COEFFS) + 1)}
+def _maps(num_secrets: int) -> dict[str, np.ndarray]:
+    """The code as linear maps on one 8x8 block of one channel (pixels in pixel-unshuffle order, dy * 8 + dx):
+
+    ``basis`` (D, 64): orthonormal pixel patterns of the free subspace (D = 16 - 4 - K), ``means`` (D, 64): pixels ->
+    the subspace coordinates of their 2x2 means, ``spread`` (64, D): coordinates -> 2x2 means copied to their pixels.
+    Everything at the 8x8-block grid: one fold and 1x1 convolutions instead of passes over the full-size image.
+    """
+    pi = _projector(num_secrets)
+    vals, vecs = np.linalg.eigh(pi)
+    q = vecs[:, vals > 0.5]  # (16, D): orthonormal coordinates of the subspace, in checkerboard coefficients
+    place_np = np.zeros((BASE_BLOCK * BASE_BLOCK, GROUP * GROUP))  # coefficients -> pixels (checkerboard)
+    copy_np = np.zeros((BASE_BLOCK * BASE_BLOCK, GROUP * GROUP))  # 2x2 values -> their 4 pixels
+    for k in range(GROUP * GROUP):
+        by, bx = divmod(k, GROUP)
+        for t, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            pixel = (BLOCK * by + dy) * BASE_BLOCK + BLOCK * bx + dx
+            place_np[pixel, k] = _CHECKER[t]
+            copy_np[pixel, k] = 1.0
+    return {"basis": (place_np @ q).T, "means": q.T @ copy_np.T / 4, "spread": copy_np @ q}
 
 
-def _project_np(y: np.ndarray, num_secrets: int) -> np.ndarray:
-    """``project`` of one (h, w) coefficient map, in numpy."""
-    h, w = y.shape
-    grouped = y.reshape(h // GROUP, GROUP, w // GROUP, GROUP).transpose(0, 2, 1, 3).reshape(-1, GROUP * GROUP)
-    grouped = grouped @ _PROJECTORS[num_secrets].T
-    return grouped.reshape(h // GROUP, w // GROUP, GROUP, GROUP).transpose(0, 2, 1, 3).reshape(h, w)
+# Computed once at import, in eager torch and numpy: ``torch.export`` traces the model with fake tensors, which
+# cannot become constants.
+_MAPS = {k: _maps(k) for k in range(1, len(BASE_COEFFS) + 1)}
 
 
-def project(y: torch.Tensor, num_secrets: int) -> torch.Tensor:
-    """(B, C, n, n) checkerboard coefficients -> their part the carrier leaves free (n a multiple of 4)."""
-    b, c, h, w = y.shape
-    pi = torch.as_tensor(_PROJECTORS[num_secrets], device=y.device, dtype=y.dtype)
-    grouped = F.pixel_unshuffle(y, GROUP).reshape(b, c, GROUP * GROUP, h // GROUP, w // GROUP)
-    grouped = torch.einsum("ij,bcjhw->bcihw", pi, grouped)
-    return F.pixel_shuffle(grouped.reshape(b, c * GROUP * GROUP, h // GROUP, w // GROUP), GROUP)
+def dims(num_secrets: int) -> int:
+    """D: the code's coordinates per 8x8 block and channel (16 checkerboard coefficients less the carrier's)."""
+    return _MAPS[num_secrets]["basis"].shape[0]
+
+
+def _apply(x8: torch.Tensor, m: np.ndarray, channels: int) -> torch.Tensor:
+    """A per-channel map ``m`` (out, in) as a grouped 1x1 convolution on (B, C*in, h, w) -> (B, C*out, h, w)."""
+    w = torch.as_tensor(m, device=x8.device, dtype=x8.dtype)[..., None, None].repeat(channels, 1, 1, 1)
+    return F.conv2d(x8, w, groups=channels)
 
 
 def strip(x: torch.Tensor, num_secrets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, N, N) -> (the image without the code's subspace, its coefficients there (B, C, N/2, N/2))."""
-    y = project(coefficients(x), num_secrets)
-    return x - place(y), y
+    """(B, C, N, N) -> (the image without the code's subspace, its coordinates there (B, C*D, N/8, N/8))."""
+    c, maps = x.shape[1], _MAPS[num_secrets]
+    u = _apply(F.pixel_unshuffle(x, BASE_BLOCK), maps["basis"], c)
+    return x - F.pixel_shuffle(_apply(u, maps["basis"].T, c), BASE_BLOCK), u
 
 
 @functools.lru_cache(maxsize=16)
 def _pilot_np(h: int, w: int, num_secrets: int) -> tuple[np.ndarray, np.ndarray]:
-    """The projected pilot and the probe mask for an (h, w) grid of 2x2 blocks."""
-    r = tiled_signs(h, w, PILOT_TILE, PILOT_SEED)
-    pr = _project_np(r.astype(np.float64), num_secrets)
-    probe = np.zeros((h // GROUP, w // GROUP), dtype=np.float32)
-    probe[::PROBE_EVERY, ::PROBE_EVERY] = 1.0
-    return pr.astype(np.float32), np.kron(probe, np.ones((GROUP, GROUP), dtype=np.float32))
+    """The pilot's coordinates (D, h, w) and the probe mask (1, h, w) for an (h, w) grid of 8x8 blocks."""
+    r = tiled_signs(GROUP * h, GROUP * w, PILOT_TILE, PILOT_SEED).astype(np.float64)  # one sign per 2x2 block
+    pixels = np.kron(r, np.array([[0.5, -0.5], [-0.5, 0.5]]))  # as checkerboards
+    blocks = pixels.reshape(h, BASE_BLOCK, w, BASE_BLOCK).transpose(1, 3, 0, 2).reshape(BASE_BLOCK**2, h, w)
+    pc = np.einsum("dp,phw->dhw", _MAPS[num_secrets]["basis"], blocks)
+    probe = np.zeros((1, h, w))
+    probe[:, ::PROBE_EVERY, ::PROBE_EVERY] = 1.0
+    return pc.astype(np.float32), probe.astype(np.float32)
 
 
 def pilot(h: int, w: int, num_secrets: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The projected pilot and the probe mask, (1, 1, h, w) each, on ``like``'s device and dtype."""
-    pr, probe = _pilot_np(h, w, num_secrets)
+    """The pilot's coordinates (1, 1, D, h, w) and the probe mask (1, 1, 1, h, w) for an (h, w) grid of 8x8 blocks,
+    on ``like``'s device and dtype."""
+    pc, probe = _pilot_np(h, w, num_secrets)
     as_t = functools.partial(torch.as_tensor, device=like.device, dtype=like.dtype)
-    return as_t(pr)[None, None], as_t(probe)[None, None]
+    return as_t(pc)[None, None], as_t(probe)[None, None]
+
+
+def carried(diff: torch.Tensor, num_secrets: int) -> torch.Tensor:
+    """(B, C, N, N) -> the coordinates (B, C, D, N/8, N/8) of what the code carries of ``diff``: its 2x2 means in
+    the free subspace, zero in the probe blocks."""
+    b, c, h, w = diff.shape
+    u = _apply(F.pixel_unshuffle(diff, BASE_BLOCK), _MAPS[num_secrets]["means"], c)
+    u = u.reshape(b, c, -1, h // BASE_BLOCK, w // BASE_BLOCK)
+    return u * (1 - pilot(h // BASE_BLOCK, w // BASE_BLOCK, num_secrets, u)[1])
+
+
+def spread(u: torch.Tensor, num_secrets: int) -> torch.Tensor:
+    """Coordinates (B, C, D, n, n) -> the 2x2 means they hold, as an image (B, C, 8n, 8n)."""
+    b, c, d, h, w = u.shape
+    return F.pixel_shuffle(_apply(u.reshape(b, c * d, h, w), _MAPS[num_secrets]["spread"], c), BASE_BLOCK)
 
 
 def write(
@@ -133,24 +161,27 @@ def write(
 ) -> torch.Tensor:
     """The stego with the code: ``stripped`` (B, C, N, N) from ``strip``, ``secret`` the first secret (B, C, N, N),
     ``estimate`` what reveal reads from ``stripped`` (B, C, N, N); N a multiple of 8."""
-    c = F.avg_pool2d(secret, BLOCK) - F.avg_pool2d(estimate, BLOCK)
-    pr, probe = pilot(*c.shape[-2:], num_secrets, c)
-    return stripped + place(gain * (project(c * (1 - probe), num_secrets) + PILOT * pr))
+    b, c, h, w = stripped.shape
+    u = carried(secret - estimate, num_secrets)
+    u = gain * (u + PILOT * pilot(h // BASE_BLOCK, w // BASE_BLOCK, num_secrets, u)[0])
+    code = _apply(u.reshape(b, -1, h // BASE_BLOCK, w // BASE_BLOCK), _MAPS[num_secrets]["basis"].T, c)
+    return stripped + F.pixel_shuffle(code, BASE_BLOCK)
 
 
-def read(y: torch.Tensor, gain: float, num_secrets: int) -> torch.Tensor:
-    """The code's coefficients ``y`` (B, C, N/2, N/2) of a stego (``strip``'s second output) -> the correction to
+def read(u: torch.Tensor, gain: float, num_secrets: int) -> torch.Tensor:
+    """The code's coordinates ``u`` (B, C*D, N/8, N/8) of a stego (``strip``'s second output) -> the correction to
     add to what reveal read from the stripped stego, (B, C, N, N): zero where the code did not survive."""
-    pr, probe = pilot(*y.shape[-2:], num_secrets, y)
-    g = (y * pr).sum(dim=(2, 3), keepdim=True) / (gain * PILOT * pr.square().sum())
-    z = y - g * (gain * PILOT) * pr
-    sq = z.square()
-    n2 = (sq * probe).sum(dim=(2, 3), keepdim=True) / probe.sum()
-    d2 = (sq * (1 - probe)).sum(dim=(2, 3), keepdim=True) / (1 - probe).sum()
+    b, _, h, w = u.shape
+    pc, probe = pilot(h, w, num_secrets, u)
+    u = u.reshape(b, -1, pc.shape[2], h, w)
+    g = (u * pc).sum(dim=(2, 3, 4), keepdim=True) / (gain * PILOT * pc.square().sum())
+    z = u - g * (gain * PILOT) * pc
+    sq = z.square().mean(dim=2, keepdim=True)
+    n2 = (sq * probe).sum(dim=(3, 4), keepdim=True) / probe.sum()
+    d2 = (sq * (1 - probe)).sum(dim=(3, 4), keepdim=True) / (1 - probe).sum()
     ratio = d2 / n2.clamp_min(1e-12)
     # Wiener factor, then two gates: the code's gain, and its power over the noise's. The Wiener factor alone let
     # noise through: it divides by the small gain, and its estimate errs upwards where the code is buried.
-    w = (1 - 1 / ratio).clamp(0, 1) * ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
-    w = w * ((ratio - SNR_LO) / (SNR_HI - SNR_LO)).clamp(0, 1)
-    corr = w * z * (1 - probe) / (g.clamp_min(GATE_LO) * gain)
-    return F.interpolate(corr, scale_factor=BLOCK, mode="nearest")
+    wiener = (1 - 1 / ratio).clamp(0, 1) * ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
+    wiener = wiener * ((ratio - SNR_LO) / (SNR_HI - SNR_LO)).clamp(0, 1)
+    return spread(wiener * z * (1 - probe) / (g.clamp_min(GATE_LO) * gain), num_secrets)
