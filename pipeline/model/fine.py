@@ -7,17 +7,19 @@ checkerboard coefficient ``(a - b - c + d) / 2``, the finest pattern an image ha
 
 The carrier uses that coefficient too: its 4x4 detail code (coefficient (2, 2) of 4x4 blocks) lies entirely in it,
 and its 8x8 base code partly. So the fine code lives in what the carrier leaves free: on each 8x8 block, the 16
-checkerboard coefficients of its 2x2 blocks projected (``project``) onto the 11 dimensions orthogonal to the
-carrier's basis images (16 - 4 detail - K base). What it cannot carry is the part of each 4x4 block's four 2x2
-corrections along the detail code's own saddle pattern, the least smooth of their four patterns.
+checkerboard coefficients of its 2x2 blocks restricted to the D = 11 dimensions orthogonal to the carrier's basis
+images (16 - 4 detail - K base), with orthonormal pixel patterns B (D x 64). What it cannot carry is the part of
+each 4x4 block's four 2x2 corrections along the detail code's own saddle pattern, the least smooth of the four.
+Every step is a 1x1 convolution on the 8x8-folded image (``strip``, ``write``, ``read``):
 
-    embed:  x0 = stego - P(project(coef(stego)))          the stego's own content in that subspace removed
+    embed:  u = B stego;  x0 = stego - B^T u               the stego's own content in that subspace removed
             e  = reveal(x0)                                what reveal will read without the code
-            t  = gain * project((pool2(secret) - pool2(e)) * (1 - probe) + PILOT * r)
-            stego' = x0 + P(t)
-    reveal: y = project(coef(x)); e = reveal(x - P(y)); g = <y, project(r)> / (gain PILOT |project(r)|^2)
-            z = y - g gain PILOT project(r); n2, d2 = the mean of z^2 in the probe blocks and in the others
-            w = (1 - n2 / d2) gate(g) gate(d2 / n2);  secret = e + up2(w z (1 - probe) / (g gain))
+            t  = gain * (M (secret - e) * (1 - probe) + PILOT * Br)    M: pixels -> coordinates of their 2x2 means
+            stego' = x0 + B^T t                            Br: the pilot, +-1 checkerboards, in coordinates
+    reveal: u = B x; e = reveal(x - B^T u); g = <u, Br> / (gain PILOT |Br|^2)
+            z = u - g gain PILOT Br; n2, d2 = the mean of z^2 in the probe blocks and in the others
+            w = (1 - n2 / d2) gate(g) gate(d2 / n2);  secret = e + S(w z (1 - probe) / (g gain))
+                                                           S: coordinates -> 2x2 means copied to their pixels
 
 Probe blocks (one 8x8 block in 4 x 4) carry the pilot alone, so their z is whatever the channel added (rounding,
 noise, what a filter leaked in): ``w`` is the per-image Wiener factor, the gates shut the code where its gain fell
@@ -27,9 +29,10 @@ onto 2x2 blocks (even widths) and reveal un-mirrors first; the mirror-sync patte
 checkerboard content).
 
 Measured on the stage-7 weights, nothing retrained (held-out photos, 256 px, 8-bit; gain 0.06, the code 0.34 grey
-levels RMS): secret 25.97 -> 29.05 dB clean and mirrored, 25.63 -> 25.71 after sharpening, within 0.05 dB after the
-3x3 mean, Gaussian and noise; cover 38.65 -> 37.73 dB and SSIM 0.9624 -> 0.9573, most of it (about 0.004) for taking the
-stego's own content out of the subspace. No weights: the code is analytic; the model card measures the variants.
+levels RMS): secret 25.97 -> 29.05 dB clean and mirrored, 25.63 -> 25.71 after sharpening, within 0.05 dB after
+the 3x3 mean, Gaussian and noise; cover 38.65 -> 37.73 dB and SSIM 0.9624 -> 0.9573, most of it (about 0.004) for
+taking the stego's own content out of the subspace. No weights: the code is analytic; the model card measures the
+variants.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def strip(x: torch.Tensor, num_secrets: int) -> tuple[torch.Tensor, torch.Tensor
 def _pilot_np(h: int, w: int, num_secrets: int) -> tuple[np.ndarray, np.ndarray]:
     """The pilot's coordinates (D, h, w) and the probe mask (1, h, w) for an (h, w) grid of 8x8 blocks."""
     r = tiled_signs(GROUP * h, GROUP * w, PILOT_TILE, PILOT_SEED).astype(np.float64)  # one sign per 2x2 block
-    pixels = np.kron(r, np.array([[0.5, -0.5], [-0.5, 0.5]]))  # as checkerboards
+    pixels = np.kron(r, np.reshape(_CHECKER, (BLOCK, BLOCK)))  # as checkerboards
     blocks = pixels.reshape(h, BASE_BLOCK, w, BASE_BLOCK).transpose(1, 3, 0, 2).reshape(BASE_BLOCK**2, h, w)
     pc = np.einsum("dp,phw->dhw", _MAPS[num_secrets]["basis"], blocks)
     probe = np.zeros((1, h, w))

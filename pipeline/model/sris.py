@@ -320,7 +320,7 @@ class SRISNet(HidingModel):
         return fine.write(stripped, secrets[:, :c], read[:, :c].clamp(0, 1), gain, k)
 
     def _add_fine(self, secrets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Add the fine code's correction, read from the checkerboard coefficients ``y``, to the first secret."""
+        """Add the fine code's correction, read from its coordinates ``y`` (``fine.strip``), to the first secret."""
         c = self.config.channels
         first = secrets[:, :c] + fine.read(y, self.config.fine_gain, self.config.num_secrets)
         return torch.cat([first, secrets[:, c:]], dim=1) if secrets.shape[1] > c else first
