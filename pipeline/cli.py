@@ -233,6 +233,12 @@ def validate(
     "this gain (0.06: about half a grey level); reveal adds it back where it survived. 0 = off.",
 )
 @click.option(
+    "--deblur",
+    is_flag=True,
+    help="Reveal first estimates a 3x3 blur from the carrier's detail pilot and undoes it (no weights); training "
+    "reveals the attacked stegos the same way, so the deep path learns on what it will see.",
+)
+@click.option(
     "--light-score",
     is_flag=True,
     help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
@@ -320,6 +326,8 @@ def train(**kw) -> None:
         overrides["carrier_texture"] = kw["carrier_texture"]
     if kw["fine_gain"]:
         overrides["fine_gain"] = kw["fine_gain"]
+    if kw["deblur"]:
+        overrides["deblur"] = True
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],

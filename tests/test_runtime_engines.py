@@ -291,3 +291,24 @@ def test_fine_code_exports_and_matches_torch(backend: str, tmp_path: Path, photo
     stego_ref, revealed_ref = _torch_outputs(load_model(ckpt), cover, secret)
     assert np.abs(engine.embed(cover, secret) - stego_ref).max() <= TOL
     assert np.abs(engine.reveal(stego_ref) - revealed_ref).max() <= TOL
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
+def test_deblur_runs_before_the_compiled_reveal(backend: str, tmp_path: Path, photo_factory) -> None:
+    """A model with the blind deblur: the engines' reveal graph does not hold it, the engine runs it first, and a
+    blurred stego gives what torch gives."""
+    from pipeline.train import attacks as A
+
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", fine_gain=0.06, deblur=True)).eval()
+    ckpt = save_checkpoint(model, tmp_path / "deblur.pt")
+    engine = load_engine(backend, str(ckpt), SIZE, engines_dir=str(tmp_path / "engines"))
+    cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
+    torch_model = load_model(ckpt)
+    stego, _ = _torch_outputs(torch_model, cover, secret)
+    blurred = A.quantize(A.mean_filter(torch.from_numpy(stego)))
+    with torch.inference_mode():
+        ref = torch_model.reveal(blurred).numpy()
+        assert (torch_model._deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
+        assert np.abs(torch_model.reveal_core(blurred).numpy() - ref).max() > 1e-2
+    assert np.abs(engine.reveal(blurred.numpy()) - ref).max() <= TOL

@@ -66,5 +66,17 @@ class HidingModel(nn.Module):
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         return self.embed_raw(cover, secrets).clamp(0, 1)
 
-    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+    def restore(self, stego: torch.Tensor) -> torch.Tensor:
+        """What reveal does to a stego before its network (outside the exported graph): nothing here; SRIS-Net with
+        ``config.deblur`` undoes a blur it detects."""
+        return stego
+
+    def refresh_restore(self) -> None:
+        """Forget what ``restore`` measured from the weights (call after they changed)."""
+
+    def reveal_core(self, stego: torch.Tensor) -> torch.Tensor:
+        """Reveal without ``restore``: the graph the engines export."""
         return self.reveal_raw(stego)[0].clamp(0, 1)
+
+    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+        return self.reveal_core(self.restore(stego))

@@ -28,6 +28,7 @@ from torch import nn
 from pipeline.model import fine
 from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, CarrierReader, CarrierWriter
 from pipeline.model.config import ModelConfig
+from pipeline.model.deblur import Deblur
 from pipeline.model.discriminator import LightScore, texture_target
 from pipeline.model.dmsubnet import DMSubNet
 from pipeline.model.folded import fold, unfold, upsample_folded
@@ -232,6 +233,7 @@ class SRISNet(HidingModel):
         self.embedder = Embedder(cfg)
         self.revealer = Revealer(cfg)
         self.light_score = LightScore(cfg.channels) if cfg.light_score and cfg.score_map else None
+        self._deblur: Deblur | None = None  # made on first use (plain attribute: no weights of its own)
 
     def score_map(self, cover: torch.Tensor) -> torch.Tensor:
         if not self.config.score_map:
@@ -295,9 +297,20 @@ class SRISNet(HidingModel):
         correction_f = r.deep(torch.cat([x_f - 0.5, estimate_f - 0.5], dim=1))
         return unfold(correction_f + estimate_f, s)
 
-    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
+    def restore(self, stego: torch.Tensor) -> torch.Tensor:
+        if not (self.config.deblur and self.config.carrier):
+            return stego
+        if self._deblur is None:
+            k, fine_code = self.config.num_secrets, self.config.fine_gain > 0
+            self._deblur = Deblur(self.embedder.carrier, self.revealer.carrier, k, fine_code)
+        return self._deblur(stego)
+
+    def refresh_restore(self) -> None:
+        self._deblur = None
+
+    def reveal_core(self, stego: torch.Tensor) -> torch.Tensor:
         if not self._lean():
-            return super().reveal(stego)
+            return super().reveal_core(stego)
         x = unmirror(stego)
         if self.config.fine_gain <= 0:
             return self._reveal_lean(x).clamp(0, 1)

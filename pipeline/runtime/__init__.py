@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
@@ -70,6 +73,21 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
             + (f" ({why})" if why else "")
         )
     return p
+
+
+def restore_stage(checkpoint: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's ``restore`` (blind deblur) as numpy -> numpy on the CPU in fp32, for the compiled engines."""
+    import torch
+
+    from pipeline.model.checkpoint import load_model
+
+    model = load_model(checkpoint).float().eval()
+
+    def restore(stego: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model.restore(torch.from_numpy(stego)).numpy()
+
+    return restore
 
 
 def load_engine(
@@ -140,6 +158,8 @@ def load_engine(
         return TensorRTEngine(*files, info, max_batch=int(entries["embed"].batch_max))
 
     engine = open_engines(ENGINE_FORMAT[backend], precision, ckpt, size, Path(engines_dir), build, make, device)
+    if cfg.deblur:
+        engine.restore = restore_stage(ckpt.path)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))
     return engine
 

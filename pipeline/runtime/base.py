@@ -57,14 +57,15 @@ class EmbedModule(torch.nn.Module):
 
 
 class RevealModule(torch.nn.Module):
-    """The exported reveal path: stego -> clamped secrets (mirror sync included)."""
+    """The exported reveal path: stego -> clamped secrets (mirror sync included; the model's ``restore`` stage, a
+    blind deblur, is not: the compiled engines run it before the graph, see ``CompiledEngine.restore``)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, stego: torch.Tensor) -> torch.Tensor:
-        return self.model.reveal(stego)
+        return self.model.reveal_core(stego)
 
 
 class TorchEngine(Engine):

@@ -33,6 +33,9 @@ class CompiledEngine(Engine):
 
     info: EngineInfo
     max_batch: int | None = None
+    # The model's restore stage (a blind deblur; ``HidingModel.restore``), run in torch on the CPU before the reveal
+    # graph, which does not hold it (``load_engine`` sets it for models that have one).
+    restore: Callable[[np.ndarray], np.ndarray] | None = None
 
     def _run(self, part: str, inputs: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -47,6 +50,8 @@ class CompiledEngine(Engine):
 
     def reveal(self, stego: np.ndarray) -> np.ndarray:
         stego = check_images("stego", stego, self.info.channels, self.info.size)
+        if self.restore is not None:
+            stego = self.restore(stego)
         return self._chunked(lambda s: self._run("reveal", {"stego": stego[s]}), len(stego))
 
     def _chunked(self, run: Callable[[slice], np.ndarray], batch: int) -> np.ndarray:

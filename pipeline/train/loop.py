@@ -337,6 +337,9 @@ class Trainer:
             seen = quantize(base + attack(seen - base))
         else:
             seen = quantize(attack(seen))
+        # With ``deblur``, a blur the pilot shows is undone first, as at inference (the gradient flows through the
+        # Wiener filter, not through the estimate of the blur).
+        seen = m.restore(seen)
         # Mirror synchronisation decides from the image itself, as at inference; the learned flip head (first
         # checkpoints) is teacher-forced with the true mask instead.
         recovered, flip_logit = m.reveal_aligned(m.unmirror(seen), flipped if self.cfg.flip_head else None)
@@ -424,6 +427,7 @@ class Trainer:
         from pipeline.evaluate.quick import quick_validation
 
         covers, secrets = self.val
+        self.model.refresh_restore()  # its calibration follows the carrier's (slowly) trained weights
         res = quick_validation(self.model, covers.to(self.device), secrets.to(self.device))
         res["step"] = self.step
         res["minutes"] = self.elapsed / 60

@@ -1,0 +1,124 @@
+"""The blind deblur before reveal (``pipeline/model/deblur.py``): the Wiener filter undoes the family's blurs, the
+carrier's pilot tells how strong a blur was, clean and noisy stegos pass untouched, and a model that deblurs gives
+more of the secret back after a blur than the same weights without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.evaluate.metrics import psnr
+from pipeline.model import build_model, deblur, get_config
+from pipeline.train import attacks as A
+
+
+def _photos(photo_factory, n: int, size: int = 128, seed: int = 0) -> torch.Tensor:
+    imgs = [photo_factory(size, size, seed=seed + i) for i in range(n)]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+
+
+def _pair(deblurring: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The same untrained ``fast`` weights (its carrier is the analytic code) without and with the deblur."""
+    torch.manual_seed(0)
+    plain = build_model(get_config("fast", light_score=True, fine_gain=0.06)).eval()
+    model = build_model(get_config("fast", light_score=True, fine_gain=0.06, deblur=deblurring)).eval()
+    model.load_state_dict(plain.state_dict())
+    return plain, model
+
+
+@pytest.mark.parametrize("a", [0.1, 0.274, 1 / 3])
+def test_the_wiener_filter_undoes_a_blur_of_the_family(a: float, photo_factory) -> None:
+    x = _photos(photo_factory, 2)
+    blurred = A._filter(x, deblur.blur_kernel(a))
+    restored = deblur.wiener(blurred, torch.full((2,), a))
+    before = psnr(blurred * 255, x * 255).mean().item()
+    after = psnr(restored * 255, x * 255).mean().item()
+    assert after > before + 3, (before, after)
+
+
+def test_no_blur_means_no_change(photo_factory) -> None:
+    x = _photos(photo_factory, 2)
+    out = deblur.wiener(x, torch.tensor([0.0, 0.2]))
+    assert torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1])
+
+
+def test_the_estimate_inverts_the_calibration() -> None:
+    cal = deblur.Calibration(a=(0.0, 0.1, 0.2, 0.3), rho=(1.0, 0.6, 0.3, 0.1), g_clean=0.5)
+    got = deblur.estimate(torch.tensor([1.2, 0.95, 0.6, 0.45, 0.1, 0.0]), cal)
+    # Above RHO_CLEAN: unfiltered (sharpened stegos too); between grid points: linear; past the end: the last a.
+    assert torch.allclose(got, torch.tensor([0.0, 0.0, 0.1, 0.15, 0.3, 0.3]), atol=1e-6)
+
+
+def test_calibration_falls_with_the_blur() -> None:
+    _, model = _pair()
+    model.restore(torch.full((1, 3, 64, 64), 0.5))
+    cal = model._deblur.calibration
+    assert cal.rho[0] == 1.0 and cal.g_clean > 0
+    assert all(b < a for a, b in zip(cal.rho, cal.rho[1:], strict=False))
+    assert cal.a[-1] >= 1 / 3  # the 3x3 mean filter is inside the range it can tell apart
+
+
+@pytest.mark.parametrize(
+    ("attack", "lo", "hi"),
+    [
+        ("clean", 0.0, 0.0),
+        ("noise5", 0.0, 0.03),
+        ("sharpen", 0.0, 0.0),
+        ("gauss0.5", 0.08, 0.14),
+        ("gauss1", 0.24, 0.31),
+        ("mean3", 0.30, 0.38),
+        ("mirror+mean3", 0.30, 0.38),
+    ],
+)
+def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: float, photo_factory) -> None:
+    _, model = _pair()
+    cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        stego = A.quantize(model.embed(cover, secret))
+        seen = {
+            "clean": lambda x: x,
+            "noise5": lambda x: A.gaussian_noise(x, 5.0, gen),
+            "sharpen": A.sharpen,
+            "gauss0.5": lambda x: A.gaussian_filter(x, 0.5),
+            "gauss1": lambda x: A.gaussian_filter(x, 1.0),
+            "mean3": A.mean_filter,
+            "mirror+mean3": lambda x: A.mean_filter(x.flip(-1)),
+        }[attack](stego)
+        model.restore(stego[:1])
+        a = model._deblur.blur_of(A.quantize(seen))
+    assert ((a >= lo) & (a <= hi)).all(), a
+
+
+def test_a_deblurring_model_gives_more_secret_back_after_a_blur(photo_factory) -> None:
+    """Same weights: after a 3x3 mean or Gaussian filter the secret comes back better with the deblur; clean and
+    mirrored stegos give exactly what they gave without it."""
+    plain, model = _pair()
+    cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
+    with torch.no_grad():
+        stego = A.quantize(model.embed(cover, secret))
+        assert torch.equal(stego, A.quantize(plain.embed(cover, secret)))  # embed is not touched
+        for seen in (stego, stego.flip(-1)):
+            assert torch.equal(model.reveal(seen), plain.reveal(seen))
+        for attack in (A.mean_filter, A.gaussian_filter):
+            seen = A.quantize(attack(stego))
+            without = psnr(plain.reveal(seen) * 255, secret * 255).mean().item()
+            with_it = psnr(model.reveal(seen) * 255, secret * 255).mean().item()
+            assert with_it > without + 0.3, (attack.__name__, without, with_it)
+
+
+def test_training_reveals_through_the_deblur_with_a_gradient(photo_factory) -> None:
+    _, model = _pair()
+    stego = A.mean_filter(_photos(photo_factory, 1, seed=50)).requires_grad_(True)
+    out = model.restore(stego)
+    assert not torch.equal(out, stego)
+    out.sum().backward()
+    assert stego.grad is not None and stego.grad.abs().sum() > 0
+
+
+def test_checkpoints_without_the_deblur_load_without_it() -> None:
+    from pipeline.model.config import ModelConfig
+
+    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "deblur"})
+    assert cfg.deblur is False
