@@ -4,9 +4,12 @@ more of the secret back after a blur than the same weights without it."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pipeline.evaluate.metrics import psnr
 from pipeline.model import build_model, deblur, get_config
@@ -16,6 +19,16 @@ from pipeline.train import attacks as A
 def _photos(photo_factory, n: int, size: int = 128, seed: int = 0) -> torch.Tensor:
     imgs = [photo_factory(size, size, seed=seed + i) for i in range(n)]
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Real JPEG (Pillow) of each image of ``x`` (B, 3, H, W) in [0, 1]."""
+    out = []
+    for img in (x.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality)
+        out.append(np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
 def _pair(deblurring: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -44,18 +57,25 @@ def test_no_blur_means_no_change(photo_factory) -> None:
 
 
 def test_the_estimate_inverts_the_calibration() -> None:
-    cal = deblur.Calibration(a=(0.0, 0.1, 0.2, 0.3), rho=(1.0, 0.6, 0.3, 0.1), g_clean=0.5)
-    got = deblur.estimate(torch.tensor([1.2, 0.95, 0.6, 0.45, 0.1, 0.0]), cal)
+    cal = deblur.Calibration(a=(0.0, 0.1, 0.2, 0.3), rho4=(1.0, 0.6, 0.3, 0.1), rho8=(1.0, 0.8, 0.6, 0.4), clean=(1, 1))
+    rho4 = torch.tensor([1.2, 0.95, 0.6, 0.45, 0.1, 0.0])
+    got = deblur.estimate(rho4, torch.tensor([1.2, 0.95, 0.8, 0.7, 0.4, 0.4]), cal)
     # Above RHO_CLEAN: unfiltered (sharpened stegos too); between grid points: linear; past the end: the last a.
     assert torch.allclose(got, torch.tensor([0.0, 0.0, 0.1, 0.15, 0.3, 0.3]), atol=1e-6)
+    # A base pilot that survived far better than that blur lets it (JPEG): faded out, fully past CONSISTENT_HI.
+    lo, hi = deblur.CONSISTENT_LO, deblur.CONSISTENT_HI
+    rho8 = torch.tensor([0.4 * lo, 0.4 * (lo + hi) / 2, 0.4 * hi, 1.0])
+    faded = deblur.estimate(torch.full((4,), 0.1), rho8, cal)
+    assert torch.allclose(faded, torch.tensor([0.3, 0.15, 0.0, 0.0]), atol=1e-5)
 
 
 def test_calibration_falls_with_the_blur() -> None:
     _, model = _pair()
     model.restore(torch.full((1, 3, 64, 64), 0.5))
     cal = model._deblur.calibration
-    assert cal.rho[0] == 1.0 and cal.g_clean > 0
-    assert all(b < a for a, b in zip(cal.rho, cal.rho[1:], strict=False))
+    assert cal.rho4[0] == 1.0 and cal.rho8[0] == 1.0 and min(cal.clean) > 0
+    assert all(b < a for a, b in zip(cal.rho4, cal.rho4[1:], strict=False))
+    assert all(b < a for a, b in zip(cal.rho8, cal.rho8[1:], strict=False))
     assert cal.a[-1] >= 1 / 3  # the 3x3 mean filter is inside the range it can tell apart
 
 
@@ -69,6 +89,7 @@ def test_calibration_falls_with_the_blur() -> None:
         ("gauss1", 0.24, 0.31),
         ("mean3", 0.30, 0.38),
         ("mirror+mean3", 0.30, 0.38),
+        ("jpeg75", 0.0, 0.0),
     ],
 )
 def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: float, photo_factory) -> None:
@@ -85,6 +106,7 @@ def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: flo
             "gauss1": lambda x: A.gaussian_filter(x, 1.0),
             "mean3": A.mean_filter,
             "mirror+mean3": lambda x: A.mean_filter(x.flip(-1)),
+            "jpeg75": lambda x: _jpeg(x, 75),
         }[attack](stego)
         model.restore(stego[:1])
         a = model._deblur.blur_of(A.quantize(seen))

@@ -1,27 +1,34 @@
-"""Blind deblurring before reveal: measure how far a blur attenuated the carrier's detail pilot, and undo the blur.
+"""Blind deblurring before reveal: measure how far a blur attenuated the carrier's pilots, and undo the blur.
 
 Why: after a 3x3 mean or Gaussian filter the deep reveal path reads a blurred stego, and nothing in its local
 convolutions can invert a blur whose strength it does not know. The carrier already measures that strength: its
-4x4 detail code carries a known +-1 pilot whose correlation ``g`` falls as the blur grows (``carrier.py``). So
-reveal can estimate the filter from ``g`` and undo it first. Measured on the held-out photos with stage 8's
-blur-mix weights, untrained for it (secret PSNR at 256 px after the attack, without -> with): 3x3 mean 22.5 -> 23.5,
-Gaussian sigma 1 23.1 -> 23.3, sigma 0.5 23.9 -> 25.3, sigma 1.5 22.8 -> 23.4 dB, clean unchanged.
+codes carry known +-1 pilots whose correlations fall as the blur grows (``carrier.py``). So reveal can estimate the
+filter from them and undo it first. Measured on the held-out photos with stage 8's weights, untrained for it (secret
+PSNR at 256 px after the attack, without -> with): 3x3 mean 22.3 -> 23.4, Gaussian sigma 1 23.0 -> 23.5, clean,
+mirrored, sharpened and noisy stegos unchanged (numbers of the shipped model: MODEL_CARD.md).
 
 Model of the attack: the separable symmetric 3x3 kernel ``[a, 1 - 2a, a]`` on each axis: ``a = 1/3`` is the 3x3 mean
-filter, 0.107 / 0.274 / 0.307 the 3x3 Gaussians of sigma 0.5 / 1 / 1.5 (any 3x3 kernel that is symmetric, separable
-and sums to 1 is one of them). Its frequency response is ``h(wy) h(wx)`` with ``h(w) = 1 - 2a (1 - cos w)``.
+filter, 0.107 / 0.274 / 0.307 / 0.319 the 3x3 Gaussians of sigma 0.5 / 1 / 1.5 / 2 (every 3x3 kernel that is
+symmetric, separable and sums to 1 is one of them). Its frequency response is ``h(wy) h(wx)``, ``h(w) = 1 - 2a (1 -
+cos w)``.
 
-Estimate: ``rho = g / g_clean``. The trained detail code is no longer the textbook DCT basis, so ``rho(a)`` is not
-``(1 - 2a)^2``: it is measured from the model's own carrier on a flat image filtered with each ``a`` of a grid
-(``calibrate``; on 8 held-out photos the measured ``rho`` agreed with this curve within 0.006 for every ``a``).
-The inverse of the curve gives ``a``; ``rho >= RHO_CLEAN`` counts as unfiltered (``a = 0``: the image is returned
-untouched), so clean and noisy stegos are read exactly as before. A sharpened stego (``rho > 1``) is left alone too.
+Estimate: ``rho4``, ``rho8``: the detail (4x4) and base (8x8) pilots' gains over their clean values. The trained codes
+are no longer the textbook DCT bases, so ``rho(a)`` is measured, not derived: from the model's own carrier on a flat
+image filtered with each ``a`` of a grid (``calibrate``; on 8 held-out photos the detail pilot's ``rho`` agreed with
+the curve within 0.006 for every ``a``). The detail curve, steeper, inverted gives ``a``; ``rho4 >= RHO_CLEAN``
+counts as unfiltered (``a = 0``: the image passes untouched), so clean, noisy and sharpened stegos are read exactly as
+before. JPEG also removes the detail pilot, but not the base one (``rho8`` stays near 1, where a blur of that ``a``
+leaves 0.3-0.8): where ``rho8`` is above what the blur would leave by more than ``CONSISTENT_HI``, the estimate is
+faded to 0 (without that check JPEG 75 lost 1.2 dB).
 
 Undo: the Wiener filter ``H / (H^2 + EPS)`` in the Fourier domain after reflect padding (what OpenCV's filters pad
 with), scaled to unit gain at DC. EPS = 0.01 was best of 0.003 / 0.01 / 0.03 / 0.1 on the mean filter.
 
-This runs before the exported reveal graph (``HidingModel.restore``): the compiled engines run it in torch on the
-CPU before their reveal (``pipeline/runtime``), so all backends give the same answer.
+Both gains are linear in the image, so each is one inner product with a map (the gain's gradient), taken for the image
+and for its mirror: the orientation whose base pilot is stronger is the stego's own (a mirrored pilot is
+uncorrelated), with no un-mirroring or stripping pass over the image. This runs before the exported reveal graph
+(``HidingModel.restore``): the compiled engines run it in torch on the CPU before their reveal (``pipeline/runtime``),
+so every backend gives the same answer.
 """
 
 from __future__ import annotations
@@ -32,11 +39,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import fine
-from pipeline.model.carrier import DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot
+from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot
 from pipeline.model.carrier import DETAIL_BOOST as _BOOST
 
 EPS = 0.01
-RHO_CLEAN = 0.9  # above this the stego counts as unfiltered (noise sigma 5 moves rho by ~0.05)
+RHO_CLEAN = 0.9  # above this the stego counts as unfiltered (noise sigma 5 moves rho4 by ~0.05)
+# rho8 over what the estimated blur leaves of it: 0.85-1.3 after the family's blurs (the base pilot's reading has some
+# cover leakage), 2-3 after JPEG. Full estimate up to CONSISTENT_LO, none from CONSISTENT_HI, linear between.
+CONSISTENT_LO, CONSISTENT_HI = 1.4, 1.8
 A_GRID = tuple(i / 100 for i in range(41))  # 0 .. 0.40; the mean filter is 0.333
 PAD = 16  # reflect padding before the FFT: the Wiener kernel's tails are within 8 px for the grid's filters
 CALIBRATION_SIZE = 128
@@ -54,46 +64,62 @@ def _blur(x: torch.Tensor, a: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k.expand(c, 1, 3, 3), groups=c)
 
 
-def pilot_gain(reader: CarrierReader, x: torch.Tensor) -> torch.Tensor:
-    """The detail pilot's correlation in an un-mirrored stego (B, C, N, N) -> (B,), unclamped, channel mean."""
-    y = reader.detail_read(F.pixel_unshuffle(x, DETAIL_BLOCK)) * reader.detail_scale
-    r = pilot(*y.shape[-2:], y)
-    return ((y * r).mean(dim=(2, 3)) / (PILOT / _BOOST)).mean(dim=1)
+def _correlation(y: torch.Tensor, amplitude: float) -> torch.Tensor:
+    """Coefficients (B, S, h, w) carrying ``amplitude`` x gain x the pilot -> the gain (B,), mean over S."""
+    return ((y * pilot(*y.shape[-2:], y)).mean(dim=(2, 3)) / amplitude).mean(dim=1)
+
+
+def pilot_gains(reader: CarrierReader, x: torch.Tensor) -> torch.Tensor:
+    """The (detail, base) pilots' gains in an un-mirrored stego (B, C, N, N) -> (B, 2), unclamped."""
+    yd = reader.detail_read(F.pixel_unshuffle(x, DETAIL_BLOCK)) * reader.detail_scale
+    yb = reader.base_read(F.pixel_unshuffle(x, BASE_BLOCK)) * reader.base_scale
+    return torch.stack([_correlation(yd, PILOT / _BOOST), _correlation(yb, PILOT)], dim=1)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """``rho`` (decreasing) at ``a`` for one model's carrier; ``g_clean``: the pilot gain of an unfiltered stego."""
+    """The (detail, base) pilot gains' ratios ``rho4``, ``rho8`` at each blur ``a`` (``rho4`` decreasing) for one
+    model's carrier; ``clean``: the two gains of an unfiltered stego."""
 
     a: tuple[float, ...]
-    rho: tuple[float, ...]
-    g_clean: float
+    rho4: tuple[float, ...]
+    rho8: tuple[float, ...]
+    clean: tuple[float, float]
 
 
 @torch.no_grad()
 def calibrate(writer: CarrierWriter, reader: CarrierReader, num_secrets: int, fine_code: bool) -> Calibration:
-    """Measure ``rho(a)`` on a flat grey image carrying only the codes' pilots (no content: no noise in ``g``)."""
+    """Measure ``rho(a)`` on a flat grey image carrying only the codes' pilots (no content: no noise in the gains)."""
     w = reader.detail_read.weight
     n, c = CALIBRATION_SIZE, reader.channels
     grey = torch.full((1, c, n, n), 0.5, device=w.device, dtype=w.dtype)
     stego = grey + writer(grey, grey.repeat(1, num_secrets, 1, 1))
     probe = (lambda x: fine.strip(x, num_secrets)[0]) if fine_code else (lambda x: x)
-    g = [pilot_gain(reader, probe(_blur(stego, a) if a else stego)).item() for a in A_GRID]
-    rho = [v / g[0] for v in g]
-    # Keep the grid while rho still falls: past that point a larger blur is indistinguishable.
-    last = next((i for i in range(1, len(rho)) if rho[i] >= rho[i - 1] - 1e-4), len(rho))
-    return Calibration(A_GRID[:last], tuple(rho[:last]), g[0])
+    g = torch.cat([pilot_gains(reader, probe(_blur(stego, a) if a else stego)) for a in A_GRID]).float()
+    rho = g / g[0]
+    # Keep the grid while rho4 still falls: past that point a larger blur is indistinguishable.
+    r4 = rho[:, 0].tolist()
+    last = next((i for i in range(1, len(r4)) if r4[i] >= r4[i - 1] - 1e-4), len(r4))
+    return Calibration(A_GRID[:last], tuple(r4[:last]), tuple(rho[:last, 1].tolist()), tuple(g[0].tolist()))
 
 
-def estimate(rho: torch.Tensor, cal: Calibration) -> torch.Tensor:
-    """``rho`` (B,) -> the blur parameter ``a`` (B,): the calibration curve inverted, 0 for ``rho >= RHO_CLEAN``."""
-    r = torch.tensor(cal.rho[::-1], device=rho.device, dtype=rho.dtype)  # increasing
-    a = torch.tensor(cal.a[::-1], device=rho.device, dtype=rho.dtype)
-    x = rho.clamp(r[0], r[-1])
-    i = torch.searchsorted(r, x).clamp(1, len(r) - 1)
-    t = (x - r[i - 1]) / (r[i] - r[i - 1]).clamp_min(1e-12)
-    est = a[i - 1] + t * (a[i] - a[i - 1])
-    return torch.where(rho >= RHO_CLEAN, torch.zeros_like(est), est)
+def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``ys(x)`` for increasing ``xs``, clamped at both ends."""
+    x = x.clamp(xs[0], xs[-1])
+    i = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xs) - 1)
+    t = (x - xs[i - 1]) / (xs[i] - xs[i - 1]).clamp_min(1e-12)
+    return ys[i - 1] + t * (ys[i] - ys[i - 1])
+
+
+def estimate(rho4: torch.Tensor, rho8: torch.Tensor, cal: Calibration) -> torch.Tensor:
+    """The gains' ratios (B,) -> the blur parameter ``a`` (B,): the detail curve inverted, 0 for ``rho4 >=
+    RHO_CLEAN``, faded out where the base pilot survived better than that blur would let it (JPEG)."""
+    like = dict(device=rho4.device, dtype=rho4.dtype)
+    a_grid = torch.tensor(cal.a, **like)
+    a = _interp(rho4, torch.tensor(cal.rho4[::-1], **like), a_grid.flip(0))
+    expected8 = _interp(a, a_grid, torch.tensor(cal.rho8, **like))
+    consistent = ((CONSISTENT_HI - rho8 / expected8) / (CONSISTENT_HI - CONSISTENT_LO)).clamp(0, 1)
+    return torch.where(rho4 >= RHO_CLEAN, torch.zeros_like(a), a * consistent)
 
 
 def wiener(x: torch.Tensor, a: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -137,25 +163,29 @@ class Deblur:
             self._cal = calibrate(self.writer, self.reader, self.k, self.fine_code)
         return self._cal
 
-    def gain_map(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(map (C, h, w), offset ()): the pilot gain of an un-mirrored (h, w) stego x is ``<x, map> + offset``."""
+    def gain_maps(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(maps (2, C, h, w), offsets (2,)): the (detail, base) pilot gains of an un-mirrored (h, w) stego x are
+        ``<x, maps[i]> + offsets[i]``."""
         key = (h, w, str(device))
         if key not in self._maps:
             with torch.inference_mode(False), torch.enable_grad():
                 w_ = self.reader.detail_read.weight
                 z = torch.zeros(1, self.reader.channels, h, w, device=device, dtype=w_.dtype, requires_grad=True)
-                g = pilot_gain(self.reader, fine.strip(z, self.k)[0] if self.fine_code else z).sum()
-                (grad,) = torch.autograd.grad(g, z)
-            self._maps[key] = (grad[0].float().detach(), g.detach().float())
+                g = pilot_gains(self.reader, fine.strip(z, self.k)[0] if self.fine_code else z)[0]
+                grads = [torch.autograd.grad(g[i], z, retain_graph=True)[0][0] for i in range(2)]
+            self._maps[key] = (torch.stack(grads).float().detach(), g.detach().float())
         return self._maps[key]
 
     @torch.no_grad()
     def blur_of(self, stego: torch.Tensor) -> torch.Tensor:
         """The estimated blur parameter ``a`` (B,) of each stego (0: none detected)."""
-        gmap, offset = self.gain_map(*stego.shape[-2:], stego.device)
+        maps, offsets = self.gain_maps(*stego.shape[-2:], stego.device)
         x = stego.float()
-        g = torch.maximum((x * gmap).sum(dim=(1, 2, 3)), (x * gmap.flip(-1)).sum(dim=(1, 2, 3))) + offset
-        return estimate(g / self.calibration.g_clean, self.calibration)
+        g = torch.einsum("bchw,schw->bs", x, maps) + offsets  # (B, 2) as written
+        gm = torch.einsum("bchw,schw->bs", x, maps.flip(-1)) + offsets  # (B, 2) if mirrored
+        g = torch.where((gm[:, 1] > g[:, 1])[:, None], gm, g)  # the orientation of the stronger base pilot
+        cal = self.calibration
+        return estimate(g[:, 0] / cal.clean[0], g[:, 1] / cal.clean[1], cal)
 
     def __call__(self, stego: torch.Tensor) -> torch.Tensor:
         """Differentiable in ``stego`` through the Wiener filter (training), not through the blur's estimate."""
