@@ -293,10 +293,10 @@ def test_fine_code_exports_and_matches_torch(backend: str, tmp_path: Path, photo
     assert np.abs(engine.reveal(stego_ref) - revealed_ref).max() <= TOL
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
-def test_deblur_runs_before_the_compiled_reveal(backend: str, tmp_path: Path, photo_factory) -> None:
+def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -> None:
     """A model with the blind deblur: the engines' reveal graph does not hold it, the engine runs it first, and a
-    blurred stego gives what torch gives."""
+    blurred stego gives what torch gives (the stage is in the compiled engines' common base: one backend shows it)."""
+    backend = "onnxruntime"
     from pipeline.train import attacks as A
 
     torch.manual_seed(0)
