@@ -235,7 +235,7 @@ def validate(
 @click.option(
     "--deblur",
     is_flag=True,
-    help="Reveal first estimates a 3x3 blur from the carrier's detail pilot and undoes it (no weights); training "
+    help="Reveal first estimates a 3x3 blur from the carrier's pilots and undoes it (no weights); training "
     "reveals the attacked stegos the same way, so the deep path learns on what it will see.",
 )
 @click.option(

@@ -43,7 +43,7 @@ class ModelConfig:
             writes what reveal still gets wrong at the 2x2-block level into the stego's checkerboard coefficients
             that the carrier leaves free, at this gain (coefficient per unit of secret); reveal adds it back where it
             survived.
-        deblur: SRIS-Net's reveal first estimates a 3x3 blur from the carrier's detail pilot and undoes it
+        deblur: SRIS-Net's reveal first estimates a 3x3 blur from the carrier's pilots and undoes it
             (``pipeline/model/deblur.py``; inference only, no weights; False for every model before stage 9).
         light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
             (``LightScore`` in ``pipeline/model/discriminator.py``) instead of running the discriminator's trunk.
