@@ -167,15 +167,19 @@ class CarrierWriter(nn.Module):
         return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(detail, DETAIL_BLOCK)
 
 
+def pilot_gain(y: torch.Tensor, amplitude: float = PILOT) -> torch.Tensor:
+    """Coefficients (B, S, h, w) carrying ``value + amplitude * sign`` times an unknown gain -> that gain (B, S, 1, 1),
+    unclamped: the pilot's correlation (the values are uncorrelated with the random signs)."""
+    return (y * pilot(*y.shape[-2:], y)).mean(dim=(2, 3), keepdim=True) / amplitude
+
+
 def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Tensor, torch.Tensor]:
     """Coefficients carrying ``value + amplitude * sign`` times an unknown gain -> (values, gain (B, S, 1, 1)).
 
-    The gain is the pilot's correlation (the values are uncorrelated with the random signs), floored at 0.02: a
-    filter that wiped a code out must not blow its noise up 1000-fold.
+    The gain is ``pilot_gain``, floored at 0.02: a filter that wiped a code out must not blow its noise up 1000-fold.
     """
-    r = pilot(*y.shape[-2:], y)
-    g = ((y * r).mean(dim=(2, 3), keepdim=True) / amplitude).clamp_min(0.02)
-    return y / g - amplitude * r, g
+    g = pilot_gain(y, amplitude).clamp_min(0.02)
+    return y / g - amplitude * pilot(*y.shape[-2:], y), g
 
 
 class CarrierReader(nn.Module):
@@ -191,6 +195,15 @@ class CarrierReader(nn.Module):
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
 
+    def base_coefficients(self, stego: torch.Tensor) -> torch.Tensor:
+        """(B, C, N, N) -> the base code's coefficients (B, K*C, N/8, N/8), pilot included, gain not undone."""
+        return self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale
+
+    def detail_coefficients(self, stego4: torch.Tensor) -> torch.Tensor:
+        """The stego folded by 4 (B, C*16, N/4, N/4) -> the detail code's coefficients (B, C, N/4, N/4), pilot
+        included, gain not undone."""
+        return self.detail_read(stego4) * self.detail_scale
+
     def thumbnails(
         self, stego: torch.Tensor, stego4: torch.Tensor | None = None, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -199,13 +212,13 @@ class CarrierReader(nn.Module):
         ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image). ``weight``
         (B, 1, N, N): the per-block weight the writer scaled the codes by (estimated from the stego), divided out."""
         c = self.channels
-        y = self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale
+        y = self.base_coefficients(stego)
         if weight is not None:
             y = y / F.avg_pool2d(weight, BASE_BLOCK)
         base, _ = _gain_corrected(y)
         means = F.interpolate(base + 0.5, scale_factor=2, mode="bilinear", align_corners=False)
         stego4 = F.pixel_unshuffle(stego, DETAIL_BLOCK) if stego4 is None else stego4
-        y = self.detail_read(stego4) * self.detail_scale
+        y = self.detail_coefficients(stego4)
         if weight is not None:
             y = y / F.avg_pool2d(weight, DETAIL_BLOCK)
         detail, g = _gain_corrected(y, PILOT / DETAIL_BOOST)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import fine
-from pipeline.model.carrier import BASE_BLOCK, DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot
+from pipeline.model.carrier import DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot_gain
 from pipeline.model.carrier import DETAIL_BOOST as _BOOST
 
 EPS = 0.01
@@ -65,16 +65,12 @@ def _blur(x: torch.Tensor, a: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k.expand(c, 1, 3, 3), groups=c)
 
 
-def _correlation(y: torch.Tensor, amplitude: float) -> torch.Tensor:
-    """Coefficients (B, S, h, w) carrying ``amplitude`` x gain x the pilot -> the gain (B,), mean over S."""
-    return ((y * pilot(*y.shape[-2:], y)).mean(dim=(2, 3)) / amplitude).mean(dim=1)
-
-
 def pilot_gains(reader: CarrierReader, x: torch.Tensor) -> torch.Tensor:
-    """The (detail, base) pilots' gains in an un-mirrored stego (B, C, N, N) -> (B, 2), unclamped."""
-    yd = reader.detail_read(F.pixel_unshuffle(x, DETAIL_BLOCK)) * reader.detail_scale
-    yb = reader.base_read(F.pixel_unshuffle(x, BASE_BLOCK)) * reader.base_scale
-    return torch.stack([_correlation(yd, PILOT / _BOOST), _correlation(yb, PILOT)], dim=1)
+    """The (detail, base) pilots' gains in an un-mirrored stego (B, C, N, N) -> (B, 2), unclamped, mean over
+    channels (and secrets)."""
+    gd = pilot_gain(reader.detail_coefficients(F.pixel_unshuffle(x, DETAIL_BLOCK)), PILOT / _BOOST)
+    gb = pilot_gain(reader.base_coefficients(x), PILOT)
+    return torch.stack([gd.mean(dim=(1, 2, 3)), gb.mean(dim=(1, 2, 3))], dim=1)
 
 
 @dataclass(frozen=True)
