@@ -139,6 +139,11 @@ def test_training_reveals_through_the_deblur_with_a_gradient(photo_factory) -> N
     assert stego.grad is not None and stego.grad.abs().sum() > 0
 
 
+def test_deblur_without_the_carrier_is_refused() -> None:
+    with pytest.raises(ValueError, match="carrier"):
+        get_config("fast", deblur=True, carrier=False)
+
+
 def test_checkpoints_without_the_deblur_load_without_it() -> None:
     from pipeline.model.config import ModelConfig
 

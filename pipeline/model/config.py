@@ -90,6 +90,8 @@ class ModelConfig:
             raise ValueError(f"num_secrets must be between 1 and 4, got {self.num_secrets}")
         if self.fine_gain > 0 and not (self.arch == "sris" and self.carrier):
             raise ValueError("fine_gain needs SRIS-Net with the carrier (its code lives where the carrier leaves room)")
+        if self.deblur and not (self.arch == "sris" and self.carrier):
+            raise ValueError("deblur needs SRIS-Net with the carrier (the carrier's pilots measure the blur)")
         if self.arch == "sris":
             if len(self.level_widths) != self.levels + 1:
                 raise ValueError(f"level_widths needs levels + 1 = {self.levels + 1} entries, got {self.level_widths}")

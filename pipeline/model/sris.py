@@ -298,7 +298,7 @@ class SRISNet(HidingModel):
         return unfold(correction_f + estimate_f, s)
 
     def restore(self, stego: torch.Tensor) -> torch.Tensor:
-        if not (self.config.deblur and self.config.carrier):
+        if not self.config.deblur:  # the config refuses deblur without the carrier
             return stego
         if self._deblur is None:
             k, fine_code = self.config.num_secrets, self.config.fine_gain > 0
