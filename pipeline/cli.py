@@ -255,10 +255,11 @@ def validate(
     "--attack-mix",
     default="bar",
     show_default=True,
-    type=click.Choice(["bar", "job", "wide", "blur"]),
+    type=click.Choice(["bar", "job", "wide", "blur", "noise"]),
     help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
     "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
-    "Gaussian filters (for models with --fine-gain, whose code carries the clean figure).",
+    "Gaussian filters (for models with --fine-gain, whose code carries the clean figure); 'noise' = 'blur' with more "
+    "and stronger Gaussian noise (sigma 3-7).",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option(
