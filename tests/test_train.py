@@ -185,6 +185,13 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
     assert all(not label.startswith("jpeg") for label in (sample_train_attack(rng, 1, "bar")[0] for _ in range(200)))
     with pytest.raises(ValueError, match="unknown attack mixture"):
         sample_train_attack(rng, 3, "nope")
+    # 'noise' draws its noise from the upper part of the bar's range, and more often than 'blur' does
+    heavy = [sample_train_attack(rng, 3, "noise")[0] for _ in range(400)]
+    sigmas = [float(label.split()[1][1:]) for label in heavy if label.startswith("noise")]
+    assert min(sigmas) >= 3.0 and max(sigmas) <= 7.0
+    assert len(sigmas) > sum(
+        label.startswith("noise") for label in (sample_train_attack(rng, 3, "blur")[0] for _ in range(400))
+    )
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
