@@ -167,10 +167,12 @@ class CarrierWriter(nn.Module):
         return F.pixel_shuffle(base, BASE_BLOCK) + F.pixel_shuffle(detail, DETAIL_BLOCK)
 
 
-def pilot_gain(y: torch.Tensor, amplitude: float = PILOT) -> torch.Tensor:
+def pilot_gain(y: torch.Tensor, amplitude: float = PILOT, signs: torch.Tensor | None = None) -> torch.Tensor:
     """Coefficients (B, S, h, w) carrying ``value + amplitude * sign`` times an unknown gain -> that gain (B, S, 1, 1),
-    unclamped: the pilot's correlation (the values are uncorrelated with the random signs)."""
-    return (y * pilot(*y.shape[-2:], y)).mean(dim=(2, 3), keepdim=True) / amplitude
+    unclamped: the pilot's correlation (the values are uncorrelated with the random signs). ``signs``: the pilot of
+    that grid when the caller already holds it."""
+    signs = pilot(*y.shape[-2:], y) if signs is None else signs
+    return (y * signs).mean(dim=(2, 3), keepdim=True) / amplitude
 
 
 def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,8 +180,9 @@ def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Te
 
     The gain is ``pilot_gain``, floored at 0.02: a filter that wiped a code out must not blow its noise up 1000-fold.
     """
-    g = pilot_gain(y, amplitude).clamp_min(0.02)
-    return y / g - amplitude * pilot(*y.shape[-2:], y), g
+    signs = pilot(*y.shape[-2:], y)
+    g = pilot_gain(y, amplitude, signs).clamp_min(0.02)
+    return y / g - amplitude * signs, g
 
 
 class CarrierReader(nn.Module):

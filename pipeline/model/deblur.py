@@ -47,7 +47,7 @@ from pipeline.model import fine
 from pipeline.model.carrier import DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot_gain
 from pipeline.model.carrier import DETAIL_BOOST as _BOOST
 
-EPS = 0.003  # Wiener regularisation (module docstring: measured from 0.0003 to 0.025)
+EPS = 0.003  # Wiener regularisation (measured 0.001-0.025 above; the model card adds 0.0003 and 0.015)
 RHO_CLEAN = 0.9  # above this the stego counts as unfiltered (noise sigma 5 moves rho4 by ~0.05)
 # rho8 over what the estimated blur leaves of it: 0.85-1.3 after the family's blurs (the base pilot's reading has some
 # cover leakage), 2-3 after JPEG. Full estimate up to CONSISTENT_LO, none from CONSISTENT_HI, linear between.

@@ -172,9 +172,9 @@ TRAIN_MIXES: dict[str, dict[str, float]] = {
         "jpeg": 0.05,
         "rescale": 0.05,
     },
-    # ``noise``: ``blur`` with shares moved from identity-like conditions to Gaussian noise, drawn from the upper
-    # part of the bar's range (sigma 3-7): with the blind deblur the filters came within 0.2 dB of the bar, noise
-    # sigma 5 stayed 1.2 dB short.
+    # ``noise``: ``blur`` with shares moved from the two filters and sharpening to Gaussian noise, drawn from the
+    # upper part of the bar's range (sigma 3-7): with the blind deblur the filters came within 0.2 dB of the bar,
+    # noise sigma 5 stayed 1.2 dB short.
     "noise": {
         "identity": 0.05,
         "mean": 0.2,
