@@ -255,11 +255,11 @@ def validate(
     "--attack-mix",
     default="bar",
     show_default=True,
-    type=click.Choice(["bar", "job", "wide", "blur", "noise"]),
+    type=click.Choice(["bar", "job", "wide", "blur", "noise", "noise-heavy"]),
     help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
     "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
     "Gaussian filters (for models with --fine-gain, whose code carries the clean figure); 'noise' = 'blur' with more "
-    "and stronger Gaussian noise (sigma 3-7).",
+    "and stronger Gaussian noise (sigma 3-7); 'noise-heavy' = 'noise' with the filters' shares moved to noise.",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option(

@@ -48,12 +48,10 @@ while read -r name preset extra; do
 done <<<"$RUNS"
 wait
 
+# One archive per run (checkpoints with the training state, logs, curves): the device tool brings back at most 8 files.
 for name in "${names[@]}"; do
-    cp "runs/gpu-$name/best.pt" "$OUT/$name-best.pt" 2>/dev/null
-    cp "runs/gpu-$name/model.pt" "$OUT/$name-model.pt" 2>/dev/null
     tail -c 600 "runs/gpu-$name.log"; echo
+    tar -czf "$OUT/$name.tar.gz" "runs/gpu-$name.log" $(ls runs/gpu-"$name"/{best.pt,model.pt,last.pt,train_log.parquet,\
+val_log.parquet,curves.png,train_config.json} 2>/dev/null)
 done
-tar -czf "$OUT/logs.tar.gz" $(for n in "${names[@]}"; do
-    ls runs/gpu-"$n".log runs/gpu-"$n"/{train_log.parquet,val_log.parquet,curves.png,train_config.json} 2>/dev/null
-done)
 ls -la "$OUT"

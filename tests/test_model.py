@@ -284,6 +284,34 @@ def test_checkpoint_round_trip_gives_identical_outputs(arch: str, tmp_path: Path
         assert torch.equal(loaded.reveal(stego), model.reveal(stego))
 
 
+def test_average_checkpoints_is_the_weighted_mean_and_refuses_other_architectures(tmp_path: Path) -> None:
+    from pipeline.model.checkpoint import CheckpointError, average_checkpoints
+
+    cfg = get_config("tiny")
+    torch.manual_seed(3)
+    a = save_checkpoint(build_model(cfg), tmp_path / "a.pt")
+    torch.manual_seed(4)
+    b = save_checkpoint(build_model(cfg), tmp_path / "b.pt")
+    out = tmp_path / "mix.pt"
+    mixed = average_checkpoints([a, b], [3.0, 1.0], out=out)
+    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
+    moved = 0
+    for name, v in mixed.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.75 * sa[name] + 0.25 * sb[name], atol=1e-6), name
+            moved += int(not torch.equal(sa[name], sb[name]))
+    assert moved > 0  # the two starts differ, so the mean is a new point
+    stored = load_model(out)  # written in fp16, with its recipe
+    assert stored.checkpoint_meta["averaged"] == [{"path": str(a), "weight": 3.0}, {"path": str(b), "weight": 1.0}]
+    for name, v in stored.state_dict().items():
+        assert torch.equal(v, mixed.state_dict()[name].half().float() if v.is_floating_point() else v), name
+    other = save_checkpoint(build_model(get_config("tiny", num_secrets=2)), tmp_path / "k2.pt")
+    with pytest.raises(CheckpointError, match="different configurations"):
+        average_checkpoints([a, other])
+    with pytest.raises(ValueError, match="one non-negative weight"):
+        average_checkpoints([a, b], [1.0])
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_half_precision_checkpoint_loads(arch: str, tmp_path: Path) -> None:
     torch.manual_seed(2)

@@ -192,6 +192,11 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
     assert len(sigmas) > sum(
         label.startswith("noise") for label in (sample_train_attack(rng, 3, "blur")[0] for _ in range(400))
     )
+    # 'noise-heavy': the same sigma range, noise more often still and the filters less often than in 'noise'
+    heavier = [sample_train_attack(rng, 3, "noise-heavy")[0] for _ in range(400)]
+    sigmas2 = [float(label.split()[1][1:]) for label in heavier if label.startswith("noise")]
+    assert min(sigmas2) >= 3.0 and max(sigmas2) <= 7.0 and len(sigmas2) > len(sigmas)
+    assert sum(label.startswith("mean") for label in heavier) < sum(label.startswith("mean") for label in heavy)
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:

@@ -78,3 +78,38 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.d
     model.checkpoint_path = str(path)
     model.checkpoint_meta = payload.get("meta", {})
     return model.to(device).eval()
+
+
+def average_checkpoints(
+    paths: list[str | os.PathLike[str]], weights: list[float] | None = None, out: str | os.PathLike[str] | None = None
+) -> torch.nn.Module:
+    """Weighted mean of the float weights of checkpoints of one architecture (a "model soup").
+
+    For fine-tunes of one start that ended at different points of a trade-off (here: cover SSIM against the secret
+    after noise), the mean lands between them, so a weight picks a point no single run ended at. Integer buffers
+    are taken from the first file. Returns the averaged model (fp32, eval mode); ``out`` also writes it, fp16, with
+    the sources and weights in its meta.
+    """
+    if not paths:
+        raise ValueError("average_checkpoints needs at least one checkpoint")
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("one non-negative weight per checkpoint, not all zero")
+    payloads = [read_checkpoint(p) for p in paths]
+    if any(p["config"] != payloads[0]["config"] for p in payloads[1:]):
+        raise CheckpointError("checkpoints of different configurations cannot be averaged")
+    states = [p["state_dict"] for p in payloads]
+    total = sum(weights)
+    mean = {
+        k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)) / total if v.is_floating_point() else v
+        for k, v in states[0].items()
+    }
+    from pipeline.model import build_model
+
+    model = build_model(ModelConfig.from_dict(payloads[0]["config"]))
+    model.load_state_dict(mean)
+    model.eval()
+    if out is not None:
+        meta = {"averaged": [{"path": str(p), "weight": w} for p, w in zip(paths, weights, strict=True)]}
+        save_checkpoint(model, out, meta=meta, half=True)
+    return model
