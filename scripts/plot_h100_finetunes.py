@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pyarrow.parquet as pq
 
+from pipeline.evaluate.quick import BAR
+
 DOCS = "docs/training"
 
 
@@ -97,9 +99,9 @@ def plot(fig_spec: Figure) -> None:
     for ax, (key, title) in zip(axes, fig_spec.panels.items(), strict=True):
         ax.axhline(base[key], color="grey", lw=1, ls=":", label=base_label)
         if key.startswith("psnr_secret_"):
-            ax.axhline(24.0, color="red", lw=0.8, ls="-", alpha=0.5, label="bar")
+            ax.axhline(BAR["psnr_secret_attacked"], color="red", lw=0.8, ls="-", alpha=0.5, label="bar")
         elif key == "ssim_cover":
-            ax.axhline(0.95, color="red", lw=0.8, ls="-", alpha=0.5, label="bar")
+            ax.axhline(BAR["ssim_cover"], color="red", lw=0.8, ls="-", alpha=0.5, label="bar")
         ax.set_title(title)
         ax.set_xlabel(fig_spec.xlabel)
         ax.grid(alpha=0.3)

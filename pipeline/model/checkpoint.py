@@ -66,15 +66,20 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
-def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a trained model for inference (eval mode, fp32). ``None`` loads the shipped default model."""
+def _build(config: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The model of a checkpoint's config with ``state`` loaded, float weights as fp32, in eval mode."""
     from pipeline.model import build_model
 
+    model = build_model(ModelConfig.from_dict(config))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a trained model for inference (eval mode, fp32). ``None`` loads the shipped default model."""
     path = default_checkpoint_path() if path is None else Path(path)
     payload = read_checkpoint(path)
-    model = build_model(ModelConfig.from_dict(payload["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
+    model = _build(payload["config"], payload["state_dict"])
     model.checkpoint_path = str(path)
     model.checkpoint_meta = payload.get("meta", {})
     return model.to(device).eval()
@@ -104,11 +109,7 @@ def average_checkpoints(
         k: sum(w * s[k].float() for w, s in zip(weights, states, strict=True)) / total if v.is_floating_point() else v
         for k, v in states[0].items()
     }
-    from pipeline.model import build_model
-
-    model = build_model(ModelConfig.from_dict(payloads[0]["config"]))
-    model.load_state_dict(mean)
-    model.eval()
+    model = _build(payloads[0]["config"], mean)
     if out is not None:
         meta = {"averaged": [{"path": str(p), "weight": w} for p, w in zip(paths, weights, strict=True)]}
         save_checkpoint(model, out, meta=meta, half=True)
