@@ -1,10 +1,11 @@
 """Plot the held-out validation of the H100 fine-tunes against minutes of training, one PNG per lent session.
 
-    python scripts/plot_h100_finetunes.py      # docs/training/gpu-h100-finetunes.png and gpu-h100-noise.png
+    python scripts/plot_h100_finetunes.py      # docs/training/gpu-h100-{finetunes,noise,tile}.png
 
 Reads the validation logs that scripts/gpu_train.sh brought back: docs/training/gpu-ft*-val_log.parquet (2026-11-26,
 runs of scripts/gpu_finetune.runs and two continuations) and docs/training/gpu-noise-*-val_log.parquet (2026-11-27,
-runs of scripts/gpu_noise.runs and two continuations).
+runs of scripts/gpu_noise.runs and two continuations) and docs/training/gpu-tile-*-val_log.parquet (2026-11-27,
+runs of scripts/gpu_tile.runs: the tile-coded base against the plain one, and two continuations).
 """
 
 from __future__ import annotations
@@ -84,6 +85,35 @@ FIGURES = [
         ),
         xlabel="minutes on the H100 (4 runs, then 2, sharing it)",
         title="Stage 10 fine-tuned with the 'noise' mix on a lent H100, batch 32: 8 held-out photos at 256 px",
+    ),
+    Figure(
+        out="gpu-h100-tile.png",
+        prefix="gpu-tile-",
+        runs={
+            "t945": ("tile-coded base, SSIM target 0.945", 0.0),
+            "t948": ("tile-coded base, SSIM target 0.948", 0.0),
+            "p945": ("plain base (control), SSIM target 0.945", 0.0),
+            "p948": ("plain base (control), SSIM target 0.948", 0.0),
+            "c945": ("... tile 0.945 then lr 1.5e-4", 8.0),
+            "c948": ("... tile 0.948 then lr 1.5e-4", 8.0),
+        },
+        panels={
+            "ssim_cover": "cover SSIM",
+            "psnr_secret_noise5": "secret PSNR after noise sigma 5 (dB)",
+            "psnr_secret_mean3": "secret PSNR after a 3x3 mean (dB)",
+            "psnr_secret_sharpen": "secret PSNR after sharpening (dB)",
+        },
+        baseline=(
+            "stage 11 (the start)",
+            {
+                "ssim_cover": 0.9586,
+                "psnr_secret_noise5": 23.69,
+                "psnr_secret_mean3": 24.92,
+                "psnr_secret_sharpen": 24.79,
+            },
+        ),
+        xlabel="minutes on the H100 (4 runs, then 2, sharing it)",
+        title="Stage 11 fine-tuned with 'noise-heavy' on a lent H100, tile-coded base vs plain: 8 held-out photos",
     ),
 ]
 

@@ -12,8 +12,11 @@ from pipeline.model.carrier import (
     DETAIL_BOOST,
     DETAIL_COEFF,
     PILOT,
+    TILE,
+    TILE_GAINS,
     CarrierReader,
     CarrierWriter,
+    TileCode,
     dct_basis,
     detail_of,
     pilot,
@@ -148,3 +151,34 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     assert read[0.0, "divided"] == read[0.0, "not divided"]  # a = 0: no weight, nothing to divide
     assert read[0.8, "divided"] > read[0.0, "divided"] - 1.0
     assert read[0.8, "divided"] > read[0.8, "not divided"] + 1.0
+
+
+@pytest.mark.parametrize("hw", [(4, 8), (6, 9), (3, 5)])
+def test_tile_code_inverts_and_leaves_partial_tiles_alone(hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    tile, means = TileCode(), torch.rand(2, 6, *hw) - 0.5
+    slots = tile(means)
+    assert torch.allclose(tile.inverse(slots), means, atol=1e-5)
+    h, w = hw[0] - hw[0] % TILE, hw[1] - hw[1] % TILE
+    assert torch.equal(slots[..., h:, :], means[..., h:, :]) and torch.equal(slots[..., :, w:], means[..., :, w:])
+    if h and w:  # a whole tile: frequency (u, v) of its means, times its gain, in block (u, v)
+        dct = torch.stack([dct_basis(u, v, TILE).flatten() for u in range(TILE) for v in range(TILE)])
+        coef = dct @ means[0, 0, :TILE, :TILE].flatten() * torch.tensor(TILE_GAINS).flatten()
+        assert torch.allclose(slots[0, 0, :TILE, :TILE].flatten(), coef, atol=1e-5)
+
+
+def test_tile_coded_base_reads_back_exactly_and_spends_less_on_the_mean(photo_factory) -> None:
+    """With ``base_tile`` the reader returns the same 8x8 means through the tile code; the code's power moves from the
+    tiles' means (gain < 1) to their finer frequencies (gains > 1)."""
+    torch.manual_seed(0)
+    covers, secrets = _covers(photo_factory, 64), torch.rand(2, 3, 64, 64)
+    writer, reader = CarrierWriter(3, 1, 10.0, tile=True), CarrierReader(3, 1, 10.0, tile=True)
+    with torch.no_grad():
+        stego = covers + writer(covers, secrets)
+        base = reader.base_read(F.pixel_unshuffle(stego, 8)) * reader.base_scale - PILOT * pilot(8, 8, stego)
+        assert torch.allclose(reader.tile.inverse(base), F.avg_pool2d(secrets, 8) - 0.5, atol=1e-5)
+        thumbs = reader.thumbnails(stego)
+    # Through the pilot's gain estimate (a correlation over only 64 blocks here): close, not exact.
+    assert (thumbs - F.avg_pool2d(secrets, 4)).abs().mean() < 0.01
+    gains = torch.tensor(TILE_GAINS)
+    assert gains[0, 0] < 1 < gains.flatten()[1:].min()

@@ -32,6 +32,8 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
         ("fast", {"light_score": True}, (64, 64)),
         ("fast", {"light_score": True, "fine_gain": 0.06}, (64, 64)),  # the fine code: embed runs reveal inside
         ("fast", {"num_secrets": 2, "fine_gain": 0.06}, (64, 96)),
+        # the tile-coded base (the shipped model's code from stage 12), with a partial tile at the right edge
+        ("fast", {"light_score": True, "fine_gain": 0.06, "base_tile": True}, (64, 96)),
         ("tiny", {"fine_gain": 0.06}, (48, 48)),
         # experimental: a revealer wider and deeper than the embedder (``reveal_config``)
         ("fast", {"extra": {"reveal": {"width": 48, "level_widths": [48, 96, 96, 96], "dms_blocks": 2}}}, (64, 64)),

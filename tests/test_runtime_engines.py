@@ -280,11 +280,13 @@ def test_benchmark_script_measures_and_saves(engines_dir: Path, tiny_checkpoint:
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
-def test_fine_code_exports_and_matches_torch(backend: str, tmp_path: Path, photo_factory) -> None:
+@pytest.mark.parametrize("base_tile", [False, True], ids=["plain-base", "tile-base"])
+def test_fine_code_exports_and_matches_torch(backend: str, base_tile: bool, tmp_path: Path, photo_factory) -> None:
     """A model with the fine code (embed runs reveal inside; reveal gates the code per image) through the exporters:
-    the projection, the per-image statistics and the gates come out as torch computes them."""
+    the projection, the per-image statistics and the gates come out as torch computes them; with the tile-coded
+    base (the shipped model's code) its transforms too."""
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", fine_gain=0.06)).eval()
+    model = build_model(get_config("tiny", fine_gain=0.06, base_tile=base_tile)).eval()
     ckpt = save_checkpoint(model, tmp_path / "fine.pt")
     # fp32 named: OpenVINO's own choice is bf16 on a CPU with AVX512_BF16 or AMX, which TOL is not for
     engine = load_engine(backend, str(ckpt), SIZE, precision="fp32", engines_dir=str(tmp_path / "engines"))

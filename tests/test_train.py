@@ -197,6 +197,10 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
     sigmas2 = [float(label.split()[1][1:]) for label in heavier if label.startswith("noise")]
     assert min(sigmas2) >= 3.0 and max(sigmas2) <= 7.0 and len(sigmas2) > len(sigmas)
     assert sum(label.startswith("mean") for label in heavier) < sum(label.startswith("mean") for label in heavy)
+    # 'noise-most': noise more often than 'noise-heavy', in the same range
+    most = [sample_train_attack(rng, 3, "noise-most")[0] for _ in range(400)]
+    sigmas3 = [float(label.split()[1][1:]) for label in most if label.startswith("noise")]
+    assert min(sigmas3) >= 3.0 and max(sigmas3) <= 7.0 and len(sigmas3) > len(sigmas2)
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:

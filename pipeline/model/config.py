@@ -43,6 +43,10 @@ class ModelConfig:
             writes what reveal still gets wrong at the 2x2-block level into the stego's checkerboard coefficients
             that the carrier leaves free, at this gain (coefficient per unit of secret); reveal adds it back where it
             survived.
+        base_tile: the carrier's base code writes a tile transform of the 8x8 means (``TileCode`` in
+            ``pipeline/model/carrier.py``: a 2-D DCT over 4x4 blocks, each frequency at its own gain) instead of the
+            means themselves, the same code power spent where additive noise hurts the means least; False for every
+            model before stage 12.
         deblur: SRIS-Net's reveal first estimates a 3x3 blur from the carrier's pilots and undoes it
             (``pipeline/model/deblur.py``; inference only, no weights; False for every model before stage 9).
         light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
@@ -78,6 +82,7 @@ class ModelConfig:
     carrier_texture: float = 0.0
     fine_gain: float = 0.0
     deblur: bool = False
+    base_tile: bool = False
     light_score: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +95,8 @@ class ModelConfig:
             raise ValueError(f"num_secrets must be between 1 and 4, got {self.num_secrets}")
         if self.fine_gain > 0 and not (self.arch == "sris" and self.carrier):
             raise ValueError("fine_gain needs SRIS-Net with the carrier (its code lives where the carrier leaves room)")
+        if self.base_tile and not (self.arch == "sris" and self.carrier):
+            raise ValueError("base_tile needs SRIS-Net with the carrier (it changes the carrier's base code)")
         if self.deblur and not (self.arch == "sris" and self.carrier):
             raise ValueError("deblur needs SRIS-Net with the carrier (the carrier's pilots measure the blur)")
         if self.arch == "sris":

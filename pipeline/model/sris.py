@@ -88,7 +88,7 @@ class Embedder(nn.Module):
         nn.init.normal_(self.head.weight, std=1e-3 if cfg.carrier else 1e-2)
         nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
-        self.carrier = CarrierWriter(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
+        self.carrier = CarrierWriter(c, cfg.num_secrets, cfg.carrier_amplitude, cfg.base_tile) if cfg.carrier else None
 
     def deep(self, cover_f: torch.Tensor, secrets_f: torch.Tensor, score_f: torch.Tensor) -> torch.Tensor:
         """The deep path on folded inputs: cover and secrets folded by s and shifted by -0.5, (B, C*s*s, N/s, N/s) and
@@ -155,7 +155,7 @@ class Revealer(nn.Module):
         s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
         self.cfg = cfg
         self.flip = FlipHead(c) if cfg.flip_head else None
-        self.carrier = CarrierReader(c, cfg.num_secrets, cfg.carrier_amplitude) if cfg.carrier else None
+        self.carrier = CarrierReader(c, cfg.num_secrets, cfg.carrier_amplitude, cfg.base_tile) if cfg.carrier else None
         # With the carrier, the deep path sees the stego and the carrier's estimate, and adds a correction to it.
         stem_in = c * s * s * (1 + (cfg.num_secrets if cfg.carrier else 0))
         self.stem = nn.Conv2d(stem_in, w, 3, padding=1)
