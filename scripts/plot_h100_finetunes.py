@@ -34,6 +34,20 @@ class Figure:
     title: str
 
 
+# The noise sessions' panels: the cover budget against the figures it buys.
+NOISE_PANELS = {
+    "ssim_cover": "cover SSIM",
+    "psnr_secret_noise5": "secret PSNR after noise sigma 5 (dB)",
+    "psnr_secret_mean3": "secret PSNR after a 3x3 mean (dB)",
+    "psnr_secret_sharpen": "secret PSNR after sharpening (dB)",
+}
+
+
+def start(label: str, ssim: float, noise: float, mean3: float, sharpen: float) -> tuple[str, dict[str, float]]:
+    """A noise session's start (the shipped file, `validate` held out) in NOISE_PANELS' keys."""
+    return label, dict(zip(NOISE_PANELS, (ssim, noise, mean3, sharpen), strict=True))
+
+
 FIGURES = [
     Figure(
         out="gpu-h100-finetunes.png",
@@ -68,21 +82,8 @@ FIGURES = [
             "c940": ("... 0.940 then lr 1.5e-4", 7.8),
             "c935": ("... 0.935 then lr 1.5e-4", 7.8),
         },
-        panels={
-            "ssim_cover": "cover SSIM",
-            "psnr_secret_noise5": "secret PSNR after noise sigma 5 (dB)",
-            "psnr_secret_mean3": "secret PSNR after a 3x3 mean (dB)",
-            "psnr_secret_sharpen": "secret PSNR after sharpening (dB)",
-        },
-        baseline=(
-            "stage 10 (the start)",
-            {
-                "ssim_cover": 0.9624,
-                "psnr_secret_noise5": 23.12,
-                "psnr_secret_mean3": 24.23,
-                "psnr_secret_sharpen": 24.66,
-            },
-        ),
+        panels=NOISE_PANELS,
+        baseline=start("stage 10 (the start)", 0.9624, 23.12, 24.23, 24.66),
         xlabel="minutes on the H100 (4 runs, then 2, sharing it)",
         title="Stage 10 fine-tuned with the 'noise' mix on a lent H100, batch 32: 8 held-out photos at 256 px",
     ),
@@ -97,21 +98,8 @@ FIGURES = [
             "c945": ("... tile 0.945 then lr 1.5e-4", 8.0),
             "c948": ("... tile 0.948 then lr 1.5e-4", 8.0),
         },
-        panels={
-            "ssim_cover": "cover SSIM",
-            "psnr_secret_noise5": "secret PSNR after noise sigma 5 (dB)",
-            "psnr_secret_mean3": "secret PSNR after a 3x3 mean (dB)",
-            "psnr_secret_sharpen": "secret PSNR after sharpening (dB)",
-        },
-        baseline=(
-            "stage 11 (the start)",
-            {
-                "ssim_cover": 0.9586,
-                "psnr_secret_noise5": 23.69,
-                "psnr_secret_mean3": 24.92,
-                "psnr_secret_sharpen": 24.79,
-            },
-        ),
+        panels=NOISE_PANELS,
+        baseline=start("stage 11 (the start)", 0.9586, 23.69, 24.92, 24.79),
         xlabel="minutes on the H100 (4 runs, then 2, sharing it)",
         title="Stage 11 fine-tuned with 'noise-heavy' on a lent H100, tile-coded base vs plain: 8 held-out photos",
     ),
