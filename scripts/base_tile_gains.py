@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import psnr, ssim, to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
-from pipeline.model.carrier import BASE_BLOCK, TILE, CarrierReader, CarrierWriter, _gain_corrected, dct_basis
+from pipeline.model.carrier import BASE_BLOCK, TILE, CarrierReader, CarrierWriter, tile_dct
 from pipeline.train.data import center_square, load_photos
 
 GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
@@ -29,7 +29,7 @@ GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
 
 def gains(means: torch.Tensor) -> torch.Tensor:
     """8x8 block means minus 0.5 (B, C, h, w) -> the (TILE, TILE) gains."""
-    dct = torch.stack([dct_basis(u, v, TILE).flatten() for u in range(TILE) for v in range(TILE)])
+    dct = tile_dct()
     tiles = F.pixel_unshuffle(means, TILE)  # (B, C * T2, h / T, w / T), each channel's tile entries together
     b, _, h, w = tiles.shape
     coef = torch.einsum("kj,bcjhw->bckhw", dct, tiles.reshape(b, -1, TILE * TILE, h, w))
@@ -54,9 +54,8 @@ def compare(covers: torch.Tensor, label: str) -> None:
             row = [f"cover {psnr(stego, to_255(covers)).mean():.2f} dB / {ssim(stego, to_255(covers)).mean():.4f}"]
             for name in ("clean", "noise5", "mean3", "sharpen"):
                 x = stego / 255 if name == "clean" else QUICK_ATTACKS[name](stego / 255)
-                base, _ = _gain_corrected(reader.base_coefficients(to_255(x) / 255))
-                base = reader.tile.inverse(base) if reader.tile is not None else base
-                mse = ((base + 0.5).clamp(0, 1) - true).square().mean(dim=(1, 2, 3))
+                means = reader.base_means(to_255(x) / 255)
+                mse = (means.clamp(0, 1) - true).square().mean(dim=(1, 2, 3))
                 row.append(f"{name} {(10 * torch.log10(1 / mse)).mean():.2f} dB")
         print(f"{label:9s} {'tile ' if tile else 'plain'}  " + " | ".join(row))
 

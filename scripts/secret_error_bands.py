@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
-from pipeline.model.carrier import BASE_BLOCK, _gain_corrected
+from pipeline.model.carrier import BASE_BLOCK
 from pipeline.model.checkpoint import load_model
 from pipeline.train.data import center_square, load_photos
 
@@ -46,9 +46,8 @@ def main() -> None:
                 seen = to_255(stego if name == "clean" else QUICK_ATTACKS[name](stego)) / 255
                 err = to_255(model.reveal(seen)) / 255 - secrets
                 means = F.interpolate(F.avg_pool2d(err, BASE_BLOCK), scale_factor=BASE_BLOCK, mode="nearest")
-                base, _ = _gain_corrected(reader.base_coefficients(model.restore(seen)))
-                base = reader.tile.inverse(base) if getattr(reader, "tile", None) is not None else base
-                code = ((base[:, :3] + 0.5).clamp(0, 1) - true_means).square().mean(dim=(1, 2, 3))
+                code_means = reader.base_means(model.restore(seen))[:, :3].clamp(0, 1)
+                code = (code_means - true_means).square().mean(dim=(1, 2, 3))
                 print(
                     f"{path} {name:7s} secret {db(err.square().mean(dim=(1, 2, 3))):.2f} dB | 8x8 means "
                     f"{db(means.square().mean(dim=(1, 2, 3))):.2f} | within blocks "

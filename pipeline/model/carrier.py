@@ -136,6 +136,12 @@ def _conv(cin: int, cout: int, weight: torch.Tensor, bias: bool = False) -> nn.C
     return conv
 
 
+def tile_dct() -> torch.Tensor:
+    """The orthonormal 2-D DCT on a TILE x TILE grid as a (TILE^2, TILE^2) matrix: row u * TILE + v is the basis
+    image of frequency (u, v), flattened in the grid's row-major order (as ``pixel_unshuffle`` folds a tile)."""
+    return torch.stack([dct_basis(u, v, TILE).flatten() for u in range(TILE) for v in range(TILE)])
+
+
 class TileCode(nn.Module):
     """The base code's tile transform on a grid of block means (B, S, h, w) -> the same shape: ``forward`` gives what
     the slots carry, ``inverse`` the means back. Blocks outside whole tiles (at the right and bottom edges of sizes
@@ -143,7 +149,7 @@ class TileCode(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        dct = torch.stack([dct_basis(u, v, TILE).flatten() for u in range(TILE) for v in range(TILE)])  # (T2, T2)
+        dct = tile_dct()
         gains = torch.tensor(TILE_GAINS).flatten()
         self.register_buffer("fwd", gains[:, None] * dct, persistent=False)  # slots = gains * DCT(means)
         self.register_buffer("inv", dct.T / gains[None, :], persistent=False)
@@ -269,6 +275,15 @@ class CarrierReader(nn.Module):
         included, gain not undone."""
         return self.detail_read(stego4) * self.detail_scale
 
+    def base_means(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, N, N) -> (B, K*C, N/8, N/8): the secrets' 8x8 block means as the base code tells them (its gain
+        undone by the pilot, the tile code inverted; unclamped). ``weight`` as in ``thumbnails``."""
+        y = self.base_coefficients(stego)
+        if weight is not None:
+            y = y / F.avg_pool2d(weight, BASE_BLOCK)
+        base, _ = _gain_corrected(y)
+        return (self.tile.inverse(base) if self.tile is not None else base) + 0.5
+
     def thumbnails(
         self, stego: torch.Tensor, stego4: torch.Tensor | None = None, weight: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -277,13 +292,7 @@ class CarrierReader(nn.Module):
         ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image). ``weight``
         (B, 1, N, N): the per-block weight the writer scaled the codes by (estimated from the stego), divided out."""
         c = self.channels
-        y = self.base_coefficients(stego)
-        if weight is not None:
-            y = y / F.avg_pool2d(weight, BASE_BLOCK)
-        base, _ = _gain_corrected(y)
-        if self.tile is not None:
-            base = self.tile.inverse(base)
-        means = F.interpolate(base + 0.5, scale_factor=2, mode="bilinear", align_corners=False)
+        means = F.interpolate(self.base_means(stego, weight), scale_factor=2, mode="bilinear", align_corners=False)
         stego4 = F.pixel_unshuffle(stego, DETAIL_BLOCK) if stego4 is None else stego4
         y = self.detail_coefficients(stego4)
         if weight is not None:
