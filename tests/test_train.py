@@ -342,3 +342,30 @@ def test_validate_can_hide_graphics_instead_of_photos(photos: Path, tmp_path: Pa
         runs[bool(extra)] = json.loads(result.output)
     assert runs[True]["images"] == runs[False]["images"] == 2
     assert runs[True]["psnr_secret"] != runs[False]["psnr_secret"]
+
+
+def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path, tmp_path: Path) -> None:
+    """``--noise-draws N``: the noise figure is the mean of the N seeded draws (draw 0 is the single draw) with its
+    standard error; every other figure is unchanged."""
+    from pipeline.evaluate.quick import _secret_psnr, noise_draw
+    from pipeline.model.checkpoint import load_model
+    from pipeline.train.data import load_photos, validation_pairs
+
+    out = train(_config(photos, tmp_path / "run", steps=2))
+    args = ["validate", "--data", str(photos), "--checkpoint", str(out / "model.pt"), "--size", "64", "--json"]
+    one, three = (json.loads(CliRunner().invoke(main, [*args, "--noise-draws", n]).output) for n in ("1", "3"))
+    assert "psnr_secret_noise5_se" not in one
+    assert {k: v for k, v in three.items() if "noise5" not in k and k not in ("psnr_secret_worst", "margin")} == {
+        k: v for k, v in one.items() if "noise5" not in k and k not in ("psnr_secret_worst", "margin")
+    }
+
+    model = load_model(str(out / "model.pt")).eval()
+    covers, secrets = validation_pairs(load_photos(str(photos), 3)[1], 64, 1)
+    with torch.inference_mode():
+        stego8 = torch.round(model.embed(covers, secrets).clamp(0, 1) * 255) / 255
+        draws = torch.tensor([_secret_psnr(model, noise_draw(stego8, s), secrets, 8) for s in range(3)])
+    assert one["psnr_secret_noise5"] == pytest.approx(draws[0].item(), abs=1e-4)
+    assert three["psnr_secret_noise5"] == pytest.approx(draws.mean().item(), abs=1e-4)
+    assert three["psnr_secret_noise5_se"] == pytest.approx((draws.std() / 3**0.5).item(), abs=1e-4)
+    assert three["psnr_secret_noise5_se"] > 0
+    assert CliRunner().invoke(main, [*args, "--noise-draws", "0"]).exit_code == 2

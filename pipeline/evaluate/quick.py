@@ -13,18 +13,30 @@ from pipeline.train import attacks as A
 
 BAR = {"psnr_cover": 36.0, "ssim_cover": 0.95, "psnr_secret": 28.0, "psnr_secret_attacked": 24.0}
 
+
+def noise_draw(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Gaussian noise sigma 5/255, drawn from a seeded CPU generator: the same draw on every device and run."""
+    return A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(seed))
+
+
 QUICK_ATTACKS = {
     "mean3": A.mean_filter,
     "gauss1": lambda x: A.gaussian_filter(x, 1.0),
     "sharpen": A.sharpen,
-    "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
+    "noise5": lambda x: noise_draw(x, 0),
     "hflip": A.hflip,
 }
 
 
 @torch.inference_mode()
-def quick_validation(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor, batch: int = 8) -> dict:
-    """Mean figures over the pairs, plus ``margin``: the smallest distance to the bar in dB-like units (>= 0 passes)."""
+def quick_validation(
+    model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor, batch: int = 8, noise_draws: int = 1
+) -> dict:
+    """Mean figures over the pairs, plus ``margin``: the smallest distance to the bar in dB-like units (>= 0 passes).
+
+    ``noise_draws`` > 1 makes the noise figure the mean over that many independent draws (seeds 0, 1, ...; seed 0 is
+    the single draw) and adds its standard error over draws, ``psnr_secret_noise5_se``: one draw of sigma-5 noise
+    moves the figure by about +-0.1 dB, as much as the margins models are compared on."""
     spans = range(0, len(covers), batch)
     stegos = torch.cat([model.embed(covers[i : i + batch], secrets[i : i + batch]) for i in spans])
     stego8 = to_255(stegos)
@@ -32,19 +44,25 @@ def quick_validation(model: torch.nn.Module, covers: torch.Tensor, secrets: torc
         "psnr_cover": psnr(stego8, to_255(covers)).mean().item(),
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
     }
-    seen = {"clean": stego8 / 255}
-    seen.update({k: f(stego8 / 255) for k, f in QUICK_ATTACKS.items()})
-    worst = float("inf")
-    for name, x in seen.items():
-        x = to_255(x) / 255
-        rec = torch.cat([model.reveal(x[i : i + batch]) for i in range(0, len(x), batch)])
-        p = psnr(to_255(rec), to_255(secrets)).mean().item()
-        res["psnr_secret" if name == "clean" else f"psnr_secret_{name}"] = p
-        if name != "clean":
-            worst = min(worst, p)
-    res["psnr_secret_worst"] = worst
+    x8 = stego8 / 255
+    res["psnr_secret"] = _secret_psnr(model, x8, secrets, batch)
+    for name, attack in QUICK_ATTACKS.items():
+        if name == "noise5" and noise_draws > 1:
+            draws = torch.tensor([_secret_psnr(model, noise_draw(x8, s), secrets, batch) for s in range(noise_draws)])
+            res["psnr_secret_noise5"] = draws.mean().item()
+            res["psnr_secret_noise5_se"] = (draws.std() / noise_draws**0.5).item()
+        else:
+            res[f"psnr_secret_{name}"] = _secret_psnr(model, attack(x8), secrets, batch)
+    res["psnr_secret_worst"] = min(res[f"psnr_secret_{name}"] for name in QUICK_ATTACKS)
     res["margin"] = min(bar_criteria(res).values())
     return res
+
+
+def _secret_psnr(model: torch.nn.Module, x: torch.Tensor, secrets: torch.Tensor, batch: int) -> float:
+    """Mean secret PSNR revealed from stegos ``x`` (B, C, H, W) in [0, 1], 8-bit rounded first as a saved PNG."""
+    x = to_255(x) / 255
+    rec = torch.cat([model.reveal(x[i : i + batch]) for i in range(0, len(x), batch)])
+    return psnr(to_255(rec), to_255(secrets)).mean().item()
 
 
 def bar_criteria(res: dict) -> dict[str, float]:
