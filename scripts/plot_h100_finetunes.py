@@ -1,11 +1,12 @@
 """Plot the held-out validation of the H100 fine-tunes against minutes of training, one PNG per lent session.
 
-    python scripts/plot_h100_finetunes.py      # docs/training/gpu-h100-{finetunes,noise,tile}.png
+    python scripts/plot_h100_finetunes.py      # docs/training/gpu-h100-{finetunes,noise,tile,most}.png
 
 Reads the validation logs that scripts/gpu_train.sh brought back: docs/training/gpu-ft*-val_log.parquet (2026-11-26,
 runs of scripts/gpu_finetune.runs and two continuations) and docs/training/gpu-noise-*-val_log.parquet (2026-11-27,
 runs of scripts/gpu_noise.runs and two continuations) and docs/training/gpu-tile-*-val_log.parquet (2026-11-27,
-runs of scripts/gpu_tile.runs: the tile-coded base against the plain one, and two continuations).
+runs of scripts/gpu_tile.runs: the tile-coded base against the plain one, and two continuations) and
+docs/training/gpu-most-*-val_log.parquet (2026-11-27, runs of scripts/gpu_most.runs and two continuations).
 """
 
 from __future__ import annotations
@@ -102,6 +103,20 @@ FIGURES = [
         baseline=start("stage 11 (the start)", 0.9586, 23.69, 24.92, 24.79),
         xlabel="minutes on the H100 (4 runs, then 2, sharing it)",
         title="Stage 11 fine-tuned with 'noise-heavy' on a lent H100, tile-coded base vs plain: 8 held-out photos",
+    ),
+    Figure(
+        out="gpu-h100-most.png",
+        prefix="gpu-most-",
+        runs={
+            "g9465": ("SSIM target 0.9465, lr 1e-4", 0.0),
+            "g9478": ("SSIM target 0.9478, lr 1e-4", 0.0),
+            "h9465": ("... 0.9465 then lr 5e-5", 8.7),
+            "h9478": ("... 0.9478 then lr 5e-5", 8.7),
+        },
+        panels=NOISE_PANELS,
+        baseline=start("stage 12 (the start)", 0.9568, 24.12, 25.00, 24.80),
+        xlabel="minutes on the H100 (2 runs sharing it)",
+        title="Stage 12 fine-tuned with 'noise-most' on a lent H100, batch 32: 8 held-out photos at 256 px",
     ),
 ]
 
