@@ -319,6 +319,14 @@ def validate(
     "instead of --steps (ignored then), and the run ends there. For a machine lent for a fixed time.",
 )
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
+@click.option(
+    "--val-noise-draws",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Average the validation's noise figure over this many draws (as `validate --noise-draws`): a steadier "
+    "figure for choosing best.pt, at one more reveal of the held-out photos per draw.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
 @click.option("--seed", default=0, show_default=True)
@@ -369,6 +377,7 @@ def train(**kw) -> None:
         max_minutes=kw["max_minutes"],
         minutes=kw["minutes"],
         val_every=kw["val_every"],
+        val_noise_draws=kw["val_noise_draws"],
         device=kw["device"],
         threads=kw["threads"],
         seed=kw["seed"],

@@ -369,3 +369,27 @@ def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path,
     assert three["psnr_secret_noise5_se"] == pytest.approx((draws.std() / 3**0.5).item(), abs=1e-4)
     assert three["psnr_secret_noise5_se"] > 0
     assert CliRunner().invoke(main, [*args, "--noise-draws", "0"]).exit_code == 2
+
+
+def test_training_validation_can_average_the_noise_figure(photos: Path, tmp_path: Path) -> None:
+    """``val_noise_draws``: the run's validations (and so best.pt's ranking) use the mean of that many noise draws,
+    the figure ``validate --noise-draws`` prints for the same weights."""
+    out = train(_config(photos, tmp_path / "run", steps=2, val_noise_draws=4))
+    logged = pq.read_table(out / "val_log.parquet").to_pylist()[-1]
+    args = ["validate", "--data", str(photos), "--checkpoint", str(out / "model.pt"), "--size", "64", "--json"]
+    four = json.loads(CliRunner().invoke(main, [*args, "--noise-draws", "4"]).output)
+    one = json.loads(CliRunner().invoke(main, args).output)
+    assert logged["psnr_secret_noise5"] == pytest.approx(four["psnr_secret_noise5"], abs=1e-3)
+    assert logged["psnr_secret_noise5_se"] == pytest.approx(four["psnr_secret_noise5_se"], abs=1e-3)
+    assert four["psnr_secret_noise5"] != pytest.approx(one["psnr_secret_noise5"], abs=1e-4)
+
+
+def test_a_resumed_run_keeps_the_columns_its_later_validations_add(photos: Path, tmp_path: Path) -> None:
+    """Resumed with more noise draws, the validation log gains the standard error's column; the earlier rows hold
+    nulls there instead of the column being dropped (the logs' columns come from every row)."""
+    train(_config(photos, tmp_path / "run", steps=2))
+    out = train(_config(photos, tmp_path / "run", steps=4, val_noise_draws=2))
+    rows = pq.read_table(out / "val_log.parquet").to_pylist()
+    assert [r["step"] for r in rows] == [2, 4]
+    assert rows[0]["psnr_secret_noise5_se"] is None
+    assert rows[1]["psnr_secret_noise5_se"] > 0

@@ -100,6 +100,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_size: int = 256
     val_every: int = 250
+    # Draws of sigma-5 noise the validation's noise figure averages (``quick_validation``): one draw moves it by about
+    # 0.1 dB, enough to pick the wrong best.pt when runs sit at the bar.
+    val_noise_draws: int = 1
     log_every: int = 25
     ckpt_minutes: float = 3.0
     max_minutes: float | None = None
@@ -276,7 +279,10 @@ class Trainer:
         for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
             if rows:
                 tmp = self.out / (name + ".tmp")
-                pq.write_table(pa.Table.from_pylist(rows), tmp)
+                # Columns from every row, not the first: a resumed run may log a figure its earlier rows lack (say
+                # the noise figure's standard error after --val-noise-draws changed); missing cells are nulls.
+                keys = dict.fromkeys(k for r in rows for k in r)
+                pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
                 os.replace(tmp, self.out / name)
 
     # ----------------------------------------------------------------------------------------------- step
@@ -428,7 +434,9 @@ class Trainer:
 
         covers, secrets = self.val
         self.model.refresh_restore()  # its calibration follows the carrier's (slowly) trained weights
-        res = quick_validation(self.model, covers.to(self.device), secrets.to(self.device))
+        res = quick_validation(
+            self.model, covers.to(self.device), secrets.to(self.device), noise_draws=self.tc.val_noise_draws
+        )
         res["step"] = self.step
         res["minutes"] = self.elapsed / 60
         return res
