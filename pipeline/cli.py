@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -24,6 +25,11 @@ LAZY_COMMANDS: dict[str, str] = {
     "engines": "pipeline.runtime.cli:engines",
     "build-engines": "pipeline.runtime.cli:build_engines",
 }
+
+
+def _noise_draws_option(flag: str, text: str) -> Callable[[Callable], Callable]:
+    """How many seeded draws of sigma-5 noise a noise figure averages (``quick_validation(noise_draws=...)``)."""
+    return click.option(flag, default=1, show_default=True, type=click.IntRange(1, 1000), help=text)
 
 
 def _importable(target: str) -> bool:
@@ -142,12 +148,9 @@ def distill_score(
     help="Hide random synthetic graphics (logos, patterns; a fixed seed no training run uses) instead of the next "
     "photos: how a model reads watermark-like secrets. The bar is defined on photo secrets.",
 )
-@click.option(
+@_noise_draws_option(
     "--noise-draws",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 1000),
-    help="Average the noise figure over this many independent draws of the noise (seeds 0, 1, ...) and print its "
+    "Average the noise figure over this many independent draws of the noise (seeds 0, 1, ...) and print its "
     "standard error: one draw moves it by about +-0.1 dB. 1 is the bar's single draw (seed 0).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -319,12 +322,9 @@ def validate(
     "instead of --steps (ignored then), and the run ends there. For a machine lent for a fixed time.",
 )
 @click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
-@click.option(
+@_noise_draws_option(
     "--val-noise-draws",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 256),
-    help="Average the validation's noise figure over this many draws (as `validate --noise-draws`): a steadier "
+    "Average the validation's noise figure over this many draws (as `validate --noise-draws`): a steadier "
     "figure for choosing best.pt, at one more reveal of the held-out photos per draw.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
