@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pipeline.evaluate.metrics import psnr, ssim, to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
 from pipeline.model.carrier import BASE_BLOCK, TILE, CarrierReader, CarrierWriter, tile_dct
-from pipeline.train.data import center_square, load_photos
+from pipeline.train.data import load_photos, validation_pairs
 
 GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
 
@@ -43,9 +43,7 @@ def gains(means: torch.Tensor) -> torch.Tensor:
     return ((p / var).sqrt() / GAIN).reshape(TILE, TILE)
 
 
-def compare(covers: torch.Tensor, label: str) -> None:
-    n = len(covers)
-    secrets = covers[[(i + 1) % n for i in range(n)]]
+def compare(covers: torch.Tensor, secrets: torch.Tensor, label: str) -> None:
     true = F.avg_pool2d(secrets, BASE_BLOCK)
     for tile in (False, True):
         writer, reader = CarrierWriter(3, 1, 10.0, tile), CarrierReader(3, 1, 10.0, tile)
@@ -66,15 +64,14 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also compare the two analytic codes (8x8 means read back)")
     args = ap.parse_args()
     train, held_out, _, _ = load_photos(args.data, 3, 0.2)
-    sets = (("train", train), ("held-out", held_out))
-    crops = {name: torch.stack([center_square(p, 256) for p in photos]) for name, photos in sets}
-    g = gains(F.avg_pool2d(crops["train"], BASE_BLOCK) - 0.5)
+    every = validation_pairs(train + held_out, 256)  # the training photos' crops first, each hiding the next
+    g = gains(F.avg_pool2d(every[0][: len(train)], BASE_BLOCK) - 0.5)
     print("TILE_GAINS (training photos):")
     for row in g.tolist():
         print("    (" + ", ".join(f"{v:.3f}" for v in row) + "),")
     if args.compare:
-        compare(crops["held-out"], "held-out")
-        compare(torch.cat([crops["train"], crops["held-out"]]), "all")
+        compare(*validation_pairs(held_out, 256), "held-out")
+        compare(*every, "all")
 
 
 if __name__ == "__main__":

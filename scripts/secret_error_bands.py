@@ -19,7 +19,7 @@ from pipeline.evaluate.metrics import to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
 from pipeline.model.carrier import BASE_BLOCK
 from pipeline.model.checkpoint import load_model
-from pipeline.train.data import center_square, load_photos
+from pipeline.train.data import load_photos, validation_pairs
 
 ATTACKS = ("clean", "noise5", "mean3")
 
@@ -34,8 +34,7 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     args = ap.parse_args()
     _, held_out, _, _ = load_photos(args.data, 3, 0.2)
-    covers = torch.stack([center_square(p, 256) for p in held_out])
-    secrets = to_255(covers[[(i + 1) % len(covers) for i in range(len(covers))]]) / 255
+    covers, secrets = validation_pairs(held_out, 256)  # already 8-bit values, as `validate` hides them
     true_means = F.avg_pool2d(secrets, BASE_BLOCK)
     for path in args.checkpoints:
         model = load_model(path)

@@ -347,6 +347,7 @@ def test_validate_can_hide_graphics_instead_of_photos(photos: Path, tmp_path: Pa
 def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path, tmp_path: Path) -> None:
     """``--noise-draws N``: the noise figure is the mean of the N seeded draws (draw 0 is the single draw) with its
     standard error; every other figure is unchanged."""
+    from pipeline.evaluate.metrics import to_255
     from pipeline.evaluate.quick import _secret_psnr, noise_draw
     from pipeline.model.checkpoint import load_model
     from pipeline.train.data import load_photos, validation_pairs
@@ -362,7 +363,7 @@ def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path,
     model = load_model(str(out / "model.pt")).eval()
     covers, secrets = validation_pairs(load_photos(str(photos), 3)[1], 64, 1)
     with torch.inference_mode():
-        stego8 = torch.round(model.embed(covers, secrets).clamp(0, 1) * 255) / 255
+        stego8 = to_255(model.embed(covers, secrets)) / 255
         draws = torch.tensor([_secret_psnr(model, noise_draw(stego8, s), secrets, 8) for s in range(3)])
     assert one["psnr_secret_noise5"] == pytest.approx(draws[0].item(), abs=1e-4)
     assert three["psnr_secret_noise5"] == pytest.approx(draws.mean().item(), abs=1e-4)
