@@ -175,7 +175,7 @@ def test_tile_coded_base_reads_back_exactly_and_spends_less_on_the_mean(photo_fa
     writer, reader = CarrierWriter(3, 1, 10.0, tile=True), CarrierReader(3, 1, 10.0, tile=True)
     with torch.no_grad():
         stego = covers + writer(covers, secrets)
-        base = reader.base_read(F.pixel_unshuffle(stego, 8)) * reader.base_scale - PILOT * pilot(8, 8, stego)
+        base = reader.base_coefficients(stego) - PILOT * pilot(8, 8, stego)
         assert torch.allclose(reader.tile.inverse(base), F.avg_pool2d(secrets, 8) - 0.5, atol=1e-5)
         thumbs = reader.thumbnails(stego)
     # Through the pilot's gain estimate (a correlation over only 64 blocks here): close, not exact.
