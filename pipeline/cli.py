@@ -264,6 +264,11 @@ def validate(
     "gain, instead of the means: the same code power; the code alone reads the means back ~4.5 dB better after noise.",
 )
 @click.option(
+    "--mirror-pilot",
+    is_flag=True,
+    help="Reveal reads a mirror from the carrier's base pilot, and embed adds no sync pattern (its cover cost freed).",
+)
+@click.option(
     "--light-score",
     is_flag=True,
     help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
@@ -362,6 +367,8 @@ def train(**kw) -> None:
         overrides["deblur"] = True
     if kw["base_tile"]:
         overrides["base_tile"] = True
+    if kw["mirror_pilot"]:
+        overrides["mirror_pilot"] = True
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],

@@ -35,6 +35,8 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
         # the tile-coded base (the shipped model's code from stage 12), with a partial tile at the right edge
         ("fast", {"light_score": True, "fine_gain": 0.06, "base_tile": True}, (64, 96)),
         ("tiny", {"fine_gain": 0.06}, (48, 48)),
+        # the mirror read from the base pilot, no sync pattern (the shipped model's from stage 14)
+        ("fast", {"light_score": True, "fine_gain": 0.06, "base_tile": True, "mirror_pilot": True}, (64, 96)),
         # experimental: a revealer wider and deeper than the embedder (``reveal_config``)
         ("fast", {"extra": {"reveal": {"width": 48, "level_widths": [48, 96, 96, 96], "dms_blocks": 2}}}, (64, 64)),
         ("small", {"score_map": False}, (72, 56)),

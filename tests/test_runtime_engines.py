@@ -280,20 +280,29 @@ def test_benchmark_script_measures_and_saves(engines_dir: Path, tiny_checkpoint:
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
-@pytest.mark.parametrize("base_tile", [False, True], ids=["plain-base", "tile-base"])
-def test_fine_code_exports_and_matches_torch(backend: str, base_tile: bool, tmp_path: Path, photo_factory) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"base_tile": True}, {"base_tile": True, "mirror_pilot": True}],
+    ids=["plain-base", "tile-base", "tile-base-pilot-mirror"],
+)
+def test_fine_code_exports_and_matches_torch(backend: str, overrides: dict, tmp_path: Path, photo_factory) -> None:
     """A model with the fine code (embed runs reveal inside; reveal gates the code per image) through the exporters:
     the projection, the per-image statistics and the gates come out as torch computes them; with the tile-coded
-    base (the shipped model's code) its transforms too."""
+    base (the shipped model's code) its transforms too, and with the mirror read from the base pilot that decision
+    (a mirrored stego revealed as torch reveals it)."""
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", fine_gain=0.06, base_tile=base_tile)).eval()
+    model = build_model(get_config("tiny", fine_gain=0.06, **overrides)).eval()
     ckpt = save_checkpoint(model, tmp_path / "fine.pt")
     # fp32 named: OpenVINO's own choice is bf16 on a CPU with AVX512_BF16 or AMX, which TOL is not for
     engine = load_engine(backend, str(ckpt), SIZE, precision="fp32", engines_dir=str(tmp_path / "engines"))
     cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
-    stego_ref, revealed_ref = _torch_outputs(load_model(ckpt), cover, secret)
+    torch_model = load_model(ckpt)
+    stego_ref, revealed_ref = _torch_outputs(torch_model, cover, secret)
     assert np.abs(engine.embed(cover, secret) - stego_ref).max() <= TOL
     assert np.abs(engine.reveal(stego_ref) - revealed_ref).max() <= TOL
+    mirrored = np.ascontiguousarray(stego_ref[..., ::-1])
+    with torch.inference_mode():
+        assert np.abs(engine.reveal(mirrored) - torch_model.reveal(torch.from_numpy(mirrored)).numpy()).max() <= TOL
 
 
 def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -> None:

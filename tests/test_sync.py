@@ -93,6 +93,44 @@ def test_model_reveals_a_mirrored_stego_as_the_original(arch: str) -> None:
         assert diff.abs().mean().item() == pytest.approx(1 / 255, rel=1e-3)
 
 
+def _pilot_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(get_config("fast", light_score=True, fine_gain=0.06, base_tile=True, mirror_pilot=True)).eval()
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_the_base_pilot_tells_a_mirror_after_the_distortions(attack: str) -> None:
+    """``mirror_pilot``: the carrier's base pilot decides, right on every photo, mirrored or not; the stego holds no
+    sync pattern (its score is that of an unmarked photo, far under a marked one's)."""
+    model, photos = _pilot_model(), sample_photos()
+    f = ATTACKS[attack]
+    with torch.inference_mode():
+        stego = A.quantize(model.embed(photos, photos.roll(1, 0)))
+        reader = model.revealer.carrier
+        assert not reader.mirrored(A.quantize(f(stego))).any()
+        assert reader.mirrored(A.quantize(f(stego.flip(-1)))).all()
+    marked = mirror_score(A.quantize(add_template(photos, 1.0)))
+    assert mirror_score(stego).abs().max() < marked.min() / 2
+
+
+def test_a_pilot_mirrored_model_reveals_a_mirror_as_the_original_and_adds_no_pattern() -> None:
+    from dataclasses import replace
+
+    model, covers = _pilot_model(), sample_photos(64)[:2]
+    synced = build_model(replace(model.config, mirror_pilot=False)).eval()
+    synced.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        stego = A.quantize(model.embed(covers, covers.flip(0)))
+        assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
+        # Without the fine code's own reading in between, the two embeds differ by the pattern alone.
+        for m in (model, synced):
+            m.config = replace(m.config, fine_gain=0.0)
+        diff = synced.embed_raw(covers, covers.flip(0)) - model.embed_raw(covers, covers.flip(0))
+        assert torch.allclose(diff, template(64, 64, diff) / 255, atol=1e-6)
+    with pytest.raises(ValueError, match="mirror_pilot"):
+        get_config("fast", mirror_pilot=True, carrier=False)
+
+
 def test_checkpoints_from_before_sync_keep_their_learned_flip_head() -> None:
     old = get_config("tiny").to_dict()
     del old["flip_sync"], old["sync_amplitude"]

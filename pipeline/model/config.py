@@ -36,6 +36,9 @@ class ModelConfig:
             ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
         flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
             (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
+        mirror_pilot: with ``flip_sync``, reveal decides whether a stego was mirrored from the carrier's base pilot
+            (``CarrierReader.mirrored``), which every stego carries anyway, and embed adds no sync pattern: its cover
+            cost (0.006 of SSIM on stage 13's weights) is freed; False for every model before stage 14.
         carrier_texture: experimental, 0 = off (every shipped model): the carrier's written code is scaled per block
             by ``(1 - a) + a * texture`` of the cover (normalised to unit RMS per image), moving its energy out of
             flat regions where SSIM sees it; the reader divides the same map, computed from the stego, back out.
@@ -77,6 +80,7 @@ class ModelConfig:
     flip_head: bool = False
     flip_sync: bool = True
     sync_amplitude: float = 1.0
+    mirror_pilot: bool = False
     carrier: bool = True
     carrier_amplitude: float = 10.0
     carrier_texture: float = 0.0
@@ -95,6 +99,8 @@ class ModelConfig:
             raise ValueError(f"num_secrets must be between 1 and 4, got {self.num_secrets}")
         if self.fine_gain > 0 and not (self.arch == "sris" and self.carrier):
             raise ValueError("fine_gain needs SRIS-Net with the carrier (its code lives where the carrier leaves room)")
+        if self.mirror_pilot and not (self.arch == "sris" and self.carrier and self.flip_sync):
+            raise ValueError("mirror_pilot needs SRIS-Net with the carrier (its pilot decides) and flip_sync")
         if self.base_tile and not (self.arch == "sris" and self.carrier):
             raise ValueError("base_tile needs SRIS-Net with the carrier (it changes the carrier's base code)")
         if self.deblur and not (self.arch == "sris" and self.carrier):

@@ -284,8 +284,9 @@ class SRISNet(HidingModel):
             residual = residual * e.gain(score_f).repeat(1, c, 1, 1)
         else:
             residual = e.deep(cover_c, secrets_c, cover_f.new_ones(b, 1, h // s, w // s))
-        sync = fold(template(h, w, cover), s).repeat(1, c, 1, 1) * (self.config.sync_amplitude / 255.0)
-        stego_f = cover_f + residual + e.carrier.detail(cover_f, secrets) + sync
+        stego_f = cover_f + residual + e.carrier.detail(cover_f, secrets)
+        if not self.config.mirror_pilot:
+            stego_f = stego_f + fold(template(h, w, cover), s).repeat(1, c, 1, 1) * (self.config.sync_amplitude / 255)
         stego = unfold(stego_f, s) + unfold(e.carrier.base(cover, secrets), BASE_BLOCK)
         return self.finish(stego, secrets).clamp(0, 1)
 
@@ -296,6 +297,14 @@ class SRISNet(HidingModel):
         estimate_f = upsample_folded(r.carrier.thumbnails(x, x_f), s)  # == fold(r.carrier(x))
         correction_f = r.deep(torch.cat([x_f - 0.5, estimate_f - 0.5], dim=1))
         return unfold(correction_f + estimate_f, s)
+
+    def add_sync(self, stego: torch.Tensor) -> torch.Tensor:
+        return stego if self.config.mirror_pilot else super().add_sync(stego)
+
+    def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
+        if self.config.mirror_pilot:  # the config refuses it without the carrier
+            return unmirror(stego, self.revealer.carrier.mirrored(stego))
+        return super().unmirror(stego)
 
     def restore(self, stego: torch.Tensor) -> torch.Tensor:
         if not self.config.deblur:  # the config refuses deblur without the carrier
@@ -311,7 +320,7 @@ class SRISNet(HidingModel):
     def reveal_core(self, stego: torch.Tensor) -> torch.Tensor:
         if not self._lean():
             return super().reveal_core(stego)
-        x = unmirror(stego)
+        x = self.unmirror(stego)
         if self.config.fine_gain <= 0:
             return self._reveal_lean(x).clamp(0, 1)
         stripped, y = fine.strip(x, self.config.num_secrets)

@@ -104,9 +104,10 @@ def is_mirrored(x: torch.Tensor) -> torch.Tensor:
     return (x * mirror_direction(*x.shape[1:], x)).sum(dim=(1, 2, 3)) < 0
 
 
-def unmirror(x: torch.Tensor) -> torch.Tensor:
-    """Un-mirror the images of the batch that hold the mirrored pattern (a per-image select, exportable)."""
-    flag = is_mirrored(x).reshape(-1, 1, 1, 1)
+def unmirror(x: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+    """Un-mirror the images of the batch that hold the mirrored pattern, or those flagged in ``mirrored`` (B,) bool
+    when another signal decided (a per-image select, exportable)."""
+    flag = (is_mirrored(x) if mirrored is None else mirrored).reshape(-1, 1, 1, 1)
     # A gather with reversed indices, not ``flip``: exported, flip is a negative-step Slice that OpenVINO runs with
     # its reference kernel (5% of the whole reveal graph on the CPU); the gather has a fast one. Same values.
     reverse = torch.arange(x.shape[-1] - 1, -1, -1, device=x.device)
