@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model.signs import signs_like
+from pipeline.model.sync import mirror_image
 
 BASE_BLOCK, DETAIL_BLOCK = 8, 4
 # Base coefficients per secret, all orthogonal to the detail coefficient on every 8x8 block (checked in the tests).
@@ -281,13 +282,11 @@ class CarrierReader(nn.Module):
         not in the mirrored one (a mirror maps each 8x8 block's coefficient (u, v) onto the mirrored block's, times
         (-1)^v, and the mirrored sign pattern is uncorrelated with the pilot). The pilot is in every stego already,
         at 0.1 of the code's unit and summed over every block, so it decides as a dedicated sync pattern did."""
-        reverse = torch.arange(stego.shape[-1] - 1, -1, -1, device=stego.device)
 
         def strength(x: torch.Tensor) -> torch.Tensor:
             return pilot_gain(self.base_coefficients(x)).mean(dim=(1, 2, 3))
 
-        # A gather with reversed indices, not ``flip``: OpenVINO runs a negative-step slice with a slow kernel.
-        return strength(stego.index_select(-1, reverse)) > strength(stego)
+        return strength(mirror_image(stego)) > strength(stego)
 
     def base_means(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, N, N) -> (B, K*C, N/8, N/8): the secrets' 8x8 block means as the base code tells them (its gain

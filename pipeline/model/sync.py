@@ -104,11 +104,14 @@ def is_mirrored(x: torch.Tensor) -> torch.Tensor:
     return (x * mirror_direction(*x.shape[1:], x)).sum(dim=(1, 2, 3)) < 0
 
 
+def mirror_image(x: torch.Tensor) -> torch.Tensor:
+    """``x.flip(-1)`` as a gather with reversed indices: exported, flip is a negative-step Slice that OpenVINO runs
+    with its reference kernel (5% of the whole reveal graph on the CPU); the gather has a fast one. Same values."""
+    return x.index_select(-1, torch.arange(x.shape[-1] - 1, -1, -1, device=x.device))
+
+
 def unmirror(x: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
     """Un-mirror the images of the batch that hold the mirrored pattern, or those flagged in ``mirrored`` (B,) bool
     when another signal decided (a per-image select, exportable)."""
     flag = (is_mirrored(x) if mirrored is None else mirrored).reshape(-1, 1, 1, 1)
-    # A gather with reversed indices, not ``flip``: exported, flip is a negative-step Slice that OpenVINO runs with
-    # its reference kernel (5% of the whole reveal graph on the CPU); the gather has a fast one. Same values.
-    reverse = torch.arange(x.shape[-1] - 1, -1, -1, device=x.device)
-    return torch.where(flag, x.index_select(-1, reverse), x)
+    return torch.where(flag, mirror_image(x), x)
