@@ -78,7 +78,8 @@ def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_fa
     res = run(*embed_args(src, dst, tiny_checkpoint, secret))
     assert res.exit_code == 0, res.output
     assert "embed: 6 images ok, 0 failed, 1 skipped" in res.output and "mean psnr_secret" in res.output
-    assert tree(dst) - {p for p in tree(dst) if p.startswith("_jobs/")} == {
+    assert tree(dst) == {  # exactly these files: the job record is DST/manifest.json
+        "manifest.json",
         "shard-000000.tar",
         "shard-000000.parquet",
         "shard-000001.tar",
@@ -100,10 +101,10 @@ def test_embed_outputs_rows_manifest(tmp_path, tiny_checkpoint, secret, photo_fa
     a_out = decode_png(tar_members(dst / "shard-000001.tar")["a.png"])
     assert a_out.shape == (30, 44, 4) and (a_out[..., 3] == rgba[..., 3]).all()  # alpha put back unchanged
 
-    (manifest_path,) = (dst / "_jobs").iterdir()
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads((dst / "manifest.json").read_text())
     assert manifest["totals"]["images_ok"] == 6 and manifest["config"]["size"] == SIZE
     assert manifest["engine"]["model_sha256"] == r0[0]["model_sha256"] and manifest["versions"]["torch"]
+    assert manifest["shards"]["done"] == ["shard-000000", "shard-000001"] and manifest["job_id"] == r0[0]["job_id"]
 
 
 def test_compose_and_verify_maths(tiny_checkpoint, photo_factory, monkeypatch) -> None:
@@ -183,13 +184,13 @@ def test_exit_codes_1_and_2(tmp_path, tiny_checkpoint, secret) -> None:
     src = tmp_path / "src"
     photo_shard(src / "s.tar", 1)
     res = run(*embed_args(tmp_path / "missing", tmp_path / "o1", tiny_checkpoint, secret))
-    assert res.exit_code == 1 and "error:" in res.output
+    assert res.exit_code == 2 and f"--shards {tmp_path / 'missing'}: no such folder" in res.output
     res = run(*embed_args(src, tmp_path / "o2", tiny_checkpoint, secret), "--secret", secret)
-    assert res.exit_code == 1 and "K=1 secret image(s) per cover, but 2 --secret" in res.output
+    assert res.exit_code == 2 and "K=1 secret image(s) per cover, but 2 --secret" in res.output
     bad_secret = tmp_path / "bad.png"
     bad_secret.write_bytes(b"nope")
     res = run(*embed_args(src, tmp_path / "o3", tiny_checkpoint, bad_secret))
-    assert res.exit_code == 1 and "cannot use the secret image" in res.output
+    assert res.exit_code == 1 and "cannot use the --secret image" in res.output
     res = run("embed", "--shards", src, "--secret", secret)  # no --out
     assert res.exit_code == 2
     res = run(*embed_args(src, tmp_path / "o4", tiny_checkpoint, secret), "--format", "gif")

@@ -86,7 +86,7 @@ def test_two_secrets_naming(tmp_path, photo_factory) -> None:
     photo_shard(tmp_path / "src" / "s.tar", 2)
     common = ["--checkpoint", ckpt, "--size", SIZE, "--backend", "torch"]
     res = run("embed", "--shards", tmp_path / "src", "--out", tmp_path / "st", "--secret", s1, *common)
-    assert res.exit_code == 1 and "K=2" in res.output
+    assert res.exit_code == 2 and "K=2" in res.output  # a usage error, refused before any engine is loaded
     res = run("embed", "--shards", tmp_path / "src", "--out", tmp_path / "st", "--secret", s1, "--secret", s2, *common)
     assert res.exit_code == 0, res.output
     assert rows(tmp_path / "st" / "s.parquet")[0]["secret_id"].count("+") == 1

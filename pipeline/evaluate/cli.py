@@ -42,7 +42,7 @@ def _capacity(values: tuple[str, ...]) -> dict[int, str]:
     help="Checkpoint trained to hide K (2, 3 or 4) secrets, for the capacity table; repeatable.",
 )
 @click.option("--size", default=256, show_default=True, help="Image size N: shorter side resized to N, centre crop.")
-@click.option("--quick", is_flag=True, help="A subset (8 photos, 5 XuNet epochs, 2 sample grids): about a minute.")
+@click.option("--quick", is_flag=True, help="A subset (8 photos, 5 XuNet epochs, 2 sample grids): a quick check.")
 @click.option(
     "--subset",
     type=click.Choice(["all", "validation", "train"]),

@@ -1,4 +1,4 @@
-"""Image-quality metrics on 8-bit images, following DESIGN.md section 3.
+"""Image-quality metrics on 8-bit images: PSNR, SSIM and the others the paper's tables report.
 
 Inputs are (B, C, H, W) tensors on the 0-255 scale (uint8 or float holding integers); every function returns one
 value per image, shape (B,), so tables can report means and standard deviations over images.

@@ -287,7 +287,7 @@ def _robustness_section(results: Sequence[ModelResult]) -> list[str]:
         out += [f"**{res.label}**: secret/recovery after each attack", ""]
         out += [md_table(["attack", *[h for _, h, _ in METRICS_ROBUST]], rows), ""]
     out += [
-        "Attacks (DESIGN.md section 3, our assumptions where the paper gives no parameters): mean filter 3x3; "
+        "Attacks (our assumptions where the paper gives no parameters): mean filter 3x3; "
         "Gaussian filter 3x3 with sigma 0.5, 1, 2; sharpening [[0,-1,0],[-1,5,-1],[0,-1,0]]; Gaussian noise sigma "
         "1, 5, 10 on the 0-255 scale; horizontal flip (the receiver gets the flipped image as it is and the recovery "
         "is compared with the original secret); real JPEG (Pillow/libjpeg, 4:2:0) at quality 90 and 75 as extras. "

@@ -1,4 +1,4 @@
-"""Steganalysis: how well can a detector tell stego images from covers? (paper Table 3, DESIGN.md section 3).
+"""Steganalysis: how well can a detector tell stego images from covers? (paper Table 3).
 
 Three detectors, each trained on the training half and scored on the test half of pair-aware 50/50 splits (a photo's
 cover and its stego, and every tile cut from them, always fall on the same side):

@@ -3,8 +3,8 @@
 Every decoder first reads the header only (``probe``): the size is checked against a pixel limit (default 100 MP)
 before any pixel is decoded, so a decompression bomb costs microseconds, not gigabytes. Then:
 
-- ``cpu`` (the default without DALI): baseline RGB/gray JPEG through simplejpeg (libjpeg-turbo, 2-3x Pillow), every
-  other format and mode through Pillow; images decode in a thread pool (both release the GIL).
+- ``cpu`` (the default without DALI): baseline RGB/gray JPEG through simplejpeg (libjpeg-turbo, faster than
+  Pillow), every other format and mode through Pillow; images decode in a thread pool (both release the GIL).
 - ``dali``: NVIDIA DALI's image decoder on batches, ``mixed`` (nvJPEG) on a GPU and CPU-only (``device_id=None``)
   otherwise; imported lazily. Images DALI cannot represent faithfully (alpha, 16-bit, palette, CMYK) and any batch it
   rejects go to the CPU path, so one bad file never fails a batch.
@@ -342,8 +342,8 @@ def make_decoder(
     pool: ThreadPoolExecutor | None = None,
     batch_size: int = 16,
 ) -> CpuDecoder:
-    """``auto``: DALI on a GPU when installed, else the CPU decoder (DALI's CPU mode is not faster than simplejpeg in
-    a thread pool on small CPUs, see DESIGN.md section 4). ``cpu`` / ``dali`` force one."""
+    """``auto``: DALI on a GPU when installed, else the CPU decoder (DALI's CPU mode is no faster than simplejpeg in
+    a thread pool on small CPUs). ``cpu`` / ``dali`` force one."""
     if name == "auto":
         name = "dali" if dali_available() and _cuda_device() is not None else "cpu"
     if name == "cpu":

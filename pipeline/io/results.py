@@ -1,9 +1,10 @@
-"""The results Parquet: one file per input shard, one row per input member (errors included), DESIGN.md section 6.
+"""The results Parquet: one file per input shard, one row per input member (errors included).
 
 The file is also the shard's commit marker. It is written (atomically) after the output shard is committed, and its
-footer carries the job configuration fingerprint (``sris.job`` key-value metadata): a shard counts as done only
-when its results file exists, reads back, says ``complete`` and matches the current job's configuration and the
-source shard's fingerprint. Anything else (missing, unreadable, another model/secret/size/format) is redone whole.
+footer carries the job configuration (``sris.job`` key-value metadata): a shard counts as done only when its results
+file exists, reads back, says ``complete`` and matches the current job's configuration and the source shard's
+fingerprint. Anything else (missing, unreadable, another model/secret/size/format) is redone whole, and
+``redo_reason`` says why.
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ SCHEMA = pa.schema(
         pa.field("backend", pa.string()),
         pa.field("precision", pa.string()),
         pa.field("model_sha256", pa.string()),
+        # Per-image times in ms. Decoding and inference work on batches: decode_ms and infer_ms are the batch's time
+        # divided by its images (so a column sums to its stages' time, and the images of one batch share a value).
+        # decode_ms includes the sample's own secrets (--secret-ext); infer_ms is embed's preprocess + engine +
+        # compose + verify, or extract's preprocess + reveal. encode_ms is this image's own encoding.
         pa.field("decode_ms", pa.float64()),
-        pa.field("infer_ms", pa.float64()),  # this image's share of its batch's preprocess+engine+compose+verify
+        pa.field("infer_ms", pa.float64()),
         pa.field("encode_ms", pa.float64()),
         pa.field("created_at", pa.timestamp("us", tz="UTC")),
     ]
@@ -82,20 +87,29 @@ def write_results(dst: str, shard_name: str, rows: list[dict[str, Any]], meta: d
 
 def read_results_meta(dst: str, shard_name: str) -> dict[str, Any] | None:
     """The footer metadata of ``DST/SHARD.parquet``, or None when it is missing or unreadable (= not done)."""
+    return read_results_state(dst, shard_name)[1]
+
+
+def read_results_state(dst: str, shard_name: str) -> tuple[bool, dict[str, Any] | None]:
+    """(whether ``DST/SHARD.parquet`` exists, its footer metadata or None when missing or unreadable)."""
     fs, base = get_fs(dst)
     path = join(base, results_name(shard_name))
+    found = False
 
     def read() -> dict[str, Any] | None:
+        nonlocal found
         if not fs.exists(path):
             return None
+        found = True
         with fs.open(path, "rb") as f:
             md = pq.read_metadata(f).metadata or {}
         return json.loads(md[META_KEY]) if META_KEY in md else None
 
     try:
-        return retry(read, f"reading {path}")
+        meta = retry(read, f"reading {path}")
     except (OSError, ValueError, pa.ArrowException):
-        return None
+        meta = None
+    return found, meta
 
 
 def read_results(url: str) -> pa.Table:
@@ -111,3 +125,58 @@ def is_done(meta: dict[str, Any] | None, config_hash: str, source_fingerprint: s
         and meta.get("config_hash") == config_hash
         and meta.get("source_fingerprint") == source_fingerprint
     )
+
+
+# How a configuration key is named in a redo reason (the others under their own name).
+_CONFIG_LABELS = {
+    "model_sha256": "model",
+    "secrets_sha256": "secret images",
+    "secret_ext": "secret-ext",
+    "references_sha256": "reference images",
+    "jpeg_quality": "jpeg-quality",
+}
+
+
+def _show(value: Any) -> str:
+    """A configuration value for a message: hashes shortened to 12 characters, lists joined, None as 'none'."""
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, list):
+        return "+".join(_show(v) for v in value)
+    text = str(value)
+    return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["format png -> webp", ...]``: the keys where two job configurations differ, in a stable order."""
+    keys = [*new, *(k for k in old if k not in new)]
+    return [
+        f"{_CONFIG_LABELS.get(k, k)} {_show(old.get(k))} -> {_show(new.get(k))}"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
+
+
+def redo_reason(
+    meta: dict[str, Any] | None,
+    config: dict[str, Any],
+    config_hash: str,
+    source_fingerprint: str,
+    exists: bool = True,
+) -> str | None:
+    """Why a shard with these results must be (re)done; None when it is done (``is_done``).
+
+    ``exists`` says whether the results file is there at all: a missing one is a shard not done yet ("new"), a
+    present one whose footer cannot be read is "results unreadable".
+    """
+    if is_done(meta, config_hash, source_fingerprint):
+        return None
+    if meta is None:
+        return "results unreadable" if exists else "new"
+    if meta.get("complete") is not True:
+        return "results incomplete"
+    if meta.get("config_hash") != config_hash:
+        old = meta.get("config")
+        changes = config_changes(old, config) if isinstance(old, dict) else []
+        return "settings changed: " + (", ".join(changes) if changes else "the job configuration differs")
+    return "the source shard changed since it was done"

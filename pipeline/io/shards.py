@@ -259,13 +259,17 @@ def list_shards(src: str) -> list[ShardRef]:
     """The shards under ``src`` in name order: every ``*.tar`` there, or, if there is none, the folder itself.
 
     ``src`` may also name a single ``.tar``. Raises FileNotFoundError when ``src`` does not exist or holds neither
-    shards nor images.
+    shards nor images; its message starts with ``src`` (the CLI puts the option's name before it).
     """
     fs, path = get_fs(src)
-    info = retry(lambda: fs.info(path), f"listing {src}")  # raises FileNotFoundError for a missing path
+    try:
+        info = retry(lambda: fs.info(path), f"listing {src}")
+    except FileNotFoundError:
+        what = "file" if path.endswith(".tar") else "folder" if is_local(fs) else "prefix"
+        raise FileNotFoundError(f"{src}: no such {what}") from None
     if info["type"] != "directory":
         if not path.endswith(".tar"):
-            raise FileNotFoundError(f"{src} is neither a folder nor a .tar shard")
+            raise FileNotFoundError(f"{src} is a file, neither a folder nor a .tar shard")
         name = posixpath.basename(path)[: -len(".tar")]
         return [ShardRef(name, _url(fs, path), "tar", _entry_fingerprint(info), size=info.get("size"))]
     entries = sorted(retry(lambda: fs.ls(path, detail=True), f"listing {src}"), key=lambda e: e["name"])
@@ -498,7 +502,7 @@ class AtomicFile:
     def __init__(self, dst: str, name: str, job_id: str) -> None:
         self.fs, base = get_fs(dst)
         self.final = join(base, name)
-        base, name = posixpath.split(self.final)  # ``name`` may hold a sub-folder (``_jobs/ID.json``)
+        base, name = posixpath.split(self.final)  # ``name`` may hold a sub-folder
         self.local = is_local(self.fs)
         if self.local:
             os.makedirs(base, exist_ok=True)

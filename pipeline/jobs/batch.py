@@ -114,7 +114,7 @@ def psnr_from_sse(sse: float, count: int) -> float:
 
 
 def per_image_metrics(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PSNR and SSIM (DESIGN.md section 3) of uint8 image pairs (B, N, N, 3): two (B,) float64 arrays.
+    """PSNR and SSIM (as ``pipeline.evaluate.metrics``) of uint8 image pairs (B, N, N, 3): two (B,) float64 arrays.
 
     Both with OpenCV (the squared error as ``cv2.norm``, exact in integers; SSIM as ``ssim_u8``): on every image of
     a job they were the verify stage's largest cost in torch. SSIM agrees with the float64 reference of the

@@ -252,6 +252,12 @@ def memory_check(cfg: BenchmarkConfig, backend: str, secret_path: Path, work: Pa
     }
 
 
+def _say(message: str) -> None:
+    import click
+
+    click.echo(message, err=True)
+
+
 def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
     """Run everything the config asks for; print the table; write Parquet + PNG. Returns the rows."""
     import click
@@ -275,7 +281,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
             shard = write_shard(work / f"in-{h}x{w}" / "bench.tar", cfg.images, h, w)
             for backend in backends:
                 try:
-                    engine = load_engine(backend, cfg.checkpoint, cfg.size, engines_dir=cfg.engines_dir)
+                    engine = load_engine(backend, cfg.checkpoint, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
                 except Exception as exc:  # a backend that does not load here is reported, not fatal
                     click.echo(f"skipping backend {backend}: {exc}", err=True)
                     continue

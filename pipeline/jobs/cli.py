@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -17,14 +18,18 @@ from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, FORMATS
 EXIT_CODES_HELP = """
 \b
 Exit status:
-  0  every image was processed
-  1  the job failed: bad configuration, unreadable source, engine error, or a shard that could not be
-     completed (its partial output is discarded; rerun to redo it)
-  2  usage error (bad options)
-  3  the job finished but some images failed: see the rows with status = 'error' in the results Parquet
+  0    every image was processed
+  1    the job failed: bad configuration, unreadable source or checkpoint, engine error, or a shard that could
+       not be completed (its partial output is discarded; rerun to redo it)
+  2    usage error: bad options, a --shards path that does not exist, an --out that is a file, secrets that do
+       not fit the model
+  3    the job finished but some images failed: see the rows with status = 'error' in the results Parquet
+  130  interrupted (Ctrl-C): complete shards are kept; the same command resumes the job
 """
 
-BACKENDS_HELP = "Engine backend: auto, torch, onnxruntime, openvino, tensorrt (what is installed and built)."
+# ``pipeline.runtime.probe.BACKENDS`` plus auto (not imported: --help stays light).
+BACKENDS = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
+BACKENDS_HELP = "Engine backend; auto takes the first usable one of tensorrt, openvino, onnxruntime, torch."
 
 
 def samples_dir() -> Path:
@@ -41,7 +46,13 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--out", "dst", required=True, help="Output folder or s3://bucket/prefix."),
         click.option("--samples", is_flag=True, help="Use the sample shards shipped with the package as --shards."),
-        click.option("--backend", default="auto", show_default=True, help=BACKENDS_HELP),
+        click.option(
+            "--backend",
+            default="auto",
+            show_default=True,
+            type=click.Choice(BACKENDS, case_sensitive=False),
+            help=BACKENDS_HELP,
+        ),
         click.option(
             "--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."
         ),
@@ -123,32 +134,96 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
+    from pipeline.jobs.common import EXIT_FAILED
+
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(EXIT_FAILED)
 
 
-def _read_images(paths: tuple[str, ...], what: str) -> list[bytes]:
+def _say(message: str) -> None:
+    """A progress line: stderr, so that stdout keeps only the summary."""
+    click.echo(message, err=True)
+
+
+def _local(url: str) -> bool:
+    return "://" not in url
+
+
+def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
     from pipeline.io.shards import read_bytes
 
     out = []
     for p in paths:
+        if _local(p) and not Path(p).is_file():
+            what = "a folder, not an image" if Path(p).is_dir() else "no such file"
+            raise click.UsageError(f"{option} {p}: {what}")
         try:
             out.append(read_bytes(p))
         except OSError as exc:
-            _fail(f"cannot read {what} {p}: {exc}")
+            _fail(f"{option} {p}: cannot read it ({getattr(exc, 'strerror', None) or exc})")
     return out
 
 
-def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
-    """Load the engine, build the job, run it with the local runner, write the manifest, print the summary, exit."""
-    from pipeline.io.decode import make_decoder
-    from pipeline.jobs.batch import JobSettings
-    from pipeline.jobs.common import JobError
-    from pipeline.jobs.runners import LocalRunner
-    from pipeline.model.checkpoint import CheckpointError
-    from pipeline.runtime import load_engine
+def check_out(dst: str, option: str = "--out") -> None:
+    """A local output folder must be a folder, or a path that can become one: refuse a file there or above it."""
+    if not _local(dst):
+        return
+    path = Path(dst)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise click.UsageError(f"{option} {dst} is a file" if p == path else f"{option} {dst}: {p} is a file")
+            return
 
+
+def check_shards(src: str, dst: str) -> None:
+    """A local --shards path must exist and hold shards or images; it must not be the output folder."""
+    if not _local(src):
+        return
+    from pipeline.io.shards import list_shards
+
+    try:
+        list_shards(src)
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"--shards {exc}") from None
+    if _local(dst) and Path(dst).resolve() == Path(src).resolve():
+        raise click.UsageError(f"--out {dst} is the --shards folder: the outputs would replace the inputs")
+
+
+def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
+    """One line for a checkpoint that cannot be used (torch's own error can be a paragraph)."""
+    if checkpoint is None:  # the shipped model
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
+    if not Path(checkpoint).exists():
+        return f"--checkpoint {checkpoint}: no such file"
+    cause = exc.__cause__
+    detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
+    return f"--checkpoint {checkpoint}: not an sris-pipeline checkpoint{detail}"
+
+
+def read_model_config(checkpoint: str | None) -> Any:
+    """The checkpoint's model config (read before any engine is built, so that options are checked first)."""
+    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.runtime.build import CheckpointRef
+
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise click.UsageError(checkpoint_message(checkpoint, FileNotFoundError(checkpoint)))
+    try:
+        return CheckpointRef.load(checkpoint).config
+    except CheckpointError as exc:
+        _fail(checkpoint_message(checkpoint, exc))
+
+
+def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Callable[[Any], None]) -> None:
+    """Check the options, load the engine, build the job, run it, write the manifest, print the summary, exit.
+
+    ``check_model(config)`` checks the options that depend on the model (how many secrets it hides) and raises
+    ``click.UsageError``; it runs before any engine is loaded or built.
+    """
+    from pipeline.jobs.batch import JobSettings
+
+    t_start = time.perf_counter()
     if kw["samples"] and not kw["src"]:
         kw["src"] = str(samples_dir() / "shards")
     if not kw["src"]:
@@ -164,6 +239,17 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
     use_ray = kw["runner"] == "ray"
     if not use_ray and any(kw[k] is not None for k in ("ray_address", "ray_actors", "ray_gpus_per_actor")):
         raise click.UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor go with --runner ray")
+    check_out(kw["dst"])
+    check_shards(kw["src"], kw["dst"])
+    check_model(read_model_config(kw["checkpoint"]))
+
+    from pipeline.io.decode import make_decoder
+    from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError
+    from pipeline.jobs.runners import LocalRunner
+    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.runtime import load_engine
+
+    job = None
     try:
         if use_ray:
             from pipeline.jobs.ray_runner import EngineSpec, RayRunner
@@ -185,6 +271,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
                 kw["device"],
                 kw["precision"],
                 engines_dir=kw["engines_dir"],
+                notify=_say,
             )
             runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
         _check_size(engine)
@@ -192,9 +279,23 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any]) -> None:
         decoder = make_decoder(decoder_name, kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
         job = make_job(engine=engine, settings=settings, decoder=decoder)
         job.plan()
+        for line in job.redo_lines():
+            _say(line)
+        job.engine_build_seconds = engine.build_seconds
+        job.startup_seconds = time.perf_counter() - t_start
         runner.run(job)
         job.write_manifest()
-    except (JobError, CheckpointError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+    except KeyboardInterrupt:
+        if job is None or not (job.todo or job.already_done):
+            _say("interrupted before any shard was started; nothing was written to --out. Rerun the same command.")
+        else:
+            _say(job.interrupted_message())
+        sys.exit(EXIT_INTERRUPTED)
+    except JobUsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except CheckpointError as exc:
+        _fail(checkpoint_message(kw["checkpoint"], exc))
+    except (JobError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
         _fail(str(exc))
     click.echo(job.summary())
     for f in job.totals.shards_failed:
@@ -234,11 +335,11 @@ def _check_size(engine: Any) -> None:
     show_default=True,
     help="How the network's change to the cover (made at --size) reaches full size. exact: a receiver that brings "
     "the stego back to --size sees the network's own stego, so the model's figures hold at any size; smooth: "
-    "bilinear, a smaller change to the cover and a weaker secret (shipped model at 1 MP: cover PSNR 40.5 instead "
-    "of 37.9 dB, secret 21.3 instead of 24.4 dB).",
+    "bilinear, a smaller change to the cover and a weaker secret (pipeline/weights/MODEL_CARD.md has the figures).",
 )
 def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> None:
-    """Hide secret image(s) in every image of every shard: one output shard + one results Parquet per input shard.
+    """Hide secret image(s) in every image of every shard: one output shard + one results Parquet per input shard,
+    and OUT/manifest.json (the job record: configuration, model and engine hashes, versions, totals).
 
     \b
     Example (the sample shards shipped with the package):
@@ -249,11 +350,20 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
     Completed shards whose results match the configuration (model, secrets, size, format) are skipped, so a rerun
     after a crash, or over a prefix that gained new shards, processes only what is missing.
     """
-    from pipeline.jobs.embed import EmbedJob
+    from pipeline.jobs.common import JobUsageError
+    from pipeline.jobs.embed import EmbedJob, check_secret_options
 
     if kw["samples"] and not secrets and not secret_exts:
         secrets = (str(samples_dir() / "secret.png"),)
-    blobs = _read_images(secrets, "secret image")
+
+    def check(k: int | None) -> None:
+        try:
+            check_secret_options(len(secrets), list(secret_exts), k)
+        except JobUsageError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    check(None)
+    blobs = _read_images(secrets, "--secret")
     run_job(
         kw,
         functools.partial(
@@ -264,6 +374,7 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
             secret_exts=list(secret_exts),
             force=kw["force"],
         ),
+        lambda config: check(config.num_secrets),
     )
 
 
@@ -279,18 +390,28 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
 def extract(references: tuple[str, ...], **kw: Any) -> None:
     """Reveal the hidden secret(s) of every image of every shard into KEY.secret.png (KEY.secret1.png ... for K > 1).
 
+    Per input shard: an output shard of the secrets and a results Parquet; and OUT/manifest.json, the job record.
+
     \b
     Example:
       python -m pipeline extract --shards out/ --out revealed/ --reference logo.png
     """
-    from pipeline.jobs.extract import ExtractJob
+    from pipeline.jobs.common import JobUsageError
+    from pipeline.jobs.extract import ExtractJob, check_reference_count
 
-    blobs = _read_images(references, "reference image")
+    def check(config: Any) -> None:
+        try:
+            check_reference_count(len(references), config.num_secrets)
+        except JobUsageError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    blobs = _read_images(references, "--reference")
     run_job(
         kw,
         functools.partial(
             ExtractJob, kw["src"] or str(samples_dir() / "shards"), kw["dst"], references=blobs, force=kw["force"]
         ),
+        check,
     )
 
 
@@ -304,7 +425,13 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     help="Input photo size(s) in MP, 4:3; 0 = N x N photos (the default). Repeat to measure several: "
     "--megapixels 0 --megapixels 1.",
 )
-@click.option("--backend", "backends", multiple=True, help="Backend(s) to measure [default: every one that loads].")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    type=click.Choice(BACKENDS[1:], case_sensitive=False),
+    help="Backend(s) to measure; repeat for several [default: every one that loads].",
+)
 @click.option(
     "--decoder",
     "decoders",
@@ -339,8 +466,18 @@ def benchmark(**kw: Any) -> None:
       python -m pipeline benchmark --size 256 --images 64 --megapixels 1 --memory-check 50
     """
     from pipeline.jobs.benchmark import BenchmarkConfig, run_benchmark
+    from pipeline.model.checkpoint import CheckpointError
 
+    check_out(kw["out"])
+    read_model_config(kw["checkpoint"])
     try:
         run_benchmark(BenchmarkConfig(**kw))
+    except KeyboardInterrupt:
+        from pipeline.jobs.common import EXIT_INTERRUPTED
+
+        _say("interrupted: nothing was written to --out")
+        sys.exit(EXIT_INTERRUPTED)
+    except CheckpointError as exc:
+        _fail(checkpoint_message(kw["checkpoint"], exc))
     except (ValueError, RuntimeError, OSError) as exc:
         _fail(str(exc))

@@ -1,5 +1,5 @@
-"""What embed and extract share: the job configuration fingerprint, shard planning (skip what is done), turning a
-shard's members into samples with one result row each, the manifest and the summary line.
+"""What embed and extract share: the job configuration fingerprint, shard planning (skip what is done, say why the
+rest is redone), turning a shard's members into samples with one result row each, the manifest and the messages.
 
 A job is a ``ShardJob``: it knows its shards, how to turn one shard into a stream of ``Sample``s, and the three
 stage callables (decode, infer, encode) that a runner wires together. Runners only orchestrate.
@@ -21,17 +21,24 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.decode import CpuDecoder
-from pipeline.io.results import is_done, new_row, read_results_meta, results_name, write_results
+from pipeline.io.results import new_row, read_results_state, redo_reason, results_name, write_results
 from pipeline.io.shards import IMAGE_EXTS, Member, ShardRef, iter_members, list_shards, write_bytes_atomic
 from pipeline.jobs.batch import JobSettings, Sample, encode_sample, probe_samples
 from pipeline.runtime import Engine
 
-# Exit statuses of the batch commands (also in their --help).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_IMAGES_FAILED = 0, 1, 2, 3
+# Exit statuses of the batch commands (also in their --help); 130 = interrupted (Ctrl-C), as shells report SIGINT.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# The job record written at the top of DST by every run (the last run's; the results Parquets hold each shard's own).
+MANIFEST_NAME = "manifest.json"
 
 
 class JobError(RuntimeError):
     """The job cannot run (bad configuration, unreadable input): exit status 1 with this message."""
+
+
+class JobUsageError(JobError):
+    """The job was asked for something its options cannot give (secrets for another model, a missing --shards
+    path...): the command line is wrong, exit status 2 with this message."""
 
 
 def new_job_id() -> str:
@@ -66,6 +73,7 @@ class Totals:
     shards_done: int = 0
     shards_already_done: int = 0
     shards_failed: list[dict[str, str]] = field(default_factory=list)
+    shards_completed: list[str] = field(default_factory=list)  # names, in completion order
     images_ok: int = 0
     images_failed: int = 0
     members_skipped: int = 0
@@ -160,6 +168,12 @@ class ShardJob:
         self.totals = Totals()
         self.todo: list[ShardRef] = []
         self.already_done: list[ShardRef] = []
+        # Why each shard of ``todo`` that has results in DST is done again ("settings changed: format png -> webp").
+        self.redo_reasons: dict[str, str] = {}
+        # Seconds before the first image: loading (and, the first time, building) the engines, planning. Set by
+        # the caller (the CLI measures them); the summary keeps them apart from the processing time.
+        self.startup_seconds: float | None = None
+        self.engine_build_seconds: float = 0.0
         # What actually ran; a distributed runner replaces it (its workers' engines, not the driver's planning one).
         self.runner_info: dict[str, Any] = {"runner": "local"}
         if engine.info.channels != 3:
@@ -188,21 +202,26 @@ class ShardJob:
 
     # -- planning -----------------------------------------------------------------------------------------------------
     def plan(self) -> list[ShardRef]:
-        """List the source shards and keep those not already completed under this configuration."""
+        """List the source shards and keep those not already completed under this configuration; ``redo_reasons``
+        says why each shard that has results in DST is done again."""
         try:
             shards = list_shards(self.src)
         except FileNotFoundError as exc:
-            raise JobError(str(exc)) from exc
+            raise JobUsageError(f"--shards {exc}") from exc
         names = [s.name for s in shards]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise JobError(f"shard names collide in {self.src}: {sorted(dup)}")
-        h = self.config_hash
+        config, h = self.config(), self.config_hash
         for shard in shards:
-            if not self.force and is_done(read_results_meta(self.dst, shard.name), h, shard.fingerprint):
+            exists, meta = read_results_state(self.dst, shard.name)
+            why = redo_reason(meta, config, h, shard.fingerprint, exists)
+            if why is None and not self.force:
                 self.already_done.append(shard)
-            else:
-                self.todo.append(shard)
+                continue
+            self.todo.append(shard)
+            if exists:
+                self.redo_reasons[shard.name] = "--force" if why is None else why
         self.totals.shards_total = len(shards)
         self.totals.shards_already_done = len(self.already_done)
         return self.todo
@@ -323,26 +342,64 @@ class ShardJob:
             "started_at": datetime.fromtimestamp(self.started, UTC).isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "shards": {
-                "done": [s.name for s in self.todo if s.name not in {f["shard"] for f in self.totals.shards_failed}],
+                "done": list(self.totals.shards_completed),
                 "already_done": [s.name for s in self.already_done],
                 "failed": self.totals.shards_failed,
+                "redone": self.redo_reasons,
             },
-            "totals": self.totals.as_dict(),
+            "totals": {
+                **self.totals.as_dict(),
+                "startup_seconds": self.startup_seconds,
+                "engine_build_seconds": self.engine_build_seconds,
+            },
             **self.manifest_extra(),
         }
 
     def write_manifest(self) -> str:
+        """Write the job record to ``DST/manifest.json`` (atomically, replacing the previous run's); returns its URL."""
         data = json.dumps(self.manifest(), indent=1, default=str).encode()
-        return write_bytes_atomic(self.dst, f"_jobs/{self.job_id}.json", data, self.job_id)
+        return write_bytes_atomic(self.dst, MANIFEST_NAME, data, self.job_id)
+
+    def redo_lines(self, limit: int = 20) -> list[str]:
+        """One line per shard that is done again although DST has results for it, with the reason (at most
+        ``limit``, then a count)."""
+        lines = [f"{name}: redone ({why})" for name, why in self.redo_reasons.items()]
+        if len(lines) > limit:
+            lines = [*lines[:limit], f"... and {len(lines) - limit} more shards redone (the manifest lists them all)"]
+        return lines
+
+    def interrupted_message(self) -> str:
+        """What a user needs after Ctrl-C: which shards are complete, and that the same command resumes."""
+        done_now = list(self.totals.shards_completed)
+        complete = [s.name for s in self.already_done] + done_now
+        total = self.totals.shards_total or len(complete)
+        unfinished = [s.name for s in self.todo if s.name not in set(done_now)]
+        failed = {f["shard"] for f in self.totals.shards_failed}
+        lines = [f"interrupted: {len(complete)} of {total} shards complete in {self.dst}"]
+        if done_now:
+            lines.append(f"  completed by this run: {_names(done_now)}")
+        if self.already_done:
+            lines.append(f"  already complete before: {_names([s.name for s in self.already_done])}")
+        open_ = [n for n in unfinished if n not in failed]
+        if open_:
+            lines.append(f"  not completed (partial output discarded): {_names(open_)}")
+        if failed:
+            lines.append(f"  failed: {_names(sorted(failed))}")
+        lines.append("Run the same command again to resume: complete shards are skipped, the others are redone.")
+        return "\n".join(lines)
 
     def summary(self) -> str:
         t = self.totals
         d = t.as_dict()
         rate = f"{d['images_per_s']:.1f} images/s" if d["images_per_s"] else "- images/s"
+        timing = f"{t.seconds:.1f} s processing, {rate}"
+        if self.startup_seconds is not None:
+            build = f", engine build {self.engine_build_seconds:.0f} s of it" if self.engine_build_seconds else ""
+            timing += f" (start-up {self.startup_seconds:.1f} s not included{build})"
         parts = [
             f"{self.mode}: {t.images_ok} images ok, {t.images_failed} failed, {t.members_skipped} skipped",
             f"shards {t.shards_done} done, {t.shards_already_done} already done, {len(t.shards_failed)} failed",
-            f"{t.seconds:.1f} s, {rate}",
+            timing,
         ]
         metrics = []
         if d["psnr_cover"] is not None:
@@ -352,6 +409,11 @@ class ShardJob:
         if metrics:
             parts.append(", ".join(metrics))
         return " | ".join(parts) + f" -> {self.dst}"
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def results_url(dst: str, shard_name: str) -> str:

@@ -1,5 +1,5 @@
 """The embed job: hide the secret image(s) in every cover of every shard; one output shard + one results Parquet
-per input shard (DESIGN.md sections 1 and 6).
+per input shard.
 
 Secrets come either from files shared by every cover (``--secret IMG``, K times) or from each sample's own members
 (``--secret-ext EXT``, K times: ``KEY.EXT``). Per sample, the cover is its first member with an image extension
@@ -17,8 +17,32 @@ import numpy as np
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
 from pipeline.io.shards import IMAGE_EXTS, Member
 from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
-from pipeline.jobs.common import JobError, ShardJob, sha256_hex
+from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
 from pipeline.runtime import Engine
+
+
+def check_secret_options(secrets: int, secret_exts: list[str], k: int | None = None) -> None:
+    """Refuse (``JobUsageError``) secrets given both ways or not at all, a --secret-ext that names the covers, and
+    (when the model's K is known) another count than K."""
+    if secrets and secret_exts:
+        raise JobUsageError(
+            "--secret and --secret-ext exclude each other: give the secret images either as files shared by every "
+            "cover (--secret IMG) or as each sample's own KEY.EXT member (--secret-ext EXT)"
+        )
+    if not secrets and not secret_exts:
+        raise JobUsageError(
+            "no secret image given: give --secret IMG (shared by every cover) or --secret-ext EXT (each sample's "
+            "own KEY.EXT member), once per secret the model hides"
+        )
+    bad = [e for e in secret_exts if e.lower().lstrip(".") in IMAGE_EXTS]
+    if bad:
+        raise JobUsageError(
+            f"--secret-ext {bad[0]} would take the covers themselves; use a compound extension such as secret.png"
+        )
+    given = secrets or len(secret_exts)
+    if k is not None and given != k:
+        what = "--secret" if secrets else "--secret-ext"
+        raise JobUsageError(f"this model hides K={k} secret image(s) per cover, but {given} {what} were given")
 
 
 class EmbedJob(ShardJob):
@@ -39,20 +63,7 @@ class EmbedJob(ShardJob):
         super().__init__(src, dst, engine, settings, decoder, force, job_id)
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
-        if bool(secrets) == bool(secret_exts):
-            raise JobError(
-                "give the secret images either as --secret IMG (shared by every cover) or as "
-                "--secret-ext EXT (each sample's own KEY.EXT member), one of the two"
-            )
-        given = len(secrets) or len(secret_exts)
-        if given != k:
-            what = "--secret" if secrets else "--secret-ext"
-            raise JobError(f"this model hides K={k} secret image(s) per cover, but {given} {what} were given")
-        bad = [e for e in secret_exts if e in IMAGE_EXTS]
-        if bad:
-            raise JobError(
-                f"--secret-ext {bad[0]} would take the covers themselves; use a compound extension such as secret.png"
-            )
+        check_secret_options(len(secrets), secret_exts, k)
         self.secret_exts = secret_exts
         self.secret_hashes = [sha256_hex(b) for b in secrets]
         self.shared_id = secret_id(secrets) if secrets else None
@@ -61,7 +72,7 @@ class EmbedJob(ShardJob):
             try:
                 self.shared = prepare_secrets(secrets, settings.size, settings.max_pixels)  # (K, N, N, 3) uint8
             except ImageDecodeError as exc:
-                raise JobError(f"cannot use the secret image: {exc}") from exc
+                raise JobError(f"cannot use the --secret image: {exc}") from exc
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {

@@ -16,8 +16,16 @@ import numpy as np
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
 from pipeline.io.shards import Member
 from pipeline.jobs.batch import JobSettings, Sample, prepare_secrets, reveal_batch, secret_id
-from pipeline.jobs.common import JobError, ShardJob, sha256_hex
+from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
 from pipeline.runtime import Engine
+
+
+def check_reference_count(references: int, k: int) -> None:
+    """Refuse (``JobUsageError``) --reference images that are not one per secret the model reveals (none is fine)."""
+    if references and references != k:
+        raise JobUsageError(
+            f"this model reveals K={k} secret image(s) per image, but {references} --reference were given"
+        )
 
 
 class ExtractJob(ShardJob):
@@ -36,11 +44,7 @@ class ExtractJob(ShardJob):
     ) -> None:
         super().__init__(src, dst, engine, settings, decoder, force, job_id)
         references = list(references or [])
-        k = engine.info.num_secrets
-        if references and len(references) != k:
-            raise JobError(
-                f"this model reveals K={k} secret image(s) per image, but {len(references)} --reference were given"
-            )
+        check_reference_count(len(references), engine.info.num_secrets)
         self.reference_hashes = [sha256_hex(b) for b in references]
         self.reference_id = secret_id(references) if references else None
         self.references: np.ndarray | None = None
@@ -48,7 +52,7 @@ class ExtractJob(ShardJob):
             try:
                 self.references = prepare_secrets(references, settings.size, settings.max_pixels)
             except ImageDecodeError as exc:
-                raise JobError(f"cannot use the reference image: {exc}") from exc
+                raise JobError(f"cannot use the --reference image: {exc}") from exc
 
     def config(self) -> dict[str, Any]:
         return {

@@ -1,6 +1,6 @@
 """The Ray runner: the same job, the same per-shard outputs, spread over a Ray cluster with Ray Data.
 
-One input shard stays the unit of work (DESIGN.md section 1). The driver plans the job exactly as the local runner's
+One input shard stays the unit of work (docs/scale-out.md). The driver plans the job exactly as the local runner's
 caller does (``job.plan()`` skips completed shards), then Ray Data maps the shards still to do over a pool of actors:
 
     driver:  job.plan() -> shards to do -> ray.data.from_items(one row per shard, one block per shard)

@@ -221,39 +221,42 @@ class LocalRunner:
         rows: list[dict[str, Any]] = []
         failed = False  # the current shard already failed: drain its remaining items
         totals = job.totals
-        while True:
-            item = p.get(inq)
-            if item is _DONE:
-                return
-            if isinstance(item, _Abort):
-                if writer is not None:
-                    writer.abort()
-                raise item.error
-            if failed and not isinstance(item, _Start):
-                continue
-            try:
-                if isinstance(item, _Start):
-                    writer, rows, failed = None, [], False
-                    writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
-                elif isinstance(item, _Batch):
-                    self._write_batch(job, writer, item, rows)
-                    bar.update(sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
-                elif isinstance(item, _End):
-                    t = time.perf_counter()
-                    writer.commit()  # the output shard first: the results file is what marks the shard done
-                    writer = None
-                    job.write_results(item.shard, rows)
-                    totals.add_stage("write", time.perf_counter() - t)
-                    results.append(self._finish_shard(job, item.shard, rows))
-                    bar.set_postfix(shards=f"{totals.shards_done}/{len(job.todo)}", refresh=False)
-                elif isinstance(item, _Failed):
+        try:
+            while True:
+                item = p.get(inq)
+                if item is _DONE:
+                    return
+                if isinstance(item, _Abort):
                     raise item.error
-            except Exception as exc:  # the source or the destination failed for this shard (after retries)
-                if writer is not None:
-                    writer.abort()
-                    writer = None
-                failed = not isinstance(item, _End | _Failed)  # drain until the next shard starts
-                results.append(self._fail_shard(job, item.shard, exc))
+                if failed and not isinstance(item, _Start):
+                    continue
+                try:
+                    if isinstance(item, _Start):
+                        writer, rows, failed = None, [], False
+                        writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
+                    elif isinstance(item, _Batch):
+                        self._write_batch(job, writer, item, rows)
+                        bar.update(sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
+                    elif isinstance(item, _End):
+                        t = time.perf_counter()
+                        writer.commit()  # the output shard first: the results file is what marks the shard done
+                        writer = None
+                        job.write_results(item.shard, rows)
+                        totals.add_stage("write", time.perf_counter() - t)
+                        results.append(self._finish_shard(job, item.shard, rows))
+                        bar.set_postfix(shards=f"{totals.shards_done}/{len(job.todo)}", refresh=False)
+                    elif isinstance(item, _Failed):
+                        raise item.error
+                except Exception as exc:  # the source or the destination failed for this shard (after retries)
+                    if writer is not None:
+                        writer.abort()
+                        writer = None
+                    failed = not isinstance(item, _End | _Failed)  # drain until the next shard starts
+                    results.append(self._fail_shard(job, item.shard, exc))
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) or the job failing: the open shard is never committed
+            if writer is not None:
+                writer.abort()
+            raise
 
     @staticmethod
     def _write_batch(job: ShardJob, writer: TarShardWriter, item: _Batch, rows: list[dict[str, Any]]) -> None:
@@ -278,6 +281,7 @@ class LocalRunner:
                 res.skipped += 1
         job.totals.add_rows(rows)
         job.totals.shards_done += 1
+        job.totals.shards_completed.append(shard.name)
         return res
 
     @staticmethod

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,9 +21,14 @@ from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule,
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.probe import BACKENDS, normalize_precision, probe_backend
 
+if TYPE_CHECKING:
+    from pipeline.runtime.build import CheckpointRef
+
 log = logging.getLogger(__name__)
 
 ENGINE_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
+# What a build of each format makes (the OpenVINO IR is converted from the ONNX graph, built on the way if missing).
+BUILD_LABEL = {"onnx": "ONNX", "openvino": "ONNX/OpenVINO", "tensorrt": "TensorRT"}
 
 
 def resolve_backend(backend: str = "auto", device: str | None = None) -> str:
@@ -90,6 +97,25 @@ def restore_stage(checkpoint: str | os.PathLike[str]) -> Callable[[np.ndarray], 
     return restore
 
 
+def engines_to_build(
+    fmt: str, precision: str, ckpt: CheckpointRef, size: int, engines_dir: str | os.PathLike[str]
+) -> list[str]:
+    """Keys of the engines that loading would build now: absent from ``engines_dir`` (or its manifest).
+
+    A cheap look before the locked check that ``open_engines`` does; a problem it cannot judge (an unreadable
+    manifest, an engine of another checkpoint) counts as nothing to build: ``open_engines`` reports it.
+    """
+    from pipeline.runtime.build import entry_problem
+    from pipeline.runtime.manifest import PARTS, engine_key, read_manifest
+
+    try:
+        entries = read_manifest(engines_dir)
+    except EngineError:
+        return []
+    keys = [engine_key(fmt, precision, size, part) for part in PARTS]
+    return [k for k in keys if k not in entries or entry_problem(entries[k], Path(engines_dir), ckpt)[0] == "missing"]
+
+
 def load_engine(
     backend: str = "auto",
     checkpoint: str | None = None,
@@ -100,6 +126,7 @@ def load_engine(
     *,
     build: bool = True,
     threads: int | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Engine:
     """Load the embed + reveal engine for ``checkpoint`` (None = shipped default) at image size ``size``.
 
@@ -111,6 +138,9 @@ def load_engine(
         engines_dir: folder with ``manifest.json`` and the built engines (not used by torch).
         build: build a missing engine now (logged), or refuse with the command that builds it.
         threads: CPU threads for ONNX Runtime / OpenVINO (default: every core this process may use).
+        notify: called with a line before a missing engine is built and with another when it is done (the CLI
+            prints them: a first run otherwise builds for a minute in silence). The build's seconds are left in
+            ``engine.build_seconds`` (0 when nothing was built).
 
     Raises:
         CheckpointError: checkpoint missing or unreadable. ValueError: bad name or size.
@@ -157,7 +187,20 @@ def load_engine(
 
         return TensorRTEngine(*files, info, max_batch=int(entries["embed"].batch_max))
 
-    engine = open_engines(ENGINE_FORMAT[backend], precision, ckpt, size, Path(engines_dir), build, make, device)
+    fmt = ENGINE_FORMAT[backend]
+    to_build = engines_to_build(fmt, precision, ckpt, size, engines_dir) if build else []
+    say = notify or log.info
+    if to_build:
+        where = "minutes on the GPU" if fmt == "tensorrt" else "about a minute on a small CPU"
+        say(
+            f"building {BUILD_LABEL[fmt]} {precision} engines for {ckpt.path} at {size}x{size} into "
+            f"{os.fspath(engines_dir)} (once; {where})..."
+        )
+    t0 = time.perf_counter()
+    engine = open_engines(fmt, precision, ckpt, size, Path(engines_dir), build, make, device)
+    if to_build:
+        engine.build_seconds = time.perf_counter() - t0
+        say(f"engines built in {engine.build_seconds:.0f} s ({os.fspath(engines_dir)})")
     if cfg.deblur:
         engine.restore = restore_stage(ckpt.path)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))

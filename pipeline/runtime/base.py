@@ -37,6 +37,8 @@ class Engine(ABC):
     """A loaded embed + reveal pair. Subclasses set ``info``."""
 
     info: EngineInfo
+    # Seconds ``load_engine`` spent building missing engines for this one (0: they were built already).
+    build_seconds: float = 0.0
 
     @abstractmethod
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray: ...
