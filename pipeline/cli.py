@@ -234,39 +234,35 @@ def validate(
 @click.option("--no-glem-global", is_flag=True, help="Ablation: GLEM without its global branch.")
 @click.option("--no-sfm", is_flag=True, help="Ablation: add shallow and deep features instead of SFM.")
 @click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
-@click.option("--no-carrier", is_flag=True, help="Ablation: no analytic linear carrier code (the deep paths only).")
 @click.option(
-    "--carrier-texture",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Experimental: weight the carrier's code by (1 - A) + A x the cover's texture (the reader divides it back "
-    "out), moving its energy out of flat regions where SSIM sees it. 0 = off (every shipped model).",
+    "--no-thumbnail-code", is_flag=True, help="Ablation: no analytic thumbnail code (the learned paths only)."
 )
 @click.option(
-    "--fine-gain",
+    "--residual-gain",
     type=click.FloatRange(0.0, 1.0),
     default=0.0,
     show_default=True,
-    help="Write what reveal still misses at the 2x2-block level into the stego's checkerboard coefficients, at "
-    "this gain (0.06: about half a grey level); reveal adds it back where it survived. 0 = off.",
+    help="The residual code: write what reveal still misses at the 2x2-block level into the stego's free "
+    "checkerboard coefficients at this gain (secret units per coefficient); reveal adds it back where it survived. "
+    "0 = off; the shipped model uses 0.06.",
 )
 @click.option(
     "--deblur",
     is_flag=True,
-    help="Reveal first estimates a 3x3 blur from the carrier's pilots and undoes it (no weights); training "
-    "reveals the attacked stegos the same way, so the deep path learns on what it will see.",
+    help="Reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights); training "
+    "reveals the attacked stegos the same way, so the learned path learns on what it will see.",
 )
 @click.option(
     "--base-tile",
     is_flag=True,
-    help="The carrier's base code writes a DCT over each 4x4 group of 8x8 block means, each frequency at its own "
-    "gain, instead of the means: the same code power; the code alone reads the means back ~4.5 dB better after noise.",
+    help="The thumbnail code writes a DCT over each 4x4 group of 8x8 block means, each frequency at its own gain, "
+    "instead of the means themselves (the same code power, spent where noise hurts least).",
 )
 @click.option(
-    "--mirror-pilot",
-    is_flag=True,
-    help="Reveal reads a mirror from the carrier's base pilot, and embed adds no sync pattern (its cover cost freed).",
+    "--mirror",
+    type=click.Choice(["pilot", "pattern", "none"]),
+    help="How reveal recognises a mirrored stego: 'pilot' reads the thumbnail code's pilot (nothing added to the "
+    "cover), 'pattern' has embed add a faint fixed pattern, 'none' does not look [default: the preset's, 'pattern'].",
 )
 @click.option(
     "--light-score",
@@ -280,7 +276,6 @@ def validate(
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
 @click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
-@click.option("--w-flip", default=1.0, show_default=True, help="Weight of the flip head's BCE (mirror detection).")
 @click.option(
     "--attack-mix",
     default="bar",
@@ -288,8 +283,8 @@ def validate(
     type=click.Choice(["bar", "job", "wide", "blur", "noise", "noise-heavy", "noise-most"]),
     help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
     "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
-    "Gaussian filters (for models with --fine-gain, whose code carries the clean figure); 'noise' = 'blur' with more "
-    "and stronger Gaussian noise (sigma 3-7); 'noise-heavy' = 'noise' with the filters' shares moved to noise; "
+    "Gaussian filters (for models with --residual-gain, whose code carries the clean figure); 'noise' = 'blur' with "
+    "more and stronger Gaussian noise (sigma 3-7); 'noise-heavy' = 'noise' with the filters' shares moved to noise; "
     "'noise-most' = noise in 70% of the batches.",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
@@ -353,22 +348,20 @@ def train(**kw) -> None:
         ("no_glem_global", "glem_global"),
         ("no_sfm", "sfm"),
         ("no_score_map", "score_map"),
-        ("no_carrier", "carrier"),
+        ("no_thumbnail_code", "thumbnail_code"),
     ):
         if kw[flag]:
             overrides[field_name] = False
     if kw["light_score"]:
         overrides["light_score"] = True
-    if kw["carrier_texture"]:
-        overrides["carrier_texture"] = kw["carrier_texture"]
-    if kw["fine_gain"]:
-        overrides["fine_gain"] = kw["fine_gain"]
+    if kw["residual_gain"]:
+        overrides["residual_gain"] = kw["residual_gain"]
     if kw["deblur"]:
         overrides["deblur"] = True
     if kw["base_tile"]:
         overrides["base_tile"] = True
-    if kw["mirror_pilot"]:
-        overrides["mirror_pilot"] = True
+    if kw["mirror"]:
+        overrides["mirror"] = kw["mirror"]
     crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
     tc = TrainConfig(
         data=kw["data"],
@@ -388,7 +381,6 @@ def train(**kw) -> None:
         device=kw["device"],
         threads=kw["threads"],
         seed=kw["seed"],
-        w_flip=kw["w_flip"],
         w_guide=kw["w_guide"],
         attack_mix=kw["attack_mix"],
         init_from=kw["init_from"],

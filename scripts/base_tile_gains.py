@@ -1,4 +1,4 @@
-"""The tile-coded base's gains (``TILE_GAINS`` in pipeline/model/carrier.py), and the analytic codes compared.
+"""The tile-coded base's gains (``TILE_GAINS`` in pipeline/model/codes/thumbnail.py), and the analytic codes compared.
 
     python scripts/base_tile_gains.py --data ../shared/photos             # the gains, from the training photos
     python scripts/base_tile_gains.py --data ../shared/photos --compare   # plain vs tile-coded, analytic codes alone
@@ -8,7 +8,8 @@ The base code writes a value per 8x8 block at ``gain = 8 x 10 / 255`` per unit; 
 training photos, the linear scheme with the least mean squared error after a Wiener reader gives frequency k the power
 ``p_k = max(0, sqrt(N var_k / mu) - N)``, mu set so that ``sum p_k`` is the plain code's power ``gain^2 sum var_k``;
 its gain relative to the plain code is ``sqrt(p_k / var_k) / gain``. ``--compare`` writes each code alone (no deep
-paths, the untrained analytic carrier) into the 256 px centre crops and reads the 8x8 means back, clean and attacked.
+paths, the untrained analytic thumbnail code) into the 256 px centre crops and reads the 8x8 means back, clean and
+attacked.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import psnr, ssim, to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
-from pipeline.model.carrier import BASE_BLOCK, TILE, CarrierReader, CarrierWriter, tile_dct
+from pipeline.model.codes.thumbnail import BASE_BLOCK, TILE, ThumbnailReader, ThumbnailWriter, tile_dct
 from pipeline.train.data import load_photos, validation_pairs
 
 GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
@@ -46,7 +47,7 @@ def gains(means: torch.Tensor) -> torch.Tensor:
 def compare(covers: torch.Tensor, secrets: torch.Tensor, label: str) -> None:
     true = F.avg_pool2d(secrets, BASE_BLOCK)
     for tile in (False, True):
-        writer, reader = CarrierWriter(3, 1, 10.0, tile), CarrierReader(3, 1, 10.0, tile)
+        writer, reader = ThumbnailWriter(3, 1, 10.0, tile), ThumbnailReader(3, 1, 10.0, tile)
         with torch.no_grad():
             stego = to_255((covers + F.pixel_shuffle(writer.base(covers, secrets), BASE_BLOCK)).clamp(0, 1))
             row = [f"cover {psnr(stego, to_255(covers)).mean():.2f} dB / {ssim(stego, to_255(covers)).mean():.4f}"]

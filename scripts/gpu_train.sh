@@ -3,7 +3,7 @@
 # constraints and the job's attack mix; the checkpoints, logs and curves are copied to OUT. Written for a GPU lent for
 # a fixed few minutes, where steps/s is not known in advance.
 #
-#   DATA=.gpu_photos MINUTES=8.5 CROP=128 BATCH=32 bash scripts/gpu_train.sh     # the from-scratch runs of MODEL_CARD.md
+#   DATA=.gpu_photos MINUTES=8.5 CROP=128 BATCH=32 bash scripts/gpu_train.sh     # the from-scratch runs (docs/history.md)
 #   DATA=.gpu_photos MINUTES=8 RUNS="$(cat scripts/gpu_finetune.runs)" bash scripts/gpu_train.sh   # the fine-tunes
 #
 # RUNS: one training per line, "NAME PRESET [extra train options...]" (the extra options follow the defaults below,
@@ -18,7 +18,7 @@ OUT=${OUT:-/tmp/gpu-out}
 PRESETS=${PRESETS:-fast small paper}
 RUNS=${RUNS:-$(for p in $PRESETS; do echo "$p $p"; done)}
 # 256 px: the size the batch job runs the network at. At 128 px crops `small` and `paper` lost 2.6-4.1 dB of held-out
-# secret at 256 px in the last third of their schedule (MODEL_CARD.md, "Measured on a lent H100").
+# secret at 256 px in the last third of their schedule (docs/history.md, the lent-GPU sessions).
 CROP=${CROP:-256}
 BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cuda}

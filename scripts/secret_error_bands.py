@@ -3,8 +3,8 @@
     python scripts/secret_error_bands.py --data ../shared/photos CKPT [CKPT ...]
 
 The 8 held-out photos at 256 px, photo i hiding photo i+1 (as `validate`). The recovered secret's error splits into two
-orthogonal parts, its 8x8 block means (what the carrier's base code carries) and the rest; each is printed as the
-PSNR it alone would give, averaged over the photos, with the whole secret's PSNR. Also the carrier reader's own
+orthogonal parts, its 8x8 block means (what the thumbnail code's base carries) and the rest; each is printed as the
+PSNR it alone would give, averaged over the photos, with the whole secret's PSNR. Also the thumbnail code reader's own
 reading of the 8x8 means (no deep path): how much of the means the code carries by itself in the trained model.
 """
 
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import to_255
 from pipeline.evaluate.quick import QUICK_ATTACKS
-from pipeline.model.carrier import BASE_BLOCK
 from pipeline.model.checkpoint import load_model
+from pipeline.model.codes.thumbnail import BASE_BLOCK
 from pipeline.train.data import load_photos, validation_pairs
 
 ATTACKS = ("clean", "noise5", "mean3")
@@ -38,7 +38,7 @@ def main() -> None:
     true_means = F.avg_pool2d(secrets, BASE_BLOCK)
     for path in args.checkpoints:
         model = load_model(path)
-        reader = model.revealer.carrier
+        reader = model.revealer.thumbnail
         with torch.no_grad():
             stego = to_255(model.embed(covers, secrets)) / 255
             for name in ATTACKS:

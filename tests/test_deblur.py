@@ -1,6 +1,6 @@
-"""The blind deblur before reveal (``pipeline/model/deblur.py``): the Wiener filter undoes the family's blurs, the
-carrier's pilot tells how strong a blur was, clean and noisy stegos pass untouched, and a model that deblurs gives
-more of the secret back after a blur than the same weights without it."""
+"""The blind deblur before reveal (``pipeline/model/codes/deblur.py``): the Wiener filter undoes the family's blurs,
+the thumbnail code's pilot tells how strong a blur was, clean and noisy stegos pass untouched, and a model that
+deblurs gives more of the secret back after a blur than the same weights without it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from pipeline.evaluate.metrics import psnr
-from pipeline.model import build_model, deblur, get_config
+from pipeline.model import build_model, get_config
+from pipeline.model.codes import deblur
 from pipeline.train import attacks as A
 
 
@@ -32,10 +33,10 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def _pair(deblurring: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The same untrained ``fast`` weights (its carrier is the analytic code) without and with the deblur."""
+    """The same untrained ``fast`` weights (its thumbnail code is the analytic one) without and with the deblur."""
     torch.manual_seed(0)
-    plain = build_model(get_config("fast", light_score=True, fine_gain=0.06)).eval()
-    model = build_model(get_config("fast", light_score=True, fine_gain=0.06, deblur=deblurring)).eval()
+    plain = build_model(get_config("fast", light_score=True, residual_gain=0.06)).eval()
+    model = build_model(get_config("fast", light_score=True, residual_gain=0.06, deblur=deblurring)).eval()
     model.load_state_dict(plain.state_dict())
     return plain, model
 
@@ -139,9 +140,9 @@ def test_training_reveals_through_the_deblur_with_a_gradient(photo_factory) -> N
     assert stego.grad is not None and stego.grad.abs().sum() > 0
 
 
-def test_deblur_without_the_carrier_is_refused() -> None:
-    with pytest.raises(ValueError, match="carrier"):
-        get_config("fast", deblur=True, carrier=False)
+def test_deblur_without_the_thumbnail_code_is_refused() -> None:
+    with pytest.raises(ValueError, match="thumbnail code"):
+        get_config("fast", deblur=True, thumbnail_code=False)
 
 
 def test_checkpoints_without_the_deblur_load_without_it() -> None:

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import build_model, get_config
+from pipeline.model.codes.mirror import _highpass, add_template, is_mirrored, mirror_direction, mirror_score, template
 from pipeline.model.folded import fold, upsample_folded
-from pipeline.model.sync import _highpass, add_template, is_mirrored, mirror_direction, mirror_score, template
 from pipeline.train import attacks as A
 
 
 def _perturbed(preset: str, **overrides) -> torch.nn.Module:
-    """A model whose every weight is away from its initialisation (the deep heads start near zero, the carrier at
+    """A model whose every weight is away from its initialisation (the deep heads start near zero, the thumbnail code at
     its analytic code: both would hide a wrong rearrangement)."""
     torch.manual_seed(0)
     model = build_model(get_config(preset, **overrides)).eval()
@@ -30,15 +30,15 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
         ("fast", {}, (64, 64)),
         ("fast", {"num_secrets": 2}, (64, 96)),
         ("fast", {"light_score": True}, (64, 64)),
-        ("fast", {"light_score": True, "fine_gain": 0.06}, (64, 64)),  # the fine code: embed runs reveal inside
-        ("fast", {"num_secrets": 2, "fine_gain": 0.06}, (64, 96)),
+        ("fast", {"light_score": True, "residual_gain": 0.06}, (64, 64)),  # the fine code: embed runs reveal inside
+        ("fast", {"num_secrets": 2, "residual_gain": 0.06}, (64, 96)),
         # the tile-coded base (the shipped model's code from stage 12), with a partial tile at the right edge
-        ("fast", {"light_score": True, "fine_gain": 0.06, "base_tile": True}, (64, 96)),
-        ("tiny", {"fine_gain": 0.06}, (48, 48)),
+        ("fast", {"light_score": True, "residual_gain": 0.06, "base_tile": True}, (64, 96)),
+        ("tiny", {"residual_gain": 0.06}, (48, 48)),
         # the mirror read from the base pilot, no sync pattern (the shipped model's from stage 14)
-        ("fast", {"light_score": True, "fine_gain": 0.06, "base_tile": True, "mirror_pilot": True}, (64, 96)),
-        # experimental: a revealer wider and deeper than the embedder (``reveal_config``)
-        ("fast", {"extra": {"reveal": {"width": 48, "level_widths": [48, 96, 96, 96], "dms_blocks": 2}}}, (64, 64)),
+        ("fast", {"light_score": True, "residual_gain": 0.06, "base_tile": True, "mirror": "pilot"}, (64, 96)),
+        # legacy: a revealer wider and deeper than the embedder (``reveal_config``)
+        ("fast", {"legacy": {"reveal": {"width": 48, "level_widths": [48, 96, 96, 96], "dms_blocks": 2}}}, (64, 64)),
         ("small", {"score_map": False}, (72, 56)),
         ("tiny", {}, (48, 48)),  # stem stride 2: the training graph itself runs (nothing to rearrange)
     ],

@@ -15,8 +15,8 @@ from pipeline.cli import main
 from pipeline.model import PRESETS, build_model, get_config
 from pipeline.model.baselines import BaselineModel, HaarDWT, HiNetBaseline, UNetBaseline
 from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
-from pipeline.model.pyramid import LaplacianPyramid
-from pipeline.model.sris import SRISNet
+from pipeline.model.sris.lpfdd import LaplacianPyramid
+from pipeline.model.sris.net import SRISNet
 from pipeline.train.loop import TrainConfig, Trainer
 
 ARCHS = ("sris", "hinet", "unet")
@@ -109,9 +109,9 @@ def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) 
     for t in (stego, recovered):
         assert torch.isfinite(t).all() and t.min() >= 0 and t.max() <= 1
     # An untrained model starts near the identity on the cover (output layers initialised small). SRIS-Net's
-    # carrier also cancels the cover's own carrier coefficients, large on these white-noise covers: measure that
-    # part on its own.
-    code = model.embedder.carrier(cover, secrets) if getattr(model.embedder, "carrier", None) else 0
+    # thumbnail code also cancels the cover's own coefficients of the code, large on these white-noise covers: measure
+    # that part on its own.
+    code = model.embedder.thumbnail(cover, secrets) if getattr(model.embedder, "thumbnail", None) else 0
     assert (stego - cover - code).abs().mean() < 0.1
 
 
@@ -119,7 +119,7 @@ def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) 
 def test_learned_flip_head_is_optional(arch: str) -> None:
     model = build_model(get_config("tiny", arch=arch))
     assert not any("flip" in name for name, _ in model.named_parameters())
-    model = build_model(get_config("tiny", arch=arch, flip_head=True, flip_sync=False))
+    model = build_model(get_config("tiny", arch=arch, legacy={"flip_head": True}, mirror="none"))
     _, logit = model.reveal_raw(torch.rand(1, 3, 16, 16))
     assert logit is not None and logit.shape == (1,)
 
@@ -129,7 +129,7 @@ def test_reveal_unmirrors_by_the_flip_decision(arch: str) -> None:
     """Learned flip head (first checkpoints): teacher-forced (training) and head-decided (inference) un-mirroring
     agree, for every architecture."""
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", arch=arch, flip_head=True, flip_sync=False)).eval()
+    model = build_model(get_config("tiny", arch=arch, legacy={"flip_head": True}, mirror="none")).eval()
     stego = torch.rand(2, 3, 32, 32)
     ones, zeros = torch.ones(2), torch.zeros(2)
     with torch.inference_mode():
@@ -329,9 +329,9 @@ def test_half_precision_checkpoint_loads(arch: str, tmp_path: Path) -> None:
 
 
 def test_wider_revealer_from_config_extra_round_trips(tmp_path: Path) -> None:
-    """``extra["reveal"]`` widens the revealer only; a checkpoint carries it and loads to the same outputs."""
+    """``legacy.reveal`` widens the revealer only; a checkpoint carries it and loads to the same outputs."""
     wide = {"width": 12, "level_widths": [12, 24, 24], "dms_widths": [12, 24]}
-    model = build_model(get_config("tiny", extra={"reveal": wide})).eval()
+    model = build_model(get_config("tiny", legacy={"reveal": wide})).eval()
     plain = build_model(get_config("tiny")).eval()
     assert model.revealer.stem.out_channels == 12 and plain.revealer.stem.out_channels == 6
     assert model.embedder.stem_cover.out_channels == plain.embedder.stem_cover.out_channels == 6

@@ -282,7 +282,7 @@ def test_benchmark_script_measures_and_saves(engines_dir: Path, tiny_checkpoint:
 @pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"base_tile": True}, {"base_tile": True, "mirror_pilot": True}],
+    [{}, {"base_tile": True}, {"base_tile": True, "mirror": "pilot"}],
     ids=["plain-base", "tile-base", "tile-base-pilot-mirror"],
 )
 def test_fine_code_exports_and_matches_torch(backend: str, overrides: dict, tmp_path: Path, photo_factory) -> None:
@@ -291,7 +291,7 @@ def test_fine_code_exports_and_matches_torch(backend: str, overrides: dict, tmp_
     base (the shipped model's code) its transforms too, and with the mirror read from the base pilot that decision
     (a mirrored stego revealed as torch reveals it)."""
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", fine_gain=0.06, **overrides)).eval()
+    model = build_model(get_config("tiny", residual_gain=0.06, **overrides)).eval()
     ckpt = save_checkpoint(model, tmp_path / "fine.pt")
     # fp32 named: OpenVINO's own choice is bf16 on a CPU with AVX512_BF16 or AMX, which TOL is not for
     engine = load_engine(backend, str(ckpt), SIZE, precision="fp32", engines_dir=str(tmp_path / "engines"))
@@ -312,7 +312,7 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     from pipeline.train import attacks as A
 
     torch.manual_seed(0)
-    model = build_model(get_config("tiny", fine_gain=0.06, deblur=True)).eval()
+    model = build_model(get_config("tiny", residual_gain=0.06, deblur=True)).eval()
     ckpt = save_checkpoint(model, tmp_path / "deblur.pt")
     engine = load_engine(backend, str(ckpt), SIZE, engines_dir=str(tmp_path / "engines"))
     cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)

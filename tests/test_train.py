@@ -215,12 +215,13 @@ def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
 
 
 def test_only_models_that_work_untrained_skip_the_warm_ups() -> None:
-    """SRIS-Net with its carrier (or a fine-tune) trains with its targets from step 0; a baseline keeps the warm-ups."""
-    carrier = TrainConfig(data="d", out="o", preset="fast", cover_psnr_target=37.0)
-    assert carrier.works_from_step_zero
-    fast = carrier.without_warmups()
-    assert fast.quantize_from == fast.d_warmup == 0 and fast.cover_psnr_start == 37.0 and fast.warmup == carrier.warmup
-    for overrides in ({"arch": "hinet"}, {"carrier": False}):
+    """SRIS-Net with its thumbnail code (or a fine-tune) trains with its targets from step 0; a baseline keeps the
+    warm-ups."""
+    coded = TrainConfig(data="d", out="o", preset="fast", cover_psnr_target=37.0)
+    assert coded.works_from_step_zero
+    fast = coded.without_warmups()
+    assert fast.quantize_from == fast.d_warmup == 0 and fast.cover_psnr_start == 37.0 and fast.warmup == coded.warmup
+    for overrides in ({"arch": "hinet"}, {"thumbnail_code": False}):
         assert not TrainConfig(data="d", out="o", preset="fast", model_overrides=overrides).works_from_step_zero
     tuned = TrainConfig(data="d", out="o", preset="fast", model_overrides={"arch": "unet"}, init_from="x.pt")
     assert tuned.works_from_step_zero and tuned.without_warmups().warmup == 50

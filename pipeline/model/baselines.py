@@ -7,16 +7,15 @@ Both expose what ``SRISNet`` exposes: ``config``, ``embedder(cover, secrets, sco
 ``revealer(stego) -> (secrets_raw, flip_logit or None)``, ``discriminator`` (the same ``DualTaskDiscriminator``, so
 the adversarial loss is identical) and ``score_map`` / ``embed_raw`` / ``reveal_raw`` / ``embed`` / ``reveal``.
 The score map is SRIS-Net's contribution and is *not* part of the baselines: their embedder ignores ``score`` and
-``score_map`` returns ones. The reveal path uses SRIS-Net's ``FlipHead`` when ``config.flip_head`` is set, so every
-architecture gets the same help against a horizontal flip and the comparison is about the trunk.
+``score_map`` returns ones. Mirror handling is SRIS-Net's (the mirror pattern of ``config.mirror``, or a legacy
+checkpoint's ``FlipHead``), so the comparison is about the trunk.
 
 Fairness choices (named in the model card): both baselines work at the same internal resolution as SRIS-Net of the
 same preset (``config.stem_stride``: HiNet applies log2(stem_stride) Haar levels, the U-Net folds pixel blocks the
-way SRIS-Net's stem does), and their widths derive from ``config.width`` (HiNet sub-net growth ``width // 3``, U-Net
-base width ``3 * width // 4``). At ``small`` and 256x256 this gives, for embed + reveal: SRIS-Net 3.2 GFLOPs and
-0.99M generator parameters, HiNet 3.0 GFLOPs and 0.19M (embed and reveal share one set of weights, so an invertible
-net matched on compute has far fewer parameters; matching parameters would cost ~5x the FLOPs), U-Net 2.8 GFLOPs and
-1.25M. ``config.extra["hinet_blocks"]`` (default 6) and ``config.extra["unet_depth"]`` (default 3) override depths.
+way SRIS-Net's stem does), and their widths derive from ``config.width`` so that embed + reveal costs about SRIS-Net's
+FLOPs (an invertible net shares its weights between embed and reveal, so it has far fewer parameters; the counts are
+in the model card). ``config.extra["hinet_blocks"]`` (default 6) and ``config.extra["unet_depth"]`` (default 3)
+override depths.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from torch import nn
 from pipeline.model.config import ModelConfig
 from pipeline.model.folded import fold, unfold
 from pipeline.model.hiding import HidingModel
-from pipeline.model.sris import FlipHead
+from pipeline.model.legacy import FlipHead
 
 HINET_BLOCKS = 6
 UNET_DEPTH = 3
@@ -225,7 +224,7 @@ class HiNetRevealer(nn.Module):
 
     def __init__(self, trunk: InvertibleTrunk, cfg: ModelConfig) -> None:
         super().__init__()
-        self.flip = FlipHead(cfg.channels) if cfg.flip_head else None
+        self.flip = FlipHead(cfg.channels) if cfg.legacy.flip_head else None
         self.trunk = trunk
 
     def forward(
@@ -306,7 +305,7 @@ class UNetRevealer(nn.Module):
         s, c, k = cfg.stem_stride, cfg.channels, cfg.num_secrets
         width, depth = unet_dims(cfg)
         self.stride = s
-        self.flip = FlipHead(c) if cfg.flip_head else None
+        self.flip = FlipHead(c) if cfg.legacy.flip_head else None
         self.net = UNet(c * s * s, k * c * s * s, width, depth)
 
     def forward(

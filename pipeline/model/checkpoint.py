@@ -1,7 +1,8 @@
 """Model checkpoints: a config plus weights in one file, loadable with nothing else.
 
 Format (a ``torch.save`` dict, read back with ``weights_only=True`` so loading never runs pickled code):
-``{"format": "sris-pipeline/model-1", "config": ModelConfig.to_dict(), "state_dict": {...}, "meta": {...}}``.
+``{"format": "sris-pipeline/model-2", "config": ModelConfig.to_dict(), "state_dict": {...}, "meta": {...}}``.
+Files of earlier formats are migrated on reading (``pipeline/model/migrate.py``); the file itself is not rewritten.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import torch
 
 from pipeline.model.config import ModelConfig
+from pipeline.model.migrate import migrate
 
-FORMAT = "sris-pipeline/model-1"
+FORMAT = "sris-pipeline/model-2"
+READABLE_FORMATS = ("sris-pipeline/model-1", FORMAT)  # older ones are migrated on reading
 DEFAULT_WEIGHTS = "sris_fast.pt"
 
 
@@ -61,8 +64,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise CheckpointError(f"{path} is not an sris-pipeline model checkpoint (format {FORMAT!r} expected)")
+    try:
+        payload["config"], payload["state_dict"] = migrate(payload["config"], payload["state_dict"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    payload["format"] = FORMAT
     return payload
 
 

@@ -1,7 +1,8 @@
-"""Model configuration: one dataclass and the named presets ``tiny``, ``small`` and ``paper``.
+"""Model configuration: one dataclass and the named presets ``tiny``, ``fast``, ``small`` and ``paper``.
 
-Every choice the paper leaves open (widths, pyramid depth, block counts, score-map gain) is a field here, so a
-checkpoint that carries its config can be rebuilt exactly.
+Every choice the paper leaves open (widths, pyramid depth, block counts, score-map gain) and every analytic part of
+our own is a field here, so a checkpoint that carries its config rebuilds exactly. Checkpoints of older versions of
+this config are brought up to date by ``pipeline/model/migrate.py``.
 """
 
 from __future__ import annotations
@@ -10,18 +11,41 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+CONFIG_VERSION = 2
+MIRRORS = ("pilot", "pattern", "none")
+
+
+@dataclass(frozen=True)
+class LegacyConfig:
+    """Behaviours only old checkpoints have: they load and run, nothing new is trained with them.
+
+    Attributes:
+        flip_head: a small learned classifier in reveal decides whether the stego was mirrored (the first models).
+        texture_weighting: the thumbnail code's written values scaled per block by ``(1 - a) + a * texture`` of the
+            cover; 0 = off.
+        reveal: field overrides for the revealer alone (a revealer wider than the embedder), e.g. ``{"width": 48}``.
+    """
+
+    flip_head: bool = False
+    texture_weighting: float = 0.0
+    reveal: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.flip_head or self.texture_weighting > 0 or bool(self.reveal)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of SRIS-Net (or of a baseline with the same interface).
 
-    Attributes:
+    The paper's parts:
         arch: ``sris`` (SRIS-Net), ``hinet`` (HiNet-style invertible baseline) or ``unet`` (plain U-Net baseline).
         channels: image channels C (3 for RGB, 1 for grayscale).
         num_secrets: K, the number of secret images hidden in each cover (1 to 4).
         width: feature width w of the shallow features (a multiple of 3, one third per MSIB branch).
-        stem_stride: 2 folds 2x2 pixel blocks into channels before the shallow conv (pixel-unshuffle); the network
-            then works at N/2 and unfolds at the end. 1 keeps full resolution (GPU-sized).
+        stem_stride: s; s x s pixel blocks are folded into channels before the shallow conv, so the network works at
+            N/s and unfolds at the end (1 keeps full resolution).
         levels: LPFDD band-pass levels; the pyramid also has one low-pass residual below them.
         level_widths: feature width of the progressive embedding at each pyramid level, finest first
             (``levels + 1`` entries, the last for the low-pass level).
@@ -29,36 +53,26 @@ class ModelConfig:
         dms_blocks: MSIBs per DMSubNet scale.
         dilations: receptive fields of the MSIB branches.
         disc_width: width of the dual-task discriminator trunk.
-        score_floor: minimum embedding gain where the score map is 0 (flat, easily detectable regions); the gain is
-            ``score_floor + (1 - score_floor) * score``.
+        score_floor: embedding gain where the score map is 0; the gain is ``score_floor + (1 - score_floor) * score``.
         lpfdd / glem_global / sfm / score_map: ablation switches (False = the ablated variant).
-        flip_head: a small learned classifier in reveal that decides whether the stego was mirrored (superseded by
-            ``flip_sync``: it never learned on the CPU budget; kept so the first checkpoints still load).
-        flip_sync: embed adds a fixed faint +-1 block pattern and reveal un-mirrors an image that holds its mirror
-            (``pipeline/model/sync.py``); ``sync_amplitude`` is its amplitude in grey levels.
-        mirror_pilot: with ``flip_sync``, reveal decides whether a stego was mirrored from the carrier's base pilot
-            (``CarrierReader.mirrored``), which every stego carries anyway, and embed adds no sync pattern: its cover
-            cost (0.006 of SSIM on stage 13's weights) is freed; False for every model before stage 14.
-        carrier_texture: experimental, 0 = off (every shipped model): the carrier's written code is scaled per block
-            by ``(1 - a) + a * texture`` of the cover (normalised to unit RMS per image), moving its energy out of
-            flat regions where SSIM sees it; the reader divides the same map, computed from the stego, back out.
-        fine_gain: SRIS-Net's fine code (``pipeline/model/fine.py``), 0 = off (every model before stage 8): embed
-            writes what reveal still gets wrong at the 2x2-block level into the stego's checkerboard coefficients
-            that the carrier leaves free, at this gain (coefficient per unit of secret); reveal adds it back where it
-            survived.
-        base_tile: the carrier's base code writes a tile transform of the 8x8 means (``TileCode`` in
-            ``pipeline/model/carrier.py``: a 2-D DCT over 4x4 blocks, each frequency at its own gain) instead of the
-            means themselves, the same code power spent where additive noise hurts the means least; False for every
-            model before stage 12.
-        deblur: SRIS-Net's reveal first estimates a 3x3 blur from the carrier's pilots and undoes it
-            (``pipeline/model/deblur.py``; inference only, no weights; False for every model before stage 9).
-        light_score: SRIS-Net embeds with a light score head distilled from the discriminator's score map
-            (``LightScore`` in ``pipeline/model/discriminator.py``) instead of running the discriminator's trunk.
-        carrier: SRIS-Net embeds through a learnable linear code on 8x8 and 4x4 blocks initialised to an analytic one
-            (``pipeline/model/carrier.py``) besides its deep path; ``carrier_amplitude`` is the code's initial
-            amplitude in grey levels. Baselines ignore both.
-        extra: free-form settings: ``hinet_blocks`` / ``unet_depth`` for the baselines; ``reveal`` (experimental)
-            overrides fields for SRIS-Net's revealer alone, e.g. a wider revealer than embedder (``reveal_config``).
+        light_score: embed with a light score head distilled from the discriminator's score map instead of running
+            the discriminator's trunk (``LightScore`` in ``pipeline/model/sris/discriminator.py``).
+
+    Our analytic parts (``pipeline/model/codes/``; SRIS-Net only, baselines ignore them):
+        thumbnail_code: embed writes the secret's 8x8 and 4x4 block means into block-DCT coefficients of the cover
+            through a learnable linear code initialised to an analytic one; reveal's deep path corrects its reading.
+        thumbnail_amplitude: the code's initial amplitude in grey levels.
+        base_tile: the 8x8 means are written through a DCT over each 4x4 group of blocks, each frequency at its own
+            gain (``TileCode``).
+        residual_gain: the residual code, 0 = off: what reveal still misses at the 2x2-block level is written into
+            the stego's free checkerboard coefficients at this gain, and added back where it survived.
+        deblur: reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights).
+        mirror: how reveal recognises a left-right mirrored stego: ``pilot`` reads the thumbnail code's base pilot
+            (needs ``thumbnail_code``), ``pattern`` has embed add a faint fixed +-1 pattern of ``pattern_amplitude``
+            grey levels, ``none`` does not look.
+
+        extra: baseline settings (``hinet_blocks``, ``unet_depth``).
+        legacy: behaviours of old checkpoints (``LegacyConfig``).
     """
 
     arch: str = "sris"
@@ -77,34 +91,38 @@ class ModelConfig:
     glem_global: bool = True
     sfm: bool = True
     score_map: bool = True
-    flip_head: bool = False
-    flip_sync: bool = True
-    sync_amplitude: float = 1.0
-    mirror_pilot: bool = False
-    carrier: bool = True
-    carrier_amplitude: float = 10.0
-    carrier_texture: float = 0.0
-    fine_gain: float = 0.0
-    deblur: bool = False
-    base_tile: bool = False
     light_score: bool = False
+    thumbnail_code: bool = True
+    thumbnail_amplitude: float = 10.0
+    base_tile: bool = False
+    residual_gain: float = 0.0
+    deblur: bool = False
+    mirror: str = "pattern"
+    pattern_amplitude: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    legacy: LegacyConfig = field(default_factory=LegacyConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.legacy, dict):  # from a dict (from_dict, replace(legacy={...}))
+            object.__setattr__(self, "legacy", LegacyConfig(**self.legacy))
         if self.arch not in ("sris", "hinet", "unet"):
             raise ValueError(f"unknown arch {self.arch!r}: expected sris, hinet or unet")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if not 1 <= self.num_secrets <= 4:
             raise ValueError(f"num_secrets must be between 1 and 4, got {self.num_secrets}")
-        if self.fine_gain > 0 and not (self.arch == "sris" and self.carrier):
-            raise ValueError("fine_gain needs SRIS-Net with the carrier (its code lives where the carrier leaves room)")
-        if self.mirror_pilot and not (self.arch == "sris" and self.carrier and self.flip_sync):
-            raise ValueError("mirror_pilot needs SRIS-Net with the carrier (its pilot decides) and flip_sync")
-        if self.base_tile and not (self.arch == "sris" and self.carrier):
-            raise ValueError("base_tile needs SRIS-Net with the carrier (it changes the carrier's base code)")
-        if self.deblur and not (self.arch == "sris" and self.carrier):
-            raise ValueError("deblur needs SRIS-Net with the carrier (the carrier's pilots measure the blur)")
+        if self.mirror not in MIRRORS:
+            raise ValueError(f"unknown mirror {self.mirror!r}: expected one of {', '.join(MIRRORS)}")
+        coded = self.arch == "sris" and self.thumbnail_code
+        for name, on in (
+            ("residual_gain", self.residual_gain > 0),
+            ("base_tile", self.base_tile),
+            ("deblur", self.deblur),
+            ("mirror='pilot'", self.mirror == "pilot"),
+            ("legacy.texture_weighting", self.legacy.texture_weighting > 0),
+        ):
+            if on and not coded:
+                raise ValueError(f"{name} needs SRIS-Net with the thumbnail code (it reads or writes that code)")
         if self.arch == "sris":
             if len(self.level_widths) != self.levels + 1:
                 raise ValueError(f"level_widths needs levels + 1 = {self.levels + 1} entries, got {self.level_widths}")
@@ -114,21 +132,26 @@ class ModelConfig:
                     raise ValueError(f"widths must be multiples of {n} (one share per MSIB branch), got {w}")
 
     @property
+    def coded(self) -> bool:
+        """SRIS-Net with the thumbnail code (the analytic codes of ``pipeline/model/codes/`` apply)."""
+        return self.arch == "sris" and self.thumbnail_code
+
+    @property
     def multiple(self) -> int:
-        """Image sizes must be a multiple of this (stem fold times the deepest DMSubNet scale)."""
+        """Image sizes must be a multiple of this (stem fold times the deepest DMSubNet scale; 8 with the codes)."""
         m = self.stem_stride * 2 ** (len(self.dms_widths) - 1)
-        return math.lcm(m, 8) if self.carrier and self.arch == "sris" else m
+        return math.lcm(m, 8) if self.coded else m
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"version": CONFIG_VERSION, **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """A config from ``to_dict``'s output of any version (older ones are migrated first)."""
+        from pipeline.model.migrate import migrate_config
+
+        d = migrate_config(d)
         known = {f.name for f in fields(cls)}
-        # Checkpoints written before mirror synchronisation existed used the learned flip head only; those written
-        # before the carrier existed have none.
-        d = {"flip_head": True, "flip_sync": False, **d} if "flip_sync" not in d else d
-        d = {"carrier": False, **d}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
         return cls(**kw)
 
@@ -138,15 +161,12 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         width=6, stem_stride=2, levels=2, level_widths=(6, 12, 12), dms_widths=(6, 12), dms_blocks=1, disc_width=8
     ),
-    # The CPU-trainable default shipped with the package. Folding 4x4 pixel blocks into channels (stem_stride 4) and
-    # working at N/4 with 48-96 channels trained 2x faster per image on the 2-core CPU than N/2 with 24-48 channels
-    # at similar FLOPs (wider convs use the CPU better).
+    # CPU-trainable: 4x4 pixel blocks folded into channels, 48-96 channels at N/4 (wider convs use a CPU better than
+    # more pixels at half the width).
     "small": ModelConfig(),
-    # Under half of small's FLOPs (0.85 + 0.47 GFLOPs at 256 px with the carrier, 0.34M generator parameters), for
-    # CPU batch jobs. Below this size the job gets no faster on the 2-vCPU CPU: full-resolution passes (folds,
-    # interpolations, element-wise ops), not convolution FLOPs, set the pace there (README, Status).
+    # The shipped default's size: under half of small's FLOPs, for CPU batch jobs.
     "fast": ModelConfig(width=24, level_widths=(24, 48, 48, 48), dms_widths=(24, 48), dms_blocks=1),
-    # Full width and full resolution, for GPU training.
+    # Full width at N/2, for GPU training.
     "paper": ModelConfig(
         width=48,
         stem_stride=2,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.model.codes.mirror import add_template, unmirror
 from pipeline.model.config import ModelConfig
-from pipeline.model.discriminator import DualTaskDiscriminator
-from pipeline.model.sync import add_template, unmirror
+from pipeline.model.sris.discriminator import DualTaskDiscriminator
 
 
 class HidingModel(nn.Module):
@@ -39,19 +39,19 @@ class HidingModel(nn.Module):
     def embed_raw(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
         if score is None:
             score = self.score_map(cover)
-        return self.finish(self.add_sync(cover + self.embedder(cover, secrets, score)), secrets)
+        return self.write_residual_code(self.add_mirror_pattern(cover + self.embedder(cover, secrets, score)), secrets)
 
-    def finish(self, stego: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        """The last step of embed on the raw stego (B, C, N, N): nothing here; SRIS-Net writes its fine code."""
+    def write_residual_code(self, stego: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """The last step of embed on the raw stego (B, C, N, N): nothing here; SRIS-Net writes its residual code."""
         return stego
 
-    def add_sync(self, stego: torch.Tensor) -> torch.Tensor:
-        """Add the mirror-synchronisation pattern (when ``config.flip_sync``) to a raw stego (B, C, N, N)."""
-        return add_template(stego, self.config.sync_amplitude) if self.config.flip_sync else stego
+    def add_mirror_pattern(self, stego: torch.Tensor) -> torch.Tensor:
+        """Add the mirror pattern (``config.mirror == "pattern"``) to a raw stego (B, C, N, N)."""
+        return add_template(stego, self.config.pattern_amplitude) if self.config.mirror == "pattern" else stego
 
     def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
-        """Un-mirror the images of a batch that hold the mirrored pattern (identity without ``flip_sync``)."""
-        return unmirror(stego) if self.config.flip_sync else stego
+        """Un-mirror the images of a batch that hold the mirrored pattern (identity without the pattern)."""
+        return unmirror(stego) if self.config.mirror == "pattern" else stego
 
     def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.reveal_aligned(self.unmirror(stego))
@@ -59,8 +59,8 @@ class HidingModel(nn.Module):
     def reveal_aligned(
         self, x: torch.Tensor, flipped: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Reveal from a stego already un-mirrored by the sync pattern: (secrets unclamped, flip logit or None).
-        ``flipped`` teacher-forces the learned flip head of the first checkpoints (training only)."""
+        """Reveal from a stego already un-mirrored: (secrets unclamped, flip logit or None). ``flipped``
+        teacher-forces the legacy flip head of the first checkpoints."""
         return self.revealer(x) if flipped is None else self.revealer(x, flipped)
 
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from pipeline.model.discriminator import LightScore
+from pipeline.model.sris.discriminator import LightScore
 from pipeline.train.data import CropSampler, load_photos, validation_pairs
 
 

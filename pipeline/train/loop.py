@@ -7,7 +7,7 @@ One step:
      image, one random distortion per batch, 8-bit rounding again, reveal;
   4. generator loss: secret dB + lambda_c * cover MSE / target MSE + lambda_ssim * (1 - SSIM) + low-band MSE +
      adversarial +
-     score-map guidance + flip BCE; lambda_c and lambda_ssim are dual-ascent constraint weights;
+     score-map guidance (+ the BCE of a legacy flip head); lambda_c and lambda_ssim are dual-ascent constraint weights;
   5. discriminator loss: real/fake BCE on cover vs stego + L1 of the score map against the texture target.
 """
 
@@ -30,8 +30,9 @@ from tqdm import tqdm
 from pipeline.model import build_model, get_config
 from pipeline.model.checkpoint import save_checkpoint
 from pipeline.model.config import ModelConfig
-from pipeline.model.discriminator import texture_target
-from pipeline.model.pyramid import LaplacianPyramid
+from pipeline.model.migrate import migrate, migrate_overrides
+from pipeline.model.sris.discriminator import texture_target
+from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
 from pipeline.train.data import CropSampler, load_photos, validation_pairs
 from pipeline.train.graphics import GraphicsSampler
@@ -74,9 +75,9 @@ class TrainConfig:
     fidelity_ramp: int = 1000
     flip_prob: float = 0.25
     attack_mix: str = "bar"
-    # Learning-rate multiplier of the carrier's linear code (SRIS-Net): at the full rate the untrained deep paths'
-    # gradients rewrote half of the analytic code in 250 steps and the secret fell from 25 to 16 dB.
-    carrier_lr: float = 0.02
+    # Learning-rate multiplier of the thumbnail code's linear maps (SRIS-Net): at the full rate the untrained deep
+    # paths' gradients rewrote half of the analytic code in 250 steps and the secret fell from 25 to 16 dB.
+    thumbnail_lr: float = 0.02
     # Initial constraint weights: tiny for a from-scratch code (the revealer must first learn to read a strong
     # residual); a model that already works starts where a trained one ended, so the cover holds from step 1.
     lambda_cover_init: float = 0.05
@@ -120,9 +121,9 @@ class TrainConfig:
 
     @property
     def works_from_step_zero(self) -> bool:
-        """Fine-tuning, or SRIS-Net with its analytic carrier code: the model hides and reveals before training."""
+        """Fine-tuning, or SRIS-Net with its thumbnail code: the model hides and reveals before training."""
         cfg = model_config(self)
-        return self.init_from is not None or (cfg.arch == "sris" and cfg.carrier)
+        return self.init_from is not None or cfg.coded
 
     def without_warmups(self) -> TrainConfig:
         """The schedule of a model that works from step 0: none of the from-scratch warm-ups (unrounded stego,
@@ -142,7 +143,7 @@ class TrainConfig:
 
 
 def model_config(tc: TrainConfig) -> ModelConfig:
-    return get_config(tc.preset, **tc.model_overrides)
+    return get_config(tc.preset, **migrate_overrides(tc.model_overrides))
 
 
 def lr_factor(step: int, tc: TrainConfig, progress: float | None = None) -> float:
@@ -179,8 +180,8 @@ class Trainer:
             if p.requires_grad and not n.startswith(("discriminator.", "light_score."))
         ]
         groups = [
-            {"params": [p for n, p in named if ".carrier." not in n], "lr_scale": 1.0},
-            {"params": [p for n, p in named if ".carrier." in n], "lr_scale": tc.carrier_lr},
+            {"params": [p for n, p in named if ".thumbnail." not in n], "lr_scale": 1.0},
+            {"params": [p for n, p in named if ".thumbnail." in n], "lr_scale": tc.thumbnail_lr},
         ]
         self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=tc.lr)
         self.opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=(0.5, 0.999))
@@ -265,8 +266,12 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         st = torch.load(path, map_location=self.device, weights_only=False)
-        src = st.get("state_dict") or st.get("model")
-        if src is None:
+        # A model checkpoint or a training state, of any version: its weights under today's names.
+        if "state_dict" in st:
+            src = migrate(st["config"], st["state_dict"])[1]
+        elif "model" in st:
+            src = migrate(st.get("model_config", {}), st["model"])[1]
+        else:
             raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
         own = self.model.state_dict()
         taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
@@ -329,7 +334,7 @@ class Trainer:
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
         quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
-        stego = quantize(m.finish(m.add_sync(cover + residual), secrets))
+        stego = quantize(m.write_residual_code(m.add_mirror_pattern(cover + residual), secrets))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
 
@@ -348,7 +353,7 @@ class Trainer:
         seen = m.restore(seen)
         # Mirror synchronisation decides from the image itself, as at inference; the learned flip head (first
         # checkpoints) is teacher-forced with the true mask instead.
-        recovered, flip_logit = m.reveal_aligned(m.unmirror(seen), flipped if self.cfg.flip_head else None)
+        recovered, flip_logit = m.reveal_aligned(m.unmirror(seen), flipped if self.cfg.legacy.flip_head else None)
 
         l_secret = db_loss(recovered, secrets)
         l_cover = normalized_mse(stego, cover, tc.cover_psnr_target)
@@ -433,7 +438,7 @@ class Trainer:
         from pipeline.evaluate.quick import quick_validation
 
         covers, secrets = self.val
-        self.model.refresh_restore()  # its calibration follows the carrier's (slowly) trained weights
+        self.model.refresh_restore()  # its calibration follows the thumbnail code's (slowly) trained weights
         res = quick_validation(
             self.model, covers.to(self.device), secrets.to(self.device), noise_draws=self.tc.val_noise_draws
         )

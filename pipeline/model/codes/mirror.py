@@ -1,21 +1,16 @@
-"""Mirror synchronisation: a fixed, faint pseudo-random pattern in every stego tells reveal whether it was flipped.
+"""Mirror handling: a fixed faint +-1 pattern that tells reveal whether a stego was flipped left-right.
 
-A convolutional reveal net reads the hidden signal where it was written, so a left-right mirror scrambles it; the
-secret must still come back in its original orientation (an operator never knows whether an image was flipped). A
-learned flip classifier (``FlipHead``) never learned this on the CPU budget (validation stayed at chance), so
-SRIS-Net adds a known template instead, the way watermarking systems carry a synchronisation pattern:
+A convolutional reveal net reads the hidden signal where it was written, so a mirror scrambles it; the secret must
+still come back in its original orientation. With ``ModelConfig.mirror == "pattern"`` embed adds a known template
+(the way watermarking systems carry a synchronisation pattern) and reveal correlates against it:
 
     embed:  stego = cover + residual + a * T            T: +-1 on 2x2-pixel blocks, the same in every channel
     reveal: c = <highpass(mean_c(stego)), T - mirror(T)>;  c < 0  ->  un-mirror the stego, then reveal
 
-T and its mirror are nearly orthogonal random patterns, so the correlation's sign says which one the image holds.
-With a = 1 grey level on 256x256 it costs ~0.3 dB of cover PSNR. Block size and high-pass were chosen on the 45
-photos at 256 px (8-bit, one grey level), by the detection margin in units of the score's spread on unmarked photos,
-mean / weakest photo: 2x2 blocks and a twice-applied 3x3 high-pass gave 13 / 5 after a 3x3 mean filter, 13 / 8 after
-noise sigma 10, 10 / 5 after JPEG 75; 4x4 blocks gave 1 to 4 / below 0.5 after the mean filter (too few independent
-blocks), single pixels did not survive the mean filter at all. The high-pass removes the cover's smooth content, the
-strongest interference. Everything is tensor arithmetic on a constant (the pattern for a fixed image size), so it
-exports to ONNX/TensorRT as convolutions, a reduction and a select.
+T and its mirror are nearly orthogonal random patterns, so the correlation's sign says which one the image holds; the
+high-pass removes the cover's smooth content, the strongest interference. With ``mirror == "pilot"`` (the shipped
+model) the thumbnail code's own pilot decides instead (``ThumbnailReader.mirrored``) and no pattern is added; this
+module then only supplies the un-mirroring. Everything is tensor arithmetic on constants, so it exports.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.signs import tiled_signs
+from pipeline.model.codes.signs import tiled_signs
 
 BLOCK = 2
 # The pattern is tiled from one fixed 128x128-block (256x256 px) tile, so every image size sees the same pattern at

@@ -1,4 +1,5 @@
-"""The carrier (pipeline/model/carrier.py): the analytic two-scale code SRIS-Net's learnable carrier starts from."""
+"""The thumbnail code (pipeline/model/codes/thumbnail.py): the analytic two-scale code SRIS-Net's learnable one starts
+from."""
 
 from __future__ import annotations
 
@@ -7,21 +8,22 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model import build_model, get_config
-from pipeline.model.carrier import (
+from pipeline.model.codes.thumbnail import (
     BASE_COEFFS,
     DETAIL_BOOST,
     DETAIL_COEFF,
     PILOT,
     TILE,
     TILE_GAINS,
-    CarrierReader,
-    CarrierWriter,
+    ThumbnailReader,
+    ThumbnailWriter,
     TileCode,
     dct_basis,
     detail_of,
     pilot,
 )
 from pipeline.model.config import ModelConfig
+from pipeline.model.legacy import texture_weight
 from pipeline.train import attacks as A
 
 
@@ -49,7 +51,7 @@ def _covers(photo_factory, n: int = 32) -> torch.Tensor:
 def test_codes_read_back_exactly_whatever_the_cover(k: int, photo_factory) -> None:
     torch.manual_seed(0)
     covers, secrets = _covers(photo_factory), torch.rand(2, 3 * k, 32, 32)
-    writer, reader = CarrierWriter(3, k, 10.0), CarrierReader(3, k, 10.0)
+    writer, reader = ThumbnailWriter(3, k, 10.0), ThumbnailReader(3, k, 10.0)
     with torch.no_grad():
         stego = covers + writer(covers, secrets)
         base = reader.base_read(F.pixel_unshuffle(stego, 8)) * reader.base_scale
@@ -64,7 +66,7 @@ def test_codes_read_back_exactly_whatever_the_cover(k: int, photo_factory) -> No
 def test_rounding_to_8_bits_costs_little(photo_factory) -> None:
     torch.manual_seed(0)
     covers, secrets = _covers(photo_factory, 64), torch.rand(2, 3, 64, 64)
-    writer, reader = CarrierWriter(3, 1, 10.0), CarrierReader(3, 1, 10.0)
+    writer, reader = ThumbnailWriter(3, 1, 10.0), ThumbnailReader(3, 1, 10.0)
     with torch.no_grad():
         thumbs = reader.thumbnails(A.quantize(covers + writer(covers, secrets)))
     err = (thumbs - F.avg_pool2d(secrets, 4)).abs()
@@ -78,7 +80,7 @@ def test_pilots_undo_a_gain_and_gate_the_detail(gain: float) -> None:
     torch.manual_seed(0)
     secrets = torch.rand(1, 3, 256, 256)
     flat = torch.full((1, 3, 256, 256), 0.5)
-    writer, reader = CarrierWriter(3, 1, 10.0), CarrierReader(3, 1, 10.0)
+    writer, reader = ThumbnailWriter(3, 1, 10.0), ThumbnailReader(3, 1, 10.0)
     with torch.no_grad():
         thumbs = reader.thumbnails(flat + gain * writer(flat, secrets))
     base_only = F.interpolate(F.avg_pool2d(secrets, 8), scale_factor=2, mode="bilinear", align_corners=False)
@@ -86,30 +88,31 @@ def test_pilots_undo_a_gain_and_gate_the_detail(gain: float) -> None:
     assert (thumbs - expected).abs().mean() < 0.01
 
 
-def test_sris_net_starts_as_the_carrier_code() -> None:
-    """Untrained, with the carrier, SRIS-Net already reveals a recognisable secret; without, it does not."""
+def test_sris_net_starts_as_the_thumbnail_code() -> None:
+    """Untrained, with the thumbnail code, SRIS-Net already reveals a recognisable secret; without, it does not."""
     torch.manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
     secrets = torch.stack([torch.stack([yy, xx, (yy + xx) / 2]), torch.stack([xx, 1 - yy, yy * xx])])
     covers = torch.rand(2, 3, 64, 64) * 0.5 + 0.25
     psnr = {}
-    for carrier in (True, False):
-        model = build_model(get_config("tiny", carrier=carrier)).eval()
+    for coded in (True, False):
+        model = build_model(get_config("tiny", thumbnail_code=coded)).eval()
         with torch.inference_mode():
             rec = model.reveal(A.quantize(model.embed(covers, secrets)))
-        psnr[carrier] = (10 * torch.log10(1 / (rec - secrets).square().mean())).item()
+        psnr[coded] = (10 * torch.log10(1 / (rec - secrets).square().mean())).item()
     assert psnr[True] > 20 and psnr[False] < 15
 
 
-def test_checkpoints_from_before_the_carrier_load_without_it() -> None:
-    old = get_config("tiny").to_dict()
-    del old["carrier"], old["carrier_amplitude"]
-    assert not ModelConfig.from_dict(old).carrier
-    assert get_config("tiny").multiple == 8 and get_config("tiny", carrier=False).multiple == 4
+def test_checkpoints_from_before_the_code_load_without_it() -> None:
+    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    del old["thumbnail_code"], old["thumbnail_amplitude"]  # a version-1 dict from before the code (the carrier)
+    old["flip_sync"] = True
+    assert not ModelConfig.from_dict(old).thumbnail_code
+    assert get_config("tiny").multiple == 8 and get_config("tiny", thumbnail_code=False).multiple == 4
 
 
-def test_texture_weighted_carrier_moves_the_code_out_of_flat_regions() -> None:
-    """``carrier_texture`` (experimental): the written code grows where the cover is textured and shrinks where it
+def test_legacy_texture_weighting_moves_the_code_out_of_flat_regions() -> None:
+    """``legacy.texture_weighting``: the written code grows where the cover is textured and shrinks where it
     is flat, at the same energy; embed still equals the training graph (the folded graph steps aside)."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -119,9 +122,9 @@ def test_texture_weighted_carrier_moves_the_code_out_of_flat_regions() -> None:
     secrets = torch.rand(1, 3, 64, 64, generator=g)
     energy = {}
     for a in (0.0, 0.8):
-        model = build_model(get_config("fast", carrier_texture=a)).eval()
+        model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            code = model.embedder.carrier(cover, secrets, model.embedder.carrier_weight(cover))
+            code = model.embedder.thumbnail(cover, secrets, texture_weight(cover, a))
             energy[a] = (code[..., :32].square().mean().item(), code[..., 32:].square().mean().item())
             assert (model.embed(cover, secrets) - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max() < 1e-5
     flat0, tex0 = energy[0.0]
@@ -134,17 +137,16 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     on photo-like covers it then reads the weighted code about as well as the uniform code, and far better than
     without the division."""
     from pipeline.evaluate.metrics import psnr, to_255
-    from pipeline.model.sris import texture_weight
 
     torch.manual_seed(0)
     covers = _covers(photo_factory, 64)
     secrets = covers.roll(1, dims=0)
     read = {}
     for a in (0.0, 0.8):
-        model = build_model(get_config("fast", carrier_texture=a)).eval()
+        model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
             stego = A.quantize(model.embed(covers, secrets))
-            reader = model.revealer.carrier
+            reader = model.revealer.thumbnail
             weight = texture_weight(stego, a)
             read[a, "divided"] = psnr(to_255(reader(stego, weight)), to_255(secrets)).mean().item()
             read[a, "not divided"] = psnr(to_255(reader(stego)), to_255(secrets)).mean().item()
@@ -172,7 +174,7 @@ def test_tile_coded_base_reads_back_exactly_and_spends_less_on_the_mean(photo_fa
     tiles' means (gain < 1) to their finer frequencies (gains > 1)."""
     torch.manual_seed(0)
     covers, secrets = _covers(photo_factory, 64), torch.rand(2, 3, 64, 64)
-    writer, reader = CarrierWriter(3, 1, 10.0, tile=True), CarrierReader(3, 1, 10.0, tile=True)
+    writer, reader = ThumbnailWriter(3, 1, 10.0, tile=True), ThumbnailReader(3, 1, 10.0, tile=True)
     with torch.no_grad():
         stego = covers + writer(covers, secrets)
         base = reader.base_coefficients(stego) - PILOT * pilot(8, 8, stego)

@@ -1,39 +1,21 @@
-"""Blind deblurring before reveal: measure how far a blur attenuated the carrier's pilots, and undo the blur.
+"""Blind deblurring before reveal: measure how far a blur attenuated the thumbnail code's pilots, and undo it.
 
-Why: after a 3x3 mean or Gaussian filter the deep reveal path reads a blurred stego, and nothing in its local
-convolutions can invert a blur whose strength it does not know. The carrier already measures that strength: its
-codes carry known +-1 pilots whose correlations fall as the blur grows (``carrier.py``). So reveal can estimate the
-filter from them and undo it first. Measured on the held-out photos with stage 8's weights, untrained for it (EPS
-0.01, secret PSNR at 256 px after the attack, without -> with): 3x3 mean 22.32 -> 23.45, Gaussian sigma 1 22.95 ->
-23.48, clean, mirrored, sharpened and noisy stegos unchanged (numbers of the shipped model: MODEL_CARD.md).
+Why: after a 3x3 mean or Gaussian filter the learned reveal path reads a blurred stego, and its local convolutions
+cannot invert a blur whose strength they do not know. The thumbnail code's pilots measure that strength: their
+correlations fall as the blur grows.
 
-Model of the attack: the separable symmetric 3x3 kernel ``[a, 1 - 2a, a]`` on each axis: ``a = 1/3`` is the 3x3 mean
-filter, 0.107 / 0.274 / 0.307 / 0.319 the 3x3 Gaussians of sigma 0.5 / 1 / 1.5 / 2 (every symmetric 3x3 kernel that
-sums to 1 and is the same 1-D kernel on both axes is one of them). Its frequency response is ``h(wy) h(wx)``,
-``h(w) = 1 - 2a (1 - cos w)``.
+Model of the attack: the separable symmetric 3x3 kernel ``[a, 1 - 2a, a]`` on each axis (``a = 1/3`` is the 3x3
+mean, 0.107 / 0.274 / 0.307 / 0.319 the 3x3 Gaussians of sigma 0.5 / 1 / 1.5 / 2), frequency response
+``h(wy) h(wx)``, ``h(w) = 1 - 2a (1 - cos w)``. Estimate: the detail pilot's gain over its clean value, inverted
+through a curve ``rho(a)`` measured on the model's own code (``calibrate``: the trained code is no longer a textbook
+DCT basis), gives ``a``; an image whose detail pilot is intact passes untouched. JPEG also removes the detail pilot
+but not the base one, so where the base pilot is stronger than that blur would leave, the estimate fades to 0.
+Undo: the Wiener filter ``H / (H^2 + EPS)`` in the Fourier domain after reflect padding, unit gain at DC.
 
-Estimate: ``rho4``, ``rho8``: the detail (4x4) and base (8x8) pilots' gains over their clean values. The trained codes
-are no longer the textbook DCT bases, so ``rho(a)`` is measured, not derived: from the model's own carrier on a flat
-image filtered with each ``a`` of a grid (``calibrate``; on 8 held-out photos the detail pilot's ``rho`` agreed with
-the curve within 0.006 for every ``a``). The detail curve, steeper, inverted gives ``a``; ``rho4 >= RHO_CLEAN``
-counts as unfiltered (``a = 0``: the image passes untouched), so clean, noisy and sharpened stegos are read exactly as
-before. JPEG also removes the detail pilot, but not the base one (``rho8`` stays near 1, where a blur of that ``a``
-leaves 0.3-0.8): where ``rho8`` is above what the blur would leave by more than ``CONSISTENT_HI``, the estimate is
-faded to 0 (without that check JPEG 75 lost 1.2 dB).
-
-Undo: the Wiener filter ``H / (H^2 + EPS)`` in the Fourier domain after reflect padding (what OpenCV's filters pad
-with), scaled to unit gain at DC. With the true filter on stage 8's weights (not trained with the deblur), EPS =
-0.003 / 0.01 / 0.03 / 0.1 gave 23.54 / 23.52 / 23.43 / 23.01 dB after the mean filter, and 0.01 was taken as the
-gentler inverse of the two best. Once the deep paths had been trained on deblurred stegos (stage 9) the sharper
-inverse won: EPS = 0.001 / 0.002 / 0.003 / 0.006 / 0.01 / 0.025 gave 23.89 / 23.93 / 23.93 / 23.90 / 23.84 / 23.57 dB
-after the mean filter and 23.81 / 23.95 / 23.99 / 23.99 / 23.96 / 23.83 after the Gaussian (held out, estimated
-``a``; the true ``a`` gives within 0.03 dB of that).
-
-Both gains are linear in the image, so each is one inner product with a map (the gain's gradient), taken for the image
-and for its mirror: the orientation whose base pilot is stronger is the stego's own (a mirrored pilot is
-uncorrelated), with no un-mirroring or stripping pass over the image. This runs before the exported reveal graph
-(``HidingModel.restore``): the compiled engines run it in torch on the CPU before their reveal (``pipeline/runtime``),
-so every backend gives the same answer.
+Both gains are linear in the image, so each is one inner product with a precomputed map, taken for the image and
+its mirror (the orientation with the stronger base pilot is the stego's own). This runs before the exported reveal
+graph (``HidingModel.restore``); the engines run it in torch before their reveal, so every backend agrees.
+Measurements (EPS, gains): ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations
@@ -43,9 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipeline.model import fine
-from pipeline.model.carrier import DETAIL_BLOCK, PILOT, CarrierReader, CarrierWriter, pilot_gain
-from pipeline.model.carrier import DETAIL_BOOST as _BOOST
+from pipeline.model.codes import residual
+from pipeline.model.codes.thumbnail import DETAIL_BLOCK, PILOT, ThumbnailReader, ThumbnailWriter, pilot_gain
+from pipeline.model.codes.thumbnail import DETAIL_BOOST as _BOOST
 
 EPS = 0.003  # Wiener regularisation (measured 0.001-0.025 above; the model card adds 0.0003 and 0.015)
 RHO_CLEAN = 0.9  # above this the stego counts as unfiltered (noise sigma 5 moves rho4 by ~0.05)
@@ -71,7 +53,7 @@ def _blur(x: torch.Tensor, a: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k.expand(c, 1, 3, 3), groups=c)
 
 
-def pilot_gains(reader: CarrierReader, x: torch.Tensor) -> torch.Tensor:
+def pilot_gains(reader: ThumbnailReader, x: torch.Tensor) -> torch.Tensor:
     """The (detail, base) pilots' gains in an un-mirrored stego (B, C, N, N) -> (B, 2), unclamped, mean over
     channels (and secrets)."""
     gd = pilot_gain(reader.detail_coefficients(F.pixel_unshuffle(x, DETAIL_BLOCK)), PILOT / _BOOST)
@@ -82,7 +64,7 @@ def pilot_gains(reader: CarrierReader, x: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Calibration:
     """The (detail, base) pilot gains' ratios ``rho4``, ``rho8`` at each blur ``a`` (``rho4`` decreasing) for one
-    model's carrier; ``clean``: the two gains of an unfiltered stego."""
+    model's thumbnail code; ``clean``: the two gains of an unfiltered stego."""
 
     a: tuple[float, ...]
     rho4: tuple[float, ...]
@@ -91,13 +73,13 @@ class Calibration:
 
 
 @torch.no_grad()
-def calibrate(writer: CarrierWriter, reader: CarrierReader, num_secrets: int, fine_code: bool) -> Calibration:
+def calibrate(writer: ThumbnailWriter, reader: ThumbnailReader, num_secrets: int, with_residual: bool) -> Calibration:
     """Measure ``rho(a)`` on a flat grey image carrying only the codes' pilots (no content: no noise in the gains)."""
     w = reader.detail_read.weight
     n, c = CALIBRATION_SIZE, reader.channels
     grey = torch.full((1, c, n, n), 0.5, device=w.device, dtype=w.dtype)
     stego = grey + writer(grey, grey.repeat(1, num_secrets, 1, 1))
-    probe = (lambda x: fine.strip(x, num_secrets)[0]) if fine_code else (lambda x: x)
+    probe = (lambda x: residual.strip(x, num_secrets)[0]) if with_residual else (lambda x: x)
     g = torch.cat([pilot_gains(reader, probe(_blur(stego, a) if a else stego)) for a in A_GRID]).float()
     rho = g / g[0]
     # Keep the grid while rho4 still falls: past that point a larger blur is indistinguishable.
@@ -141,28 +123,28 @@ def wiener(x: torch.Tensor, a: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 class Deblur:
     """The restore stage of a model with ``config.deblur``: stego (B, C, N, N) -> stego with a detected blur undone.
 
-    Holds the model's carrier (its reader measures the pilots, its writer calibrates). Each pilot's gain is linear in
-    the image, so it is one inner product with a map (the gain's gradient), taken for the image and for its mirror;
-    the orientation whose base pilot is stronger is the stego's own (a mirrored pilot reads as noise, and the base
-    pilot keeps 0.3 of its gain even after a 3x3 mean filter). No un-mirroring or stripping pass over the image: 0.8
-    ms per 256 px image where they cost 8. Maps and calibration are made on first use and kept until ``forget``.
+    Holds the model's thumbnail code (its reader measures the pilots, its writer calibrates). Each pilot's gain is
+    linear in the image, so it is one inner product with a map (the gain's gradient), taken for the image and for its
+    mirror; the orientation whose base pilot is stronger is the stego's own (a mirrored pilot reads as noise, and the
+    base pilot keeps a good part of its gain even after a 3x3 mean filter). No un-mirroring or stripping pass over the
+    image. Maps and calibration are made on first use and kept until ``forget``.
     """
 
-    def __init__(self, writer: CarrierWriter, reader: CarrierReader, num_secrets: int, fine_code: bool) -> None:
+    def __init__(self, writer: ThumbnailWriter, reader: ThumbnailReader, num_secrets: int, with_residual: bool) -> None:
         self.writer, self.reader = writer, reader
-        self.k, self.fine_code = num_secrets, fine_code
+        self.k, self.with_residual = num_secrets, with_residual
         self._cal: Calibration | None = None
         self._maps: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forget(self) -> None:
-        """Drop the calibration and the maps (training: the carrier's weights moved)."""
+        """Drop the calibration and the maps (training: the thumbnail code's weights moved)."""
         self._cal = None
         self._maps.clear()
 
     @property
     def calibration(self) -> Calibration:
         if self._cal is None:
-            self._cal = calibrate(self.writer, self.reader, self.k, self.fine_code)
+            self._cal = calibrate(self.writer, self.reader, self.k, self.with_residual)
         return self._cal
 
     def gain_maps(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +155,7 @@ class Deblur:
             with torch.inference_mode(False), torch.enable_grad():
                 w_ = self.reader.detail_read.weight
                 z = torch.zeros(1, self.reader.channels, h, w, device=device, dtype=w_.dtype, requires_grad=True)
-                g = pilot_gains(self.reader, fine.strip(z, self.k)[0] if self.fine_code else z)[0]
+                g = pilot_gains(self.reader, residual.strip(z, self.k)[0] if self.with_residual else z)[0]
                 grads = [torch.autograd.grad(g[i], z, retain_graph=True)[0][0] for i in range(2)]
             self._maps[key] = (torch.stack(grads).float().detach(), g.detach().float())
         return self._maps[key]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.model.dmsubnet import MSIB
+from pipeline.model.sris.dmsubnet import MSIB
 
 
 class GlobalContext(nn.Module):

@@ -1,41 +1,22 @@
-"""The carrier: a learnable linear code inside SRIS-Net, initialised to an analytic one that works from step 0.
+"""The thumbnail code: the secret's block means written into block-DCT coefficients of the cover.
 
-Why: the first CPU runs of SRIS-Net (and both baselines) learned their hidden code slowly: after 66 CPU-minutes the
-recovered secret was at 18.4 dB, worse than a 16x16 thumbnail of the secret blown back up (21.8 dB on the held-out
-photos). A fixed linear code does better with no training at all. Write the secret's block means into one DCT
-coefficient of the same colour channel of the cover's blocks, after removing the cover's own value of that
-coefficient (so it reads back exactly, whatever the cover: "informed" embedding):
+Why: a learned hiding net on a CPU budget learns its code slowly, while a fixed linear code reveals a usable
+thumbnail of the secret before any training. SRIS-Net starts from one and trains it (at a low learning rate) with
+the rest, and the learned reveal path corrects what the code reads. "Informed" embedding removes the cover's own
+value of the coefficient, so it reads back whatever the cover:
 
     t = gain * (block mean of the secret - 0.5 + 0.1 r)     r: a known random +-1 pilot sign per block
     residual = P (t - P^T cover)                            P: the DCT basis image of coefficient (u, v)
     y = P^T stego / gain;  g = mean(y r) / 0.1              g: the gain an attack's filter applied to the code
     mean estimate = y / g - 0.1 r + 0.5
 
-Two such codes, at two scales (the "progressive" idea of the paper, on the secret's side):
-
-- base: 8x8 blocks, coefficient (2, 3), carries the 8x8 block means: robust to blur (a 3x3 filter changes an 8x8
-  pattern of that frequency little);
-- detail: 4x4 blocks, coefficient (2, 2), carries the 4x4 block means minus the bilinear 2x upsampling of the 8x8
-  means: the detail a 4x4 thumbnail adds. Reveal adds it only where its pilot says it survived (gain g >= 0.65; a
-  3x3 mean filter leaves ~0.11 of it, sharpening x5), and the 4x4 estimate is upsampled bilinearly.
-
-With ``ModelConfig.base_tile`` (stage 12 on) the base code's slots carry a transform of the 8x8 means instead of the
-means (``TileCode``): per 4x4 group of blocks, the 2-D DCT of their 16 means, each frequency at its own fixed gain
-(``TILE_GAINS``), the power the plain code spent on the groups' means moved to their finer frequencies. Alone, at the
-same cover PSNR, that reads the means back about 4.5 dB better clean and after noise, 3.5 dB after a 3x3 mean filter,
-and costs less SSIM (``scripts/base_tile_gains.py --compare``).
-
-The two basis images are orthogonal on every 8x8 block, so neither code disturbs the other's reading. Measured alone
-on 16 photos at 256 px, 8-bit, 10 grey levels (secret PSNR, cover PSNR / SSIM): 8x8 (2, 3): clean 23.7, 3x3 mean
-20.2, Gaussian sigma 1 21.7, sharpen 22.5, noise sigma 5 22.0 dB, at 38.6 dB / 0.940; 4x4 (1, 2) alone: clean 26.5
-but 3x3 mean 13.2 dB (the blurred cover's own coefficient swamps it). The pilot matters: without it sharpening
-left 12 dB. So the code gives a working, partly robust start; training adds what it cannot (pre-compensating blur,
-hiding in texture, detail above the thumbnail).
-
-The maps are 1x1 convolutions on block-folded tensors (``CarrierWriter`` in embed: ``write`` secret -> residual,
-``cancel`` cover -> residual; ``CarrierReader`` in reveal: ``read`` stego -> coefficients), initialised to the code
-and trained with the rest of the network at a low learning rate. With K secrets, secret k has base coefficient
-``BASE_COEFFS[k]``; only the first secret has a detail code (the others rely on the deep path for detail).
+Two scales: the base code (8x8 blocks, one coefficient per secret) carries the 8x8 means, robust to blur; the detail
+code (4x4 blocks, first secret) carries what the 4x4 means add to the upsampled 8x8 means, used where its pilot says
+it survived. With ``ModelConfig.base_tile`` the base slots carry a DCT over each 4x4 group of 8x8 means, each
+frequency at its own gain (``TileCode``). The basis images are orthogonal on every 8x8 block, so the codes do not
+disturb each other. The pilots also serve the blind deblur (``deblur.py``) and the mirror decision
+(``ThumbnailReader.mirrored``). All maps are 1x1 convolutions on block-folded tensors (``ThumbnailWriter`` in embed,
+``ThumbnailReader`` in reveal). Measurements: ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations
@@ -46,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.model.signs import signs_like
-from pipeline.model.sync import mirror_image
+from pipeline.model.codes.mirror import mirror_image
+from pipeline.model.codes.signs import signs_like
 
 BASE_BLOCK, DETAIL_BLOCK = 8, 4
 # Base coefficients per secret, all orthogonal to the detail coefficient on every 8x8 block (checked in the tests).
@@ -58,7 +39,7 @@ DETAIL_COEFF = (2, 2)
 # the code's frequency. Costs ~ (0.1 / 0.25)^2 = 16% more base-code energy; gain error ~ 4% at 256 px.
 PILOT = 0.1
 PILOT_SEED = 0xC0DE
-PILOT_TILE = 64  # blocks; tiled for larger images, like the mirror-sync pattern
+PILOT_TILE = 64  # blocks; tiled for larger images, like the mirror pattern
 # Detail gate: the detail code counts fully where its measured gain is >= GATE_HI, not at all below GATE_LO.
 GATE_LO, GATE_HI = 0.35, 0.65
 # The detail values are small (std ~0.05 against ~0.25 for the means), so they are written DETAIL_BOOST times larger:
@@ -182,7 +163,7 @@ def detail_of(means4: torch.Tensor, means8: torch.Tensor) -> torch.Tensor:
     return means4 - F.interpolate(means8, scale_factor=2, mode="bilinear", align_corners=False)
 
 
-class CarrierWriter(nn.Module):
+class ThumbnailWriter(nn.Module):
     """(cover (B, C, N, N), secrets (B, K*C, N, N)) -> the codes' residual (B, C, N, N); N a multiple of 8."""
 
     def __init__(self, channels: int, num_secrets: int, amplitude255: float, tile: bool = False) -> None:
@@ -253,7 +234,7 @@ def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Te
     return y / g - amplitude * signs, g
 
 
-class CarrierReader(nn.Module):
+class ThumbnailReader(nn.Module):
     """stego (B, C, N, N) -> the codes' estimate of the secrets (B, K*C, N, N); N a multiple of 8."""
 
     def __init__(self, channels: int, num_secrets: int, amplitude255: float, tile: bool = False) -> None:
@@ -263,7 +244,7 @@ class CarrierReader(nn.Module):
         self.tile = TileCode() if tile else None
         self.base_read = _conv(c * BASE_BLOCK**2, k * c, br, bias=True)
         self.detail_read = _conv(c * DETAIL_BLOCK**2, c, dr, bias=True)
-        self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in CarrierWriter
+        self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in ThumbnailWriter
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
 
@@ -278,10 +259,10 @@ class CarrierReader(nn.Module):
 
     def mirrored(self, stego: torch.Tensor) -> torch.Tensor:
         """(B, C, N, N) -> (B,) bool: the stego was mirrored left-right after embedding, read from the base code's
-        pilot (``ModelConfig.mirror_pilot``): it correlates with the known signs in the stego's own orientation and
+        pilot (``ModelConfig.mirror == "pilot"``): it correlates with the known signs in the stego's own orientation and
         not in the mirrored one (a mirror maps each 8x8 block's coefficient (u, v) onto the mirrored block's, times
         (-1)^v, and the mirrored sign pattern is uncorrelated with the pilot). The pilot is in every stego already,
-        at 0.1 of the code's unit and summed over every block, so it decides as a dedicated sync pattern did."""
+        at 0.1 of the code's unit and summed over every block, so it decides as a dedicated mirror pattern did."""
 
         def strength(x: torch.Tensor) -> torch.Tensor:
             return pilot_gain(self.base_coefficients(x)).mean(dim=(1, 2, 3))

@@ -1,4 +1,5 @@
-"""Mirror synchronisation (pipeline/model/sync.py): the pattern, its detection on real photos, and the model's use."""
+"""Mirror handling (pipeline/model/codes/mirror.py): the pattern, its detection on real photos, the pilot's decision,
+and the model's use."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 from PIL import Image
 
 from pipeline.model import build_model, get_config
+from pipeline.model.codes.mirror import add_template, is_mirrored, mirror_score, template, unmirror
 from pipeline.model.config import ModelConfig
-from pipeline.model.sync import add_template, is_mirrored, mirror_score, template, unmirror
 from pipeline.train import attacks as A
 
 
@@ -78,16 +79,17 @@ def test_unmirror_flips_only_the_mirrored_images() -> None:
 
 @pytest.mark.parametrize("arch", ["sris", "hinet", "unet"])
 def test_model_reveals_a_mirrored_stego_as_the_original(arch: str) -> None:
-    """With ``flip_sync`` (the default) the model itself un-mirrors: same secrets for the stego and its mirror."""
+    """With the mirror pattern (the presets' default) the model itself un-mirrors: same secrets for the stego and its
+    mirror."""
     torch.manual_seed(0)
     model = build_model(get_config("tiny", arch=arch)).eval()
-    assert model.config.flip_sync and not model.config.flip_head
+    assert model.config.mirror == "pattern" and not model.config.legacy.flip_head
     covers = sample_photos(64)[:2]
     with torch.inference_mode():
         stego = A.quantize(model.embed(covers, covers.flip(0)))
         assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
         # The pattern is part of the stego: one grey level on average.
-        no_sync = build_model(get_config("tiny", arch=arch, flip_sync=False)).eval()
+        no_sync = build_model(get_config("tiny", arch=arch, mirror="none")).eval()
         no_sync.load_state_dict(model.state_dict())
         diff = model.embed_raw(covers, covers.flip(0)) - no_sync.embed_raw(covers, covers.flip(0))
         assert diff.abs().mean().item() == pytest.approx(1 / 255, rel=1e-3)
@@ -95,18 +97,18 @@ def test_model_reveals_a_mirrored_stego_as_the_original(arch: str) -> None:
 
 def _pilot_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(get_config("fast", light_score=True, fine_gain=0.06, base_tile=True, mirror_pilot=True)).eval()
+    return build_model(get_config("fast", light_score=True, residual_gain=0.06, base_tile=True, mirror="pilot")).eval()
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_the_base_pilot_tells_a_mirror_after_the_distortions(attack: str) -> None:
-    """``mirror_pilot``: the carrier's base pilot decides, right on every photo, mirrored or not; the stego holds no
-    sync pattern (its score is that of an unmarked photo, far under a marked one's)."""
+    """``mirror="pilot"``: the thumbnail code's base pilot decides, right on every photo, mirrored or not; the stego
+    holds no mirror pattern (its score is that of an unmarked photo, far under a marked one's)."""
     model, photos = _pilot_model(), sample_photos()
     f = ATTACKS[attack]
     with torch.inference_mode():
         stego = A.quantize(model.embed(photos, photos.roll(1, 0)))
-        reader = model.revealer.carrier
+        reader = model.revealer.thumbnail
         assert not reader.mirrored(A.quantize(f(stego))).any()
         assert reader.mirrored(A.quantize(f(stego.flip(-1)))).all()
     marked = mirror_score(A.quantize(add_template(photos, 1.0)))
@@ -117,23 +119,22 @@ def test_a_pilot_mirrored_model_reveals_a_mirror_as_the_original_and_adds_no_pat
     from dataclasses import replace
 
     model, covers = _pilot_model(), sample_photos(64)[:2]
-    synced = build_model(replace(model.config, mirror_pilot=False)).eval()
+    synced = build_model(replace(model.config, mirror="pattern")).eval()
     synced.load_state_dict(model.state_dict())
     with torch.inference_mode():
         stego = A.quantize(model.embed(covers, covers.flip(0)))
         assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
-        # Without the fine code's own reading in between, the two embeds differ by the pattern alone.
+        # Without the residual code's own reading in between, the two embeds differ by the pattern alone.
         for m in (model, synced):
-            m.config = replace(m.config, fine_gain=0.0)
+            m.config = replace(m.config, residual_gain=0.0)
         diff = synced.embed_raw(covers, covers.flip(0)) - model.embed_raw(covers, covers.flip(0))
         assert torch.allclose(diff, template(64, 64, diff) / 255, atol=1e-6)
-    with pytest.raises(ValueError, match="mirror_pilot"):
-        get_config("fast", mirror_pilot=True, carrier=False)
+    with pytest.raises(ValueError, match="mirror='pilot'"):
+        get_config("fast", mirror="pilot", thumbnail_code=False)
 
 
-def test_checkpoints_from_before_sync_keep_their_learned_flip_head() -> None:
-    old = get_config("tiny").to_dict()
-    del old["flip_sync"], old["sync_amplitude"]
-    old["flip_head"] = True
+def test_checkpoints_from_before_the_pattern_keep_their_learned_flip_head() -> None:
+    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    old["carrier"] = old.pop("thumbnail_code")  # a version-1 dict without flip_sync: the first checkpoints
     cfg = ModelConfig.from_dict(old)
-    assert cfg.flip_head and not cfg.flip_sync
+    assert cfg.legacy.flip_head and cfg.mirror == "none"

@@ -1,5 +1,5 @@
-"""The fine code (``pipeline/model/fine.py``): what it writes reads back, it stays out of the other codes' way, and it
-shuts itself off where an attack destroyed it."""
+"""The residual code (``pipeline/model/codes/residual.py``): what it writes reads back, it stays out of the other
+codes' way, and it shuts itself off where an attack destroyed it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.evaluate.metrics import psnr
-from pipeline.model import build_model, fine, get_config
-from pipeline.model.carrier import BASE_COEFFS, DETAIL_COEFF, dct_basis
-from pipeline.model.sync import template
+from pipeline.model import build_model, get_config
+from pipeline.model.codes import residual
+from pipeline.model.codes.mirror import template
+from pipeline.model.codes.thumbnail import BASE_COEFFS, DETAIL_COEFF, dct_basis
 from pipeline.train import attacks as A
 
 
@@ -22,49 +23,50 @@ def _photos(photo_factory, n: int, size: int = 64, seed: int = 0) -> torch.Tenso
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_the_code_patterns_are_orthonormal_checkerboards(k: int) -> None:
-    basis = fine._MAPS[k]["basis"]
-    assert basis.shape == (fine.dims(k), 64) and fine.dims(k) == 16 - 4 - k  # the detail code takes 4, the bases k
-    assert np.allclose(basis @ basis.T, np.eye(fine.dims(k)), atol=1e-9)
+    basis = residual._MAPS[k]["basis"]
+    # The detail code takes 4 dimensions, the bases k.
+    assert basis.shape == (residual.dims(k), 64) and residual.dims(k) == 16 - 4 - k
+    assert np.allclose(basis @ basis.T, np.eye(residual.dims(k)), atol=1e-9)
     images = torch.from_numpy(basis.reshape(-1, 1, 8, 8))
     # All of each pattern's energy is in the 2x2 blocks' checkerboard coefficients.
-    assert torch.allclose(fine.coefficients(images).square().sum(dim=(1, 2, 3)), torch.ones(len(images)).double())
+    assert torch.allclose(residual.coefficients(images).square().sum(dim=(1, 2, 3)), torch.ones(len(images)).double())
 
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_strip_removes_the_free_subspace_and_nothing_else(k: int) -> None:
     x = torch.rand(2, 3, 16, 24, dtype=torch.float64)
-    stripped, u = fine.strip(x, k)
-    assert u.shape == (2, 3 * fine.dims(k), 2, 3)
-    assert torch.allclose(fine.strip(stripped, k)[1], torch.zeros_like(u), atol=1e-9)  # nothing of it left
-    removed, u_removed = fine.strip(x - stripped, k)
+    stripped, u = residual.strip(x, k)
+    assert u.shape == (2, 3 * residual.dims(k), 2, 3)
+    assert torch.allclose(residual.strip(stripped, k)[1], torch.zeros_like(u), atol=1e-9)  # nothing of it left
+    removed, u_removed = residual.strip(x - stripped, k)
     assert torch.allclose(removed, torch.zeros_like(x), atol=1e-9)  # what was taken lies in the subspace
     assert torch.allclose(u_removed, u, atol=1e-9)
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_the_other_codes_are_left_alone(k: int) -> None:
-    """The carrier's basis images (on every block of a tiled image) and the mirror-sync pattern (constant on 2x2
-    blocks) have nothing in the fine code's subspace: ``strip`` leaves them intact, so the fine code neither
+    """The thumbnail code's basis images (on every block of a tiled image) and the mirror pattern (constant on 2x2
+    blocks) have nothing in the residual code's subspace: ``strip`` leaves them intact, so the residual code neither
     removes nor disturbs them."""
     t = template(32, 32, torch.zeros(1)).double()
-    assert fine.strip(t, k)[1].abs().max().item() == 0
+    assert residual.strip(t, k)[1].abs().max().item() == 0
     for u, v in (*BASE_COEFFS[:k], DETAIL_COEFF):
         block = 8 if (u, v) in BASE_COEFFS else 4
         basis = dct_basis(u, v, block).double().repeat(32 // block, 32 // block)
         weights = torch.randn(32 // block, 32 // block, dtype=torch.float64).repeat_interleave(block, 0)
         image = (basis * weights.repeat_interleave(block, 1))[None, None]
-        assert fine.strip(image, k)[1].abs().max().item() < 1e-9, (u, v)
+        assert residual.strip(image, k)[1].abs().max().item() < 1e-9, (u, v)
 
 
 def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> None:
     secret = _photos(photo_factory, 2, seed=10)
-    stripped = fine.strip(_photos(photo_factory, 2, seed=20), 1)[0]
+    stripped = residual.strip(_photos(photo_factory, 2, seed=20), 1)[0]
     estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)  # a 4x4 thumbnail
-    stego = fine.write(stripped, secret, estimate, 0.06, 1)
-    corrected = estimate + fine.read(fine.strip(stego, 1)[1], 0.06, 1)
-    rounded = estimate + fine.read(fine.strip(A.quantize(stego), 1)[1], 0.06, 1)
+    stego = residual.write(stripped, secret, estimate, 0.06, 1)
+    corrected = estimate + residual.read(residual.strip(stego, 1)[1], 0.06, 1)
+    rounded = estimate + residual.read(residual.strip(A.quantize(stego), 1)[1], 0.06, 1)
     # What the code can carry: the projected correction outside the probe blocks.
-    ideal = estimate + fine.spread(fine.carried(secret - estimate, 1), 1)
+    ideal = estimate + residual.spread(residual.carried(secret - estimate, 1), 1)
     images = (estimate, corrected, rounded, ideal)
     before, after, after8, best = (psnr(x * 255, secret * 255).mean().item() for x in images)
     assert best > before + 0.5, (before, best)
@@ -77,26 +79,26 @@ def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> 
 @pytest.mark.parametrize("attack", ["mean3", "gauss1", "noise20"])
 def test_the_code_shuts_itself_off_where_it_did_not_survive(attack: str, photo_factory) -> None:
     secret = _photos(photo_factory, 2, seed=10)
-    stripped = fine.strip(_photos(photo_factory, 2, seed=20), 1)[0]
+    stripped = residual.strip(_photos(photo_factory, 2, seed=20), 1)[0]
     estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)
-    stego = A.quantize(fine.write(stripped, secret, estimate, 0.06, 1))
+    stego = A.quantize(residual.write(stripped, secret, estimate, 0.06, 1))
     gen = torch.Generator().manual_seed(0)
     seen = {
         "mean3": lambda x: A.mean_filter(x),
         "gauss1": lambda x: A.gaussian_filter(x, 1.0),
         "noise20": lambda x: A.gaussian_noise(x, 20.0, gen),
     }[attack](stego)
-    correction = fine.read(fine.strip(A.quantize(seen), 1)[1], 0.06, 1)
+    correction = residual.read(residual.strip(A.quantize(seen), 1)[1], 0.06, 1)
     # Left on, the code would add its full amplitude of noise; gated, it adds (almost) nothing.
     assert (correction * 255).square().mean().sqrt().item() < 1.0
 
 
-def test_a_model_with_the_fine_code_gives_more_secret_back_clean(photo_factory) -> None:
+def test_a_model_with_the_residual_code_gives_more_secret_back_clean(photo_factory) -> None:
     """The same weights with and without the code: clean and mirrored stegos give the secret back better with it,
     and a blurred one no worse than a little (the gate shuts the code off)."""
     torch.manual_seed(0)
     plain = build_model(get_config("fast", light_score=True)).eval()
-    coded = build_model(get_config("fast", light_score=True, fine_gain=0.06)).eval()
+    coded = build_model(get_config("fast", light_score=True, residual_gain=0.06)).eval()
     coded.load_state_dict(plain.state_dict())
     cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
     with torch.no_grad():
@@ -111,8 +113,8 @@ def test_a_model_with_the_fine_code_gives_more_secret_back_clean(photo_factory) 
     assert figures["coded", "mean3"] > figures["plain", "mean3"] - 0.5, figures
 
 
-def test_checkpoints_without_the_fine_code_load_without_it() -> None:
+def test_checkpoints_without_the_residual_code_load_without_it() -> None:
     from pipeline.model.config import ModelConfig
 
-    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "fine_gain"})
-    assert cfg.fine_gain == 0.0
+    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "residual_gain"})
+    assert cfg.residual_gain == 0.0

@@ -1,16 +1,10 @@
-"""The fine code: the last detail of the secret, written into the stego's finest frequency after everything else.
+"""The residual code: what reveal still misses at the 2x2-block level, written into the stego's finest frequency.
 
-Why: the carrier's codes carry the secret's 8x8 and 4x4 block means, and 4x4 means blown back up give at best 27.3
-dB on the held-out photos (2x2 means: 31.7 dB), so the recovered secret stayed under the bar's 28 dB however the
-deep paths trained. This code carries what reveal still gets wrong at the 2x2 level, in each 2x2 block's
-checkerboard coefficient ``(a - b - c + d) / 2``, the finest pattern an image has and one natural photos hardly use.
-
-The carrier uses that coefficient too: its 4x4 detail code (coefficient (2, 2) of 4x4 blocks) lies entirely in it,
-and its 8x8 base code partly. So the fine code lives in what the carrier leaves free: on each 8x8 block, the 16
-checkerboard coefficients of its 2x2 blocks restricted to the D = 11 dimensions orthogonal to the carrier's basis
-images (16 - 4 detail - K base), with orthonormal pixel patterns B (D x 64). What it cannot carry is the part of
-each 4x4 block's four 2x2 corrections along the detail code's own saddle pattern, the least smooth of the four.
-Every step is a 1x1 convolution on the 8x8-folded image (``strip``, ``write``, ``read``):
+Why: the thumbnail code carries the secret's 8x8 and 4x4 block means, and 4x4 means blown back up cap the recovered
+secret below what a clean channel allows. This code carries the difference between the secret's 2x2 means and what
+reveal reads from the rest of the stego, in each 2x2 block's checkerboard coefficient ``(a - b - c + d) / 2``, the
+finest pattern an image has and one natural photos hardly use. It lives in the D = 11 dimensions per 8x8 block of
+those coefficients that are orthogonal to the thumbnail code's basis images:
 
     embed:  u = B stego;  x0 = stego - B^T u               the stego's own content in that subspace removed
             e  = reveal(x0)                                what reveal will read without the code
@@ -19,20 +13,11 @@ Every step is a 1x1 convolution on the 8x8-folded image (``strip``, ``write``, `
     reveal: u = B x; e = reveal(x - B^T u); g = <u, Br> / (gain PILOT |Br|^2)
             z = u - g gain PILOT Br; n2, d2 = the mean of z^2 in the probe blocks and in the others
             w = (1 - n2 / d2) gate(g) gate(d2 / n2);  secret = e + S(w z (1 - probe) / (g gain))
-                                                           S: coordinates -> 2x2 means copied to their pixels
 
-Probe blocks (one 8x8 block in 4 x 4) carry the pilot alone, so their z is whatever the channel added (rounding,
-noise, what a filter leaked in): ``w`` is the per-image Wiener factor, the gates shut the code where its gain fell
-(a 3x3 mean filter leaves ~1%) or where noise buried it. Reveal sees the stego without the code's subspace on both
-sides, so the correction embed computed is the one reveal needs, up to 8-bit rounding. A mirror maps 2x2 blocks
-onto 2x2 blocks (even widths) and reveal un-mirrors first; the mirror-sync pattern is constant on 2x2 blocks (no
-checkerboard content).
-
-Measured on the stage-7 weights, nothing retrained (held-out photos, 256 px, 8-bit; gain 0.06, the code 0.34 grey
-levels RMS): secret 25.97 -> 29.05 dB clean and mirrored, 25.63 -> 25.71 after sharpening, within 0.05 dB after
-the 3x3 mean, Gaussian and noise; cover 38.65 -> 37.73 dB and SSIM 0.9624 -> 0.9573, most of it (about 0.004) for
-taking the stego's own content out of the subspace. No weights: the code is analytic; the model card measures the
-variants.
+Probe blocks (one 8x8 block in 4 x 4) carry the pilot alone, so ``w`` is a per-image Wiener factor and the gates
+shut the code where a filter removed it or noise buried it: it pays on a lossless channel (clean, mirrored,
+sharpened) and steps aside elsewhere. Every step is a 1x1 convolution on the 8x8-folded image (``strip``, ``write``,
+``read``); no weights. Measurements: ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations
@@ -43,16 +28,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.carrier import BASE_BLOCK, BASE_COEFFS, DETAIL_BLOCK, DETAIL_COEFF, dct_basis
-from pipeline.model.signs import tiled_signs
+from pipeline.model.codes.signs import tiled_signs
+from pipeline.model.codes.thumbnail import BASE_BLOCK, BASE_COEFFS, DETAIL_BLOCK, DETAIL_COEFF, dct_basis
 
 BLOCK = 2
-GROUP = BASE_BLOCK // BLOCK  # 2x2 blocks per side of the carrier's 8x8 block: the projection acts on 16 of them
+GROUP = BASE_BLOCK // BLOCK  # 2x2 blocks per side of the thumbnail code's 8x8 block: the projection acts on 16 of them
 PILOT = 0.02  # pilot amplitude in secret units (the corrections' RMS is ~0.03-0.06 on photos)
 PILOT_SEED = 0xF1E
-PILOT_TILE = 64  # 2x2 blocks, tiled like the carrier's pilot
+PILOT_TILE = 64  # 2x2 blocks, tiled like the thumbnail code's pilot
 PROBE_EVERY = 4  # one 8x8 block in 4 x 4 carries the pilot alone
-GATE_LO, GATE_HI = 0.35, 0.65  # as the carrier's detail gate: the code counts fully at g >= GATE_HI
+GATE_LO, GATE_HI = 0.35, 0.65  # as the thumbnail code's detail gate: the code counts fully at g >= GATE_HI
 # Power gate on d2 / n2 (code plus noise over noise): 1 where nothing is there, ~5-8 on clean stegos, ~3 sharpened.
 SNR_LO, SNR_HI = 1.5, 3.0
 _CHECKER = (0.5, -0.5, -0.5, 0.5)  # the unit-norm checkerboard on a 2x2 block, pixel-unshuffle order
@@ -69,7 +54,7 @@ def coefficients(x: torch.Tensor) -> torch.Tensor:
 
 
 def _projector(num_secrets: int) -> np.ndarray:
-    """(16, 16): onto the checkerboard coefficients of an 8x8 block orthogonal to the carrier's basis images."""
+    """(16, 16): onto the checkerboard coefficients of an 8x8 block orthogonal to the thumbnail code's basis images."""
     images = [dct_basis(u, v, BASE_BLOCK) for u, v in BASE_COEFFS[:num_secrets]]
     for i in range(0, BASE_BLOCK, DETAIL_BLOCK):
         for j in range(0, BASE_BLOCK, DETAIL_BLOCK):
@@ -107,7 +92,7 @@ _MAPS = {k: _maps(k) for k in range(1, len(BASE_COEFFS) + 1)}
 
 
 def dims(num_secrets: int) -> int:
-    """D: the code's coordinates per 8x8 block and channel (16 checkerboard coefficients less the carrier's)."""
+    """D: the code's coordinates per 8x8 block and channel (16 checkerboard coefficients less the thumbnail code's)."""
     return _MAPS[num_secrets]["basis"].shape[0]
 
 

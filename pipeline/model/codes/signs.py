@@ -1,4 +1,4 @@
-"""Fixed pseudo-random +-1 patterns (the mirror-sync pattern, the carrier's pilots), tiled from one seeded tile so
+"""Fixed pseudo-random +-1 patterns (the mirror pattern, the codes' pilots), tiled from one seeded tile so
 that every image size sees the same signs at the same positions."""
 
 from __future__ import annotations

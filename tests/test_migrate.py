@@ -1,0 +1,114 @@
+"""Versioned checkpoint migration (``pipeline/model/migrate.py``): version-1 checkpoints load into today's classes
+and give the outputs the version-1 code gave.
+
+The fixtures in ``tests/fixtures/v1/`` were written by the version-1 code (commit 9deeead): three small checkpoints
+that between them use every option the migration maps (the carrier, the fine code, the mirror-sync pattern, the
+learned flip head, the texture weighting, a revealer override, the folded inference graph), and the outputs of those
+and of the shipped ``sris_fast.pt`` on fixed inputs: the stego (8-bit), and the secrets revealed from it, from its
+mirror and from a 3x3 Gaussian-blurred copy (the blind deblur).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.model.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
+from pipeline.model.config import ModelConfig
+from pipeline.model.migrate import migrate_config
+
+V1 = Path(__file__).parent / "fixtures" / "v1"
+CASES = {
+    "legacy_texture_pattern": V1 / "legacy_texture_pattern.pt",
+    "legacy_flip_head": V1 / "legacy_flip_head.pt",
+    "pattern_lean": V1 / "pattern_lean.pt",
+    "sris_fast": None,  # the shipped default, a version-1 file
+}
+
+
+def _outputs(model: torch.nn.Module, recorded: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    cover, secrets = torch.from_numpy(recorded["cover"]), torch.from_numpy(recorded["secrets"])
+    k = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    c = cover.shape[1]
+    with torch.no_grad():
+        stego = (model.embed(cover, secrets) * 255).round() / 255
+        # Reveal reads the recorded stego, so an 8-bit rounding flip in embed cannot hide a change in reveal.
+        old = torch.from_numpy(recorded["stego"])
+        blurred = torch.nn.functional.conv2d(
+            torch.nn.functional.pad(old, (1, 1, 1, 1), mode="reflect"), k.expand(c, 1, 3, 3).contiguous(), groups=c
+        )
+        return {
+            "stego": stego,
+            "reveal": model.reveal(old),
+            "reveal_mirrored": model.reveal(old.flip(-1)),
+            "reveal_blurred": model.reveal(blurred),
+        }
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_version1_checkpoints_give_their_recorded_outputs(name: str) -> None:
+    recorded = dict(np.load(V1 / f"{name}.npz"))
+    model = load_model(CASES[name])
+    got = _outputs(model, recorded)
+    # The stego is 8-bit: at most a rare one-level rounding flip. The secrets are floats: float rounding only.
+    stego_diff = (got["stego"] - torch.from_numpy(recorded["stego"])).abs()
+    assert stego_diff.max().item() <= 1 / 255 + 1e-6
+    assert (stego_diff > 1e-6).float().mean().item() < 1e-3
+    for key in ("reveal", "reveal_mirrored", "reveal_blurred"):
+        assert (got[key] - torch.from_numpy(recorded[key])).abs().max().item() < 2e-4, key
+
+
+def test_migration_maps_every_version1_option() -> None:
+    cfg = read_checkpoint(V1 / "legacy_texture_pattern.pt")["config"]
+    assert cfg["version"] == 2
+    m = ModelConfig.from_dict(cfg)
+    assert m.thumbnail_code and m.residual_gain == pytest.approx(0.06) and m.mirror == "pattern"
+    assert m.legacy.texture_weighting == pytest.approx(0.5) and not m.legacy.flip_head
+    m = load_model(V1 / "legacy_flip_head.pt").config
+    assert not m.thumbnail_code and m.mirror == "none" and m.legacy.flip_head
+    assert m.legacy.reveal == {"width": 12, "level_widths": [12, 12, 12]} and m.extra == {}
+    assert load_model().config.mirror == "pilot"  # the shipped file: mirror_pilot=True in version 1
+
+
+def test_version1_state_dict_keys_are_renamed() -> None:
+    payload = read_checkpoint(V1 / "pattern_lean.pt")
+    keys = payload["state_dict"]
+    assert any(".thumbnail." in k for k in keys) and not any(".carrier." in k for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("v1", "expected"),
+    [
+        ({}, {"mirror": "none", "legacy": {"flip_head": True, "texture_weighting": 0.0, "reveal": {}}}),
+        ({"flip_sync": True, "carrier": True}, {"mirror": "pattern", "thumbnail_code": True}),
+        (
+            {"flip_sync": True, "mirror_pilot": True, "carrier": True, "fine_gain": 0.06},
+            {"mirror": "pilot", "residual_gain": 0.06},
+        ),
+        ({"flip_sync": False, "flip_head": False}, {"mirror": "none", "thumbnail_code": False}),
+    ],
+)
+def test_version1_mirror_and_code_fields(v1: dict, expected: dict) -> None:
+    """Files from before the mirror pattern had the flip head only; files from before the carrier had none."""
+    got = migrate_config(v1)
+    for key, value in expected.items():
+        assert got[key] == value, key
+
+
+def test_saving_writes_the_current_version_and_round_trips(tmp_path: Path) -> None:
+    model = load_model(V1 / "legacy_texture_pattern.pt")
+    path = save_checkpoint(model, tmp_path / "v2.pt")
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["format"] == FORMAT and raw["config"]["version"] == 2
+    again = load_model(path)
+    assert again.config == model.config
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+
+
+def test_a_config_newer_than_the_code_is_refused() -> None:
+    with pytest.raises(ValueError, match="newer"):
+        migrate_config({"version": 99})
