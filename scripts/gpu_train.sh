@@ -4,7 +4,7 @@
 # a fixed few minutes, where steps/s is not known in advance.
 #
 #   DATA=.gpu_photos MINUTES=8.5 CROP=128 BATCH=32 bash scripts/gpu_train.sh     # the from-scratch runs (docs/history.md)
-#   DATA=.gpu_photos MINUTES=8 RUNS="$(cat scripts/gpu_finetune.runs)" bash scripts/gpu_train.sh   # the fine-tunes
+#   DATA=.gpu_photos MINUTES=8 RUNS="$(cat scripts/gpu_most.runs)" bash scripts/gpu_train.sh       # fine-tunes
 #
 # RUNS: one training per line, "NAME PRESET [extra train options...]" (the extra options follow the defaults below,
 # so they override them: --init-from, --lr, targets, --batch ...). Without RUNS: one from-scratch run per preset in
