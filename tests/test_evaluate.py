@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.train.attacks import evaluation_attacks
+from pipeline.evaluate.run import report_attacks
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_evaluate_quick_writes_every_table(
     assert len(grids) == 4  # --quick: 2 sample images per model
 
     labels = {"first", "SRIS-Net"}  # the second checkpoint is named from its config
-    n_img, n_att = 7, len(evaluation_attacks())  # --quick keeps the first 8 files; the broken one is skipped
+    n_img, n_att = 7, len(report_attacks())  # --quick keeps the first 8 files; the broken one is skipped
     quality = pq.read_table(out / "quality.parquet").to_pylist()
     assert len(quality) == 2 * n_img * 2 and {r["model"] for r in quality} == labels
     assert {r["pair"] for r in quality} == {"cover/stego", "secret/recovery"}
@@ -93,7 +93,13 @@ def test_evaluate_quick_writes_every_table(
 
     robustness = pq.read_table(out / "robustness.parquet").to_pylist()
     assert len(robustness) == 2 * n_img * n_att
-    assert [r["attack"] for r in robustness[: n_img * n_att : n_img]] == [a.name for a in evaluation_attacks()]
+    attacks = [r["attack"] for r in robustness[: n_img * n_att : n_img]]
+    assert attacks == [a.name for a in report_attacks()]
+    assert attacks[-13:] == ["jpeg90", "jpeg75", "jpeg50", "webp80", "resize0.5", "resize0.75"] + [
+        f"shift{k}" for k in range(1, 8)
+    ]
+    assert "jpeg 90" not in attacks and "sharpen" in attacks  # the published jpeg90 stands for the old extra
+    assert all(r["mse"] > 0 and 0 <= r["ssim"] <= 1 for r in robustness if r["attack"].startswith("shift"))
 
     security = pq.read_table(out / "security.parquet").to_pylist()
     test_photos, tiles = n_img - n_img // 2, 4
@@ -118,6 +124,11 @@ def test_evaluate_quick_writes_every_table(
         "p3-broken.jpg",
         "MS-SSIM: 3 scale(s)",
         "robustness.png",
+        "| shift7 |",
+        "| webp80 |",
+        "published-image bar (dB)",
+        ">= 20 |",
+        "INTER_AREA",
         grids[0],
     ):
         assert text in report, text

@@ -1,9 +1,10 @@
 """``python -m pipeline evaluate``: the paper's tables for one or more checkpoints on a photo set.
 
 Work per model: embed every cover with its secret(s) in batches, round the stego to 8 bits, reveal it clean and after
-each evaluation attack (also rounded to 8 bits, as a saved image), and measure; then steganalysis on the (cover,
-stego) pairs; then the capacity checkpoints. Results go to one Parquet per table (a row per image and condition),
-``report.md`` and PNG figures (``pipeline.evaluate.report``).
+each evaluation attack (the paper's, then the published-image conditions of ``pipeline.evaluate.published``; also
+rounded to 8 bits, as a saved image), and measure; then steganalysis on the (cover, stego) pairs; then the capacity
+checkpoints. Results go to one Parquet per table (a row per image and condition), ``report.md`` and PNG figures
+(``pipeline.evaluate.report``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.evaluate import published as P
 from pipeline.evaluate import steganalysis as S
 from pipeline.evaluate.data import EncodedPhotos, read_photos, secrets_for
 from pipeline.evaluate.metrics import ms_ssim, ms_ssim_scales, mse, psnr, psnr_y, scc, ssim
@@ -133,6 +135,14 @@ def load_models(specs: Sequence[str], device: str) -> list[ModelEntry]:
             unique, n = f"{name} #{n}", n + 1
         entries.append(ModelEntry(unique, path, model))
     return entries
+
+
+def report_attacks(seed: int = 0) -> list[Attack]:
+    """The robustness conditions of the report, in order: ``attacks.evaluation_attacks`` (the paper's), less its two
+    real-JPEG extras, then the published-image conditions (``published.PUBLISHED``), whose ``jpeg90`` and ``jpeg75``
+    are those extras, the same Pillow round trip, under the published set's names."""
+    paper = [a for a in evaluation_attacks(seed) if a.name not in ("jpeg 90", "jpeg 75")]
+    return paper + [Attack(name, fn) for name, fn in P.PUBLISHED.items()]
 
 
 def check_size(entry: ModelEntry, size: int) -> None:
@@ -255,7 +265,10 @@ def evaluate_model(entry: ModelEntry, photos: EncodedPhotos, cfg: EvalConfig, at
         if attack.name == "clean":
             recovered = rec
             quality += _metric_rows({**base, "pair": "secret/recovery"}, names, secrets8, rec, entry.channels)
-        robustness += _metric_rows({**base, "attack": attack.name}, names, secrets8, rec, entry.channels, full=False)
+        ref, test = secrets8, rec
+        if attack.name in P.SHIFT_OF:  # measured on the region the shifted stego shares with the original
+            test, ref, _ = P.overlap_pair(rec, secrets8, P.SHIFT_OF[attack.name])
+        robustness += _metric_rows({**base, "attack": attack.name}, names, ref, test, entry.channels, full=False)
     bar.close()
     if recovered is None:
         recovered = reveal_all(entry.model, stegos, cfg.batch, cfg.device)
@@ -400,7 +413,7 @@ def run_evaluation(cfg: EvalConfig) -> Path:
     cache: dict = {}
     detectors = S.default_detectors(cfg.xunet_epochs, cfg.device)
     for entry in entries:
-        res = evaluate_model(entry, photos, cfg, evaluation_attacks(cfg.seed))  # same noise draws for every model
+        res = evaluate_model(entry, photos, cfg, report_attacks(cfg.seed))  # same noise draws for every model
         results.append(res)
         if len(res.names) < 4:
             stega_notes.append(f"{entry.label}: steganalysis skipped, it needs at least 4 photos ({len(res.names)})")
