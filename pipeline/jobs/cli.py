@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -174,6 +175,8 @@ def check_out(dst: str, option: str = "--out") -> None:
         if p.exists():
             if not p.is_dir():
                 raise click.UsageError(f"{option} {dst} is a file" if p == path else f"{option} {dst}: {p} is a file")
+            if not os.access(p, os.W_OK | os.X_OK):
+                _fail(f"{option} {dst}: no permission to write in {p}")
             return
 
 
@@ -191,24 +194,13 @@ def check_shards(src: str, dst: str) -> None:
         raise click.UsageError(f"--out {dst} is the --shards folder: the outputs would replace the inputs")
 
 
-def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
-    """One line for a checkpoint that cannot be used (torch's own error can be a paragraph)."""
-    if checkpoint is None:  # the shipped model
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
-    if not Path(checkpoint).exists():
-        return f"--checkpoint {checkpoint}: no such file"
-    cause = exc.__cause__
-    detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
-    return f"--checkpoint {checkpoint}: not an sris-pipeline checkpoint{detail}"
-
-
 def read_model_config(checkpoint: str | None) -> Any:
     """The checkpoint's model config (read before any engine is built, so that options are checked first)."""
     from pipeline.model.checkpoint import CheckpointError
     from pipeline.runtime.build import CheckpointRef
+    from pipeline.runtime.cli import check_checkpoint_exists, checkpoint_message
 
-    if checkpoint is not None and not Path(checkpoint).exists():
-        raise click.UsageError(checkpoint_message(checkpoint, FileNotFoundError(checkpoint)))
+    check_checkpoint_exists(checkpoint)
     try:
         return CheckpointRef.load(checkpoint).config
     except CheckpointError as exc:
@@ -248,6 +240,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
     from pipeline.jobs.runners import LocalRunner
     from pipeline.model.checkpoint import CheckpointError
     from pipeline.runtime import load_engine
+    from pipeline.runtime.cli import checkpoint_message
 
     job = None
     try:
@@ -287,7 +280,10 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         job.write_manifest()
     except KeyboardInterrupt:
         if job is None or not (job.todo or job.already_done):
-            _say("interrupted before any shard was started; nothing was written to --out. Rerun the same command.")
+            _say(
+                "interrupted before the job started: nothing was written to --out (engines already built are kept). "
+                "Run the same command again."
+            )
         else:
             _say(job.interrupted_message())
         sys.exit(EXIT_INTERRUPTED)
@@ -295,7 +291,9 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         raise click.UsageError(str(exc)) from None
     except CheckpointError as exc:
         _fail(checkpoint_message(kw["checkpoint"], exc))
-    except (JobError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+    except OSError as exc:
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+    except (JobError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     click.echo(job.summary())
     for f in job.totals.shards_failed:
@@ -467,6 +465,7 @@ def benchmark(**kw: Any) -> None:
     """
     from pipeline.jobs.benchmark import BenchmarkConfig, run_benchmark
     from pipeline.model.checkpoint import CheckpointError
+    from pipeline.runtime.cli import checkpoint_message
 
     check_out(kw["out"])
     read_model_config(kw["checkpoint"])

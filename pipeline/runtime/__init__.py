@@ -194,13 +194,13 @@ def load_engine(
         where = "minutes on the GPU" if fmt == "tensorrt" else "about a minute on a small CPU"
         say(
             f"building {BUILD_LABEL[fmt]} {precision} engines for {ckpt.path} at {size}x{size} into "
-            f"{os.fspath(engines_dir)} (once; {where})..."
+            f"{os.path.join(engines_dir, '')} (once; {where})..."
         )
     t0 = time.perf_counter()
     engine = open_engines(fmt, precision, ckpt, size, Path(engines_dir), build, make, device)
     if to_build:
         engine.build_seconds = time.perf_counter() - t0
-        say(f"engines built in {engine.build_seconds:.0f} s ({os.fspath(engines_dir)})")
+        say(f"engines built in {engine.build_seconds:.0f} s")
     if cfg.deblur:
         engine.restore = restore_stage(ckpt.path)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))

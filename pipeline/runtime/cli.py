@@ -19,6 +19,23 @@ def _setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
+    """One line for a checkpoint that cannot be used (torch's own error can be a paragraph)."""
+    if checkpoint is None:  # the shipped model
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
+    if not Path(checkpoint).exists():
+        return f"--checkpoint {checkpoint}: no such file"
+    cause = exc.__cause__
+    detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
+    return f"--checkpoint {checkpoint}: not an sris-pipeline checkpoint{detail}"
+
+
+def check_checkpoint_exists(checkpoint: str | None) -> None:
+    """A --checkpoint path that does not exist is a usage error (exit 2), as click's own path checks give."""
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise click.UsageError(f"--checkpoint {checkpoint}: no such file")
+
+
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -83,6 +100,7 @@ def build_engines(
     from pipeline.model.checkpoint import CheckpointError
     from pipeline.runtime.build import build_engines as run_build
 
+    check_checkpoint_exists(checkpoint)
     _setup_logging()
     try:
         report = run_build(
@@ -96,7 +114,10 @@ def build_engines(
             _batch_range(batch_range),
             progress,
         )
-    except (CheckpointError, ValueError, RuntimeError, OSError) as exc:
+    except CheckpointError as exc:
+        click.echo(f"error: {checkpoint_message(checkpoint, exc)}", err=True)
+        sys.exit(1)
+    except (ValueError, RuntimeError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     for r in report:
@@ -122,7 +143,7 @@ def engines_overview(engines_dir: str, checkpoint: str | None) -> dict[str, Any]
         else:
             ckpt_note = "no checkpoint given and no shipped model: engines checked for integrity only"
     except CheckpointError as exc:
-        ckpt_note = str(exc)
+        ckpt_note = checkpoint_message(checkpoint, exc)
     rows = []
     for key, entry in read_manifest(engines_dir).items():
         status, why = _entry_status(entry, Path(engines_dir), ckpt, entry_problem)
@@ -191,6 +212,7 @@ def engines(engines_dir: str, checkpoint: str | None, as_json: bool) -> None:
     """List the built engines and what this machine can run (backends, precisions, why not)."""
     from pipeline.runtime.errors import EngineError
 
+    check_checkpoint_exists(checkpoint)
     logging.getLogger("pipeline.runtime").setLevel(logging.WARNING)  # `auto`'s choice is shown in the table
     try:
         ov = engines_overview(engines_dir, checkpoint)
