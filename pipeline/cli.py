@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 the command failed (bad configuration, unreadable input, internal error); 2 usage error
 (click's own); 3 a batch job finished but some images failed (see the results Parquet); 4 `validate`: the model
-does not meet the quality bar.
+does not meet the quality bar; 130 a batch job was interrupted (Ctrl-C; the same command resumes it).
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def distill_score(
 @_noise_draws_option(
     "--noise-draws",
     "Average the noise figure over this many independent draws of the noise (seeds 0, 1, ...) and print its "
-    "standard error: one draw moves it by about +-0.1 dB. 1 is the bar's single draw (seed 0).",
+    "standard error (one draw of the noise moves the figure by as much as models are compared on). 1 is the bar's "
+    "single draw (seed 0).",
 )
 @click.option(
     "--bar",
