@@ -143,6 +143,12 @@ def distill_score(
 )
 @click.option("--all-photos", is_flag=True, help="Use every photo, not only the held-out ones.")
 @click.option(
+    "--register",
+    is_flag=True,
+    help="Measure the model with registration on (reveal first finds the thumbnail code's grid and a mirror from its "
+    "pilot and moves the stego back into register), whatever its checkpoint says.",
+)
+@click.option(
     "--graphics-secrets",
     is_flag=True,
     help="Hide random synthetic graphics (logos, patterns; a fixed seed no training run uses) instead of the next "
@@ -170,6 +176,7 @@ def validate(
     size: int,
     val_fraction: float,
     all_photos: bool,
+    register: bool,
     graphics_secrets: bool,
     noise_draws: int,
     bar: str,
@@ -187,11 +194,13 @@ def validate(
 
     from pipeline.evaluate.published import PUBLISHED, PUBLISHED_BAR
     from pipeline.evaluate.quick import BAR, bar_misses, quick_validation
-    from pipeline.model.checkpoint import CheckpointError, load_model
+    from pipeline.model.checkpoint import CheckpointError, load_model, with_registration
     from pipeline.train.data import load_photos, validation_pairs
 
     try:
         model = load_model(checkpoint)
+        if register:
+            model = with_registration(model)
         train_imgs, val_imgs, _, _ = load_photos(data, model.config.channels, val_fraction)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)

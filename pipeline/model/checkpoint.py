@@ -93,6 +93,22 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.d
     return model.to(device).eval()
 
 
+def with_registration(model: torch.nn.Module) -> torch.nn.Module:
+    """The same trained model with ``config.register`` on (reveal first moves a shifted or mirrored stego back into
+    register, ``pipeline/model/codes/register.py``); the weights are shared, nothing is retrained."""
+    from dataclasses import replace
+
+    from pipeline.model import build_model
+
+    if not model.config.coded:
+        raise ValueError("registration reads the thumbnail code's pilot: this model has no thumbnail code")
+    out = build_model(replace(model.config, register=True))
+    out.load_state_dict(model.state_dict())
+    out.checkpoint_path = getattr(model, "checkpoint_path", None)
+    out.checkpoint_meta = getattr(model, "checkpoint_meta", {})
+    return out.eval()
+
+
 def average_checkpoints(
     paths: list[str | os.PathLike[str]], weights: list[float] | None = None, out: str | os.PathLike[str] | None = None
 ) -> torch.nn.Module:

@@ -67,6 +67,9 @@ class ModelConfig:
         residual_gain: the residual code, 0 = off: what reveal still misses at the 2x2-block level is written into
             the stego's free checkerboard coefficients at this gain, and added back where it survived.
         deblur: reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights).
+        register: reveal first finds the thumbnail code's 8x8 grid (a shift or crop of up to 15 px either way, a
+            mirror) from its base pilot and moves the stego back into register (no weights); the same search gives
+            ``detect``'s score.
         mirror: how reveal recognises a left-right mirrored stego: ``pilot`` reads the thumbnail code's base pilot
             (needs ``thumbnail_code``), ``pattern`` has embed add a faint fixed +-1 pattern of ``pattern_amplitude``
             grey levels, ``none`` does not look.
@@ -97,6 +100,7 @@ class ModelConfig:
     base_tile: bool = False
     residual_gain: float = 0.0
     deblur: bool = False
+    register: bool = False
     mirror: str = "pattern"
     pattern_amplitude: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +122,7 @@ class ModelConfig:
             ("residual_gain", self.residual_gain > 0),
             ("base_tile", self.base_tile),
             ("deblur", self.deblur),
+            ("register", self.register),
             ("mirror='pilot'", self.mirror == "pilot"),
             ("legacy.texture_weighting", self.legacy.texture_weighting > 0),
         ):

@@ -66,6 +66,11 @@ class HidingModel(nn.Module):
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         return self.embed_raw(cover, secrets).clamp(0, 1)
 
+    def detect(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B,) how strongly each image carries this model's mark: SRIS-Net with the thumbnail code
+        reads it from the code's pilot; other models have no mark to read."""
+        raise ValueError("detection reads the thumbnail code's pilot: this model has no thumbnail code")
+
     def restore(self, stego: torch.Tensor) -> torch.Tensor:
         """What reveal does to a stego before its network (outside the exported graph): nothing here; SRIS-Net with
         ``config.deblur`` undoes a blur it detects."""

@@ -26,6 +26,7 @@ from torch import nn
 from pipeline.model.codes import residual
 from pipeline.model.codes.deblur import Deblur
 from pipeline.model.codes.mirror import unmirror
+from pipeline.model.codes.register import Registration
 from pipeline.model.codes.thumbnail import DETAIL_BLOCK, ThumbnailReader, ThumbnailWriter
 from pipeline.model.config import ModelConfig
 from pipeline.model.folded import fold, unfold
@@ -219,8 +220,19 @@ class SRISNet(HidingModel):
             return unmirror(stego, self.revealer.thumbnail.mirrored(stego))
         return super().unmirror(stego)
 
+    def detect(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> (B,) how strongly each image carries this model's thumbnail code: the base
+        pilot's statistic at the best grid offset and orientation (``pipeline/model/codes/register.py``), about the
+        maximum of a thousand standard normals on an unmarked image. The threshold is calibrated on unmarked photos
+        (``scripts/calibrate_detection.py``)."""
+        if not self.config.coded:
+            return super().detect(images)
+        return Registration(self.revealer.thumbnail).search(images).score
+
     def restore(self, stego: torch.Tensor) -> torch.Tensor:
-        if not self.config.deblur:  # the config refuses deblur without the thumbnail code
+        if self.config.register:  # the config refuses both without the thumbnail code
+            stego = Registration(self.revealer.thumbnail)(stego)
+        if not self.config.deblur:
             return stego
         if self._deblur is None:
             k, with_residual = self.config.num_secrets, self.config.residual_gain > 0

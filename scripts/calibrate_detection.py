@@ -1,0 +1,127 @@
+"""Calibrate ``model.detect``: its scores on unmarked photo crops (the null), a threshold, and the rate it finds marks.
+
+Unmarked: ``--crops`` random 256 px crops of every photo (and the centre square), each as it is and after every
+condition below; marked: the same crops used as covers (photo i hides photo i+1), stego 8-bit, after the same
+conditions. The threshold is the smallest value above every unmarked score, rounded up to ``--step``: its measured
+false-positive rate on this set is 0, and the report gives the set's size and the one-sided 95% upper bound on the
+rate (3 / n). Writes one Parquet row per image (``--out``) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline.evaluate.published import PUBLISHED
+from pipeline.model import load_model
+from pipeline.train import attacks as A
+from pipeline.train.data import center_square, load_photos
+
+LAB = {
+    "clean": lambda x: x,
+    "hflip": A.hflip,
+    "mean3": A.mean_filter,
+    "gauss1": lambda x: A.gaussian_filter(x, 1.0),
+    "sharpen": A.sharpen,
+    "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
+}
+CONDITIONS = {**LAB, **PUBLISHED}
+
+
+def crops(photos: list[torch.Tensor], per_photo: int, size: int, seed: int) -> torch.Tensor:
+    """The centre square of every photo and ``per_photo`` random square crops of it (from ``size`` px to its
+    shorter side), resized to ``size``."""
+    rng = random.Random(seed)
+    out = []
+    for p in photos:
+        out.append(center_square(p, size))
+        h, w = p.shape[-2:]
+        for _ in range(per_photo):
+            side = rng.randint(size, min(h, w)) if min(h, w) > size else min(h, w)
+            y, x = rng.randint(0, h - side), rng.randint(0, w - side)
+            patch = p[:, y : y + side, x : x + side].float()[None] / 255
+            patch = F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            out.append((patch.clamp(0, 1)[0] * 255).round() / 255)
+    return torch.stack(out)
+
+
+def scores(model: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([model.detect(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder of photos")
+    ap.add_argument("--checkpoint", help="model checkpoint [default: the shipped model]")
+    ap.add_argument("--crops", type=int, default=4, help="random crops per photo (besides the centre square)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--step", type=float, default=0.5, help="the threshold is rounded up to a multiple of this")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="docs/evaluation/detection.parquet", help="Parquet; a PNG of the scores beside it")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(args.checkpoint)
+    train, val, _, _ = load_photos(args.data, model.config.channels, 0.2)
+    covers = crops(train + val, args.crops, args.size, args.seed)
+    secrets = covers.roll(1, dims=0)
+    with torch.inference_mode():
+        stegos = torch.cat(
+            [A.quantize(model.embed(covers[i : i + 8], secrets[i : i + 8])) for i in range(0, len(covers), 8)]
+        )
+    rows = []
+    for name, f in tqdm(CONDITIONS.items(), desc="conditions", unit="cond"):
+        for marked, images in (("unmarked", covers), ("marked", stegos)):
+            z = scores(model, A.quantize(f(images)), args.batch)
+            rows += [{"condition": name, "kind": marked, "score": float(s)} for s in z]
+    null = [r["score"] for r in rows if r["kind"] == "unmarked"]
+    threshold = math.ceil(max(null) / args.step + 1e-9) * args.step
+    print(f"unmarked images: {len(null)}, max score {max(null):.2f}; threshold {threshold:.2f}")
+    print(f"false positives at the threshold: 0 of {len(null)} (95% upper bound on the rate {3 / len(null):.1e})")
+    print("| condition | unmarked max | marked min | marked median | true-positive rate |\n|---|---|---|---|---|")
+    for name in CONDITIONS:
+        u = [r["score"] for r in rows if r["condition"] == name and r["kind"] == "unmarked"]
+        m = sorted(r["score"] for r in rows if r["condition"] == name and r["kind"] == "marked")
+        tpr = sum(s > threshold for s in m) / len(m)
+        print(f"| {name} | {max(u):.2f} | {m[0]:.2f} | {m[len(m) // 2]:.2f} | {tpr:.4f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table.append_column("threshold", pa.array([threshold] * len(rows))), out)
+    plot(rows, threshold, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def plot(rows: list[dict], threshold: float, path: Path) -> None:
+    """The unmarked scores (all conditions) against the marked ones per condition, with the threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(CONDITIONS)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    null = [r["score"] for r in rows if r["kind"] == "unmarked"]
+    marked = [[r["score"] for r in rows if r["kind"] == "marked" and r["condition"] == n] for n in names]
+    ax.boxplot([null, *marked], showfliers=True, flierprops={"markersize": 2})
+    ax.set_xticks(range(1, len(names) + 2), ["unmarked\n(all)", *names], rotation=60, fontsize=8)
+    ax.axhline(threshold, color="tab:red", lw=1, label=f"threshold {threshold:.2f}")
+    ax.set_ylabel("detection score (pilot statistic)")
+    ax.set_title("model.detect on unmarked crops and on stegos after each condition")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
