@@ -1,6 +1,6 @@
 """A fast validation pass used during training and by ``model-card``: the figures of the quality bar.
 
-The bar (issue 3): on unseen photos at 256 px, 8-bit: cover PSNR >= 36 dB, SSIM >= 0.95, secret PSNR >= 28 dB
+The bar: on unseen photos at 256 px, 8-bit: cover PSNR >= 36 dB, SSIM >= 0.95, secret PSNR >= 28 dB
 clean and >= 24 dB after each of mean 3x3, Gaussian 3x3 sigma 1, sharpen, noise sigma 5 and a horizontal flip.
 
 Beside it, with ``published=True``, the published-image bar (issue 23, ``pipeline.evaluate.published``): the secret

@@ -14,11 +14,8 @@ network wrote:
           smooth  bilinear. D U is then a low-pass filter (a 3-tap [1/8, 3/4, 1/8] per axis for area down), a blur
                   of the residual before the receiver sees it: a lower cover change and a weaker secret.
 
-Measured (``benchmarks/job_quality.py``, shipped model, 8 held-out photos scaled to 1 MP; mean secret PSNR, cover
-PSNR / SSIM at full size): exact 24.40 dB, 37.89 dB / 0.962; smooth 21.29 dB, 40.46 dB / 0.984 (with the earlier
-antialiased-bilinear down 20.76 dB); the network at 256 px on the same photos 24.39 dB, 38.22 dB / 0.965. Of all
-residuals the receiver reads exactly, ``exact`` has the least energy: a smooth one (bilinear of a pre-sharpened
-residual) cost 0.6 dB more cover PSNR (measured with the benchmark's earlier, colour-inverted copy of the photos).
+Of all residuals the receiver reads exactly, ``exact`` has the least energy. The two carries' figures
+(``benchmarks/job_quality.py``) are in the model card; the measurements that chose them in ``docs/history.md``.
 
 Both maps are separable and, per axis, every full-size pixel draws on at most two network-size pixels, so ``compose``
 works in stripes of rows with bounded memory for any image size.

@@ -1,7 +1,7 @@
 """Random synthetic graphics as training secrets: what a watermark often is (a logo, a test pattern, a code).
 
 A model trained on photo crops alone reads photo-like secrets best and loses ground on hard-edged, saturated ones
-(MODEL_CARD.md: the shipped sample secret fell 2 dB over two fine-tunes on 256 px photo crops). ``GraphicsSampler``
+(``docs/history.md`` measures it). ``GraphicsSampler``
 draws such images procedurally, so a fine-tune can mix them in (``train --synthetic-secrets P``):
 
 - a background: a flat colour or a linear gradient between two colours;

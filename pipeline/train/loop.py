@@ -6,8 +6,8 @@ One step:
   3. embed with the (detached) score map, 8-bit rounding (straight-through), an independent random mirror per
      image, one random distortion per batch, 8-bit rounding again, reveal;
   4. generator loss: secret dB + lambda_c * cover MSE / target MSE + lambda_ssim * (1 - SSIM) + low-band MSE +
-     adversarial +
-     score-map guidance (+ the BCE of a legacy flip head); lambda_c and lambda_ssim are dual-ascent constraint weights;
+     adversarial + score-map guidance (+ the BCE of a legacy flip head); lambda_c and lambda_ssim are dual-ascent
+     constraint weights;
   5. discriminator loss: real/fake BCE on cover vs stego + L1 of the score map against the texture target.
 """
 
