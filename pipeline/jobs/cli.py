@@ -147,6 +147,16 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _as_usage_error(check: Callable[..., None], *args: Any) -> None:
+    """Run a job's option check; its ``JobUsageError`` is a wrong command line: click's usage error (exit 2)."""
+    from pipeline.jobs.common import JobUsageError
+
+    try:
+        check(*args)
+    except JobUsageError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _local(url: str) -> bool:
     return "://" not in url
 
@@ -348,17 +358,13 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
     Completed shards whose results match the configuration (model, secrets, size, format) are skipped, so a rerun
     after a crash, or over a prefix that gained new shards, processes only what is missing.
     """
-    from pipeline.jobs.common import JobUsageError
     from pipeline.jobs.embed import EmbedJob, check_secret_options
 
     if kw["samples"] and not secrets and not secret_exts:
         secrets = (str(samples_dir() / "secret.png"),)
 
     def check(k: int | None) -> None:
-        try:
-            check_secret_options(len(secrets), list(secret_exts), k)
-        except JobUsageError as exc:
-            raise click.UsageError(str(exc)) from None
+        _as_usage_error(check_secret_options, len(secrets), list(secret_exts), k)
 
     check(None)
     blobs = _read_images(secrets, "--secret")
@@ -394,14 +400,10 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     Example:
       python -m pipeline extract --shards out/ --out revealed/ --reference logo.png
     """
-    from pipeline.jobs.common import JobUsageError
     from pipeline.jobs.extract import ExtractJob, check_reference_count
 
     def check(config: Any) -> None:
-        try:
-            check_reference_count(len(references), config.num_secrets)
-        except JobUsageError as exc:
-            raise click.UsageError(str(exc)) from None
+        _as_usage_error(check_reference_count, len(references), config.num_secrets)
 
     blobs = _read_images(references, "--reference")
     run_job(

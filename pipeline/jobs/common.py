@@ -373,7 +373,8 @@ class ShardJob:
         done_now = list(self.totals.shards_completed)
         complete = [s.name for s in self.already_done] + done_now
         total = self.totals.shards_total or len(complete)
-        unfinished = [s.name for s in self.todo if s.name not in set(done_now)]
+        done_set = set(done_now)
+        unfinished = [s.name for s in self.todo if s.name not in done_set]
         failed = {f["shard"] for f in self.totals.shards_failed}
         lines = [f"interrupted: {len(complete)} of {total} shards complete in {self.dst}"]
         if done_now:

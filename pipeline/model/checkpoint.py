@@ -98,15 +98,12 @@ def with_registration(model: torch.nn.Module) -> torch.nn.Module:
     register, ``pipeline/model/codes/register.py``); the weights are shared, nothing is retrained."""
     from dataclasses import replace
 
-    from pipeline.model import build_model
-
     if not model.config.coded:
         raise ValueError("registration reads the thumbnail code's pilot: this model has no thumbnail code")
-    out = build_model(replace(model.config, register=True))
-    out.load_state_dict(model.state_dict())
+    out = _build(replace(model.config, register=True).to_dict(), model.state_dict())
     out.checkpoint_path = getattr(model, "checkpoint_path", None)
     out.checkpoint_meta = getattr(model, "checkpoint_meta", {})
-    return out.eval()
+    return out
 
 
 def average_checkpoints(

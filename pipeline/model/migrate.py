@@ -56,13 +56,7 @@ _STEPS = {1: (_config_v1_to_v2, _state_v1_to_v2)}
 
 def migrate_config(d: dict[str, Any]) -> dict[str, Any]:
     """A config dict of any version -> the current version's dict."""
-    version = config_version(d)
-    if version > CONFIG_VERSION:
-        raise ValueError(f"config version {version} is newer than this code's {CONFIG_VERSION}: upgrade sris-pipeline")
-    while version < CONFIG_VERSION:
-        d = _STEPS[version][0](d)
-        version = config_version(d)
-    return d
+    return migrate(d, {})[0]
 
 
 def migrate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:

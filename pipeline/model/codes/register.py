@@ -60,6 +60,19 @@ HYPOTHESES = _hypotheses()
 IDENTITY = HYPOTHESES.index((0, 0, 0, 0, 0, 0))
 
 
+def _by_phase() -> dict[tuple[int, int], tuple[list[int], list[tuple[int, int]]]]:
+    """The hypotheses grouped by pixel phase: (their indices, their block offsets)."""
+    groups: dict[tuple[int, int], tuple[list[int], list[tuple[int, int]]]] = {}
+    for i, (_, _, py, px, oy, ox) in enumerate(HYPOTHESES):
+        index, offsets = groups.setdefault((py, px), ([], []))
+        index.append(i)
+        offsets.append((oy, ox))
+    return groups
+
+
+BY_PHASE = _by_phase()
+
+
 def _signs(h: int, w: int, oy: int, ox: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 1, h, w): the pilot sign block (i, j) of the image carries when it holds original block (i + oy, j + ox);
     0 where that block lies before the original's first (the content moved down/right by a block or more)."""
@@ -73,31 +86,20 @@ class Registration:
     def __init__(self, reader: ThumbnailReader) -> None:
         self.reader = reader
 
-    def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> the base code's coefficients at every pixel phase, (B, K*C, H - 7, W - 7)."""
-        r, c = self.reader, x.shape[1]
-        kernel = r.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * r.base_scale
-        return F.conv2d(x, kernel.to(x.dtype))
-
     def statistics(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> z (B, len(HYPOTHESES)) for the image as it is."""
-        y = self._coefficients(x)
-        b = y.shape[0]
-        z = torch.empty(b, len(HYPOTHESES), dtype=x.dtype, device=x.device)
-        by_phase: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-        for i, (_, _, py, px, oy, ox) in enumerate(HYPOTHESES):
-            by_phase.setdefault((py, px), []).append((i, oy, ox))
-        for (py, px), hyps in by_phase.items():
+        y = self.reader.base_coefficients_every_phase(x)
+        z = torch.zeros(y.shape[0], len(HYPOTHESES), dtype=x.dtype, device=x.device)
+        for (py, px), (index, offsets) in BY_PHASE.items():
             # Every channel's coefficient carries the same pilot sign, and natural images' channels move together:
             # summed over channels first, the statistic is a standard normal on an unmarked image.
-            yy = y[..., py::BASE_BLOCK, px::BASE_BLOCK].sum(dim=1, keepdim=True)  # (B, 1, h, w)
+            yy = y[..., py::BASE_BLOCK, px::BASE_BLOCK].sum(dim=1)  # (B, h, w)
             h, w = yy.shape[-2:]
             if h < 2 or w < 2:
-                z[:, [i for i, _, _ in hyps]] = 0
                 continue
-            energy = yy.square().sum(dim=(1, 2, 3)).clamp_min(1e-12).sqrt()
-            for i, oy, ox in hyps:
-                z[:, i] = (yy * _signs(h, w, oy, ox, yy)).sum(dim=(1, 2, 3)) / energy
+            energy = yy.square().sum(dim=(1, 2)).clamp_min(1e-12).sqrt()
+            signs = torch.cat([_signs(h, w, oy, ox, yy)[0] for oy, ox in offsets])  # (n, h, w)
+            z[:, index] = torch.einsum("bhw,nhw->bn", yy, signs) / energy[:, None]
         return z
 
     def search(self, x: torch.Tensor) -> Alignment:
