@@ -4,7 +4,9 @@ Unmarked: ``--crops`` random 256 px crops of every photo (and the centre square)
 condition below; marked: the same crops used as covers (photo i hides photo i+1), stego 8-bit, after the same
 conditions. The threshold is the smallest value above every unmarked score, rounded up to ``--step``: its measured
 false-positive rate on this set is 0, and the report gives the set's size and the one-sided 95% upper bound on the
-rate (3 / n). Writes one Parquet row per image (``--out``) and prints the table.
+rate (3 / n). Writes one Parquet row per image (``--out``) and prints the table; ``--write-threshold`` also writes
+the threshold and the measured rates into the checkpoint's metadata (``meta["detection"]``), where ``model.detect``'s
+callers (the extract job's ``marked`` column) read it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm import tqdm
 
 from pipeline.evaluate.published import PUBLISHED
 from pipeline.model import load_model
+from pipeline.model.checkpoint import default_checkpoint_path, update_meta
 from pipeline.train import attacks as A
 from pipeline.train.data import center_square, load_photos
 
@@ -68,6 +71,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/evaluation/detection.parquet", help="Parquet; a PNG of the scores beside it")
+    ap.add_argument("--write-threshold", action="store_true", help="write the threshold into the checkpoint's meta")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.checkpoint)
@@ -88,17 +92,37 @@ def main() -> None:
     print(f"unmarked images: {len(null)}, max score {max(null):.2f}; threshold {threshold:.2f}")
     print(f"false positives at the threshold: 0 of {len(null)} (95% upper bound on the rate {3 / len(null):.1e})")
     print("| condition | unmarked max | marked min | marked median | true-positive rate |\n|---|---|---|---|---|")
+    rates = {}
     for name in CONDITIONS:
         u = [r["score"] for r in rows if r["condition"] == name and r["kind"] == "unmarked"]
         m = sorted(r["score"] for r in rows if r["condition"] == name and r["kind"] == "marked")
-        tpr = sum(s > threshold for s in m) / len(m)
-        print(f"| {name} | {max(u):.2f} | {m[0]:.2f} | {m[len(m) // 2]:.2f} | {tpr:.4f} |")
+        rates[name] = sum(s >= threshold for s in m) / len(m)
+        print(f"| {name} | {max(u):.2f} | {m[0]:.2f} | {m[len(m) // 2]:.2f} | {rates[name]:.4f} |")
+    if args.write_threshold:
+        record = detection_record(threshold, len(null), rates, args)
+        update_meta(args.checkpoint or default_checkpoint_path(), detection=record)
+        print(f"wrote the threshold into {args.checkpoint or default_checkpoint_path()}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows)
     pq.write_table(table.append_column("threshold", pa.array([threshold] * len(rows))), out)
     plot(rows, threshold, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def detection_record(threshold: float, unmarked: int, rates: dict[str, float], args: argparse.Namespace) -> dict:
+    """What the checkpoint's ``meta["detection"]`` holds: the threshold and how it was measured."""
+    return {
+        "threshold": threshold,
+        "unmarked_images": unmarked,
+        "false_positives": 0,
+        "false_positive_rate_95_upper": 3 / unmarked,
+        "true_positive_rate": rates,
+        "size": args.size,
+        "crops_per_photo": args.crops,
+        "seed": args.seed,
+        "measured_by": "scripts/calibrate_detection.py",
+    }
 
 
 def plot(rows: list[dict], threshold: float, path: Path) -> None:

@@ -113,3 +113,40 @@ def test_validate_register_measures_the_same_weights_with_registration(tmp_path,
     assert not model.config.register and with_registration(model).config.register
     with pytest.raises(ValueError, match="thumbnail code"):
         with_registration(build_model(get_config("tiny", arch="unet")))
+
+
+def test_an_aligned_reveal_skips_the_search_and_reads_a_fresh_stego_the_same(models, pairs) -> None:
+    _, model = models
+    covers, secrets = pairs
+    with torch.inference_mode():
+        stego = A.quantize(model.embed(covers, secrets))
+        assert torch.equal(model.reveal(stego, aligned=True), model.reveal(stego))
+        moved = shift(stego, 5)
+        searched, skipped = model.reveal(moved), model.reveal(moved, aligned=True)
+    # told the stego is aligned, reveal reads the shifted one where it lies, and loses the secret
+    assert (psnr(to_255(searched), to_255(secrets)) > psnr(to_255(skipped), to_255(secrets)) + 3).all()
+
+
+def test_the_search_finds_the_same_as_one_hypothesis_at_a_time(models, pairs) -> None:
+    """The batched statistics equal the definition: each hypothesis's pilot signs against its phase's blocks."""
+    from pipeline.model.codes.register import HYPOTHESES, _sign_bank
+    from pipeline.model.codes.thumbnail import pilot
+
+    _, model = models
+    reg = Registration(model.revealer.thumbnail)
+    x = torch.rand(2, 3, 72, 88)
+    z = reg.statistics(x)
+    y = reg.reader.base_coefficients_every_phase(x).sum(dim=1)
+    for i in (0, 100, 480, 700, len(HYPOTHESES) - 1):
+        dy, dx, py, px, oy, ox = HYPOTHESES[i]
+        blocks = y[:, py::8, px::8]
+        h, w = blocks.shape[-2:]
+        table = pilot(h + 20, w + 20, blocks)[0, 0]  # the pilot sign of original block (a, b), a, b >= 0
+        signs = torch.zeros(h, w)
+        for a in range(h):
+            for b in range(w):
+                if a + oy >= 0 and b + ox >= 0:  # blocks before the original's first carry no sign
+                    signs[a, b] = table[a + oy, b + ox]
+        want = (blocks * signs).sum(dim=(1, 2)) / blocks.square().sum(dim=(1, 2)).sqrt()
+        assert torch.allclose(z[:, i], want, atol=1e-4), (i, z[:, i], want)
+    assert _sign_bank(9, 11)[0].shape[:2] == (64, 99)

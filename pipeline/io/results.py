@@ -42,6 +42,10 @@ SCHEMA = pa.schema(
         pa.field("ssim_cover", pa.float64()),  # at the network size N
         pa.field("psnr_secret", pa.float64()),  # revealed vs secret at N, mean over the K secrets
         pa.field("ssim_secret", pa.float64()),
+        # extract: how strongly the image carries the model's mark (model.detect), and that score against the
+        # threshold calibrated for the model (its false-positive rate: the model card); null for other jobs.
+        pa.field("mark_score", pa.float64()),
+        pa.field("marked", pa.bool_()),
         pa.field("backend", pa.string()),
         pa.field("precision", pa.string()),
         pa.field("model_sha256", pa.string()),

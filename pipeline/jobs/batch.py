@@ -274,7 +274,8 @@ def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[s
     back_n = np.stack([to_network_size(s.result, size) for s in active])  # what a receiver's extract will see
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
-    revealed = engine.reveal(to_nchw(back_n))  # (B, 3K, N, N)
+    # The stego was just made here, on the code's grid: a model with registration need not search for it.
+    revealed = engine.reveal(to_nchw(back_n), aligned=True)  # (B, 3K, N, N)
     revealed_u8 = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
     ps, ss = per_image_metrics(revealed_u8.reshape(b * k, size, size, 3), secrets_n.reshape(b * k, size, size, 3))
     _, ssim_cover = per_image_metrics(back_n, np.stack([s.cover_n for s in active]))
@@ -299,17 +300,20 @@ def reveal_batch(
 
     Args:
         references: (K, N, N, 3) uint8 originals to score against, or None.
-    Sets ``sample.result`` to (K, N, N, 3) uint8. The image goes to the engine as it is (no un-flipping here): the
-    model's mirror sync decides whether the stego was mirrored and returns the secret in its original orientation.
+    Sets ``sample.result`` to (K, N, N, 3) uint8, and the row's ``mark_score`` (the engine's detection score) and
+    ``marked`` (the score against the model's calibrated threshold). The image goes to the engine as it is (no
+    un-flipping here): the model's mirror sync decides whether the stego was mirrored and returns the secret in its
+    original orientation.
     """
     active = [s for s in samples if s.active and s.image is not None]
     times = {"preprocess": 0.0, "reveal": 0.0, "metrics": 0.0}
     if not active:
         return times
     t0 = time.perf_counter()
-    stegos_n = np.stack([to_network_size(s.image.rgb, size) for s in active])
+    stegos = to_nchw(np.stack([to_network_size(s.image.rgb, size) for s in active]))
     t1 = time.perf_counter()
-    revealed = engine.reveal(to_nchw(stegos_n))
+    revealed = engine.reveal(stegos)
+    scores = engine.detect(stegos)
     b = len(active)
     k = revealed.shape[1] // 3
     secrets = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
@@ -321,6 +325,10 @@ def reveal_batch(
         s.result = np.ascontiguousarray(secrets[i])
         s.image = None
         s.row["infer_ms"] = 1000 * (t2 - t0) / b
+        if scores is not None:
+            s.row["mark_score"] = float(scores[i])
+            if engine.detect_threshold is not None:
+                s.row["marked"] = bool(scores[i] >= engine.detect_threshold)
         if references is not None:
             s.row["psnr_secret"] = float(np.mean(ps[i * k : (i + 1) * k]))
             s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))

@@ -77,6 +77,8 @@ class Totals:
     images_ok: int = 0
     images_failed: int = 0
     members_skipped: int = 0
+    images_marked: int = 0
+    images_unmarked: int = 0
     seconds: float = 0.0
     psnr_cover: list[float] = field(default_factory=list)
     psnr_secret: list[float] = field(default_factory=list)
@@ -86,6 +88,9 @@ class Totals:
         for r in rows:
             if r["status"] == "ok":
                 self.images_ok += 1
+                if r.get("marked") is not None:
+                    self.images_marked += bool(r["marked"])
+                    self.images_unmarked += not r["marked"]
                 for name in ("psnr_cover", "psnr_secret"):
                     if r[name] is not None and math.isfinite(r[name]):
                         getattr(self, name).append(r[name])
@@ -407,6 +412,8 @@ class ShardJob:
             metrics.append(f"mean psnr_cover {d['psnr_cover']:.2f} dB")
         if d["psnr_secret"] is not None:
             metrics.append(f"mean psnr_secret {d['psnr_secret']:.2f} dB")
+        if t.images_marked or t.images_unmarked:
+            metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:
             parts.append(", ".join(metrics))
         return " | ".join(parts) + f" -> {self.dst}"

@@ -56,6 +56,18 @@ def save_checkpoint(
     return path
 
 
+def update_meta(path: str | os.PathLike[str], **entries: Any) -> Path:
+    """Set ``entries`` in the metadata of the checkpoint file at ``path`` in place (atomically); the weights, the
+    config and the format stay as they are, byte for byte once loaded (say, a detection threshold calibrated later)."""
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload["meta"] = {**(payload.get("meta") or {}), **entries}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

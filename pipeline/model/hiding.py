@@ -66,14 +66,22 @@ class HidingModel(nn.Module):
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         return self.embed_raw(cover, secrets).clamp(0, 1)
 
-    def detect(self, images: torch.Tensor) -> torch.Tensor:
+    def detect(self, images: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """(B, C, H, W) -> (B,) how strongly each image carries this model's mark: SRIS-Net with the thumbnail code
         reads it from the code's pilot; other models have no mark to read."""
         raise ValueError("detection reads the thumbnail code's pilot: this model has no thumbnail code")
 
-    def restore(self, stego: torch.Tensor) -> torch.Tensor:
+    @property
+    def detect_threshold(self) -> float | None:
+        """The score from which ``detect`` calls an image marked, as calibrated for these weights and written in
+        the checkpoint's metadata (``meta["detection"]["threshold"]``); None when it was never calibrated."""
+        value = (getattr(self, "checkpoint_meta", None) or {}).get("detection", {}).get("threshold")
+        return None if value is None else float(value)
+
+    def restore(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         """What reveal does to a stego before its network (outside the exported graph): nothing here; SRIS-Net with
-        ``config.deblur`` undoes a blur it detects."""
+        ``config.register`` moves a shifted or mirrored stego back into register (skipped when ``aligned``: the
+        caller knows the stego sits where it was embedded) and with ``config.deblur`` undoes a blur it detects."""
         return stego
 
     def refresh_restore(self) -> None:
@@ -83,5 +91,6 @@ class HidingModel(nn.Module):
         """Reveal without ``restore``: the graph the engines export."""
         return self.reveal_raw(stego)[0].clamp(0, 1)
 
-    def reveal(self, stego: torch.Tensor) -> torch.Tensor:
-        return self.reveal_core(self.restore(stego))
+    def reveal(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        """(B, C, N, N) -> secrets (B, K*C, N, N) in [0, 1]; ``aligned`` as in ``restore``."""
+        return self.reveal_core(self.restore(stego, aligned))

@@ -82,19 +82,30 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
     return p
 
 
-def restore_stage(checkpoint: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
-    """The model's ``restore`` (blind deblur) as numpy -> numpy on the CPU in fp32, for the compiled engines."""
+def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
+    """Give a compiled ``engine`` the model's analytic stages, which run in torch on the CPU in fp32 beside it: the
+    restore (blind deblur, registration) before its reveal graph, and detection with its calibrated threshold."""
     import torch
 
     from pipeline.model.checkpoint import load_model
 
     model = load_model(checkpoint).float().eval()
+    cfg = model.config
+    if cfg.deblur or cfg.register:
 
-    def restore(stego: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model.restore(torch.from_numpy(stego)).numpy()
+        def restore(stego: np.ndarray, aligned: bool = False) -> np.ndarray:
+            with torch.inference_mode():
+                return model.restore(torch.from_numpy(stego), aligned).numpy()
 
-    return restore
+        engine.restore = restore
+    if cfg.coded:
+
+        def detect(stego: np.ndarray, threshold: float | None) -> np.ndarray:
+            with torch.inference_mode():
+                return model.detect(torch.from_numpy(np.ascontiguousarray(stego)), threshold).numpy()
+
+        engine.detector = detect
+        engine.detect_threshold = model.detect_threshold
 
 
 def engines_to_build(
@@ -201,8 +212,8 @@ def load_engine(
     if to_build:
         engine.build_seconds = time.perf_counter() - t0
         say(f"engines built in {engine.build_seconds:.0f} s")
-    if cfg.deblur:
-        engine.restore = restore_stage(ckpt.path)
+    if cfg.deblur or cfg.register or cfg.coded:
+        torch_stages(ckpt.path, engine)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))
     return engine
 

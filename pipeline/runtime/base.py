@@ -4,6 +4,10 @@ An engine runs the two compiled paths of a model at one static image size N with
 
     embed(cover, secrets) -> stego     cover (B, C, N, N), secrets (B, K*C, N, N), float32 numpy in [0, 1]
     reveal(stego) -> secrets           stego (B, C, N, N) -> (B, K*C, N, N), float32 numpy in [0, 1]
+    detect(stego) -> scores            stego (B, C, N, N) -> (B,) float32 mark scores, or None (no mark to read)
+
+Detection (``HidingModel.detect``) is analytic and runs in torch beside every backend; ``detect_threshold`` is the
+score from which an image counts as marked (the checkpoint's calibrated value).
 
 Outputs are clamped to [0, 1] (not rounded: rounding to 8 bits happens where images are written). Engines take and
 return numpy arrays so that the job code does not care which library runs the network.
@@ -12,6 +16,7 @@ return numpy arrays so that the job code does not care which library runs the ne
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,12 +44,23 @@ class Engine(ABC):
     info: EngineInfo
     # Seconds ``load_engine`` spent building missing engines for this one (0: they were built already).
     build_seconds: float = 0.0
+    # The model's detection (stego, threshold) -> scores and its calibrated threshold; None without a mark to read.
+    detector: Callable[[np.ndarray, float | None], np.ndarray] | None = None
+    detect_threshold: float | None = None
 
     @abstractmethod
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray: ...
 
     @abstractmethod
-    def reveal(self, stego: np.ndarray) -> np.ndarray: ...
+    def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
+        """``aligned``: the stego sits where it was embedded (the embed job's verify), so a model with registration
+        skips its search (``HidingModel.restore``); the result is the same for such a stego."""
+
+    def detect(self, stego: np.ndarray) -> np.ndarray | None:
+        """(B, C, N, N) float32 in [0, 1] -> (B,) float32 mark scores; None when the model has no mark to read."""
+        if self.detector is None:
+            return None
+        return self.detector(stego, self.detect_threshold)
 
 
 class EmbedModule(torch.nn.Module):
@@ -81,6 +97,9 @@ class TorchEngine(Engine):
         self.model = model.to(self.device, self.dtype).eval()
         cfg = model.config
         self.info = EngineInfo("torch", precision, size, cfg.channels, cfg.num_secrets, model_sha256, str(self.device))
+        if cfg.coded:
+            self.detector = lambda stego, threshold: self._run(lambda x: self.model.detect(x, threshold), stego)
+            self.detect_threshold = model.detect_threshold
 
     def _run(self, fn, *arrays: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -90,5 +109,5 @@ class TorchEngine(Engine):
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:
         return self._run(self.model.embed, cover, secrets)
 
-    def reveal(self, stego: np.ndarray) -> np.ndarray:
-        return self._run(self.model.reveal, stego)
+    def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
+        return self._run(lambda x: self.model.reveal(x, aligned), stego)

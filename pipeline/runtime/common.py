@@ -35,7 +35,7 @@ class CompiledEngine(Engine):
     max_batch: int | None = None
     # The model's restore stage (a blind deblur; ``HidingModel.restore``), run in torch on the CPU before the reveal
     # graph, which does not hold it (``load_engine`` sets it for models that have one).
-    restore: Callable[[np.ndarray], np.ndarray] | None = None
+    restore: Callable[[np.ndarray, bool], np.ndarray] | None = None
 
     def _run(self, part: str, inputs: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -48,10 +48,10 @@ class CompiledEngine(Engine):
             raise ValueError(f"cover and secrets must have the same batch, got {len(cover)} and {len(secrets)}")
         return self._chunked(lambda s: self._run("embed", {"cover": cover[s], "secrets": secrets[s]}), len(cover))
 
-    def reveal(self, stego: np.ndarray) -> np.ndarray:
+    def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
         stego = check_images("stego", stego, self.info.channels, self.info.size)
         if self.restore is not None:
-            stego = self.restore(stego)
+            stego = self.restore(stego, aligned)
         return self._chunked(lambda s: self._run("reveal", {"stego": stego[s]}), len(stego))
 
     def _chunked(self, run: Callable[[slice], np.ndarray], batch: int) -> np.ndarray:

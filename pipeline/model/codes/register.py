@@ -22,6 +22,7 @@ No weights; runs before the exported reveal graph (``HidingModel.restore``), lik
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -73,11 +74,21 @@ def _by_phase() -> dict[tuple[int, int], tuple[list[int], list[tuple[int, int]]]
 BY_PHASE = _by_phase()
 
 
-def _signs(h: int, w: int, oy: int, ox: int, like: torch.Tensor) -> torch.Tensor:
-    """(1, 1, h, w): the pilot sign block (i, j) of the image carries when it holds original block (i + oy, j + ox);
-    0 where that block lies before the original's first (the content moved down/right by a block or more)."""
-    full = pilot(h + max(oy, 0), w + max(ox, 0), like)[..., max(oy, 0) :, max(ox, 0) :]
-    return F.pad(full, (max(-ox, 0), 0, max(-oy, 0), 0))[..., :h, :w]
+@functools.lru_cache(maxsize=16)
+def _sign_bank(gh: int, gw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pilot signs every hypothesis expects on a (gh, gw) grid of blocks, grouped by pixel phase: a bank (64,
+    gh * gw, n) float32 (phase py * 8 + px, block, hypothesis of that phase; 0 where a block lies before the
+    original's first, the content having moved down/right by a block or more, and in unused columns) and the
+    hypotheses' indices (64, n) (-1 where unused). Built once per grid size, on the CPU."""
+    n = max(len(index) for index, _ in BY_PHASE.values())
+    bank = torch.zeros(BASE_BLOCK**2, gh * gw, n)
+    where = torch.full((BASE_BLOCK**2, n), -1, dtype=torch.long)
+    for (py, px), (index, offsets) in BY_PHASE.items():
+        for j, (i, (oy, ox)) in enumerate(zip(index, offsets, strict=True)):
+            full = pilot(gh + max(oy, 0), gw + max(ox, 0), bank)[0, 0, max(oy, 0) :, max(ox, 0) :]
+            bank[py * BASE_BLOCK + px, :, j] = F.pad(full, (max(-ox, 0), 0, max(-oy, 0), 0))[:gh, :gw].reshape(-1)
+            where[py * BASE_BLOCK + px, j] = i
+    return bank, where
 
 
 class Registration:
@@ -86,25 +97,82 @@ class Registration:
     def __init__(self, reader: ThumbnailReader) -> None:
         self.reader = reader
 
+    def _kernel(self, x: torch.Tensor) -> torch.Tensor:
+        """The base code's read summed over its coefficient channels, as one (1, C, 8, 8) kernel: every channel's
+        coefficient carries the same pilot sign, and natural images' channels move together, so summed over channels
+        first the statistic is a standard normal on an unmarked image (and one output channel is a third of the
+        convolution's work)."""
+        c = x.shape[1]
+        weight = self.reader.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.reader.base_scale
+        return weight.sum(dim=0, keepdim=True).to(x.dtype)
+
+    def _phase_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (2B, H - 7, W - 7): the channel-summed base coefficient of the 8x8 block at every pixel
+        offset, of the images as they are and then of their mirrors. One convolution gives both: the mirror is read
+        with the kernel mirrored (exact, no copy of the image); channels-last runs it about twice as fast here."""
+        kernel = self._kernel(x)
+        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), torch.cat([kernel, kernel.flip(-1)]))
+        return torch.cat([y[:, 0], y[:, 1].flip(-1)])
+
+    def _statistics_of(self, y: torch.Tensor) -> torch.Tensor:
+        """Phase maps (B, H - 7, W - 7) -> z (B, len(HYPOTHESES)): each pixel phase's blocks (``y[:, py::8,
+        px::8]``, zero-padded to one grid) against the signs of every hypothesis of that phase, one batched product.
+        A phase with fewer than two blocks a side (images under 23 px) gives 0."""
+        b, hm, wm = y.shape
+        gh, gw = -(-hm // BASE_BLOCK), -(-wm // BASE_BLOCK)
+        padded = F.pad(y, (0, gw * BASE_BLOCK - wm, 0, gh * BASE_BLOCK - hm))
+        phases = F.pixel_unshuffle(padded[:, None], BASE_BLOCK).reshape(b, BASE_BLOCK**2, gh * gw)
+        bank, where = _sign_bank(gh, gw)
+        num = torch.einsum("bpk,pkn->bpn", phases, bank.to(y.device, y.dtype))
+        zp = num / phases.square().sum(dim=2).clamp_min(1e-12).sqrt()[..., None]
+        blocks = [len(range(ph, size, BASE_BLOCK)) for ph in range(BASE_BLOCK) for size in (hm, wm)]
+        small = [min(blocks[2 * py], blocks[2 * px + 1]) < 2 for py in range(BASE_BLOCK) for px in range(BASE_BLOCK)]
+        zp[:, torch.tensor(small)] = 0
+        used = where >= 0
+        z = torch.zeros(b, len(HYPOTHESES), dtype=y.dtype, device=y.device)
+        z[:, where[used].to(y.device)] = zp[:, used.to(y.device)]
+        return z
+
     def statistics(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> z (B, len(HYPOTHESES)) for the image as it is."""
-        y = self.reader.base_coefficients_every_phase(x)
-        z = torch.zeros(y.shape[0], len(HYPOTHESES), dtype=x.dtype, device=x.device)
-        for (py, px), (index, offsets) in BY_PHASE.items():
-            # Every channel's coefficient carries the same pilot sign, and natural images' channels move together:
-            # summed over channels first, the statistic is a standard normal on an unmarked image.
-            yy = y[..., py::BASE_BLOCK, px::BASE_BLOCK].sum(dim=1)  # (B, h, w)
-            h, w = yy.shape[-2:]
-            if h < 2 or w < 2:
-                continue
+        return self._statistics_of(self._phase_maps(x))[: len(x)]
+
+    def unmoved_statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> z (B, 2): the statistics of the two hypotheses without a translation (as it is, mirrored),
+        read on the base code's own grid only: about 1% of the search's work. The mirror is read with the kernel
+        mirrored, exact where the width is a multiple of the block (otherwise the image is mirrored)."""
+        kernel = self._kernel(x)
+
+        def z(yy: torch.Tensor) -> torch.Tensor:  # (B, h, w), as ``_statistics_of`` reads each phase
+            signs = pilot(*yy.shape[-2:], yy)[0]
             energy = yy.square().sum(dim=(1, 2)).clamp_min(1e-12).sqrt()
-            signs = torch.cat([_signs(h, w, oy, ox, yy)[0] for oy, ox in offsets])  # (n, h, w)
-            z[:, index] = torch.einsum("bhw,nhw->bn", yy, signs) / energy[:, None]
-        return z
+            return (yy * signs).sum(dim=(1, 2)) / energy
+
+        as_is = F.conv2d(x, kernel, stride=BASE_BLOCK)[:, 0]
+        if x.shape[-1] % BASE_BLOCK:
+            mirrored = F.conv2d(mirror_image(x), kernel, stride=BASE_BLOCK)[:, 0]
+        else:
+            mirrored = F.conv2d(x, kernel.flip(-1), stride=BASE_BLOCK)[:, 0].flip(-1)
+        return torch.stack([z(as_is), z(mirrored)], dim=1)
+
+    def score(self, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B,) the detection score. With ``threshold``, an image whose unmoved statistic already
+        reaches it keeps that statistic (the verdict cannot change: the search's maximum is at least as large) and
+        only the others pay for the full search."""
+        if threshold is None:
+            return self.search(x).score
+        quick = self.unmoved_statistics(x).max(dim=1).values
+        rest = quick < threshold
+        if rest.any():
+            quick = quick.clone()
+            quick[rest] = self.search(x[rest]).score
+        return quick
 
     def search(self, x: torch.Tensor) -> Alignment:
         """The best hypothesis per image over both orientations and every translation."""
-        z = torch.cat([self.statistics(x), self.statistics(mirror_image(x))], dim=1)  # (B, 2 * n)
+        b = len(x)
+        z = self._statistics_of(self._phase_maps(x))
+        z = torch.cat([z[:b], z[b:]], dim=1)  # (B, 2 * n): as it is, then mirrored
         n = len(HYPOTHESES)
         best = z.argmax(dim=1)
         keep = z[:, IDENTITY] * KEEP >= z.gather(1, best[:, None])[:, 0]

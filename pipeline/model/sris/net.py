@@ -220,17 +220,18 @@ class SRISNet(HidingModel):
             return unmirror(stego, self.revealer.thumbnail.mirrored(stego))
         return super().unmirror(stego)
 
-    def detect(self, images: torch.Tensor) -> torch.Tensor:
+    def detect(self, images: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B,) how strongly each image carries this model's thumbnail code: the base
         pilot's statistic at the best grid offset and orientation (``pipeline/model/codes/register.py``), about the
         maximum of a thousand standard normals on an unmarked image. The threshold is calibrated on unmarked photos
-        (``scripts/calibrate_detection.py``)."""
+        (``scripts/calibrate_detection.py``) and kept in the checkpoint (``detect_threshold``). With ``threshold``,
+        images whose unshifted statistic reaches it skip the search (same verdicts, a fraction of the time)."""
         if not self.config.coded:
             return super().detect(images)
-        return Registration(self.revealer.thumbnail).search(images).score
+        return Registration(self.revealer.thumbnail).score(images, threshold)
 
-    def restore(self, stego: torch.Tensor) -> torch.Tensor:
-        if self.config.register:  # the config refuses both without the thumbnail code
+    def restore(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        if self.config.register and not aligned:  # the config refuses both without the thumbnail code
             stego = Registration(self.revealer.thumbnail)(stego)
         if not self.config.deblur:
             return stego
