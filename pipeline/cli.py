@@ -318,12 +318,13 @@ def validate(
     "--attack-mix",
     default="bar",
     show_default=True,
-    type=click.Choice(["bar", "job", "wide", "blur", "noise", "noise-heavy", "noise-most"]),
+    type=click.Choice(["bar", "job", "wide", "blur", "noise", "noise-heavy", "noise-most", "published"]),
     help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
     "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
     "Gaussian filters (for models with --residual-gain, whose code carries the clean figure); 'noise' = 'blur' with "
     "more and stronger Gaussian noise (sigma 3-7); 'noise-heavy' = 'noise' with the filters' shares moved to noise; "
-    "'noise-most' = noise in 70% of the batches.",
+    "'noise-most' = noise in 70% of the batches; 'published' = JPEG at quality 50-95 and resizing down by "
+    "0.4-0.9 in half the batches, the laboratory conditions in the rest.",
 )
 @click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
 @click.option(

@@ -138,7 +138,7 @@ def test_the_search_finds_the_same_as_one_hypothesis_at_a_time(models, pairs) ->
     z = reg.statistics(x)
     y = reg.reader.base_coefficients_every_phase(x).sum(dim=1)
     for i in (0, 100, 480, 700, len(HYPOTHESES) - 1):
-        dy, dx, py, px, oy, ox = HYPOTHESES[i]
+        _, _, py, px, oy, ox = HYPOTHESES[i]
         blocks = y[:, py::8, px::8]
         h, w = blocks.shape[-2:]
         table = pilot(h + 20, w + 20, blocks)[0, 0]  # the pilot sign of original block (a, b), a, b >= 0

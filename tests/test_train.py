@@ -201,6 +201,24 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
     most = [sample_train_attack(rng, 3, "noise-most")[0] for _ in range(400)]
     sigmas3 = [float(label.split()[1][1:]) for label in most if label.startswith("noise")]
     assert min(sigmas3) >= 3.0 and max(sigmas3) <= 7.0 and len(sigmas3) > len(sigmas2)
+    # 'published': JPEG down to quality 50 and resizing down by 0.4-0.9, beside every laboratory condition
+    published = [sample_train_attack(rng, 3, "published")[0] for _ in range(600)]
+    assert {label.split()[0] for label in published} == set(TRAIN_MIXES["published"])
+    qualities = [float(label.split()[1][1:]) for label in published if label.startswith("jpeg")]
+    factors = [float(label.split()[1][1:]) for label in published if label.startswith("shrink")]
+    assert min(qualities) < 60 and max(qualities) <= 95 and min(factors) >= 0.4 and max(factors) <= 0.9
+
+
+def test_shrink_keeps_the_size_and_loses_the_finest_detail() -> None:
+    from pipeline.train.attacks import shrink
+
+    stripes = torch.zeros(2, 3, 64, 48, requires_grad=True)
+    with torch.no_grad():
+        stripes[..., ::2] = 1.0
+    out = shrink(stripes, 0.5)
+    assert out.shape == stripes.shape and out.std() < 0.2 * stripes.std()
+    out.sum().backward()  # differentiable: training passes gradients through it
+    assert stripes.grad is not None and stripes.grad.abs().sum() > 0
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:

@@ -81,6 +81,15 @@ def rescale(x: torch.Tensor, factor: float = 4.0) -> torch.Tensor:
     return F.interpolate(up, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
 
 
+def shrink(x: torch.Tensor, factor: float = 0.5) -> torch.Tensor:
+    """A published image's resize: down by ``factor`` < 1 (antialiased bilinear, close to OpenCV's INTER_AREA) and
+    back up to the original size (bilinear), differentiable."""
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    down = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+
+
 def acts_on_residual(label: str) -> bool:
     """Whether the training attack ``label`` (from ``sample_train_attack``) applies to the residual (stego - cover)
     only: the job resamples the residual, while the cover at full size stays the original."""
@@ -212,6 +221,18 @@ TRAIN_MIXES: dict[str, dict[str, float]] = {
         "jpeg": 0.03,
         "rescale": 0.03,
     },
+    # ``published``: what published images go through (JPEG at quality 50-95 with 4:2:0 chroma, a resize down by
+    # 0.4-0.9 and back) in half the batches, beside the laboratory conditions so that they do not regress.
+    "published": {
+        "identity": 0.04,
+        "mean": 0.08,
+        "gaussian": 0.08,
+        "sharpen": 0.06,
+        "noise": 0.24,
+        "jpeg": 0.35,
+        "shrink": 0.12,
+        "rescale": 0.03,
+    },
 }
 _RANGES = {
     "bar": {"gaussian": (0.5, 1.0, 1.0, 1.5), "noise": (1.0, 7.0), "jpeg": (75.0, 95.0)},
@@ -221,6 +242,7 @@ _RANGES = {
 _RANGES["blur"] = _RANGES["job"]  # the same conditions, drawn in other shares
 _RANGES["noise"] = {**_RANGES["job"], "noise": (3.0, 7.0)}
 _RANGES["noise-heavy"] = _RANGES["noise-most"] = _RANGES["noise"]
+_RANGES["published"] = {**_RANGES["noise"], "jpeg": (50.0, 95.0), "shrink": (0.4, 0.9)}
 
 
 def sample_train_attack(
@@ -245,6 +267,9 @@ def sample_train_attack(
     if name == "rescale":
         f = rng.uniform(*ranges["rescale"])
         return f"rescale x{f:.1f}", lambda x: rescale(x, f)
+    if name == "shrink":
+        f = rng.uniform(*ranges["shrink"])
+        return f"shrink x{f:.2f}", lambda x: shrink(x, f)
     if name == "jpeg":
         q = rng.uniform(*ranges["jpeg"])
         return f"jpeg q{q:.0f}", lambda x: jpeg_differentiable(x, q)
