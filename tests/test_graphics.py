@@ -39,3 +39,15 @@ def test_graphics_are_drawn_on_the_given_device() -> None:
 def test_too_small_a_size_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 8 px"):
         GraphicsSampler(4)
+
+
+def test_logo_like_layers_draw_thin_lines_and_words() -> None:
+    """The watermark-like kinds: lines 1-3 px wide at 256 px, and a word that covers a small part of the frame."""
+    from pipeline.train.graphics import GraphicsSampler
+
+    g = GraphicsSampler(256, seed=3)
+    lines = g._mask("lines")
+    widths = lines.sum(dim=1)  # pixels per row that a line covers: a few per line, not a band
+    assert 0 < lines.mean() < 0.06 and widths.max() < 60
+    words = [g._mask("text") for _ in range(6)]
+    assert all(0 < w.mean() < 0.25 for w in words[:1]) and sum(w.sum() > 0 for w in words) >= 4

@@ -6,7 +6,9 @@ draws such images procedurally, so a fine-tune can mix them in (``train --synthe
 
 - a background: a flat colour or a linear gradient between two colours;
 - 1 to 5 layers over it, each a shape (rectangle, ellipse, ring, straight band) filled with a flat colour, a
-  checkerboard patch, or a full-frame field of concentric or straight colour waves.
+  checkerboard patch, or a full-frame field of concentric or straight colour waves;
+- and what a watermark logo has: thin straight lines (1 to 3 px at 256 px) at any angle, and a word of capitals
+  and digits in a flat colour.
 
 Colours are pushed towards the saturated corners of the RGB cube half of the time. Every image is 8-bit like real
 data. The interface is ``CropSampler``'s: ``batch(n)`` -> (n, C, size, size) float in [0, 1] on ``device``; the
@@ -20,7 +22,8 @@ import random
 
 import torch
 
-SHAPES = ("rectangle", "ellipse", "ring", "band", "checker", "waves")
+SHAPES = ("rectangle", "ellipse", "ring", "band", "checker", "waves", "lines", "text")
+TEXT_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # The seed `validate --graphics-secrets` draws with; training draws with its run's seed + 1 (0 + 1 by default).
 VALIDATION_SEED = 20261126
 
@@ -54,10 +57,33 @@ class GraphicsSampler:
         t = (math.cos(angle) * (self.x - 0.5) + math.sin(angle) * (self.y - 0.5)) / math.sqrt(0.5) + 0.5
         return a + (b - a) * t.clamp(0, 1)
 
+    def _text(self) -> torch.Tensor:
+        """(size, size) in {0, 1}: a word of 2 to 8 capitals and digits, 8-20% of the image high, anywhere."""
+        from PIL import Image, ImageDraw, ImageFont
+
+        word = "".join(self.rng.choice(TEXT_CHARS) for _ in range(self.rng.randint(2, 8)))
+        font = ImageFont.load_default(size=max(6, round(self.size * self.rng.uniform(0.08, 0.2))))
+        canvas = Image.new("L", (self.size, self.size))
+        x, y = self.rng.uniform(-0.1, 0.7) * self.size, self.rng.uniform(0.0, 0.85) * self.size
+        ImageDraw.Draw(canvas).text((x, y), word, fill=255, font=font)
+        return (torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).view(self.size, self.size) > 127).to(
+            self.device, torch.float32
+        )
+
     def _mask(self, shape: str) -> torch.Tensor:
         """(size, size) in {0, 1}: where the layer paints."""
         u = self.rng.uniform
+        if shape == "text":
+            return self._text()
         cy, cx = u(0.1, 0.9), u(0.1, 0.9)
+        if shape == "lines":  # 1 to 4 thin lines, 1-3 px wide at 256 px, each through its own point
+            mask = torch.zeros_like(self.x)
+            for _ in range(self.rng.randint(1, 4)):
+                angle, half_width = u(0, math.pi), u(0.5, 1.5) / 256
+                py, px = u(0.1, 0.9), u(0.1, 0.9)
+                dist = (math.cos(angle) * (self.x - px) + math.sin(angle) * (self.y - py)).abs()
+                mask = torch.maximum(mask, (dist < half_width).float())
+            return mask
         if shape in ("rectangle", "checker"):
             h, w = u(0.1, 0.6), u(0.1, 0.6)
             return (((self.y - cy).abs() < h / 2) & ((self.x - cx).abs() < w / 2)).float()
