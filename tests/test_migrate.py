@@ -3,9 +3,9 @@ and give the outputs the version-1 code gave.
 
 The fixtures in ``tests/fixtures/v1/`` were written by the version-1 code (commit 9deeead): three small checkpoints
 that between them use every option the migration maps (the carrier, the fine code, the mirror-sync pattern, the
-learned flip head, the texture weighting, a revealer override, the folded inference graph), and the outputs of those
-and of the shipped ``sris_fast.pt`` on fixed inputs: the stego (8-bit), and the secrets revealed from it, from its
-mirror and from a 3x3 Gaussian-blurred copy (the blind deblur).
+learned flip head, the texture weighting, a revealer override, the folded inference graph), and their outputs on
+fixed inputs: the stego (8-bit), and the secrets revealed from it, from its mirror and from a 3x3 Gaussian-blurred
+copy (the blind deblur). The shipped file was a fourth case while it was a version-1 file (stage 14).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ CASES = {
     "legacy_texture_pattern": V1 / "legacy_texture_pattern.pt",
     "legacy_flip_head": V1 / "legacy_flip_head.pt",
     "pattern_lean": V1 / "pattern_lean.pt",
-    "sris_fast": None,  # the shipped default, a version-1 file
 }
 
 
@@ -70,7 +69,7 @@ def test_migration_maps_every_version1_option() -> None:
     m = load_model(V1 / "legacy_flip_head.pt").config
     assert not m.thumbnail_code and m.mirror == "none" and m.legacy.flip_head
     assert m.legacy.reveal == {"width": 12, "level_widths": [12, 12, 12]} and m.extra == {}
-    assert load_model().config.mirror == "pilot"  # the shipped file: mirror_pilot=True in version 1
+    assert load_model().config.mirror == "pilot" and load_model().config.register  # the shipped file
 
 
 def test_version1_state_dict_keys_are_renamed() -> None:
