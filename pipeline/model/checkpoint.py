@@ -48,6 +48,11 @@ def save_checkpoint(
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()
     }
     payload = {"format": FORMAT, "config": model.config.to_dict(), "state_dict": state, "meta": meta or {}}
+    return _write(payload, path)
+
+
+def _write(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -59,13 +64,9 @@ def save_checkpoint(
 def update_meta(path: str | os.PathLike[str], **entries: Any) -> Path:
     """Set ``entries`` in the metadata of the checkpoint file at ``path`` in place (atomically); the weights, the
     config and the format stay as they are, byte for byte once loaded (say, a detection threshold calibrated later)."""
-    path = Path(path)
     payload = torch.load(path, map_location="cpu", weights_only=False)
     payload["meta"] = {**(payload.get("meta") or {}), **entries}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return _write(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

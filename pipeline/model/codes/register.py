@@ -102,9 +102,7 @@ class Registration:
         coefficient carries the same pilot sign, and natural images' channels move together, so summed over channels
         first the statistic is a standard normal on an unmarked image (and one output channel is a third of the
         convolution's work)."""
-        c = x.shape[1]
-        weight = self.reader.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.reader.base_scale
-        return weight.sum(dim=0, keepdim=True).to(x.dtype)
+        return self.reader.base_kernel().sum(dim=0, keepdim=True).to(x.dtype)
 
     def _phase_maps(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (2B, H - 7, W - 7): the channel-summed base coefficient of the 8x8 block at every pixel
@@ -125,9 +123,9 @@ class Registration:
         bank, where = _sign_bank(gh, gw)
         num = torch.einsum("bpk,pkn->bpn", phases, bank.to(y.device, y.dtype))
         zp = num / phases.square().sum(dim=2).clamp_min(1e-12).sqrt()[..., None]
-        blocks = [len(range(ph, size, BASE_BLOCK)) for ph in range(BASE_BLOCK) for size in (hm, wm)]
-        small = [min(blocks[2 * py], blocks[2 * px + 1]) < 2 for py in range(BASE_BLOCK) for px in range(BASE_BLOCK)]
-        zp[:, torch.tensor(small)] = 0
+        rows = [len(range(py, hm, BASE_BLOCK)) for py in range(BASE_BLOCK)]  # blocks of each phase, per axis
+        cols = [len(range(px, wm, BASE_BLOCK)) for px in range(BASE_BLOCK)]
+        zp[:, torch.tensor([min(r, c) < 2 for r in rows for c in cols])] = 0
         used = where >= 0
         z = torch.zeros(b, len(HYPOTHESES), dtype=y.dtype, device=y.device)
         z[:, where[used].to(y.device)] = zp[:, used.to(y.device)]
@@ -139,8 +137,8 @@ class Registration:
 
     def unmoved_statistics(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> z (B, 2): the statistics of the two hypotheses without a translation (as it is, mirrored),
-        read on the base code's own grid only: about 1% of the search's work. The mirror is read with the kernel
-        mirrored, exact where the width is a multiple of the block (otherwise the image is mirrored)."""
+        read on the base code's own grid only: about 1% of the search's work. The mirror's blocks are the original's
+        counted from the right edge, read with the kernel mirrored (exact, no copy of the image)."""
         kernel = self._kernel(x)
 
         def z(yy: torch.Tensor) -> torch.Tensor:  # (B, h, w), as ``_statistics_of`` reads each phase
@@ -149,10 +147,7 @@ class Registration:
             return (yy * signs).sum(dim=(1, 2)) / energy
 
         as_is = F.conv2d(x, kernel, stride=BASE_BLOCK)[:, 0]
-        if x.shape[-1] % BASE_BLOCK:
-            mirrored = F.conv2d(mirror_image(x), kernel, stride=BASE_BLOCK)[:, 0]
-        else:
-            mirrored = F.conv2d(x, kernel.flip(-1), stride=BASE_BLOCK)[:, 0].flip(-1)
+        mirrored = F.conv2d(x[..., x.shape[-1] % BASE_BLOCK :], kernel.flip(-1), stride=BASE_BLOCK)[:, 0].flip(-1)
         return torch.stack([z(as_is), z(mirrored)], dim=1)
 
     def score(self, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:

@@ -252,13 +252,12 @@ class ThumbnailReader(nn.Module):
         """(B, C, N, N) -> the base code's coefficients (B, K*C, N/8, N/8), pilot included, gain not undone."""
         return self.base_read(F.pixel_unshuffle(stego, BASE_BLOCK)) * self.base_scale
 
-    def base_coefficients_every_phase(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> the base code's coefficients read on the 8x8 grid shifted by every pixel offset, (B, K*C,
-        H - 7, W - 7): entry (i, j) reads the block whose top-left pixel is (i, j). ``base_coefficients`` is its
-        [::8, ::8] (the read map as one 8x8 convolution, stride 1: the 1x1 weights are laid out as the block fold)."""
-        c = image.shape[1]
-        kernel = self.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.base_scale
-        return F.conv2d(image, kernel.to(image.dtype))
+    def base_kernel(self) -> torch.Tensor:
+        """The base code's read map as an 8x8 convolution kernel (K*C, C, 8, 8), gain not undone: applied at stride 8
+        it gives ``base_coefficients`` without the bias; at stride 1 it reads the block whose top-left pixel is (i, j)
+        at every (i, j) (the 1x1 weights are laid out as the block fold)."""
+        c = self.channels
+        return self.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.base_scale
 
     def detail_coefficients(self, stego4: torch.Tensor) -> torch.Tensor:
         """The stego folded by 4 (B, C*16, N/4, N/4) -> the detail code's coefficients (B, C, N/4, N/4), pilot
