@@ -70,6 +70,38 @@ def test_a_threshold_skips_the_search_without_changing_a_verdict(shipped, photos
     assert (full[:12] >= 5.5).all() and (full[12:] < 5.5).all()
 
 
+def _published_like(shipped, photos) -> torch.Tensor:
+    """Marked stegos as they are, mirrored, shifted by (3, 5) and (3, 3) px, and the unmarked covers: 20 images.
+    (A (3, 3) shift can keep the unmoved statistic over the threshold while the moved hypothesis is stronger.)"""
+    covers = torch.stack([as_tensor(p) for p in photos[:4]])
+    with torch.inference_mode():
+        stegos = quantize(shipped.embed(covers, covers.roll(1, 0)))
+    shifted = [
+        torch.nn.functional.pad(stegos[..., dy:, dx:], (0, dx, 0, dy), mode="replicate") for dy, dx in ((3, 5), (3, 3))
+    ]
+    return torch.cat([stegos, mirror_image(stegos), *shifted, covers])
+
+
+def test_reveal_and_detect_is_reveal_and_detect_with_one_search(shipped, photos, monkeypatch) -> None:
+    """The extract job's call: the same secrets and scores as ``reveal`` then ``detect``, with one registration
+    search over the batch (reveal's; detect's would be a second one for the images the quick statistic leaves)."""
+    images = _published_like(shipped, photos)
+    t = shipped.detect_threshold
+    with torch.inference_mode():
+        secrets, scores, quick = shipped.reveal(images), shipped.detect(images), shipped.detect(images, t)
+        searched = []
+        real_search = Registration.search
+        monkeypatch.setattr(Registration, "search", lambda self, x: searched.append(len(x)) or real_search(self, x))
+        both, both_scores = shipped.reveal_and_detect(images)
+    assert searched == [len(images)]
+    assert torch.allclose(both, secrets, atol=1e-5)
+    assert torch.allclose(both_scores, scores, atol=1e-5)  # the search's maximum ...
+    assert torch.equal(both_scores >= t, quick >= t)  # ... and the verdicts of the quick path
+    engine = load_engine("torch", None, SIZE)
+    revealed, engine_scores = engine.reveal_and_detect(images.numpy())
+    assert np.allclose(revealed, secrets.numpy(), atol=1e-5) and np.allclose(engine_scores, scores.numpy(), atol=1e-5)
+
+
 def test_the_threshold_is_read_from_the_checkpoint(tmp_path, tiny_checkpoint) -> None:
     assert load_model().detect_threshold == read_checkpoint(default_checkpoint_path())["meta"]["detection"]["threshold"]
     path = shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt")

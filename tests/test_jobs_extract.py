@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from jobkit import decode_png, job_args, make_tar, photo_shard, png_bytes, rows, tar_members, tar_names
@@ -89,8 +90,13 @@ def test_two_secrets_naming(tmp_path, photo_factory) -> None:
     assert res.exit_code == 2 and "K=2" in res.output  # a usage error, refused before any engine is loaded
     res = run("embed", "--shards", tmp_path / "src", "--out", tmp_path / "st", "--secret", s1, "--secret", s2, *common)
     assert res.exit_code == 0, res.output
-    assert rows(tmp_path / "st" / "s.parquet")[0]["secret_id"].count("+") == 1
-    res = run("extract", "--shards", tmp_path / "st", "--out", tmp_path / "rev", *common)
+    embedded = rows(tmp_path / "st" / "s.parquet")[0]
+    assert embedded["secret_id"].count("+") == 1
+    # Each secret's own figure in its own column; the mean in psnr_secret; nothing past K.
+    assert embedded["psnr_secret"] == pytest.approx((embedded["psnr_secret1"] + embedded["psnr_secret2"]) / 2)
+    assert embedded["psnr_secret1"] != embedded["psnr_secret2"] and embedded["psnr_secret3"] is None
+    res = run("extract", "--shards", tmp_path / "st", "--out", tmp_path / "rev", "--reference", s1, "--reference", s2,
+              *common)  # fmt: skip
     assert res.exit_code == 0, res.output
     assert tar_names(tmp_path / "rev" / "s.tar") == [
         "img0_000.secret1.png",
@@ -98,4 +104,12 @@ def test_two_secrets_naming(tmp_path, photo_factory) -> None:
         "img0_001.secret1.png",
         "img0_001.secret2.png",
     ]
-    assert rows(tmp_path / "rev" / "s.parquet")[0]["out_key"] == "img0_000.secret1.png,img0_000.secret2.png"
+    revealed = rows(tmp_path / "rev" / "s.parquet")[0]
+    assert revealed["out_key"] == "img0_000.secret1.png,img0_000.secret2.png"
+    assert revealed["psnr_secret1"] is not None and revealed["psnr_secret2"] is not None
+    # Each column is its own secret's: the file written as secretJ is what psnr_secretJ measured against reference J.
+    members = tar_members(tmp_path / "rev" / "s.tar")
+    for j, ref in ((1, s1), (2, s2)):  # the references are at the network size already (32 px)
+        got, want = decode_png(members[f"img0_000.secret{j}.png"]), decode_png(ref.read_bytes())
+        mse = np.mean((got.astype(float) - want.astype(float)) ** 2)
+        assert revealed[f"psnr_secret{j}"] == pytest.approx(10 * np.log10(255**2 / mse), abs=0.01)

@@ -260,7 +260,7 @@ def test_model_info_prints_every_preset() -> None:
         assert any(line.split()[:2] == [preset, f"{count:,}"] for line in table.output.splitlines()), table.output
     as_json = runner.invoke(main, ["model-info", "--size", "32", "--json"])
     assert as_json.exit_code == 0, as_json.output
-    rows = json.loads(as_json.output)
+    rows = json.loads(as_json.output)["presets"]
     assert [r["preset"] for r in rows] == list(PRESETS)
     for r in rows:
         assert r["params"] == r["params_embed"] + r["params_reveal"] + r["params_discriminator"]
@@ -401,3 +401,66 @@ def test_distill_score_adds_a_fitted_head_and_changes_nothing_else(photo_factory
         assert fit["val_l1"] < 0.5 and fit["train_l1"] < 0.5
         secrets = torch.rand(4, 3, 64, 64, generator=g)
         assert (model.embed(covers, secrets) - model.embed_raw(covers, secrets).clamp(0, 1)).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ ablation switches
+# Each switch of the ablation study (scripts/ablations.py) and the state-dict entries it may change: nothing else.
+ABLATED_PARTS = {
+    "lpfdd": r"(embedder|revealer)\.pyramid\.",
+    "glem_global": r"(embedder|revealer)\.glems\.\d+\.(context|gate)\.",
+    "sfm": r"(embedder|revealer)\.dms\.(fuse\.\d+|out_fuse)\.",
+    "score_map": r"$^",
+    "thumbnail_code": r"(embedder|revealer)\.thumbnail\.|revealer\.stem\.weight$",
+}
+
+
+@pytest.mark.parametrize("part", list(ABLATED_PARTS))
+def test_ablation_switches_change_exactly_the_part_they_name(part: str) -> None:
+    import re
+
+    full = build_model(get_config("tiny"))
+    ablated = build_model(get_config("tiny", **{part: False}))
+    a = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    b = {k: tuple(v.shape) for k, v in ablated.state_dict().items()}
+    differ = (a.keys() ^ b.keys()) | {k for k in a.keys() & b.keys() if a[k] != b[k]}
+    assert all(re.match(ABLATED_PARTS[part], k) for k in differ), sorted(differ)
+    if part == "score_map":  # same weights; the map the embedder uses is constant
+        cover = torch.rand(2, 3, 32, 32)
+        assert torch.equal(ablated.score_map(cover), torch.ones(2, 1, 32, 32))
+        assert not torch.equal(full.score_map(cover), torch.ones(2, 1, 32, 32))
+    else:
+        assert differ
+    # Every module outside the part is the same class at the same place.
+    kinds = lambda m: {n: type(x).__name__ for n, x in m.named_modules()}  # noqa: E731
+    ka, kb = kinds(full), kinds(ablated)
+    moved = [n for n in ka.keys() & kb.keys() if ka[n] != kb[n]]
+    assert sorted(moved) == (["embedder.pyramid", "revealer.pyramid"] if part == "lpfdd" else []), moved
+
+
+def test_no_lpfdd_is_a_learned_stack_of_the_same_flops() -> None:
+    """ "Without LPFDD": learned 5x5 depthwise kernels at stride 2, no band-pass split, and the same FLOPs within 2%
+    (LPFDD's band split costs one upsampling per level, the plain stack does not)."""
+    from pipeline.model.info import describe
+
+    for preset, size in (("tiny", 64), ("fast", 256)):
+        full, ablated = describe(preset, size), describe(preset, size, lpfdd=False)
+        for key in ("gflops_embed", "gflops_reveal"):
+            assert abs(ablated[key] - full[key]) <= 0.02 * full[key], (preset, key)
+    pyramid = build_model(get_config("tiny", lpfdd=False)).embedder.pyramid
+    assert pyramid.kernels.requires_grad and pyramid.kernels.shape[0] == get_config("tiny").levels
+    x = torch.rand(1, 4, 32, 32)
+    assert [t.shape[-1] for t in pyramid.decompose(x)] == [32, 16, 8][: len(pyramid.decompose(x))]
+
+
+# ------------------------------------------------------------------------------------------------ shipped models
+def test_a_shipped_name_resolves_to_its_file_unless_a_file_of_that_name_is_here(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.model.checkpoint import SHIPPED, default_checkpoint_path, resolve_checkpoint, shipped_path
+
+    assert resolve_checkpoint(None) == default_checkpoint_path() == shipped_path("k1")
+    for name, filename in SHIPPED.items():
+        assert resolve_checkpoint(name).name == filename and resolve_checkpoint(name).parent.name == "weights"
+    assert resolve_checkpoint("runs/x/model.pt") == Path("runs/x/model.pt")
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint(build_model(get_config("tiny")), tmp_path / "k2")
+    assert resolve_checkpoint("k2") == Path("k2")
+    assert load_model("k2").config == get_config("tiny")

@@ -324,3 +324,26 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
         assert (torch_model._deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
         assert np.abs(torch_model.reveal_core(blurred).numpy() - ref).max() > 1e-2
     assert np.abs(engine.reveal(blurred.numpy()) - ref).max() <= TOL
+
+
+def test_registration_and_detection_run_beside_the_compiled_reveal(tmp_path: Path, photo_factory) -> None:
+    """A model that registers: the compiled engine moves a shifted stego back before its graph, scores it, and
+    ``reveal_and_detect`` gives what torch's ``reveal`` and ``detect`` give, with one search."""
+    from pipeline.model.checkpoint import update_meta
+
+    torch.manual_seed(0)
+    model = build_model(get_config("tiny", residual_gain=0.06, base_tile=True, mirror="pilot", register=True))
+    ckpt = update_meta(save_checkpoint(model.eval(), tmp_path / "reg.pt"), detection={"threshold": 5.5})
+    engine = load_engine("onnxruntime", str(ckpt), 64, engines_dir=str(tmp_path / "engines"))
+    torch_model = load_model(ckpt)
+    cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
+    with torch.inference_mode():
+        stego = torch.from_numpy(engine.embed(cover, secret)).mul(255).round().div(255)
+        shifted = torch.nn.functional.pad(stego[..., 2:, 3:], (0, 3, 0, 2), mode="replicate")
+        images = torch.cat([stego, shifted, torch.from_numpy(cover)])
+        want, want_scores = torch_model.reveal(images).numpy(), torch_model.detect(images, 5.5).numpy()
+        assert np.abs(torch_model.reveal_core(images).numpy() - want).max() > 1e-2  # registration acts here
+    got, scores = engine.reveal_and_detect(images.numpy())
+    assert engine.detect_threshold == 5.5
+    assert np.abs(got - want).max() <= TOL and np.allclose(scores, want_scores, atol=1e-4)
+    assert np.abs(engine.reveal(images.numpy()) - want).max() <= TOL

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.model import build_model
 from pipeline.model.checkpoint import load_model
 from pipeline.train.data import is_validation
 from pipeline.train.loop import TrainConfig, Trainer, train
@@ -120,6 +121,7 @@ CLI_VARIANTS = {
     "no-glem-global": (["--no-glem-global"], {"glem_global": False}),
     "no-sfm": (["--no-sfm"], {"sfm": False}),
     "no-score-map": (["--no-score-map"], {"score_map": False}),
+    "no-thumbnail-code": (["--no-thumbnail-code"], {"thumbnail_code": False}),
     "gray-k2": (["--channels", "1", "--secrets", "2"], {"channels": 1, "num_secrets": 2}),
 }
 CLI_COMMON = ["--config", "tiny", "--steps", "2", "--batch", "2", "--crop", "64", "--val-every", "2"]
@@ -413,3 +415,52 @@ def test_a_resumed_run_keeps_the_columns_its_later_validations_add(photos: Path,
     assert [r["step"] for r in rows] == [2, 4]
     assert rows[0]["psnr_secret_noise5_se"] is None
     assert rows[1]["psnr_secret_noise5_se"] > 0
+
+
+def test_without_the_realfake_task_the_discriminator_learns_its_score_map_alone(photos: Path, tmp_path: Path) -> None:
+    """--no-realfake (ablation): no real/fake loss, no adversarial loss; the trunk and the score head still learn
+    the texture target, and the real/fake head never moves."""
+    trainer = Trainer(_config(photos, tmp_path / "run", steps=3, d_warmup=0, realfake=False))
+    disc = trainer.model.discriminator
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+    for _ in range(3):
+        row = trainer.train_step()
+    assert row["l_d"] == 0 and row["l_adv"] == 0 and row["l_score"] > 0
+    after = disc.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("score.") for k in changed) and any(k.startswith("trunk.") for k in changed)
+    assert not any(k.startswith("realfake") for k in changed)
+    with_task = Trainer(_config(photos, tmp_path / "with", steps=3, d_warmup=0))
+    assert with_task.train_step()["l_d"] > 0
+
+
+def test_short_runs_scale_their_warm_ups_and_long_ones_keep_them() -> None:
+    short = TrainConfig(data="d", out="o", steps=300).warmups_scaled()
+    assert (short.d_warmup, short.quantize_from, short.fidelity_ramp, short.warmup) == (15, 30, 50, 10)
+    assert TrainConfig(data="d", out="o", steps=9000).warmups_scaled() == TrainConfig(data="d", out="o", steps=9000)
+
+
+def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path) -> None:
+    """--init-from a K = 1 model into K = 2: every layer sized by K takes the first secret's weights from the
+    source; the learned layers' new slices start at zero, the thumbnail code's at its analytic code for the second
+    secret, and the widened model reveals two secrets."""
+    first = train(_config(photos, tmp_path / "k1", steps=2))
+    source = load_model(first / "model.pt")
+    wide = Trainer(
+        _config(photos, tmp_path / "k2", steps=1, init_from=str(first / "model.pt"), model_overrides={"num_secrets": 2})
+    ).model.eval()
+    fresh = build_model(wide.config)
+    for name in ("embedder.stem_secret.weight", "embedder.thumbnail.base_write.weight"):  # input channels by K
+        old, new = source.state_dict()[name], wide.state_dict()[name]
+        n = old.shape[1]
+        assert new.shape[1] == 2 * n and torch.equal(new[:, :n], old)
+        rest = fresh.state_dict()[name][:, n:] if ".thumbnail." in name else torch.zeros_like(new[:, n:])
+        assert torch.equal(new[:, n:], rest), name
+    for name in ("revealer.head.weight", "revealer.thumbnail.base_read.weight"):  # output channels by K
+        old, new = source.state_dict()[name], wide.state_dict()[name]
+        assert torch.equal(new[: old.shape[0]], old), name
+    assert wide.revealer.head.weight[source.revealer.head.out_channels :].abs().max() == 0
+    torch.manual_seed(0)
+    cover, secrets = torch.rand(2, 3, 64, 64), torch.rand(2, 6, 64, 64)
+    with torch.inference_mode():
+        assert wide.reveal(wide.embed(cover, secrets)).shape == (2, 6, 64, 64)

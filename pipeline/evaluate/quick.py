@@ -58,14 +58,21 @@ def quick_validation(
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
     }
     x8 = stego8 / 255
-    res["psnr_secret"] = _secret_psnr(model, x8, secrets, batch)
+    k = model.config.num_secrets
+    res["psnr_secret"] = _secret_psnr(model, x8, secrets, batch, res, "" if k > 1 else None)
     for name, attack in QUICK_ATTACKS.items():
         if name == "noise5" and noise_draws > 1:
-            draws = torch.tensor([_secret_psnr(model, noise_draw(x8, s), secrets, batch) for s in range(noise_draws)])
+            per = [{} for _ in range(noise_draws)]
+            each = "_noise5" if k > 1 else None
+            draws = torch.tensor(
+                [_secret_psnr(model, noise_draw(x8, s), secrets, batch, per[s], each) for s in range(noise_draws)]
+            )
+            res.update({key: sum(d[key] for d in per) / noise_draws for key in per[0]})
             res["psnr_secret_noise5"] = draws.mean().item()
             res["psnr_secret_noise5_se"] = (draws.std() / noise_draws**0.5).item()
         else:
-            res[f"psnr_secret_{name}"] = _secret_psnr(model, attack(x8), secrets, batch)
+            each = f"_{name}" if k > 1 else None
+            res[f"psnr_secret_{name}"] = _secret_psnr(model, attack(x8), secrets, batch, res, each)
     res["psnr_secret_worst"] = min(res[f"psnr_secret_{name}"] for name in QUICK_ATTACKS)
     res["margin"] = min(bar_criteria(res).values())
     if published:
@@ -117,9 +124,24 @@ def _reveal(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor
     return to_255(torch.cat([model.reveal(x[i : i + batch]) for i in range(0, len(x), batch)]))
 
 
-def _secret_psnr(model: torch.nn.Module, x: torch.Tensor, secrets: torch.Tensor, batch: int) -> float:
-    """Mean secret PSNR revealed from stegos ``x`` (B, C, H, W) in [0, 1], 8-bit rounded first as a saved PNG."""
-    return psnr(_reveal(model, x, batch), to_255(secrets)).mean().item()
+def _secret_psnr(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    secrets: torch.Tensor,
+    batch: int,
+    res: dict | None = None,
+    each: str | None = None,
+) -> float:
+    """Mean secret PSNR revealed from stegos ``x`` (B, C, H, W) in [0, 1], 8-bit rounded first as a saved PNG (over
+    all K secrets' channels at once). With ``each`` (K > 1), every secret's own mean PSNR also goes into ``res`` as
+    ``psnr_secret{j}{each}`` (j = 1..K; ``each`` = "" for the clean figure, "_noise5" after that attack...)."""
+    revealed, want = _reveal(model, x, batch), to_255(secrets)
+    if res is not None and each is not None:
+        c = model.config.channels
+        for j in range(model.config.num_secrets):
+            part = slice(j * c, (j + 1) * c)
+            res[f"psnr_secret{j + 1}{each}"] = psnr(revealed[:, part], want[:, part]).mean().item()
+    return psnr(revealed, want).mean().item()
 
 
 def bar_criteria(res: dict) -> dict[str, float]:
@@ -138,3 +160,23 @@ def bar_score(res: dict) -> float:
     over one that met it, as long as its worst secret figure was further from its own bar."""
     met = sum(v >= 0 for v in bar_criteria(res).values())
     return 1000.0 * met + res["margin"]
+
+
+def verdict_failed(res: dict, bar: str = "quality") -> bool:
+    """``validate``'s verdict on its figures (exit code 4 when True): the quality bar missed, or with ``bar ==
+    "published"`` the published-image bar missed as well."""
+    if bar not in ("quality", "published"):
+        raise ValueError(f"unknown bar {bar!r}: expected quality or published")
+    return res["margin"] < 0 or (bar == "published" and res["published_margin"] < 0)
+
+
+def verdict_lines(res: dict, bar: str = "quality") -> list[str]:
+    """The lines ``validate`` ends with: each bar's missed figures, and a note when the published-image bar is
+    missed but does not set the exit code."""
+    lines = []
+    for label, misses in (("quality bar", bar_misses(res)), ("published-image bar", res["published_misses"])):
+        if misses:
+            lines.append(f"misses the {label}: {', '.join(m.removeprefix('psnr_secret_') for m in misses)}")
+    if bar == "quality" and res["published_margin"] < 0:
+        lines.append("(the published-image bar sets the exit code only with --bar published)")
+    return lines

@@ -28,7 +28,13 @@ from pipeline.evaluate import published as P
 from pipeline.evaluate import steganalysis as S
 from pipeline.evaluate.data import EncodedPhotos, read_photos, secrets_for
 from pipeline.evaluate.metrics import ms_ssim, ms_ssim_scales, mse, psnr, psnr_y, scc, ssim
-from pipeline.model.checkpoint import CheckpointError, default_checkpoint_path, file_sha256, load_model
+from pipeline.model.checkpoint import (
+    CheckpointError,
+    default_checkpoint_path,
+    file_sha256,
+    load_model,
+    resolve_checkpoint,
+)
 from pipeline.train.attacks import Attack, evaluation_attacks
 
 ARCH_NAMES = {"sris": "SRIS-Net", "hinet": "HiNet-style", "unet": "U-Net"}
@@ -124,7 +130,7 @@ def load_models(specs: Sequence[str], device: str) -> list[ModelEntry]:
     for spec in specs:
         label, path = parse_checkpoint_arg(spec)
         model = load_model(path, device=device)
-        loaded.append((label, Path(path), model, label or model_name(model, Path(path))))
+        loaded.append((label, resolve_checkpoint(path), model, label or model_name(model, resolve_checkpoint(path))))
     counts = Counter(name for *_, name in loaded)
     entries: list[ModelEntry] = []
     for label, path, model, name in loaded:
@@ -285,7 +291,7 @@ def load_capacity_models(capacity: dict[int, str], device: str, size: int) -> di
         model = load_model(path, device=device)
         if model.config.num_secrets != k:
             raise ValueError(f"--capacity-checkpoint {k}={path}: that model hides {model.config.num_secrets} secret(s)")
-        out[k] = ModelEntry(label or model_name(model, Path(path)), Path(path), model)
+        out[k] = ModelEntry(label or model_name(model, resolve_checkpoint(path)), resolve_checkpoint(path), model)
         check_size(out[k], size)
     return out
 

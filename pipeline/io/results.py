@@ -42,6 +42,7 @@ SCHEMA = pa.schema(
         pa.field("ssim_cover", pa.float64()),  # at the network size N
         pa.field("psnr_secret", pa.float64()),  # revealed vs secret at N, mean over the K secrets
         pa.field("ssim_secret", pa.float64()),
+        *(pa.field(f"psnr_secret{j}", pa.float64()) for j in range(1, 5)),  # each secret's, K = 1..4; null past K
         # extract: how strongly the image carries the model's mark (model.detect), and that score against the
         # threshold calibrated for the model (its false-positive rate: the model card); null for other jobs.
         pa.field("mark_score", pa.float64()),

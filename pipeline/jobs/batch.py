@@ -104,6 +104,15 @@ class Sample:
 # Image plumbing
 
 
+def set_secret_metrics(row: dict, psnrs: np.ndarray, ssims: np.ndarray) -> None:
+    """One image's secret figures: ``psnr_secret`` / ``ssim_secret`` the mean over its K secrets, and each secret's
+    PSNR in its own column, ``psnr_secret1`` ... ``psnr_secretK``."""
+    row["psnr_secret"] = float(np.mean(psnrs))
+    row["ssim_secret"] = float(np.mean(ssims))
+    for j, v in enumerate(psnrs, start=1):
+        row[f"psnr_secret{j}"] = float(v)
+
+
 def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
     """K images (N, N, 3) uint8 -> (1, 3K, N, N)-ready float32 stack: returns (len, 3, N, N) in [0, 1]."""
     return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
@@ -282,8 +291,7 @@ def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[s
     dt = time.perf_counter() - t0
     for i, s in enumerate(active):
         s.row["ssim_cover"] = float(ssim_cover[i])
-        s.row["psnr_secret"] = float(np.mean(ps[i * k : (i + 1) * k]))
-        s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))
+        set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
         s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / b
         s.cover_n = s.secrets_n = None
     return {"verify": dt}
@@ -312,8 +320,7 @@ def reveal_batch(
     t0 = time.perf_counter()
     stegos = to_nchw(np.stack([to_network_size(s.image.rgb, size) for s in active]))
     t1 = time.perf_counter()
-    revealed = engine.reveal(stegos)
-    scores = engine.detect(stegos)
+    revealed, scores = engine.reveal_and_detect(stegos)
     b = len(active)
     k = revealed.shape[1] // 3
     secrets = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
@@ -330,7 +337,6 @@ def reveal_batch(
             if engine.detect_threshold is not None:
                 s.row["marked"] = bool(scores[i] >= engine.detect_threshold)
         if references is not None:
-            s.row["psnr_secret"] = float(np.mean(ps[i * k : (i + 1) * k]))
-            s.row["ssim_secret"] = float(np.mean(ss[i * k : (i + 1) * k]))
+            set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
     times.update(preprocess=t1 - t0, reveal=t2 - t1, metrics=time.perf_counter() - t2)
     return times

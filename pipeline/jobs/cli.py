@@ -55,7 +55,9 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help=BACKENDS_HELP,
         ),
         click.option(
-            "--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model]."
+            "--checkpoint",
+            type=click.Path(dir_okay=False),
+            help="Model checkpoint file, or a shipped model by name (k1, k2, k4) [default: k1].",
         ),
         click.option(
             "--engines-dir",
@@ -439,7 +441,11 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     type=click.Choice(["cpu", "dali"]),
     help="Decoder(s) to measure [default: cpu, plus dali when installed].",
 )
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model].")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    help="Model checkpoint file, or a shipped model by name (k1, k2, k4) [default: k1].",
+)
 @click.option(
     "--engines-dir",
     default="engines",

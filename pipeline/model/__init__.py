@@ -21,7 +21,8 @@ def build_model(cfg: ModelConfig):
 
 
 def load_model(path=None, device="cpu"):
-    """A trained model for inference (``pipeline.model.checkpoint.load_model``): the shipped default for ``None``."""
+    """A trained model for inference (``pipeline.model.checkpoint.load_model``): the shipped default for ``None``, a
+    shipped model by name (``"k1"``, ``"k2"``, ``"k4"``: secrets per cover), or a checkpoint file."""
     from pipeline.model.checkpoint import load_model as _load
 
     return _load(path, device)

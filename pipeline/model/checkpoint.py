@@ -21,15 +21,32 @@ from pipeline.model.migrate import migrate
 FORMAT = "sris-pipeline/model-2"
 READABLE_FORMATS = ("sris-pipeline/model-1", FORMAT)  # older ones are migrated on reading
 DEFAULT_WEIGHTS = "sris_fast.pt"
+# The models shipped inside the package, by name: K secrets per cover ("k1" is the default model).
+SHIPPED = {"k1": DEFAULT_WEIGHTS, "k2": "sris_fast_k2.pt", "k4": "sris_fast_k4.pt"}
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable or not of this project's format."""
 
 
+def shipped_path(name: str) -> Path:
+    """The file of a shipped model by name (``SHIPPED``), in ``pipeline/weights/``."""
+    return Path(str(resources.files("pipeline") / "weights" / SHIPPED[name]))
+
+
 def default_checkpoint_path() -> Path:
     """The checkpoint shipped inside the package (``pipeline/weights/sris_fast.pt``)."""
-    return Path(str(resources.files("pipeline") / "weights" / DEFAULT_WEIGHTS))
+    return shipped_path("k1")
+
+
+def resolve_checkpoint(spec: str | os.PathLike[str] | None) -> Path:
+    """What a ``--checkpoint`` names: ``None`` the default model, a shipped model's name (``k1``, ``k2``, ``k4``,
+    unless a file of that name exists here) its file in the package, anything else a path."""
+    if spec is None:
+        return default_checkpoint_path()
+    if isinstance(spec, str) and spec in SHIPPED and not Path(spec).exists():
+        return shipped_path(spec)
+    return Path(spec)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -70,7 +87,8 @@ def update_meta(path: str | os.PathLike[str], **entries: Any) -> Path:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
+    """The checkpoint at ``path`` (or a shipped model's name, ``resolve_checkpoint``), migrated to today's format."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -97,8 +115,9 @@ def _build(config: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.M
 
 
 def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load a trained model for inference (eval mode, fp32). ``None`` loads the shipped default model."""
-    path = default_checkpoint_path() if path is None else Path(path)
+    """Load a trained model for inference (eval mode, fp32): ``None`` the shipped default model, a shipped model's
+    name (``"k2"``: two secrets per cover; ``SHIPPED``) or a checkpoint file."""
+    path = resolve_checkpoint(path)
     payload = read_checkpoint(path)
     model = _build(payload["config"], payload["state_dict"])
     model.checkpoint_path = str(path)

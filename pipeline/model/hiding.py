@@ -87,10 +87,20 @@ class HidingModel(nn.Module):
     def refresh_restore(self) -> None:
         """Forget what ``restore`` measured from the weights (call after they changed)."""
 
-    def reveal_core(self, stego: torch.Tensor) -> torch.Tensor:
-        """Reveal without ``restore``: the graph the engines export."""
-        return self.reveal_raw(stego)[0].clamp(0, 1)
+    def reveal_core(self, stego: torch.Tensor, oriented: bool = False) -> torch.Tensor:
+        """Reveal without ``restore``: the graph the engines export. ``oriented``: the stego is known to be in its
+        embedded orientation (``restore`` registered it, or the caller embedded it), so the mirror test is skipped."""
+        return (self.reveal_aligned(stego) if oriented else self.reveal_raw(stego))[0].clamp(0, 1)
 
     def reveal(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
-        """(B, C, N, N) -> secrets (B, K*C, N, N) in [0, 1]; ``aligned`` as in ``restore``."""
-        return self.reveal_core(self.restore(stego, aligned))
+        """(B, C, N, N) -> secrets (B, K*C, N, N) in [0, 1]; ``aligned`` as in ``restore``. A model that registers
+        knows the orientation once ``restore`` ran, so its graph does not test the mirror again."""
+        registered = self.config.register or aligned
+        return self.reveal_core(self.restore(stego, aligned), oriented=registered)
+
+    def reveal_and_detect(
+        self, stego: torch.Tensor, threshold: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, N, N) -> (secrets (B, K*C, N, N), mark scores (B,)): ``reveal`` and ``detect`` (SRIS-Net with
+        registration does both with one search)."""
+        return self.reveal(stego), self.detect(stego, threshold)

@@ -84,7 +84,8 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
 
 def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
     """Give a compiled ``engine`` the model's analytic stages, which run in torch on the CPU in fp32 beside it: the
-    restore (blind deblur, registration) before its reveal graph, and detection with its calibrated threshold."""
+    restore (blind deblur, registration) before its reveal graph, detection with its calibrated threshold, and both
+    with one registration search (``reveal_and_detect``)."""
     import torch
 
     from pipeline.model.checkpoint import load_model
@@ -106,6 +107,17 @@ def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
 
         engine.detector = detect
         engine.detect_threshold = model.detect_threshold
+    if cfg.coded and cfg.register:
+
+        def restore_and_detect(stego: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+            from pipeline.model.codes.register import Registration
+
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(stego))
+                found = Registration(model.revealer.thumbnail).search(x)
+                return model.restore(x, alignment=found).numpy(), found.score.numpy()
+
+        engine.restore_and_detect = restore_and_detect
 
 
 def engines_to_build(

@@ -62,6 +62,11 @@ class Engine(ABC):
             return None
         return self.detector(stego, self.detect_threshold)
 
+    def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``reveal`` and ``detect`` of the same stegos (the extract job); engines of a model that registers do both
+        with one registration search."""
+        return self.reveal(stego), self.detect(stego)
+
 
 class EmbedModule(torch.nn.Module):
     """The exported embed path: cover, secrets -> clamped stego (score-map head included)."""
@@ -111,3 +116,15 @@ class TorchEngine(Engine):
 
     def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
         return self._run(lambda x: self.model.reveal(x, aligned), stego)
+
+    def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if not self.model.config.coded:
+            return self.reveal(stego), None
+        out: dict[str, np.ndarray] = {}
+
+        def both(x: torch.Tensor) -> torch.Tensor:
+            secrets, scores = self.model.reveal_and_detect(x, self.detect_threshold)
+            out["scores"] = scores.float().cpu().numpy()
+            return secrets
+
+        return self._run(both, stego), out["scores"]

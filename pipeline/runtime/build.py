@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pipeline.model.checkpoint import CheckpointError, default_checkpoint_path, file_sha256, read_checkpoint
+from pipeline.model.checkpoint import CheckpointError, file_sha256, read_checkpoint, resolve_checkpoint
 from pipeline.model.config import ModelConfig
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.manifest import (
@@ -57,7 +57,7 @@ class CheckpointRef:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike[str] | None) -> CheckpointRef:
-        path = Path(checkpoint) if checkpoint else default_checkpoint_path()
+        path = resolve_checkpoint(checkpoint)
         if not path.is_file():
             hint = " (the shipped default model is not installed yet; pass --checkpoint)" if not checkpoint else ""
             raise CheckpointError(f"checkpoint not found: {path}{hint}")

@@ -51,7 +51,11 @@ def _batch_range(value: str) -> tuple[int, int, int]:
 
 
 @click.command("build-engines")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model checkpoint [default: shipped model].")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    help="Model checkpoint file, or a shipped model by name (k1, k2, k4) [default: k1].",
+)
 @click.option("--size", default=256, show_default=True, type=click.IntRange(16, 4096), help="Image size N.")
 @click.option(
     "--targets",

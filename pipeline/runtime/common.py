@@ -36,6 +36,9 @@ class CompiledEngine(Engine):
     # The model's restore stage (a blind deblur; ``HidingModel.restore``), run in torch on the CPU before the reveal
     # graph, which does not hold it (``load_engine`` sets it for models that have one).
     restore: Callable[[np.ndarray, bool], np.ndarray] | None = None
+    # Registration and detection with one search (``HidingModel.reveal_and_detect``'s first half): stego, threshold
+    # -> (the registered, deblurred stego, mark scores); set by ``load_engine`` for models that register.
+    restore_and_detect: Callable[[np.ndarray, float | None], tuple[np.ndarray, np.ndarray]] | None = None
 
     def _run(self, part: str, inputs: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -53,6 +56,13 @@ class CompiledEngine(Engine):
         if self.restore is not None:
             stego = self.restore(stego, aligned)
         return self._chunked(lambda s: self._run("reveal", {"stego": stego[s]}), len(stego))
+
+    def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.restore_and_detect is None:
+            return super().reveal_and_detect(stego)
+        stego = check_images("stego", stego, self.info.channels, self.info.size)
+        restored, scores = self.restore_and_detect(stego, self.detect_threshold)
+        return self._chunked(lambda s: self._run("reveal", {"stego": restored[s]}), len(stego)), scores
 
     def _chunked(self, run: Callable[[slice], np.ndarray], batch: int) -> np.ndarray:
         step = self.max_batch or batch

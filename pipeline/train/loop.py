@@ -66,6 +66,9 @@ class TrainConfig:
     target_ramp: float = 0.6
     w_low: float = 1.0
     w_adv: float = 0.02
+    # The discriminator's real/fake task (ablation: off = its trunk and score head learn the texture target alone,
+    # and the embedder gets no adversarial loss; the score map is then not trained against real/fake).
+    realfake: bool = True
     w_guide: float = 0.03
     w_flip: float = 1.0
     w_score: float = 1.0
@@ -139,6 +142,19 @@ class TrainConfig:
             warmup=50 if self.init_from else self.warmup,
             lambda_cover_init=0.3,
             lambda_ssim_init=5.0,
+        )
+
+    def warmups_scaled(self, reference_steps: int = 6000) -> TrainConfig:
+        """The from-scratch warm-ups (discriminator, 8-bit rounding, fidelity ramp, learning-rate warm-up) shrunk in
+        proportion for a run shorter than ``reference_steps`` (the CLI's default schedule they were tuned on): a
+        400-step run would otherwise never round its stegos to 8 bits. Longer runs keep them as they are."""
+        f = min(1.0, self.steps / reference_steps)
+        return replace(
+            self,
+            d_warmup=round(self.d_warmup * f),
+            quantize_from=round(self.quantize_from * f),
+            fidelity_ramp=round(self.fidelity_ramp * f),
+            warmup=round(self.warmup * f),
         )
 
 
@@ -275,6 +291,7 @@ class Trainer:
             raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
         own = self.model.state_dict()
         taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
+        taken.update(widened_for_more_secrets(src, own))
         self.model.load_state_dict(taken, strict=False)
         if "cover_log_w" in st:  # a training state: keep its constraint weights, they fit the trained model
             self.cover_c.log_weight, self.ssim_c.log_weight = st["cover_log_w"], st["ssim_log_w"]
@@ -366,7 +383,7 @@ class Trainer:
         fidelity = self.cover_c.weight * (l_cover + tc.w_low * l_low) + self.ssim_c.weight * l_ssim
         loss = l_secret + ramp * fidelity
         l_adv = torch.zeros(())
-        if self.step >= tc.d_warmup and tc.w_adv > 0 and not tc.reveal_only:
+        if self.step >= tc.d_warmup and tc.w_adv > 0 and tc.realfake and not tc.reveal_only:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
         # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
@@ -422,8 +439,11 @@ class Trainer:
             return torch.zeros(()), torch.zeros(())
         m = self.model
         self.opt_d.zero_grad(set_to_none=True)
-        logit_fake = m.discriminator(stego.detach())[0]
-        l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
+        if self.tc.realfake:
+            logit_fake = m.discriminator(stego.detach())[0]
+            l_d = bce(logit_real, 1.0) + bce(logit_fake, 0.0)
+        else:
+            l_d = torch.zeros(())
         l_score = (score_real - texture_target(cover)).abs().mean()
         # The light score head (if any) is distilled from the discriminator's map, which the embedder trains with.
         if m.light_score is not None:
@@ -526,6 +546,28 @@ class Trainer:
             from pipeline.train.curves import plot_curves
 
             plot_curves(self.log_rows, self.val_rows, self.out / "curves.png")
+
+
+def widened_for_more_secrets(src: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensors of a model with fewer secrets (say K = 1) made to fit one with more: every tensor whose shape differs
+    from its counterpart in one dimension only, where the source is the smaller, is copied into the leading slice of
+    that dimension (the first secret's inputs or outputs; channels are laid out secret by secret).
+
+    The rest of the slice is what the new model already holds for the thumbnail code (its analytic code for the
+    other secrets' coefficients), and zero for the learned layers, so the widened model starts as the source model
+    for the first secret, with the other secrets carried by the code alone until training teaches the learned path.
+    """
+    out = {}
+    for k, v in src.items():
+        if k not in own or own[k].dim() != v.dim() or own[k].shape == v.shape:
+            continue
+        dims = [d for d in range(v.dim()) if own[k].shape[d] != v.shape[d]]
+        if len(dims) != 1 or own[k].shape[dims[0]] < v.shape[dims[0]]:
+            continue
+        w = own[k].detach().clone().float() if ".thumbnail." in k else torch.zeros_like(own[k], dtype=torch.float32)
+        w.narrow(dims[0], 0, v.shape[dims[0]]).copy_(v.float())
+        out[k] = w
+    return out
 
 
 def _as_numbers(row: dict[str, Any]) -> dict[str, Any]:

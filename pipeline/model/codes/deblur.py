@@ -161,19 +161,22 @@ class Deblur:
         return self._maps[key]
 
     @torch.no_grad()
-    def blur_of(self, stego: torch.Tensor) -> torch.Tensor:
-        """The estimated blur parameter ``a`` (B,) of each stego (0: none detected)."""
+    def blur_of(self, stego: torch.Tensor, oriented: bool = False) -> torch.Tensor:
+        """The estimated blur parameter ``a`` (B,) of each stego (0: none detected); ``oriented``: the stegos are
+        known to be in their embedded orientation (registration decided it), so the mirror is not looked at."""
         maps, offsets = self.gain_maps(*stego.shape[-2:], stego.device)
         x = stego.float()
         g = torch.einsum("bchw,schw->bs", x, maps) + offsets  # (B, 2) as written
-        gm = torch.einsum("bchw,schw->bs", x, maps.flip(-1)) + offsets  # (B, 2) if mirrored
-        g = torch.where((gm[:, 1] > g[:, 1])[:, None], gm, g)  # the orientation of the stronger base pilot
+        if not oriented:
+            gm = torch.einsum("bchw,schw->bs", x, maps.flip(-1)) + offsets  # (B, 2) if mirrored
+            g = torch.where((gm[:, 1] > g[:, 1])[:, None], gm, g)  # the orientation of the stronger base pilot
         cal = self.calibration
         return estimate(g[:, 0] / cal.clean[0], g[:, 1] / cal.clean[1], cal)
 
-    def __call__(self, stego: torch.Tensor) -> torch.Tensor:
-        """Differentiable in ``stego`` through the Wiener filter (training), not through the blur's estimate."""
-        a = self.blur_of(stego)
+    def __call__(self, stego: torch.Tensor, oriented: bool = False) -> torch.Tensor:
+        """Differentiable in ``stego`` through the Wiener filter (training), not through the blur's estimate;
+        ``oriented`` as in ``blur_of``."""
+        a = self.blur_of(stego, oriented)
         if not bool((a > 0).any()):
             return stego
         return wiener(stego.float(), a).to(stego.dtype)

@@ -153,7 +153,8 @@ class Registration:
     def score(self, x: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """(B, C, H, W) -> (B,) the detection score. With ``threshold``, an image whose unmoved statistic already
         reaches it keeps that statistic (the verdict cannot change: the search's maximum is at least as large) and
-        only the others pay for the full search."""
+        only the others pay for the full search. The verdict only: a stego moved by a few pixels can pass the
+        threshold unmoved while a moved hypothesis is stronger, so registration always searches."""
         if threshold is None:
             return self.search(x).score
         quick = self.unmoved_statistics(x).max(dim=1).values
@@ -175,8 +176,9 @@ class Registration:
         shifts = torch.tensor([(h[0], h[1]) for h in HYPOTHESES], device=x.device)[best % n]
         return Alignment(z.max(dim=1).values, best >= n, shifts[:, 0], shifts[:, 1])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.search(x)
+    @staticmethod
+    def apply(x: torch.Tensor, a: Alignment) -> torch.Tensor:
+        """(B, C, H, W) moved back into register as ``a`` says: un-mirrored, then translated back."""
         if not (a.mirrored.any() or a.dy.any() or a.dx.any()):
             return x
         return torch.cat(
@@ -185,6 +187,9 @@ class Registration:
                 for i in range(len(x))
             ]
         )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.search(x))
 
 
 def realign(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

@@ -84,24 +84,35 @@ class LaplacianPyramid(nn.Module):
 
 
 class PlainDownsampling(nn.Module):
-    """Ablation stand-in for LPFDD ("no LPFDD"): a Gaussian pyramid without band-pass subtraction.
+    """Ablation stand-in for LPFDD ("no LPFDD"): a plain strided-conv stack of the same FLOPs.
 
-    Each level is simply the blurred, decimated previous level, so the network gets multi-scale features but no
-    frequency separation. ``reconstruct`` is not an inverse; it sums the upsampled levels (what an FPN would do).
+    Each level is a learned 5x5 depthwise convolution at stride 2 of the level above (one kernel per level, shared by
+    the channels, initialised to LPFDD's binomial blur), with no band-pass subtraction: the network gets multi-scale
+    features but no frequency separation. ``reconstruct`` is not an inverse; it sums the upsampled levels (what an
+    FPN would do).
+
+    ``decompose``: (B, C, H, W) -> [x (B, C, H, W), x/2 (B, C, ceil(H/2), ceil(W/2)), ...] (``levels + 1`` tensors).
     """
 
     def __init__(self, levels: int) -> None:
         super().__init__()
         self.pyr = LaplacianPyramid(levels)
         self.levels = levels
+        self.kernels = nn.Parameter(binomial_kernel_5x5()[None, None].repeat(levels, 1, 1, 1))  # (levels, 1, 5, 5)
 
     def down(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed binomial blur-and-decimate (for the score map's pyramid, which is not a feature stack)."""
         return self.pyr.down(x)
+
+    def learned_down(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        c = x.shape[1]
+        x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        return F.conv2d(x, self.kernels[level : level + 1].to(x.dtype).expand(c, 1, 5, 5), stride=2, groups=c)
 
     def decompose(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = [x]
-        for _ in range(self.levels):
-            out.append(self.pyr.down(out[-1]))
+        for level in range(self.levels):
+            out.append(self.learned_down(out[-1], level))
         return out
 
     def reconstruct(self, bands: list[torch.Tensor]) -> torch.Tensor:

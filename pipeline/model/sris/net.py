@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.model.codes import residual
 from pipeline.model.codes.deblur import Deblur
 from pipeline.model.codes.mirror import unmirror
-from pipeline.model.codes.register import Registration
+from pipeline.model.codes.register import Alignment, Registration
 from pipeline.model.codes.thumbnail import DETAIL_BLOCK, ThumbnailReader, ThumbnailWriter
 from pipeline.model.config import ModelConfig
 from pipeline.model.folded import fold, unfold
@@ -230,23 +230,40 @@ class SRISNet(HidingModel):
             return super().detect(images)
         return Registration(self.revealer.thumbnail).score(images, threshold)
 
-    def restore(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+    def restore(self, stego: torch.Tensor, aligned: bool = False, alignment: Alignment | None = None) -> torch.Tensor:
+        """``HidingModel.restore``; ``alignment``: registration's result for these stegos when the caller already has
+        it (``reveal_and_detect``), so the search is not run again. Registration's result decides the orientation,
+        so the deblur does not look at the mirror again."""
+        oriented = False
         if self.config.register and not aligned:  # the config refuses both without the thumbnail code
-            stego = Registration(self.revealer.thumbnail)(stego)
+            reg = Registration(self.revealer.thumbnail)
+            stego = reg.apply(stego, alignment if alignment is not None else reg.search(stego))
+            oriented = True
         if not self.config.deblur:
             return stego
         if self._deblur is None:
             k, with_residual = self.config.num_secrets, self.config.residual_gain > 0
             self._deblur = Deblur(self.embedder.thumbnail, self.revealer.thumbnail, k, with_residual)
-        return self._deblur(stego)
+        return self._deblur(stego, oriented or aligned)
+
+    def reveal_and_detect(
+        self, stego: torch.Tensor, threshold: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, N, N) -> (secrets (B, K*C, N, N) in [0, 1], mark scores (B,)): ``reveal`` and ``detect`` with one
+        registration search between them (the extract job). The scores are the search's, so ``threshold`` (as in
+        ``detect``) changes no verdict and saves nothing here: registration searches every image anyway."""
+        if not (self.config.coded and self.config.register):
+            return super().reveal_and_detect(stego, threshold)
+        found = Registration(self.revealer.thumbnail).search(stego)  # its maximum is detect's score, threshold or not
+        return self.reveal_core(self.restore(stego, alignment=found), oriented=True), found.score
 
     def refresh_restore(self) -> None:
         self._deblur = None
 
-    def reveal_core(self, stego: torch.Tensor) -> torch.Tensor:
+    def reveal_core(self, stego: torch.Tensor, oriented: bool = False) -> torch.Tensor:
         if not self.uses_folded_graph:
-            return super().reveal_core(stego)
-        return inference.reveal_folded(self, self.unmirror(stego))
+            return super().reveal_core(stego, oriented)
+        return inference.reveal_folded(self, stego if oriented else self.unmirror(stego))
 
     # ------------------------------------------------------------------------------------------- residual code
     def write_residual_code(self, stego: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
