@@ -464,3 +464,21 @@ def test_a_shipped_name_resolves_to_its_file_unless_a_file_of_that_name_is_here(
     save_checkpoint(build_model(get_config("tiny")), tmp_path / "k2")
     assert resolve_checkpoint("k2") == Path("k2")
     assert load_model("k2").config == get_config("tiny")
+
+
+@pytest.mark.parametrize("name", ["k1", "k2", "k4"])
+def test_every_shipped_model_loads_by_name_and_hides_its_k(name: str) -> None:
+    """The files the package ships (the model card lists them): each loads by name, hides the K its name says, and
+    round-trips K secrets; `model-info` lists it with that K."""
+    from pipeline.model.checkpoint import shipped_path
+
+    model = load_model(name)
+    k = int(name[1:])
+    assert model.config.num_secrets == k and model.checkpoint_path == str(shipped_path(name))
+    torch.manual_seed(0)
+    cover, secrets = torch.rand(1, 3, 64, 64), torch.rand(1, 3 * k, 64, 64)
+    with torch.inference_mode():
+        assert model.reveal(model.embed(cover, secrets)).shape == (1, 3 * k, 64, 64)
+    listed = json.loads(CliRunner().invoke(main, ["model-info", "--config", "tiny", "--json"]).output)["shipped"]
+    row = next(r for r in listed if r["name"] == name)
+    assert row["installed"] and row["num_secrets"] == k

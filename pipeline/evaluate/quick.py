@@ -58,7 +58,7 @@ def quick_validation(
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
     }
     x8 = stego8 / 255
-    k = model.config.num_secrets
+    k = secrets.shape[1] // covers.shape[1]  # secrets per cover
     res["psnr_secret"] = _secret_psnr(model, x8, secrets, batch, res, "" if k > 1 else None)
     for name, attack in QUICK_ATTACKS.items():
         if name == "noise5" and noise_draws > 1:
@@ -137,8 +137,8 @@ def _secret_psnr(
     ``psnr_secret{j}{each}`` (j = 1..K; ``each`` = "" for the clean figure, "_noise5" after that attack...)."""
     revealed, want = _reveal(model, x, batch), to_255(secrets)
     if res is not None and each is not None:
-        c = model.config.channels
-        for j in range(model.config.num_secrets):
+        c = x.shape[1]
+        for j in range(want.shape[1] // c):
             part = slice(j * c, (j + 1) * c)
             res[f"psnr_secret{j + 1}{each}"] = psnr(revealed[:, part], want[:, part]).mean().item()
     return psnr(revealed, want).mean().item()
