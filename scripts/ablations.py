@@ -130,7 +130,8 @@ def write(rows: list[dict], out: Path, steps: int) -> None:
         f"Every row: trained from scratch for {steps} steps (batch 8, 128 px crops, one CPU thread), seed 0 unless "
         "named, the shipped model's recipe (`scripts/ablations.py`); measured on the 8 held-out photos at 256 px, "
         "8-bit. Secret PSNR in dB; shift3 on the overlap, registration on for the rows with the codes. P_E: "
-        "steganalysis error (0.5 = undetectable) on all photos' centre crops, five pair-aware splits.",
+        "steganalysis error (0.5 = undetectable) on all photos' centre crops, five pair-aware splits. The budget is "
+        "the step count; train min is wall time, which varied with whatever else the machine ran.",
         "",
         "| row | what changes | " + " | ".join(cols) + " |",
         "|---|---|" + "---|" * len(cols),
