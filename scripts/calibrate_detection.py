@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.evaluate.published import PUBLISHED
 from pipeline.model import load_model
-from pipeline.model.checkpoint import default_checkpoint_path, update_meta
+from pipeline.model.checkpoint import resolve_checkpoint, update_meta
 from pipeline.train import attacks as A
 from pipeline.train.data import center_square, load_photos
 
@@ -64,7 +64,7 @@ def scores(model: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Te
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder of photos")
-    ap.add_argument("--checkpoint", help="model checkpoint [default: the shipped model]")
+    ap.add_argument("--checkpoint", help="model checkpoint or shipped name (k1, k2, k4) [default: k1]")
     ap.add_argument("--crops", type=int, default=4, help="random crops per photo (besides the centre square)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--step", type=float, default=0.5, help="the threshold is rounded up to a multiple of this")
@@ -77,7 +77,8 @@ def main() -> None:
     model = load_model(args.checkpoint)
     train, val, _, _ = load_photos(args.data, model.config.channels, 0.2)
     covers = crops(train + val, args.crops, args.size, args.seed)
-    secrets = covers.roll(1, dims=0)
+    k = model.config.num_secrets  # photo i hides photos i+1 .. i+K
+    secrets = torch.cat([covers.roll(j, dims=0) for j in range(1, k + 1)], dim=1)
     with torch.inference_mode():
         stegos = torch.cat(
             [A.quantize(model.embed(covers[i : i + 8], secrets[i : i + 8])) for i in range(0, len(covers), 8)]
@@ -100,8 +101,9 @@ def main() -> None:
         print(f"| {name} | {max(u):.2f} | {m[0]:.2f} | {m[len(m) // 2]:.2f} | {rates[name]:.4f} |")
     if args.write_threshold:
         record = detection_record(threshold, len(null), rates, args)
-        update_meta(args.checkpoint or default_checkpoint_path(), detection=record)
-        print(f"wrote the threshold into {args.checkpoint or default_checkpoint_path()}")
+        path = resolve_checkpoint(args.checkpoint)
+        update_meta(path, detection=record)
+        print(f"wrote the threshold into {path}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows)
