@@ -216,7 +216,14 @@ def validate(
     import torch
 
     from pipeline.evaluate.published import PUBLISHED, PUBLISHED_BAR
-    from pipeline.evaluate.quick import BAR, bar_misses, quick_validation, verdict_failed, verdict_lines
+    from pipeline.evaluate.quick import (
+        BAR,
+        QUICK_ATTACKS,
+        bar_misses,
+        quick_validation,
+        verdict_failed,
+        verdict_lines,
+    )
     from pipeline.model.checkpoint import CheckpointError, load_model, with_registration
     from pipeline.train.data import load_photos, validation_pairs
 
@@ -263,8 +270,8 @@ def validate(
             )
         click.echo(f"  margin to the bar  {res['margin']:+.2f} ({'met' if res['margin'] >= 0 else 'not met'})")
         if model.config.num_secrets > 1:
-            names = ("", "_mean3", "_gauss1", "_sharpen", "_noise5", "_hflip")
-            click.echo("  each secret: clean / mean3 / gauss1 / sharpen / noise5 / hflip (dB)")
+            names = ("", *(f"_{n}" for n in QUICK_ATTACKS))
+            click.echo(f"  each secret: clean / {' / '.join(QUICK_ATTACKS)} (dB)")
             for j in range(1, model.config.num_secrets + 1):
                 click.echo(f"    secret {j}: " + " / ".join(f"{res[f'psnr_secret{j}{n}']:.2f}" for n in names))
         click.echo("published-image bar (issue 23; real codecs, 8-bit; shifts on the overlap)")

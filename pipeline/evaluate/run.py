@@ -130,7 +130,8 @@ def load_models(specs: Sequence[str], device: str) -> list[ModelEntry]:
     for spec in specs:
         label, path = parse_checkpoint_arg(spec)
         model = load_model(path, device=device)
-        loaded.append((label, resolve_checkpoint(path), model, label or model_name(model, resolve_checkpoint(path))))
+        path = resolve_checkpoint(path)
+        loaded.append((label, path, model, label or model_name(model, path)))
     counts = Counter(name for *_, name in loaded)
     entries: list[ModelEntry] = []
     for label, path, model, name in loaded:
@@ -291,7 +292,8 @@ def load_capacity_models(capacity: dict[int, str], device: str, size: int) -> di
         model = load_model(path, device=device)
         if model.config.num_secrets != k:
             raise ValueError(f"--capacity-checkpoint {k}={path}: that model hides {model.config.num_secrets} secret(s)")
-        out[k] = ModelEntry(label or model_name(model, resolve_checkpoint(path)), resolve_checkpoint(path), model)
+        path = resolve_checkpoint(path)
+        out[k] = ModelEntry(label or model_name(model, path), path, model)
         check_size(out[k], size)
     return out
 

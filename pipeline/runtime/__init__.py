@@ -110,12 +110,9 @@ def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
     if cfg.coded and cfg.register:
 
         def restore_and_detect(stego: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
-            from pipeline.model.codes.register import Registration
-
             with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(stego))
-                found = Registration(model.revealer.thumbnail).search(x)
-                return model.restore(x, alignment=found).numpy(), found.score.numpy()
+                restored, scores = model.restore_and_detect(torch.from_numpy(np.ascontiguousarray(stego)))
+                return restored.numpy(), scores.numpy()
 
         engine.restore_and_detect = restore_and_detect
 

@@ -118,13 +118,9 @@ class TorchEngine(Engine):
         return self._run(lambda x: self.model.reveal(x, aligned), stego)
 
     def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if not self.model.config.coded:
-            return self.reveal(stego), None
-        out: dict[str, np.ndarray] = {}
-
-        def both(x: torch.Tensor) -> torch.Tensor:
+        if self.detector is None:  # no mark to read
+            return super().reveal_and_detect(stego)
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(stego)).to(self.device, self.dtype)
             secrets, scores = self.model.reveal_and_detect(x, self.detect_threshold)
-            out["scores"] = scores.float().cpu().numpy()
-            return secrets
-
-        return self._run(both, stego), out["scores"]
+            return secrets.float().cpu().numpy(), scores.float().cpu().numpy()

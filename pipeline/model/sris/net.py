@@ -254,8 +254,15 @@ class SRISNet(HidingModel):
         ``detect``) changes no verdict and saves nothing here: registration searches every image anyway."""
         if not (self.config.coded and self.config.register):
             return super().reveal_and_detect(stego, threshold)
-        found = Registration(self.revealer.thumbnail).search(stego)  # its maximum is detect's score, threshold or not
-        return self.reveal_core(self.restore(stego, alignment=found), oriented=True), found.score
+        restored, scores = self.restore_and_detect(stego)
+        return self.reveal_core(restored, oriented=True), scores
+
+    def restore_and_detect(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, N, N) -> (the restored stego, mark scores (B,)) with one registration search (``config.register``
+        on): ``restore``, and the search's maximum, which is ``detect``'s score. The compiled engines run this before
+        their reveal graph."""
+        found = Registration(self.revealer.thumbnail).search(stego)
+        return self.restore(stego, alignment=found), found.score
 
     def refresh_restore(self) -> None:
         self._deblur = None
