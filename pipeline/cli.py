@@ -329,6 +329,24 @@ def validate(
     "own code, so K = 2 or 4 needs a lower one to keep the cover's quality.",
 )
 @click.option(
+    "--detail-secrets",
+    type=click.IntRange(1, 4),
+    help="How many secrets (the first ones) the thumbnail code's 4x4 detail code carries, each in its own "
+    "coefficient [default: 1]. More lifts those secrets' clean figures and costs the cover.",
+)
+@click.option(
+    "--code-last",
+    is_flag=True,
+    help="Write the thumbnail code after the learned residual, cancelling it in the code's coefficients as the "
+    "cover's, so the learned path cannot disturb the code (the K = 2 and K = 4 files use it).",
+)
+@click.option(
+    "--base-layout",
+    type=click.Choice(["low", "quiet"]),
+    help="The base code's coefficients [default: low]: quiet puts secrets 3 and 4 where photos have little energy, "
+    "so K = 3 or 4 costs the cover less (and resists blur and JPEG less).",
+)
+@click.option(
     "--deblur",
     is_flag=True,
     help="Reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights); training "
@@ -356,6 +374,14 @@ def validate(
 @click.option("--batch", default=16, show_default=True)
 @click.option("--steps", default=6000, show_default=True, help="Length of the schedule (cosine decay ends here).")
 @click.option("--lr", default=1e-3, show_default=True)
+@click.option(
+    "--thumbnail-lr",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.02,
+    show_default=True,
+    help="Learning-rate multiplier of the thumbnail code's linear maps; 0 keeps the analytic code fixed. Trained, "
+    "the code drifts towards a cheaper cover and a noisier reading.",
+)
 @click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
 @click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
 @click.option(
@@ -447,6 +473,12 @@ def train(**kw) -> None:
         overrides["residual_gain"] = kw["residual_gain"]
     if kw["thumbnail_amplitude"]:
         overrides["thumbnail_amplitude"] = kw["thumbnail_amplitude"]
+    if kw["detail_secrets"]:
+        overrides["detail_secrets"] = kw["detail_secrets"]
+    if kw["code_last"]:
+        overrides["code_last"] = True
+    if kw["base_layout"]:
+        overrides["base_layout"] = kw["base_layout"]
     if kw["deblur"]:
         overrides["deblur"] = True
     if kw["base_tile"]:
@@ -463,6 +495,7 @@ def train(**kw) -> None:
         batch=kw["batch"],
         steps=kw["steps"],
         lr=kw["lr"],
+        thumbnail_lr=kw["thumbnail_lr"],
         cover_psnr_target=kw["cover_psnr_target"],
         ssim_target=kw["ssim_target"],
         max_minutes=kw["max_minutes"],

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.evaluate.published import PUBLISHED
 from pipeline.model import load_model
 from pipeline.model.checkpoint import resolve_checkpoint, update_meta
 from pipeline.train import attacks as A
-from pipeline.train.data import center_square, load_photos
+from pipeline.train.data import load_photos, square_crops
 
 LAB = {
     "clean": lambda x: x,
@@ -37,23 +35,6 @@ LAB = {
     "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
 }
 CONDITIONS = {**LAB, **PUBLISHED}
-
-
-def crops(photos: list[torch.Tensor], per_photo: int, size: int, seed: int) -> torch.Tensor:
-    """The centre square of every photo and ``per_photo`` random square crops of it (from ``size`` px to its
-    shorter side), resized to ``size``."""
-    rng = random.Random(seed)
-    out = []
-    for p in photos:
-        out.append(center_square(p, size))
-        h, w = p.shape[-2:]
-        for _ in range(per_photo):
-            side = rng.randint(size, min(h, w)) if min(h, w) > size else min(h, w)
-            y, x = rng.randint(0, h - side), rng.randint(0, w - side)
-            patch = p[:, y : y + side, x : x + side].float()[None] / 255
-            patch = F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            out.append((patch.clamp(0, 1)[0] * 255).round() / 255)
-    return torch.stack(out)
 
 
 def scores(model: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
@@ -76,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(2)
     model = load_model(args.checkpoint)
     train, val, _, _ = load_photos(args.data, model.config.channels, 0.2)
-    covers = crops(train + val, args.crops, args.size, args.seed)
+    covers = square_crops(train + val, args.crops, args.size, args.seed, centre=True)
     k = model.config.num_secrets  # photo i hides photos i+1 .. i+K
     secrets = torch.cat([covers.roll(j, dims=0) for j in range(1, k + 1)], dim=1)
     with torch.inference_mode():

@@ -47,7 +47,7 @@ READINGS = ("thumbnail code", "+ learned path", "+ residual code")
 def readings(model: torch.nn.Module, attacked: torch.Tensor) -> dict[str, torch.Tensor]:
     """The three readings (B, K*C, N, N) of one attacked batch, clamped to [0, 1]."""
     x = model.unmirror(model.restore(attacked))
-    stripped, _ = residual.strip(x, model.config.num_secrets)
+    stripped, _ = residual.strip(x, model.config.code_layout)
     return {
         READINGS[0]: model.revealer.thumbnail(stripped).clamp(0, 1),
         READINGS[1]: reveal_without_residual(model, stripped).clamp(0, 1),

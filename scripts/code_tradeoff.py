@@ -18,7 +18,6 @@ Variants (``VARIANTS``):
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,7 +30,7 @@ from pipeline.evaluate.metrics import psnr
 from pipeline.evaluate.published import jpeg, resize, webp
 from pipeline.model.codes.thumbnail import dct_basis
 from pipeline.train.attacks import quantize
-from pipeline.train.data import center_square, load_photos
+from pipeline.train.data import load_photos, square_crops
 
 BLOCK = 8
 # Orthonormal opponent colour transform (rows): Y' = (R + G + B) / sqrt(3), O1 = (R - B) / sqrt(2), O2 = (R - 2G + B)
@@ -92,18 +91,6 @@ def upsampled(means: torch.Tensor) -> torch.Tensor:
     return F.interpolate(means, scale_factor=BLOCK, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def crops(photos: list[torch.Tensor], per_photo: int, size: int, seed: int) -> torch.Tensor:
-    rng = random.Random(seed)
-    out = []
-    for p in photos:
-        h, w = p.shape[-2:]
-        for _ in range(per_photo):
-            side = rng.randint(min(size, h, w), min(h, w))
-            y, x = rng.randint(0, h - side), rng.randint(0, w - side)
-            out.append(center_square(p[:, y : y + side, x : x + side], size))
-    return torch.stack(out)
-
-
 def measure(covers: torch.Tensor, secrets: torch.Tensor) -> list[dict]:
     means = F.avg_pool2d(secrets, BLOCK)
     rows = []
@@ -152,7 +139,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/evaluation/code_tradeoff.md", help="Markdown; Parquet and PNG beside it")
     args = ap.parse_args()
     train, val, _, _ = load_photos(args.data, 3, 0.2)
-    covers = crops(train + val, args.crops, args.size, args.seed)
+    covers = square_crops(train + val, args.crops, args.size, args.seed)
     secrets = covers.roll(1, dims=0)
     ceiling = psnr(upsampled(F.avg_pool2d(secrets, BLOCK)) * 255, secrets * 255).mean().item()
     rows = measure(covers, secrets)

@@ -32,6 +32,10 @@ def _perturbed(preset: str, **overrides) -> torch.nn.Module:
         ("fast", {"light_score": True}, (64, 64)),
         ("fast", {"light_score": True, "residual_gain": 0.06}, (64, 64)),  # the fine code: embed runs reveal inside
         ("fast", {"num_secrets": 2, "residual_gain": 0.06}, (64, 96)),
+        # a detail coefficient per secret (the K = 2 file's layout), and the quiet base layout (K = 4's)
+        ("fast", {"num_secrets": 2, "detail_secrets": 2, "residual_gain": 0.06, "base_tile": True}, (64, 96)),
+        ("fast", {"num_secrets": 2, "detail_secrets": 2, "code_last": True, "mirror": "pattern"}, (64, 96)),
+        ("fast", {"num_secrets": 4, "base_layout": "quiet", "residual_gain": 0.06, "mirror": "pilot"}, (64, 64)),
         # the tile-coded base (the shipped model's code from stage 12), with a partial tile at the right edge
         ("fast", {"light_score": True, "residual_gain": 0.06, "base_tile": True}, (64, 96)),
         ("tiny", {"residual_gain": 0.06}, (48, 48)),

@@ -12,7 +12,7 @@ from pipeline.evaluate.metrics import psnr
 from pipeline.model import build_model, get_config
 from pipeline.model.codes import residual
 from pipeline.model.codes.mirror import template
-from pipeline.model.codes.thumbnail import BASE_COEFFS, DETAIL_COEFF, dct_basis
+from pipeline.model.codes.thumbnail import CodeLayout, dct_basis
 from pipeline.train import attacks as A
 
 
@@ -21,9 +21,14 @@ def _photos(photo_factory, n: int, size: int = 64, seed: int = 0) -> torch.Tenso
     return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
 
 
+# (K, detail secrets, base layout) -> D: the first detail coefficient takes 4 dimensions (one per 4x4 block), the
+# others up to 4 of what is left, each base coefficient 1.
+LAYOUTS = {(1, 1, "low"): 11, (2, 1, "low"): 10, (4, 1, "low"): 8, (2, 2, "low"): 6, (4, 1, "quiet"): 8}
+
+
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_the_code_patterns_are_orthonormal_checkerboards(k: int) -> None:
-    basis = residual._MAPS[k]["basis"]
+    basis = residual._maps_of(k)["basis"]
     # The detail code takes 4 dimensions, the bases k.
     assert basis.shape == (residual.dims(k), 64) and residual.dims(k) == 16 - 4 - k
     assert np.allclose(basis @ basis.T, np.eye(residual.dims(k)), atol=1e-9)
@@ -43,19 +48,29 @@ def test_strip_removes_the_free_subspace_and_nothing_else(k: int) -> None:
     assert torch.allclose(u_removed, u, atol=1e-9)
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_the_other_codes_are_left_alone(k: int) -> None:
+@pytest.mark.parametrize("spec", list(LAYOUTS))
+def test_the_other_codes_are_left_alone(spec: tuple[int, int, str]) -> None:
     """The thumbnail code's basis images (on every block of a tiled image) and the mirror pattern (constant on 2x2
     blocks) have nothing in the residual code's subspace: ``strip`` leaves them intact, so the residual code neither
-    removes nor disturbs them."""
+    removes nor disturbs them. Every layout leaves the room it should."""
+    layout = CodeLayout.of(*spec)
+    assert residual.dims(layout) == LAYOUTS[spec]
     t = template(32, 32, torch.zeros(1)).double()
-    assert residual.strip(t, k)[1].abs().max().item() == 0
-    for u, v in (*BASE_COEFFS[:k], DETAIL_COEFF):
-        block = 8 if (u, v) in BASE_COEFFS else 4
-        basis = dct_basis(u, v, block).double().repeat(32 // block, 32 // block)
-        weights = torch.randn(32 // block, 32 // block, dtype=torch.float64).repeat_interleave(block, 0)
-        image = (basis * weights.repeat_interleave(block, 1))[None, None]
-        assert residual.strip(image, k)[1].abs().max().item() < 1e-9, (u, v)
+    assert residual.strip(t, layout)[1].abs().max().item() == 0
+    for block, coeffs in ((8, layout.base), (4, layout.detail)):
+        for u, v in coeffs:
+            basis = dct_basis(u, v, block).double().repeat(32 // block, 32 // block)
+            weights = torch.randn(32 // block, 32 // block, dtype=torch.float64).repeat_interleave(block, 0)
+            image = (basis * weights.repeat_interleave(block, 1))[None, None]
+            assert residual.strip(image, layout)[1].abs().max().item() < 1e-7, (u, v)
+
+
+def test_four_detail_coefficients_leave_no_room() -> None:
+    """Four secrets with four detail coefficients fill the checkerboard space: the config refuses a residual code."""
+    assert residual.dims(CodeLayout.of(4, 4)) == 0
+    with pytest.raises(ValueError, match="leaves none"):
+        get_config("tiny", num_secrets=4, detail_secrets=4, residual_gain=0.06)
+    assert get_config("tiny", num_secrets=4, detail_secrets=4).code_layout.detail_secrets == 4
 
 
 def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> None:

@@ -9,12 +9,13 @@ import torch.nn.functional as F
 
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.thumbnail import (
-    BASE_COEFFS,
+    BASE_LAYOUTS,
     DETAIL_BOOST,
-    DETAIL_COEFF,
+    DETAIL_COEFFS,
     PILOT,
     TILE,
     TILE_GAINS,
+    CodeLayout,
     ThumbnailReader,
     ThumbnailWriter,
     TileCode,
@@ -33,13 +34,15 @@ def test_dct_basis_is_orthonormal(n: int) -> None:
     assert torch.allclose(basis @ basis.T, torch.eye(n * n), atol=1e-6)
 
 
-def test_base_and_detail_codes_are_orthogonal_on_every_block() -> None:
-    detail = dct_basis(*DETAIL_COEFF, 4)
-    for coeff in BASE_COEFFS:
-        base = dct_basis(*coeff, 8)
-        for i in (0, 4):
-            for j in (0, 4):
-                assert abs((base[i : i + 4, j : j + 4] * detail).sum().item()) < 1e-6, (coeff, i, j)
+@pytest.mark.parametrize("layout", sorted(BASE_LAYOUTS))
+def test_base_and_detail_codes_are_orthogonal_on_every_block(layout: str) -> None:
+    for dc in DETAIL_COEFFS:
+        detail = dct_basis(*dc, 4)
+        for coeff in BASE_LAYOUTS[layout]:
+            base = dct_basis(*coeff, 8)
+            for i in (0, 4):
+                for j in (0, 4):
+                    assert abs((base[i : i + 4, j : j + 4] * detail).sum().item()) < 1e-6, (dc, coeff, i, j)
 
 
 def _covers(photo_factory, n: int = 32) -> torch.Tensor:
@@ -47,17 +50,21 @@ def _covers(photo_factory, n: int = 32) -> torch.Tensor:
     return 0.25 + 0.5 * covers  # no clipping at 0 or 1: the tests below measure the code and rounding alone
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_codes_read_back_exactly_whatever_the_cover(k: int, photo_factory) -> None:
+LAYOUTS = [(1, 1, "low"), (2, 1, "low"), (4, 1, "low"), (2, 2, "low"), (4, 4, "quiet")]
+
+
+@pytest.mark.parametrize(("k", "d", "base"), LAYOUTS)
+def test_codes_read_back_exactly_whatever_the_cover(k: int, d: int, base: str, photo_factory) -> None:
     torch.manual_seed(0)
     covers, secrets = _covers(photo_factory), torch.rand(2, 3 * k, 32, 32)
-    writer, reader = ThumbnailWriter(3, k, 10.0), ThumbnailReader(3, k, 10.0)
+    layout = CodeLayout.of(k, d, base)
+    writer, reader = ThumbnailWriter(3, k, 10.0, layout=layout), ThumbnailReader(3, k, 10.0, layout=layout)
     with torch.no_grad():
         stego = covers + writer(covers, secrets)
         base = reader.base_read(F.pixel_unshuffle(stego, 8)) * reader.base_scale
         assert torch.allclose(base, F.avg_pool2d(secrets, 8) - 0.5 + PILOT * pilot(4, 4, stego), atol=1e-5)
         detail = reader.detail_read(F.pixel_unshuffle(stego, 4)) * reader.detail_scale
-        first = secrets[:, :3]
+        first = secrets[:, : 3 * d]
         expected = detail_of(F.avg_pool2d(first, 4), F.avg_pool2d(first, 8)) + PILOT / DETAIL_BOOST * pilot(8, 8, stego)
         assert torch.allclose(detail, expected, atol=1e-5)
         assert reader(stego).shape == secrets.shape
@@ -184,3 +191,28 @@ def test_tile_coded_base_reads_back_exactly_and_spends_less_on_the_mean(photo_fa
     assert (thumbs - F.avg_pool2d(secrets, 4)).abs().mean() < 0.01
     gains = torch.tensor(TILE_GAINS)
     assert gains[0, 0] < 1 < gains.flatten()[1:].min()
+
+
+@pytest.mark.parametrize("code_last", [False, True])
+def test_code_last_keeps_the_learned_residual_out_of_the_code(code_last: bool, photo_factory) -> None:
+    """With ``code_last`` the code cancels the learned residual in its coefficients as it cancels the cover's, so a
+    learned path that writes there (here: a perturbed head) does not move the code's reading; without, it does."""
+    torch.manual_seed(0)
+    cfg = get_config("fast", num_secrets=2, detail_secrets=2, mirror="pilot", code_last=code_last)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.embedder.head.weight.normal_(std=0.05)  # a learned residual of several grey levels
+        covers, secrets = _covers(photo_factory), torch.rand(2, 6, 32, 32)
+        stego = covers + model.embedder(covers, secrets, model.score_map(covers))
+        reader = model.revealer.thumbnail
+        base = reader.base_coefficients(stego)
+        detail = reader.detail_coefficients(F.pixel_unshuffle(stego, 4))
+    expected_base = F.avg_pool2d(secrets, 8) - 0.5 + PILOT * pilot(4, 4, stego)
+    expected_detail = detail_of(F.avg_pool2d(secrets, 4), F.avg_pool2d(secrets, 8)) + PILOT / DETAIL_BOOST * pilot(
+        8, 8, stego
+    )
+    errors = [(base - expected_base).abs().max().item(), (detail - expected_detail).abs().max().item()]
+    if code_last:
+        assert max(errors) < 1e-5
+    else:
+        assert min(errors) > 1e-2

@@ -19,7 +19,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.model import build_model
 from pipeline.model.checkpoint import load_model
-from pipeline.train.data import is_validation
+from pipeline.train.data import center_square, is_validation, square_crops
 from pipeline.train.loop import TrainConfig, Trainer, train
 
 VAL_FRACTION = 0.2  # the default of TrainConfig and of the CLI
@@ -443,24 +443,51 @@ def test_short_runs_scale_their_warm_ups_and_long_ones_keep_them() -> None:
 def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path) -> None:
     """--init-from a K = 1 model into K = 2: every layer sized by K takes the first secret's weights from the
     source; the learned layers' new slices start at zero, the thumbnail code's at its analytic code for the second
-    secret, and the widened model reveals two secrets."""
+    secret (base and detail code), and the widened model reveals two secrets."""
     first = train(_config(photos, tmp_path / "k1", steps=2))
     source = load_model(first / "model.pt")
+    overrides = {"num_secrets": 2, "detail_secrets": 2}
     wide = Trainer(
-        _config(photos, tmp_path / "k2", steps=1, init_from=str(first / "model.pt"), model_overrides={"num_secrets": 2})
+        _config(photos, tmp_path / "k2", steps=1, init_from=str(first / "model.pt"), model_overrides=overrides)
     ).model.eval()
     fresh = build_model(wide.config)
-    for name in ("embedder.stem_secret.weight", "embedder.thumbnail.base_write.weight"):  # input channels by K
+    inputs = (
+        "embedder.stem_secret.weight",
+        "embedder.thumbnail.base_write.weight",
+        "embedder.thumbnail.detail_write.weight",
+    )
+    for name in inputs:  # input channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         n = old.shape[1]
         assert new.shape[1] == 2 * n and torch.equal(new[:, :n], old)
         rest = fresh.state_dict()[name][:, n:] if ".thumbnail." in name else torch.zeros_like(new[:, n:])
         assert torch.equal(new[:, n:], rest), name
-    for name in ("revealer.head.weight", "revealer.thumbnail.base_read.weight"):  # output channels by K
+    outputs = ("revealer.head.weight", "revealer.thumbnail.base_read.weight", "revealer.thumbnail.detail_read.weight")
+    for name in outputs:  # output channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         assert torch.equal(new[: old.shape[0]], old), name
     assert wide.revealer.head.weight[source.revealer.head.out_channels :].abs().max() == 0
+    # The cancellation maps keep what training changed in the source's and cancel the new secrets' coefficients too
+    # (a copied source map left them full of the cover: the second secret read at 17 dB instead of 26).
+    fresh_source = build_model(source.config)
+    for name in ("embedder.thumbnail.base_cancel.weight", "embedder.thumbnail.detail_cancel.weight"):
+        change = source.state_dict()[name] - fresh_source.state_dict()[name]
+        assert torch.allclose(wide.state_dict()[name], fresh.state_dict()[name] + change, atol=1e-6), name
+        assert not torch.allclose(wide.state_dict()[name], source.state_dict()[name]), name
     torch.manual_seed(0)
     cover, secrets = torch.rand(2, 3, 64, 64), torch.rand(2, 6, 64, 64)
     with torch.inference_mode():
         assert wide.reveal(wide.embed(cover, secrets)).shape == (2, 6, 64, 64)
+
+
+def test_square_crops_are_seeded_and_start_with_the_centre_when_asked() -> None:
+    g = torch.Generator().manual_seed(0)
+    photos = [torch.randint(0, 256, (3, 40 + 10 * i, 60), generator=g, dtype=torch.uint8) for i in range(3)]
+    plain = square_crops(photos, 2, 32, seed=5)
+    assert plain.shape == (6, 3, 32, 32) and plain.min() >= 0 and plain.max() <= 1
+    assert torch.equal(plain, square_crops(photos, 2, 32, seed=5))
+    assert not torch.equal(plain, square_crops(photos, 2, 32, seed=6))
+    with_centre = square_crops(photos, 2, 32, seed=5, centre=True)
+    assert with_centre.shape == (9, 3, 32, 32)
+    assert torch.equal(with_centre[0], center_square(photos[0], 32))
+    assert torch.equal(with_centre[1:3], plain[:2])  # the same random crops after the centre

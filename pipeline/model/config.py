@@ -11,6 +11,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from pipeline.model.codes.residual import dims as residual_dims
+from pipeline.model.codes.thumbnail import CodeLayout
+
 CONFIG_VERSION = 2
 MIRRORS = ("pilot", "pattern", "none")
 
@@ -62,6 +65,13 @@ class ModelConfig:
         thumbnail_code: embed writes the secret's 8x8 and 4x4 block means into block-DCT coefficients of the cover
             through a learnable linear code initialised to an analytic one; reveal's deep path corrects its reading.
         thumbnail_amplitude: the code's initial amplitude in grey levels.
+        detail_secrets: how many secrets (the first ones) the 4x4 detail code carries, 1 to K; each has its own
+            coefficient (``DETAIL_COEFFS``).
+        code_last: the thumbnail code is written after the learned residual and cancels it in the code's
+            coefficients as it cancels the cover's, so nothing the learned path embeds disturbs the code's reading
+            (False: the code cancels the cover alone, as in the models before it).
+        base_layout: the base code's coefficients (``BASE_LAYOUTS``): ``low`` (robust) or ``quiet`` (the third and
+            fourth secrets where photos have little energy, so writing them costs the cover less).
         base_tile: the 8x8 means are written through a DCT over each 4x4 group of blocks, each frequency at its own
             gain (``TileCode``).
         residual_gain: the residual code, 0 = off: what reveal still misses at the 2x2-block level is written into
@@ -97,6 +107,9 @@ class ModelConfig:
     light_score: bool = False
     thumbnail_code: bool = True
     thumbnail_amplitude: float = 10.0
+    detail_secrets: int = 1
+    code_last: bool = False
+    base_layout: str = "low"
     base_tile: bool = False
     residual_gain: float = 0.0
     deblur: bool = False
@@ -118,11 +131,16 @@ class ModelConfig:
         if self.mirror not in MIRRORS:
             raise ValueError(f"unknown mirror {self.mirror!r}: expected one of {', '.join(MIRRORS)}")
         coded = self.arch == "sris" and self.thumbnail_code
+        if coded:
+            layout = self.code_layout  # refuses a detail count outside 1..K and an unknown base layout
+            if self.residual_gain > 0 and residual_dims(layout) == 0:
+                raise ValueError(f"residual_gain needs room the thumbnail code leaves free; {layout} leaves none")
         for name, on in (
             ("residual_gain", self.residual_gain > 0),
             ("base_tile", self.base_tile),
             ("deblur", self.deblur),
             ("register", self.register),
+            ("code_last", self.code_last),
             ("mirror='pilot'", self.mirror == "pilot"),
             ("legacy.texture_weighting", self.legacy.texture_weighting > 0),
         ):
@@ -135,6 +153,11 @@ class ModelConfig:
             for w in (self.width, *self.level_widths, *self.dms_widths):
                 if w % n:
                     raise ValueError(f"widths must be multiples of {n} (one share per MSIB branch), got {w}")
+
+    @property
+    def code_layout(self) -> CodeLayout:
+        """Which coefficients of the thumbnail code carry which secret."""
+        return CodeLayout.of(self.num_secrets, self.detail_secrets, self.base_layout)
 
     @property
     def coded(self) -> bool:

@@ -109,6 +109,25 @@ class CropSampler:
         return torch.stack([self.one() for _ in range(n)])
 
 
+def square_crops(
+    photos: list[torch.Tensor], per_photo: int, size: int, seed: int, centre: bool = False
+) -> torch.Tensor:
+    """(N, C, size, size) float in [0, 1], 8-bit: ``per_photo`` random square crops of every photo (sides from
+    ``size`` px to its shorter side, resized to ``size``), each photo's centre square first with ``centre``. The
+    evaluation scripts' shared sampler: the same seed gives the same crops in every script."""
+    rng = random.Random(seed)
+    out = []
+    for p in photos:
+        if centre:
+            out.append(center_square(p, size))
+        h, w = p.shape[-2:]
+        for _ in range(per_photo):
+            side = rng.randint(size, min(h, w)) if min(h, w) > size else min(h, w)
+            y, x = rng.randint(0, h - side), rng.randint(0, w - side)
+            out.append(center_square(p[:, y : y + side, x : x + side], size))
+    return torch.stack(out)
+
+
 def center_square(img: torch.Tensor, size: int) -> torch.Tensor:
     """(C, H, W) uint8 -> (C, size, size) float in [0, 1]: shorter side resized to ``size``, centre crop."""
     h, w = img.shape[-2:]

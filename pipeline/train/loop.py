@@ -284,14 +284,19 @@ class Trainer:
         st = torch.load(path, map_location=self.device, weights_only=False)
         # A model checkpoint or a training state, of any version: its weights under today's names.
         if "state_dict" in st:
-            src = migrate(st["config"], st["state_dict"])[1]
+            raw_config, src = st["config"], migrate(st["config"], st["state_dict"])[1]
         elif "model" in st:
-            src = migrate(st.get("model_config", {}), st["model"])[1]
+            raw_config = st.get("model_config") or {}
+            src = migrate(raw_config, st["model"])[1]
         else:
             raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
         own = self.model.state_dict()
         taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
-        taken.update(widened_for_more_secrets(src, own))
+        src_cfg = ModelConfig.from_dict(raw_config) if raw_config else None
+        if src_cfg is not None and src_cfg.coded and src_cfg.code_layout != self.model.config.code_layout:
+            taken.update(widened_for_more_secrets(src, own, build_model(src_cfg).state_dict()))
+        elif src_cfg is None or src_cfg.num_secrets != self.model.config.num_secrets:
+            taken.update(widened_for_more_secrets(src, own, {}))
         self.model.load_state_dict(taken, strict=False)
         if "cover_log_w" in st:  # a training state: keep its constraint weights, they fit the trained model
             self.cover_c.log_weight, self.ssim_c.log_weight = st["cover_log_w"], st["ssim_log_w"]
@@ -548,24 +553,35 @@ class Trainer:
             plot_curves(self.log_rows, self.val_rows, self.out / "curves.png")
 
 
-def widened_for_more_secrets(src: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def widened_for_more_secrets(
+    src: dict[str, torch.Tensor], own: dict[str, torch.Tensor], src_fresh: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Tensors of a model with fewer secrets (say K = 1) made to fit one with more: every tensor whose shape differs
     from its counterpart in one dimension only, where the source is the smaller, is copied into the leading slice of
     that dimension (the first secret's inputs or outputs; channels are laid out secret by secret).
 
-    The rest of the slice is what the new model already holds for the thumbnail code (its analytic code for the
-    other secrets' coefficients), and zero for the learned layers, so the widened model starts as the source model
-    for the first secret, with the other secrets carried by the code alone until training teaches the learned path.
+    The thumbnail code's tensors (``own`` holds the new model's analytic code) take what training changed in the
+    source's code (``src - src_fresh``, ``src_fresh`` an untrained model of the source's config) on top of their
+    own analytic code, also where the shape is the same: the cancellation maps remove every coefficient the new
+    layout writes, and a copied source map would leave the new secrets' coefficients full of the cover. The learned
+    layers' new slices start at zero, so the widened model starts as the source model for the first secret, with the
+    other secrets carried by the code alone until training teaches the learned path.
     """
     out = {}
     for k, v in src.items():
-        if k not in own or own[k].dim() != v.dim() or own[k].shape == v.shape:
+        if k not in own or own[k].dim() != v.dim():
+            continue
+        code = ".thumbnail." in k and k in src_fresh
+        if own[k].shape == v.shape:
+            if code:
+                out[k] = own[k].detach().float() + (v.float() - src_fresh[k].float())
             continue
         dims = [d for d in range(v.dim()) if own[k].shape[d] != v.shape[d]]
         if len(dims) != 1 or own[k].shape[dims[0]] < v.shape[dims[0]]:
             continue
-        w = own[k].detach().clone().float() if ".thumbnail." in k else torch.zeros_like(own[k], dtype=torch.float32)
-        w.narrow(dims[0], 0, v.shape[dims[0]]).copy_(v.float())
+        w = own[k].detach().clone().float() if code else torch.zeros_like(own[k], dtype=torch.float32)
+        change = v.float() - src_fresh[k].float() if code else v.float()
+        w.narrow(dims[0], 0, v.shape[dims[0]]).add_(change)
         out[k] = w
     return out
 

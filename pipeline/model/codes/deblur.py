@@ -26,7 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.codes import residual
-from pipeline.model.codes.thumbnail import DETAIL_BLOCK, PILOT, ThumbnailReader, ThumbnailWriter, pilot_gain
+from pipeline.model.codes.thumbnail import (
+    DETAIL_BLOCK,
+    PILOT,
+    CodeLayout,
+    ThumbnailReader,
+    ThumbnailWriter,
+    pilot_gain,
+)
 from pipeline.model.codes.thumbnail import DETAIL_BOOST as _BOOST
 
 EPS = 0.003  # Wiener regularisation (measured 0.001-0.025 above; the model card adds 0.0003 and 0.015)
@@ -73,13 +80,13 @@ class Calibration:
 
 
 @torch.no_grad()
-def calibrate(writer: ThumbnailWriter, reader: ThumbnailReader, num_secrets: int, with_residual: bool) -> Calibration:
+def calibrate(writer: ThumbnailWriter, reader: ThumbnailReader, layout: CodeLayout, with_residual: bool) -> Calibration:
     """Measure ``rho(a)`` on a flat grey image carrying only the codes' pilots (no content: no noise in the gains)."""
     w = reader.detail_read.weight
     n, c = CALIBRATION_SIZE, reader.channels
     grey = torch.full((1, c, n, n), 0.5, device=w.device, dtype=w.dtype)
-    stego = grey + writer(grey, grey.repeat(1, num_secrets, 1, 1))
-    probe = (lambda x: residual.strip(x, num_secrets)[0]) if with_residual else (lambda x: x)
+    stego = grey + writer(grey, grey.repeat(1, layout.num_secrets, 1, 1))
+    probe = (lambda x: residual.strip(x, layout)[0]) if with_residual else (lambda x: x)
     g = torch.cat([pilot_gains(reader, probe(_blur(stego, a) if a else stego)) for a in A_GRID]).float()
     rho = g / g[0]
     # Keep the grid while rho4 still falls: past that point a larger blur is indistinguishable.
@@ -130,9 +137,11 @@ class Deblur:
     image. Maps and calibration are made on first use and kept until ``forget``.
     """
 
-    def __init__(self, writer: ThumbnailWriter, reader: ThumbnailReader, num_secrets: int, with_residual: bool) -> None:
+    def __init__(
+        self, writer: ThumbnailWriter, reader: ThumbnailReader, layout: CodeLayout, with_residual: bool
+    ) -> None:
         self.writer, self.reader = writer, reader
-        self.k, self.with_residual = num_secrets, with_residual
+        self.layout, self.with_residual = layout, with_residual
         self._cal: Calibration | None = None
         self._maps: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -144,7 +153,7 @@ class Deblur:
     @property
     def calibration(self) -> Calibration:
         if self._cal is None:
-            self._cal = calibrate(self.writer, self.reader, self.k, self.with_residual)
+            self._cal = calibrate(self.writer, self.reader, self.layout, self.with_residual)
         return self._cal
 
     def gain_maps(self, h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +164,7 @@ class Deblur:
             with torch.inference_mode(False), torch.enable_grad():
                 w_ = self.reader.detail_read.weight
                 z = torch.zeros(1, self.reader.channels, h, w, device=device, dtype=w_.dtype, requires_grad=True)
-                g = pilot_gains(self.reader, residual.strip(z, self.k)[0] if self.with_residual else z)[0]
+                g = pilot_gains(self.reader, residual.strip(z, self.layout)[0] if self.with_residual else z)[0]
                 grads = [torch.autograd.grad(g[i], z, retain_graph=True)[0][0] for i in range(2)]
             self._maps[key] = (torch.stack(grads).float().detach(), g.detach().float())
         return self._maps[key]

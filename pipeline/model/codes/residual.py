@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.codes.signs import tiled_signs
-from pipeline.model.codes.thumbnail import BASE_BLOCK, BASE_COEFFS, DETAIL_BLOCK, DETAIL_COEFF, dct_basis
+from pipeline.model.codes.thumbnail import BASE_BLOCK, DETAIL_BLOCK, CodeLayout, dct_basis
 
 BLOCK = 2
 GROUP = BASE_BLOCK // BLOCK  # 2x2 blocks per side of the thumbnail code's 8x8 block: the projection acts on 16 of them
@@ -53,26 +53,27 @@ def coefficients(x: torch.Tensor) -> torch.Tensor:
     return (F.pixel_unshuffle(x, BLOCK).reshape(b, c, 4, h // BLOCK, w // BLOCK) * _checker(x)).sum(2)
 
 
-def _projector(num_secrets: int) -> np.ndarray:
+def _projector(layout: CodeLayout) -> np.ndarray:
     """(16, 16): onto the checkerboard coefficients of an 8x8 block orthogonal to the thumbnail code's basis images."""
-    images = [dct_basis(u, v, BASE_BLOCK) for u, v in BASE_COEFFS[:num_secrets]]
-    for i in range(0, BASE_BLOCK, DETAIL_BLOCK):
-        for j in range(0, BASE_BLOCK, DETAIL_BLOCK):
-            img = torch.zeros(BASE_BLOCK, BASE_BLOCK)
-            img[i : i + DETAIL_BLOCK, j : j + DETAIL_BLOCK] = dct_basis(*DETAIL_COEFF, DETAIL_BLOCK)
-            images.append(img)
+    images = [dct_basis(u, v, BASE_BLOCK) for u, v in layout.base]
+    for coeff in layout.detail:
+        for i in range(0, BASE_BLOCK, DETAIL_BLOCK):
+            for j in range(0, BASE_BLOCK, DETAIL_BLOCK):
+                img = torch.zeros(BASE_BLOCK, BASE_BLOCK)
+                img[i : i + DETAIL_BLOCK, j : j + DETAIL_BLOCK] = dct_basis(*coeff, DETAIL_BLOCK)
+                images.append(img)
     v = torch.stack([coefficients(img[None, None].double()).flatten() for img in images], 1)
     return (torch.eye(GROUP * GROUP, dtype=torch.float64) - v @ torch.linalg.pinv(v)).numpy()
 
 
-def _maps(num_secrets: int) -> dict[str, np.ndarray]:
+def _maps(layout: CodeLayout) -> dict[str, np.ndarray]:
     """The code as linear maps on one 8x8 block of one channel (pixels in pixel-unshuffle order, dy * 8 + dx):
 
     ``basis`` (D, 64): orthonormal pixel patterns of the free subspace (D = 16 - 4 - K), ``means`` (D, 64): pixels ->
     the subspace coordinates of their 2x2 means, ``spread`` (64, D): coordinates -> 2x2 means copied to their pixels.
     Everything at the 8x8-block grid: one fold and 1x1 convolutions instead of passes over the full-size image.
     """
-    pi = _projector(num_secrets)
+    pi = _projector(layout)
     vals, vecs = np.linalg.eigh(pi)
     q = vecs[:, vals > 0.5]  # (16, D): orthonormal coordinates of the subspace, in checkerboard coefficients
     place_np = np.zeros((BASE_BLOCK * BASE_BLOCK, GROUP * GROUP))  # coefficients -> pixels (checkerboard)
@@ -86,14 +87,31 @@ def _maps(num_secrets: int) -> dict[str, np.ndarray]:
     return {"basis": (place_np @ q).T, "means": q.T @ copy_np.T / 4, "spread": copy_np @ q}
 
 
-# Computed once at import, in eager torch and numpy: ``torch.export`` traces the model with fake tensors, which
-# cannot become constants.
-_MAPS = {k: _maps(k) for k in range(1, len(BASE_COEFFS) + 1)}
+@functools.cache
+def _maps_cached(layout: CodeLayout) -> dict[str, np.ndarray]:
+    return _maps(layout)
 
 
-def dims(num_secrets: int) -> int:
-    """D: the code's coordinates per 8x8 block and channel (16 checkerboard coefficients less the thumbnail code's)."""
-    return _MAPS[num_secrets]["basis"].shape[0]
+def _maps_of(layout: CodeLayout | int) -> dict[str, np.ndarray]:
+    """The maps of a layout, or of ``CodeLayout.of(K)`` for an int K (the first secret's detail code only)."""
+    return _maps_cached(CodeLayout.of(layout) if isinstance(layout, int) else layout)
+
+
+# The default layouts computed at import, in eager torch and numpy: ``torch.export`` traces the model with fake
+# tensors, which cannot become constants (a model's own layout is computed when it is built: ``prepare``).
+for _k in range(1, 5):
+    _maps_of(_k)
+
+
+def prepare(layout: CodeLayout) -> None:
+    """Compute ``layout``'s maps now, outside any tracing (the model's constructor calls it)."""
+    _maps_of(layout)
+
+
+def dims(layout: CodeLayout | int) -> int:
+    """D: the code's coordinates per 8x8 block and channel (16 checkerboard coefficients less the thumbnail code's
+    components there); 0 where the thumbnail code leaves no room (four secrets with four detail coefficients)."""
+    return _maps_of(layout)["basis"].shape[0]
 
 
 def _apply(x8: torch.Tensor, m: np.ndarray, channels: int) -> torch.Tensor:
@@ -102,65 +120,65 @@ def _apply(x8: torch.Tensor, m: np.ndarray, channels: int) -> torch.Tensor:
     return F.conv2d(x8, w, groups=channels)
 
 
-def strip(x: torch.Tensor, num_secrets: int) -> tuple[torch.Tensor, torch.Tensor]:
+def strip(x: torch.Tensor, layout: CodeLayout | int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, N, N) -> (the image without the code's subspace, its coordinates there (B, C*D, N/8, N/8))."""
-    c, maps = x.shape[1], _MAPS[num_secrets]
+    c, maps = x.shape[1], _maps_of(layout)
     u = _apply(F.pixel_unshuffle(x, BASE_BLOCK), maps["basis"], c)
     return x - F.pixel_shuffle(_apply(u, maps["basis"].T, c), BASE_BLOCK), u
 
 
 @functools.lru_cache(maxsize=16)
-def _pilot_np(h: int, w: int, num_secrets: int) -> tuple[np.ndarray, np.ndarray]:
+def _pilot_np(h: int, w: int, layout: CodeLayout | int) -> tuple[np.ndarray, np.ndarray]:
     """The pilot's coordinates (D, h, w) and the probe mask (1, h, w) for an (h, w) grid of 8x8 blocks."""
     r = tiled_signs(GROUP * h, GROUP * w, PILOT_TILE, PILOT_SEED).astype(np.float64)  # one sign per 2x2 block
     pixels = np.kron(r, np.reshape(_CHECKER, (BLOCK, BLOCK)))  # as checkerboards
     blocks = pixels.reshape(h, BASE_BLOCK, w, BASE_BLOCK).transpose(1, 3, 0, 2).reshape(BASE_BLOCK**2, h, w)
-    pc = np.einsum("dp,phw->dhw", _MAPS[num_secrets]["basis"], blocks)
+    pc = np.einsum("dp,phw->dhw", _maps_of(layout)["basis"], blocks)
     probe = np.zeros((1, h, w))
     probe[:, ::PROBE_EVERY, ::PROBE_EVERY] = 1.0
     return pc.astype(np.float32), probe.astype(np.float32)
 
 
-def pilot(h: int, w: int, num_secrets: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pilot(h: int, w: int, layout: CodeLayout | int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The pilot's coordinates (1, 1, D, h, w) and the probe mask (1, 1, 1, h, w) for an (h, w) grid of 8x8 blocks,
     on ``like``'s device and dtype."""
-    pc, probe = _pilot_np(h, w, num_secrets)
+    pc, probe = _pilot_np(h, w, layout)
     as_t = functools.partial(torch.as_tensor, device=like.device, dtype=like.dtype)
     return as_t(pc)[None, None], as_t(probe)[None, None]
 
 
-def carried(diff: torch.Tensor, num_secrets: int) -> torch.Tensor:
+def carried(diff: torch.Tensor, layout: CodeLayout | int) -> torch.Tensor:
     """(B, C, N, N) -> the coordinates (B, C, D, N/8, N/8) of what the code carries of ``diff``: its 2x2 means in
     the free subspace, zero in the probe blocks."""
     b, c, h, w = diff.shape
-    u = _apply(F.pixel_unshuffle(diff, BASE_BLOCK), _MAPS[num_secrets]["means"], c)
+    u = _apply(F.pixel_unshuffle(diff, BASE_BLOCK), _maps_of(layout)["means"], c)
     u = u.reshape(b, c, -1, h // BASE_BLOCK, w // BASE_BLOCK)
-    return u * (1 - pilot(h // BASE_BLOCK, w // BASE_BLOCK, num_secrets, u)[1])
+    return u * (1 - pilot(h // BASE_BLOCK, w // BASE_BLOCK, layout, u)[1])
 
 
-def spread(u: torch.Tensor, num_secrets: int) -> torch.Tensor:
+def spread(u: torch.Tensor, layout: CodeLayout | int) -> torch.Tensor:
     """Coordinates (B, C, D, n, n) -> the 2x2 means they hold, as an image (B, C, 8n, 8n)."""
     b, c, d, h, w = u.shape
-    return F.pixel_shuffle(_apply(u.reshape(b, c * d, h, w), _MAPS[num_secrets]["spread"], c), BASE_BLOCK)
+    return F.pixel_shuffle(_apply(u.reshape(b, c * d, h, w), _maps_of(layout)["spread"], c), BASE_BLOCK)
 
 
 def write(
-    stripped: torch.Tensor, secret: torch.Tensor, estimate: torch.Tensor, gain: float, num_secrets: int
+    stripped: torch.Tensor, secret: torch.Tensor, estimate: torch.Tensor, gain: float, layout: CodeLayout | int
 ) -> torch.Tensor:
     """The stego with the code: ``stripped`` (B, C, N, N) from ``strip``, ``secret`` the first secret (B, C, N, N),
     ``estimate`` what reveal reads from ``stripped`` (B, C, N, N); N a multiple of 8."""
     b, c, h, w = stripped.shape
-    u = carried(secret - estimate, num_secrets)
-    u = gain * (u + PILOT * pilot(h // BASE_BLOCK, w // BASE_BLOCK, num_secrets, u)[0])
-    code = _apply(u.reshape(b, -1, h // BASE_BLOCK, w // BASE_BLOCK), _MAPS[num_secrets]["basis"].T, c)
+    u = carried(secret - estimate, layout)
+    u = gain * (u + PILOT * pilot(h // BASE_BLOCK, w // BASE_BLOCK, layout, u)[0])
+    code = _apply(u.reshape(b, -1, h // BASE_BLOCK, w // BASE_BLOCK), _maps_of(layout)["basis"].T, c)
     return stripped + F.pixel_shuffle(code, BASE_BLOCK)
 
 
-def read(u: torch.Tensor, gain: float, num_secrets: int) -> torch.Tensor:
+def read(u: torch.Tensor, gain: float, layout: CodeLayout | int) -> torch.Tensor:
     """The code's coordinates ``u`` (B, C*D, N/8, N/8) of a stego (``strip``'s second output) -> the correction to
     add to what reveal read from the stripped stego, (B, C, N, N): zero where the code did not survive."""
     b, _, h, w = u.shape
-    pc, probe = pilot(h, w, num_secrets, u)
+    pc, probe = pilot(h, w, layout, u)
     u = u.reshape(b, -1, pc.shape[2], h, w)
     g = (u * pc).sum(dim=(2, 3, 4), keepdim=True) / (gain * PILOT * pc.square().sum())
     z = u - g * (gain * PILOT) * pc
@@ -172,4 +190,4 @@ def read(u: torch.Tensor, gain: float, num_secrets: int) -> torch.Tensor:
     # noise through: it divides by the small gain, and its estimate errs upwards where the code is buried.
     wiener = (1 - 1 / ratio).clamp(0, 1) * ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
     wiener = wiener * ((ratio - SNR_LO) / (SNR_HI - SNR_LO)).clamp(0, 1)
-    return spread(wiener * z * (1 - probe) / (g.clamp_min(GATE_LO) * gain), num_secrets)
+    return spread(wiener * z * (1 - probe) / (g.clamp_min(GATE_LO) * gain), layout)

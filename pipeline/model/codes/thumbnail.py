@@ -11,8 +11,9 @@ value of the coefficient, so it reads back whatever the cover:
     mean estimate = y / g - 0.1 r + 0.5
 
 Two scales: the base code (8x8 blocks, one coefficient per secret) carries the 8x8 means, robust to blur; the detail
-code (4x4 blocks, first secret) carries what the 4x4 means add to the upsampled 8x8 means, used where its pilot says
-it survived. With ``ModelConfig.base_tile`` the base slots carry a DCT over each 4x4 group of 8x8 means, each
+code (4x4 blocks, one coefficient for each of the first ``ModelConfig.detail_secrets`` secrets) carries what the 4x4
+means add to the upsampled 8x8 means, used where its pilot says it survived. ``CodeLayout`` says which coefficient
+carries which secret. With ``ModelConfig.base_tile`` the base slots carry a DCT over each 4x4 group of 8x8 means, each
 frequency at its own gain (``TileCode``). The basis images are orthogonal on every 8x8 block, so the codes do not
 disturb each other. The pilots also serve the blind deblur (``deblur.py``) and the mirror decision
 (``ThumbnailReader.mirrored``). All maps are 1x1 convolutions on block-folded tensors (``ThumbnailWriter`` in embed,
@@ -22,6 +23,7 @@ disturb each other. The pilots also serve the blind deblur (``deblur.py``) and t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +33,19 @@ from pipeline.model.codes.mirror import mirror_image
 from pipeline.model.codes.signs import signs_like
 
 BASE_BLOCK, DETAIL_BLOCK = 8, 4
-# Base coefficients per secret, all orthogonal to the detail coefficient on every 8x8 block (checked in the tests).
-BASE_COEFFS = ((2, 3), (3, 2), (2, 1), (1, 2))
-DETAIL_COEFF = (2, 2)
+# Base coefficients per secret, all orthogonal to the detail coefficients on every 8x8 block (checked in the tests).
+# ``low``: the first layout, low frequencies (robust to blur and JPEG); ``quiet``: the third and fourth secrets in
+# (2, 5) and (5, 2), where photos have a quarter of the energy of (2, 1) and (1, 2) (rms 7.2 and 7.8 grey levels
+# against 28.5 and 27.4 on 8x8 blocks at 256 px): informed embedding pays that energy for every coefficient it
+# writes, and with four secrets (2, 1) and (1, 2) alone cost the cover 34 dB.
+BASE_LAYOUTS = {"low": ((2, 3), (3, 2), (2, 1), (1, 2)), "quiet": ((2, 3), (3, 2), (2, 5), (5, 2))}
+BASE_COEFFS = BASE_LAYOUTS["low"]
+# Detail coefficients per secret (4x4 DCT). A 4x4 coefficient (u, v) is orthogonal to every base coefficient on
+# every 8x8 block when neither u nor v is 1; of those, the four where photos have the least energy (rms 3.8 to 8.1
+# grey levels at 256 px, against 10 to 20 for (0, 2), (2, 0), (0, 3), (3, 0)): informed embedding pays the cover's
+# own value of each coefficient it writes.
+DETAIL_COEFFS = ((2, 2), (3, 3), (3, 2), (2, 3))
+DETAIL_COEFF = DETAIL_COEFFS[0]
 # Pilot: PILOT x gain x a known +-1 sign per block, added to every coefficient of a code. Reveal measures its
 # amplitude (a correlation over all blocks) and divides the coefficients by it, undoing the gain a filter applied at
 # the code's frequency. Costs ~ (0.1 / 0.25)^2 = 16% more base-code energy; gain error ~ 4% at 256 px.
@@ -99,9 +111,44 @@ def _code(
     return write, cancel, read
 
 
-def _codes(channels: int, num_secrets: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """The base code (one coefficient per secret, 8x8 blocks) and the detail code (first secret, 4x4 blocks)."""
-    return _code(channels, BASE_COEFFS[:num_secrets], BASE_BLOCK), _code(channels, (DETAIL_COEFF,), DETAIL_BLOCK)
+@dataclass(frozen=True)
+class CodeLayout:
+    """Which coefficients carry which secret: ``base`` the 8x8 coefficients (one per secret, K of them), ``detail`` the
+    4x4 coefficients (one for each of the first D secrets, 1 <= D <= K)."""
+
+    base: tuple[tuple[int, int], ...]
+    detail: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, num_secrets: int, detail_secrets: int = 1, base_layout: str = "low") -> CodeLayout:
+        """The layout of a model with K = ``num_secrets``, the detail code on its first ``detail_secrets``."""
+        if base_layout not in BASE_LAYOUTS:
+            raise ValueError(f"unknown base layout {base_layout!r}: expected one of {', '.join(BASE_LAYOUTS)}")
+        if not 1 <= num_secrets <= len(BASE_COEFFS):
+            raise ValueError(f"the codes carry 1 to {len(BASE_COEFFS)} secrets, not {num_secrets}")
+        if not 1 <= detail_secrets <= num_secrets:
+            raise ValueError(f"the detail code carries 1 to K = {num_secrets} secrets, not {detail_secrets}")
+        return cls(BASE_LAYOUTS[base_layout][:num_secrets], DETAIL_COEFFS[:detail_secrets])
+
+    @property
+    def num_secrets(self) -> int:
+        return len(self.base)
+
+    @property
+    def detail_secrets(self) -> int:
+        return len(self.detail)
+
+
+def _codes(channels: int, layout: CodeLayout) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The base code (8x8 blocks) and the detail code (4x4 blocks) of ``layout``."""
+    return _code(channels, layout.base, BASE_BLOCK), _code(channels, layout.detail, DETAIL_BLOCK)
+
+
+def _checked(layout: CodeLayout | None, num_secrets: int) -> CodeLayout:
+    layout = CodeLayout.of(num_secrets) if layout is None else layout
+    if layout.num_secrets != num_secrets:
+        raise ValueError(f"a layout for {layout.num_secrets} secrets given to a code of {num_secrets}")
+    return layout
 
 
 def _gain(amplitude255: float, block: int) -> float:
@@ -164,21 +211,31 @@ def detail_of(means4: torch.Tensor, means8: torch.Tensor) -> torch.Tensor:
 
 
 class ThumbnailWriter(nn.Module):
-    """(cover (B, C, N, N), secrets (B, K*C, N, N)) -> the codes' residual (B, C, N, N); N a multiple of 8."""
+    """(cover (B, C, N, N), secrets (B, K*C, N, N)) -> the codes' residual (B, C, N, N); N a multiple of 8.
 
-    def __init__(self, channels: int, num_secrets: int, amplitude255: float, tile: bool = False) -> None:
+    ``layout``: which coefficients carry which secret (default: ``CodeLayout.of(num_secrets)``)."""
+
+    def __init__(
+        self,
+        channels: int,
+        num_secrets: int,
+        amplitude255: float,
+        tile: bool = False,
+        layout: CodeLayout | None = None,
+    ) -> None:
         super().__init__()
         c, k = channels, num_secrets
-        (bw, bc, _), (dw, dc, _) = _codes(c, k)
+        layout = _checked(layout, k)
+        (bw, bc, _), (dw, dc, _) = _codes(c, layout)
         self.tile = TileCode() if tile else None
         b8, b4 = BASE_BLOCK**2, DETAIL_BLOCK**2
         # Weights at unit scale, gains applied outside: Adam moves every weight by about the learning rate per step,
         # which at the code's natural scale (write ~0.006) rewrote it within a few steps.
         self.base_write, self.base_cancel = _conv(k * c * b8, c * b8, bw), _conv(c * b8, c * b8, bc)
-        self.detail_write, self.detail_cancel = _conv(c * b4, c * b4, dw), _conv(c * b4, c * b4, dc)
+        self.detail_write, self.detail_cancel = _conv(dw.shape[1], c * b4, dw), _conv(c * b4, c * b4, dc)
         self.base_scale = _gain(amplitude255, BASE_BLOCK) / b8  # write sums b8 entries: their mean times the gain
         self.detail_scale = DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK) / b4
-        self.channels = c
+        self.channels, self.detail_secrets = c, layout.detail_secrets
 
     def base(self, cover: torch.Tensor, secrets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The base code's residual, folded by 8: (B, C*64, N/8, N/8); ``weight`` (B, 1, N, N) scales what is
@@ -198,13 +255,13 @@ class ThumbnailWriter(nn.Module):
     def detail(self, cover4: torch.Tensor, secrets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The detail code's residual, folded by 4: (B, C*16, N/4, N/4); ``cover4`` is the cover folded by 4,
         ``weight`` as in ``base``."""
-        first = F.avg_pool2d(secrets[:, : self.channels], DETAIL_BLOCK)
-        xd = detail_of(first, F.avg_pool2d(first, 2))
+        carried = F.avg_pool2d(secrets[:, : self.detail_secrets * self.channels], DETAIL_BLOCK)
+        xd = detail_of(carried, F.avg_pool2d(carried, 2))
         xd = xd + (PILOT / DETAIL_BOOST) * pilot(*xd.shape[-2:], xd)
         # The code spreads each 4x4 block's value over its 16 pixels and ``detail_write`` sums what it reads: on the
         # 16 identical folded copies that is one 1x1 conv with the weights summed over each block's 16 inputs.
         w = self.detail_write.weight
-        w = w.reshape(w.shape[0], self.channels, DETAIL_BLOCK**2).sum(-1)[..., None, None]
+        w = w.reshape(w.shape[0], xd.shape[1], DETAIL_BLOCK**2).sum(-1)[..., None, None]
         written = F.conv2d(xd, w) * self.detail_scale
         if weight is not None:
             written = written * F.avg_pool2d(weight, DETAIL_BLOCK)
@@ -235,15 +292,24 @@ def _gain_corrected(y: torch.Tensor, amplitude: float = PILOT) -> tuple[torch.Te
 
 
 class ThumbnailReader(nn.Module):
-    """stego (B, C, N, N) -> the codes' estimate of the secrets (B, K*C, N, N); N a multiple of 8."""
+    """stego (B, C, N, N) -> the codes' estimate of the secrets (B, K*C, N, N); N a multiple of 8.
+    ``layout`` as in ``ThumbnailWriter``."""
 
-    def __init__(self, channels: int, num_secrets: int, amplitude255: float, tile: bool = False) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_secrets: int,
+        amplitude255: float,
+        tile: bool = False,
+        layout: CodeLayout | None = None,
+    ) -> None:
         super().__init__()
         c, k = channels, num_secrets
-        (_, _, br), (_, _, dr) = _codes(c, k)
+        layout = _checked(layout, k)
+        (_, _, br), (_, _, dr) = _codes(c, layout)
         self.tile = TileCode() if tile else None
         self.base_read = _conv(c * BASE_BLOCK**2, k * c, br, bias=True)
-        self.detail_read = _conv(c * DETAIL_BLOCK**2, c, dr, bias=True)
+        self.detail_read = _conv(c * DETAIL_BLOCK**2, layout.detail_secrets * c, dr, bias=True)
         self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in ThumbnailWriter
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
@@ -260,8 +326,8 @@ class ThumbnailReader(nn.Module):
         return self.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.base_scale
 
     def detail_coefficients(self, stego4: torch.Tensor) -> torch.Tensor:
-        """The stego folded by 4 (B, C*16, N/4, N/4) -> the detail code's coefficients (B, C, N/4, N/4), pilot
-        included, gain not undone."""
+        """The stego folded by 4 (B, C*16, N/4, N/4) -> the detail code's coefficients (B, D*C, N/4, N/4) for its D
+        secrets, pilot included, gain not undone."""
         return self.detail_read(stego4) * self.detail_scale
 
     def mirrored(self, stego: torch.Tensor) -> torch.Tensor:
@@ -292,7 +358,6 @@ class ThumbnailReader(nn.Module):
 
         ``stego4``: the stego already folded by 4, when the caller has it (saves a pass over the image). ``weight``
         (B, 1, N, N): the per-block weight the writer scaled the codes by (estimated from the stego), divided out."""
-        c = self.channels
         means = F.interpolate(self.base_means(stego, weight), scale_factor=2, mode="bilinear", align_corners=False)
         stego4 = F.pixel_unshuffle(stego, DETAIL_BLOCK) if stego4 is None else stego4
         y = self.detail_coefficients(stego4)
@@ -300,7 +365,8 @@ class ThumbnailReader(nn.Module):
             y = y / F.avg_pool2d(weight, DETAIL_BLOCK)
         detail, g = _gain_corrected(y, PILOT / DETAIL_BOOST)
         gate = ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
-        return torch.cat([means[:, :c] + gate * detail, means[:, c:]], dim=1)
+        d = detail.shape[1]
+        return torch.cat([means[:, :d] + gate * detail, means[:, d:]], dim=1)
 
     def forward(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         thumbs = self.thumbnails(stego, weight=weight)

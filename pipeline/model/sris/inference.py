@@ -48,10 +48,12 @@ def embed_folded(model: SRISNet, cover: torch.Tensor, secrets: torch.Tensor) -> 
         learned = learned * e.gain(score_f).repeat(1, c, 1, 1)
     else:
         learned = e.learned_residual(cover_c, secrets_c, cover_f.new_ones(b, 1, h // s, w // s))
-    stego_f = cover_f + learned + e.thumbnail.detail(cover_f, secrets)
+    under_f = cover_f + learned if cfg.code_last else cover_f  # what the code's cancellation removes
+    stego_f = cover_f + learned + e.thumbnail.detail(under_f, secrets)
     if cfg.mirror == "pattern":
         stego_f = stego_f + fold(template(h, w, cover), s).repeat(1, c, 1, 1) * (cfg.pattern_amplitude / 255)
-    stego = unfold(stego_f, s) + unfold(e.thumbnail.base(cover, secrets), BASE_BLOCK)
+    under = unfold(under_f, s) if cfg.code_last else cover
+    stego = unfold(stego_f, s) + unfold(e.thumbnail.base(under, secrets), BASE_BLOCK)
     return model.write_residual_code(stego, secrets).clamp(0, 1)
 
 
@@ -68,5 +70,5 @@ def reveal_folded(model: SRISNet, x: torch.Tensor) -> torch.Tensor:
     """An un-mirrored stego (B, C, N, N) -> secrets (B, K*C, N, N), clamped to [0, 1], the residual code added."""
     if model.config.residual_gain <= 0:
         return reveal_without_residual(model, x).clamp(0, 1)
-    stripped, y = residual.strip(x, model.config.num_secrets)
+    stripped, y = residual.strip(x, model.config.code_layout)
     return model.add_residual_code(reveal_without_residual(model, stripped), y).clamp(0, 1)

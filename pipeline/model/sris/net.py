@@ -8,7 +8,8 @@ Data flow of ``embed`` (N = image size, s = stem stride, w = width, K secrets, C
     progressive embedding, lowest band first: h = GLEM_L(band_c[L], band_s[L], score_L); then for each finer
     level l: h = GLEM_l(up(h), band_c[l], band_s[l], score_l)
     DMSubNet(h, shallow=f_c) -> conv -> unfold(s) -> learned residual (B, C, N, N), scaled by the score-map gain
-    stego = cover + learned residual + thumbnail code [+ mirror pattern], then the residual code
+    stego = cover + learned residual + thumbnail code [+ mirror pattern], then the residual code; the thumbnail code
+    replaces the coefficients it writes, of the cover (or with ``code_last`` of the cover plus the learned residual)
 
 ``reveal`` mirrors it: un-mirror, LPFDD on the stego's shallow features, the secret-feature bands predicted
 progressively from the lowest band up and put back together by the exact pyramid inverse, DMSubNet refining them
@@ -68,7 +69,9 @@ class Embedder(nn.Module):
         nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
         self.thumbnail = (
-            ThumbnailWriter(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile) if cfg.coded else None
+            ThumbnailWriter(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile, cfg.code_layout)
+            if cfg.coded
+            else None
         )
 
     def learned_residual(self, cover_f: torch.Tensor, secrets_f: torch.Tensor, score_f: torch.Tensor) -> torch.Tensor:
@@ -102,7 +105,9 @@ class Embedder(nn.Module):
             return learned * self.gain(score)
         # The thumbnail code is not scaled by the score map: its reader expects the exact coefficient.
         weight = texture_weight(cover, self.cfg.legacy.texture_weighting)
-        return learned * self.gain(score) + self.thumbnail(cover, secrets, weight)
+        learned = learned * self.gain(score)
+        under = cover + learned if self.cfg.code_last else cover  # what the code's cancellation removes
+        return learned + self.thumbnail(under, secrets, weight)
 
 
 class Revealer(nn.Module):
@@ -115,7 +120,9 @@ class Revealer(nn.Module):
         self.cfg = cfg
         self.flip = FlipHead(c) if cfg.legacy.flip_head else None
         self.thumbnail = (
-            ThumbnailReader(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile) if cfg.coded else None
+            ThumbnailReader(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile, cfg.code_layout)
+            if cfg.coded
+            else None
         )
         # With the thumbnail code, the learned path sees the stego and the code's reading, and adds a correction.
         stem_in = c * s * s * (1 + (cfg.num_secrets if cfg.coded else 0))
@@ -242,8 +249,8 @@ class SRISNet(HidingModel):
         if not self.config.deblur:
             return stego
         if self._deblur is None:
-            k, with_residual = self.config.num_secrets, self.config.residual_gain > 0
-            self._deblur = Deblur(self.embedder.thumbnail, self.revealer.thumbnail, k, with_residual)
+            layout, with_residual = self.config.code_layout, self.config.residual_gain > 0
+            self._deblur = Deblur(self.embedder.thumbnail, self.revealer.thumbnail, layout, with_residual)
         return self._deblur(stego, oriented or aligned)
 
     def reveal_and_detect(
@@ -280,21 +287,21 @@ class SRISNet(HidingModel):
         gain = self.config.residual_gain
         if gain <= 0:
             return stego
-        k = self.config.num_secrets
-        stripped, _ = residual.strip(stego, k)
+        layout = self.config.code_layout
+        stripped, _ = residual.strip(stego, layout)
         with torch.no_grad():
             if self.uses_folded_graph:
                 read = inference.reveal_without_residual(self, stripped)
             else:
                 read = super().reveal_aligned(stripped)[0]
         c = self.config.channels
-        return residual.write(stripped, secrets[:, :c], read[:, :c].clamp(0, 1), gain, k)
+        return residual.write(stripped, secrets[:, :c], read[:, :c].clamp(0, 1), gain, layout)
 
     def add_residual_code(self, secrets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Add the residual code's correction, read from its coordinates ``y`` (``residual.strip``), to the first
         secret."""
         c = self.config.channels
-        first = secrets[:, :c] + residual.read(y, self.config.residual_gain, self.config.num_secrets)
+        first = secrets[:, :c] + residual.read(y, self.config.residual_gain, self.config.code_layout)
         return torch.cat([first, secrets[:, c:]], dim=1) if secrets.shape[1] > c else first
 
     def reveal_aligned(
@@ -302,6 +309,6 @@ class SRISNet(HidingModel):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.config.residual_gain <= 0:
             return super().reveal_aligned(x, flipped)
-        stripped, y = residual.strip(x, self.config.num_secrets)
+        stripped, y = residual.strip(x, self.config.code_layout)
         secrets, logit = super().reveal_aligned(stripped, flipped)
         return self.add_residual_code(secrets, y), logit
