@@ -303,6 +303,37 @@ def test_ctrl_c_lists_complete_shards_and_says_how_to_resume(tmp_path, tiny_chec
         assert tar_names(out / f"s{s}.tar") == [f"img{s}_{i:03d}.png" for i in range(12)]
 
 
+def test_a_shard_committed_as_ctrl_c_came_counts_as_complete(tmp_path, tiny_checkpoint, secret) -> None:
+    """Ctrl-C after a shard's results file landed but before the run counted it: the message says it is complete, as
+    the rerun will find it (the race the test above can only hit by chance)."""
+    from pipeline.io.decode import make_decoder
+    from pipeline.jobs.batch import JobSettings
+    from pipeline.jobs.embed import EmbedJob
+    from pipeline.jobs.runners import LocalRunner
+    from pipeline.runtime import load_engine
+
+    for s in range(2):
+        photo_shard(tmp_path / "src" / f"s{s}.tar", 3, seed=s, h=64, w=80)
+    engine = load_engine("torch", str(tiny_checkpoint), SIZE)
+    settings = JobSettings(size=SIZE)
+
+    def job() -> EmbedJob:
+        decoder = make_decoder("cpu", 1, settings.max_pixels)
+        return EmbedJob(str(tmp_path / "src"), str(tmp_path / "out"), engine, settings, decoder, [secret.read_bytes()])
+
+    done = job()
+    done.plan()
+    LocalRunner(workers=1, batch_size=3, progress=False).run(done)
+    (tmp_path / "out" / "s1.parquet").unlink()  # s1 not complete: its results never landed
+    interrupted = job()
+    interrupted.todo = list(done.todo)  # as planned before the run
+    interrupted.totals.shards_total = len(done.todo)
+    interrupted.committing = {"s0", "s1"}  # both were being committed when the interrupt came; nothing was counted
+    message = interrupted.interrupted_message()
+    assert "interrupted: 1 of 2 shards complete" in message and "completed by this run: s0" in message
+    assert "not completed (partial output discarded): s1" in message
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Per-image timings
 

@@ -14,6 +14,7 @@ from PIL import Image
 from pipeline.evaluate.metrics import psnr
 from pipeline.model import build_model, get_config
 from pipeline.model.codes import deblur
+from pipeline.model.codes.register import Registration
 from pipeline.train import attacks as A
 
 
@@ -150,3 +151,20 @@ def test_checkpoints_without_the_deblur_load_without_it() -> None:
 
     cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "deblur"})
     assert cfg.deblur is False
+
+
+@pytest.mark.parametrize("base_layout", ["low", "quiet"])
+def test_four_secrets_in_either_layout_register_and_measure_a_mean_filter(base_layout: str, photo_factory) -> None:
+    """Registration and the deblur measure the pilots of (2,3) and (3,2) alone, which every layout shares: the
+    quiet layout's (2,5) and (5,2) keep 8% of their gain after a 3x3 mean, and summed in they hid the blur."""
+    cfg = get_config("fast", num_secrets=4, base_layout=base_layout, deblur=True, register=True, mirror="pilot")
+    model = build_model(cfg).eval()
+    cover = _photos(photo_factory, 2, seed=30)
+    secrets = torch.cat([_photos(photo_factory, 2, seed=40 + 10 * j) for j in range(4)], dim=1)
+    with torch.no_grad():
+        seen = A.quantize(A.mean_filter(A.quantize(model.embed(cover, secrets))))
+        model.restore(seen[:1])
+        a = model._deblur.blur_of(seen)
+        found = Registration(model.revealer.thumbnail).search(seen)
+    assert ((a >= 0.2) & (a <= 0.45)).all(), a
+    assert (found.dy == 0).all() and (found.dx == 0).all() and not found.mirrored.any(), found

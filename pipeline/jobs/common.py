@@ -175,6 +175,8 @@ class ShardJob:
         self.already_done: list[ShardRef] = []
         # Why each shard of ``todo`` that has results in DST is done again ("settings changed: format png -> webp").
         self.redo_reasons: dict[str, str] = {}
+        # Shards whose results file is being committed: a Ctrl-C there may land after the commit and before the count.
+        self.committing: set[str] = set()
         # Seconds before the first image: loading (and, the first time, building) the engines, planning. Set by
         # the caller (the CLI measures them); the summary keeps them apart from the processing time.
         self.startup_seconds: float | None = None
@@ -373,9 +375,21 @@ class ShardJob:
             lines = [*lines[:limit], f"... and {len(lines) - limit} more shards redone (the manifest lists them all)"]
         return lines
 
+    def committed_uncounted(self) -> list[str]:
+        """Shards interrupted while their results were committed whose results did land in DST, complete under this
+        configuration (so a rerun skips them, as ``plan`` decides)."""
+        counted, config = set(self.totals.shards_completed), self.config()
+        out = []
+        for shard in self.todo:
+            if shard.name in self.committing and shard.name not in counted:
+                exists, meta = read_results_state(self.dst, shard.name)
+                if exists and redo_reason(meta, config, self.config_hash, shard.fingerprint, exists) is None:
+                    out.append(shard.name)
+        return out
+
     def interrupted_message(self) -> str:
         """What a user needs after Ctrl-C: which shards are complete, and that the same command resumes."""
-        done_now = list(self.totals.shards_completed)
+        done_now = list(self.totals.shards_completed) + self.committed_uncounted()
         complete = [s.name for s in self.already_done] + done_now
         total = self.totals.shards_total or len(complete)
         done_set = set(done_now)

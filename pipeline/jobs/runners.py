@@ -241,9 +241,11 @@ class LocalRunner:
                         t = time.perf_counter()
                         writer.commit()  # the output shard first: the results file is what marks the shard done
                         writer = None
+                        job.committing.add(item.shard.name)
                         job.write_results(item.shard, rows)
                         totals.add_stage("write", time.perf_counter() - t)
                         results.append(self._finish_shard(job, item.shard, rows))
+                        job.committing.discard(item.shard.name)
                         bar.set_postfix(shards=f"{totals.shards_done}/{len(job.todo)}", refresh=False)
                     elif isinstance(item, _Failed):
                         raise item.error

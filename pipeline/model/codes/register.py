@@ -102,7 +102,7 @@ class Registration:
         coefficient carries the same pilot sign, and natural images' channels move together, so summed over channels
         first the statistic is a standard normal on an unmarked image (and one output channel is a third of the
         convolution's work)."""
-        return self.reader.base_kernel().sum(dim=0, keepdim=True).to(x.dtype)
+        return self.reader.pilot_kernel().sum(dim=0, keepdim=True).to(x.dtype)
 
     def _phase_maps(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (2B, H - 7, W - 7): the channel-summed base coefficient of the 8x8 block at every pixel

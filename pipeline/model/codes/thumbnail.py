@@ -313,6 +313,10 @@ class ThumbnailReader(nn.Module):
         self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in ThumbnailWriter
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
+        # The pilots that registration, the mirror decision and the deblur measure: the base coefficients every layout
+        # shares, (2,3) and (3,2) (the first two secrets'). The quiet layout's (2,5) and (5,2) keep 8% of their
+        # gain after a 3x3 mean; summed in, they left registration and the deblur blind to that blur.
+        self.pilot_rows = c * min(k, 2)
 
     def base_coefficients(self, stego: torch.Tensor) -> torch.Tensor:
         """(B, C, N, N) -> the base code's coefficients (B, K*C, N/8, N/8), pilot included, gain not undone."""
@@ -324,6 +328,10 @@ class ThumbnailReader(nn.Module):
         at every (i, j) (the 1x1 weights are laid out as the block fold)."""
         c = self.channels
         return self.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.base_scale
+
+    def pilot_kernel(self) -> torch.Tensor:
+        """``base_kernel`` of the measured pilots' rows (``pilot_rows``): (R, C, 8, 8)."""
+        return self.base_kernel()[: self.pilot_rows]
 
     def detail_coefficients(self, stego4: torch.Tensor) -> torch.Tensor:
         """The stego folded by 4 (B, C*16, N/4, N/4) -> the detail code's coefficients (B, D*C, N/4, N/4) for its D
@@ -338,7 +346,7 @@ class ThumbnailReader(nn.Module):
         at 0.1 of the code's unit and summed over every block, so it decides as a dedicated mirror pattern did."""
 
         def strength(x: torch.Tensor) -> torch.Tensor:
-            return pilot_gain(self.base_coefficients(x)).mean(dim=(1, 2, 3))
+            return pilot_gain(self.base_coefficients(x)[:, : self.pilot_rows]).mean(dim=(1, 2, 3))
 
         return strength(mirror_image(stego)) > strength(stego)
 
