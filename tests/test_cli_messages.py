@@ -388,3 +388,16 @@ def test_help_texts_hold_no_measured_figures(name) -> None:
 def test_quick_start_outputs_are_ignored_by_git() -> None:
     lines = (REPO / ".gitignore").read_text().splitlines()
     assert "/out/" in lines and "/revealed/" in lines
+
+
+def test_jobs_take_a_shipped_model_by_name(tmp_path, monkeypatch) -> None:
+    """``--checkpoint k2`` passes the jobs' existence check from any folder (it names the package's file); a missing
+    path is still a usage error with a one-line message."""
+    from pipeline.runtime.cli import check_checkpoint_exists, checkpoint_message
+
+    monkeypatch.chdir(tmp_path)
+    check_checkpoint_exists("k2")
+    with pytest.raises(click.UsageError, match=r"--checkpoint nothing\.pt: no such file"):
+        check_checkpoint_exists("nothing.pt")
+    assert checkpoint_message("nothing.pt", RuntimeError("x")) == "--checkpoint nothing.pt: no such file"
+    assert "not an sris-pipeline checkpoint" in checkpoint_message("k2", RuntimeError("x"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from pipeline.model.checkpoint import resolve_checkpoint
 from pipeline.runtime.build import DEFAULT_BATCH_RANGE, TARGETS
 
 
@@ -23,7 +24,7 @@ def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
     """One line for a checkpoint that cannot be used (torch's own error can be a paragraph)."""
     if checkpoint is None:  # the shipped model
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
-    if not Path(checkpoint).exists():
+    if not resolve_checkpoint(checkpoint).exists():
         return f"--checkpoint {checkpoint}: no such file"
     cause = exc.__cause__
     detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
@@ -31,8 +32,9 @@ def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
 
 
 def check_checkpoint_exists(checkpoint: str | None) -> None:
-    """A --checkpoint path that does not exist is a usage error (exit 2), as click's own path checks give."""
-    if checkpoint is not None and not Path(checkpoint).exists():
+    """A --checkpoint path that does not exist is a usage error (exit 2), as click's own path checks give; a shipped
+    model's name (``k2``) is its file in the package."""
+    if checkpoint is not None and not resolve_checkpoint(checkpoint).exists():
         raise click.UsageError(f"--checkpoint {checkpoint}: no such file")
 
 
