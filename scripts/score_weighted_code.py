@@ -30,10 +30,6 @@ AMPLITUDES = (5.0, 6.0)
 FLOORS = (None, 0.5, 0.3, 0.1)  # None: the flat code
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(0, 1) * 255).round() / 255
-
-
 def weight_map(model: torch.nn.Module, image: torch.Tensor, floor: float | None) -> torch.Tensor | None:
     """(B, C, N, N) -> the per-pixel code weight (B, 1, N, N) at unit RMS per image, or None for the flat code."""
     if floor is None:
@@ -51,8 +47,8 @@ def secret_psnr(read: torch.Tensor, secrets: torch.Tensor) -> float:
 def row(model, covers, secrets, amplitude: float, floor: float | None) -> dict:
     layout = CodeLayout.of(K, K)
     writer, reader = ThumbnailWriter(3, K, amplitude, True, layout), ThumbnailReader(3, K, amplitude, True, layout)
-    stego = quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
-    noisy = quantize(A.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
+    stego = A.quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
+    noisy = A.quantize(A.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
     return {
         "amplitude": amplitude,
         "weighting": "flat" if floor is None else f"score, floor {floor}",

@@ -64,7 +64,7 @@ def pilot_gains(reader: ThumbnailReader, x: torch.Tensor) -> torch.Tensor:
     """The (detail, base) pilots' gains in an un-mirrored stego (B, C, N, N) -> (B, 2), unclamped, mean over
     channels (and secrets)."""
     gd = pilot_gain(reader.detail_coefficients(F.pixel_unshuffle(x, DETAIL_BLOCK)), PILOT / _BOOST)
-    gb = pilot_gain(reader.base_coefficients(x)[:, : reader.pilot_rows], PILOT)
+    gb = pilot_gain(reader.pilot_coefficients(x), PILOT)
     return torch.stack([gd.mean(dim=(1, 2, 3)), gb.mean(dim=(1, 2, 3))], dim=1)
 
 

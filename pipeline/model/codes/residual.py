@@ -66,10 +66,14 @@ def _projector(layout: CodeLayout) -> np.ndarray:
     return (torch.eye(GROUP * GROUP, dtype=torch.float64) - v @ torch.linalg.pinv(v)).numpy()
 
 
+# Cached per layout, and first computed in eager torch and numpy when the model's config is checked
+# (``ModelConfig.__post_init__`` asks for ``dims``): ``torch.export`` traces the model with fake tensors, which cannot
+# become constants.
+@functools.cache
 def _maps(layout: CodeLayout) -> dict[str, np.ndarray]:
     """The code as linear maps on one 8x8 block of one channel (pixels in pixel-unshuffle order, dy * 8 + dx):
 
-    ``basis`` (D, 64): orthonormal pixel patterns of the free subspace (D = 16 - 4 - K), ``means`` (D, 64): pixels ->
+    ``basis`` (D, 64): orthonormal pixel patterns of the free subspace (D = ``dims``), ``means`` (D, 64): pixels ->
     the subspace coordinates of their 2x2 means, ``spread`` (64, D): coordinates -> 2x2 means copied to their pixels.
     Everything at the 8x8-block grid: one fold and 1x1 convolutions instead of passes over the full-size image.
     """
@@ -87,25 +91,9 @@ def _maps(layout: CodeLayout) -> dict[str, np.ndarray]:
     return {"basis": (place_np @ q).T, "means": q.T @ copy_np.T / 4, "spread": copy_np @ q}
 
 
-@functools.cache
-def _maps_cached(layout: CodeLayout) -> dict[str, np.ndarray]:
-    return _maps(layout)
-
-
 def _maps_of(layout: CodeLayout | int) -> dict[str, np.ndarray]:
     """The maps of a layout, or of ``CodeLayout.of(K)`` for an int K (the first secret's detail code only)."""
-    return _maps_cached(CodeLayout.of(layout) if isinstance(layout, int) else layout)
-
-
-# The default layouts computed at import, in eager torch and numpy: ``torch.export`` traces the model with fake
-# tensors, which cannot become constants (a model's own layout is computed when it is built: ``prepare``).
-for _k in range(1, 5):
-    _maps_of(_k)
-
-
-def prepare(layout: CodeLayout) -> None:
-    """Compute ``layout``'s maps now, outside any tracing (the model's constructor calls it)."""
-    _maps_of(layout)
+    return _maps(CodeLayout.of(layout) if isinstance(layout, int) else layout)
 
 
 def dims(layout: CodeLayout | int) -> int:

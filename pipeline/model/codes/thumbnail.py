@@ -39,13 +39,15 @@ BASE_BLOCK, DETAIL_BLOCK = 8, 4
 # against 28.5 and 27.4 on 8x8 blocks at 256 px): informed embedding pays that energy for every coefficient it
 # writes, and with four secrets (2, 1) and (1, 2) alone cost the cover 34 dB.
 BASE_LAYOUTS = {"low": ((2, 3), (3, 2), (2, 1), (1, 2)), "quiet": ((2, 3), (3, 2), (2, 5), (5, 2))}
-BASE_COEFFS = BASE_LAYOUTS["low"]
+# The leading base coefficients every layout shares ((2,3) and (3,2)): their pilots are what registration, the mirror
+# decision and the deblur measure. The quiet layout's (2,5) and (5,2) keep 8% of their gain after a 3x3 mean; summed
+# in, they left registration and the deblur blind to that blur.
+SHARED_BASE = next(i for i, coeffs in enumerate(zip(*BASE_LAYOUTS.values(), strict=True)) if len(set(coeffs)) > 1)
 # Detail coefficients per secret (4x4 DCT). A 4x4 coefficient (u, v) is orthogonal to every base coefficient on
 # every 8x8 block when neither u nor v is 1; of those, the four where photos have the least energy (rms 3.8 to 8.1
 # grey levels at 256 px, against 10 to 20 for (0, 2), (2, 0), (0, 3), (3, 0)): informed embedding pays the cover's
 # own value of each coefficient it writes.
 DETAIL_COEFFS = ((2, 2), (3, 3), (3, 2), (2, 3))
-DETAIL_COEFF = DETAIL_COEFFS[0]
 # Pilot: PILOT x gain x a known +-1 sign per block, added to every coefficient of a code. Reveal measures its
 # amplitude (a correlation over all blocks) and divides the coefficients by it, undoing the gain a filter applied at
 # the code's frequency. Costs ~ (0.1 / 0.25)^2 = 16% more base-code energy; gain error ~ 4% at 256 px.
@@ -124,11 +126,12 @@ class CodeLayout:
         """The layout of a model with K = ``num_secrets``, the detail code on its first ``detail_secrets``."""
         if base_layout not in BASE_LAYOUTS:
             raise ValueError(f"unknown base layout {base_layout!r}: expected one of {', '.join(BASE_LAYOUTS)}")
-        if not 1 <= num_secrets <= len(BASE_COEFFS):
-            raise ValueError(f"the codes carry 1 to {len(BASE_COEFFS)} secrets, not {num_secrets}")
+        coeffs = BASE_LAYOUTS[base_layout]
+        if not 1 <= num_secrets <= len(coeffs):
+            raise ValueError(f"the codes carry 1 to {len(coeffs)} secrets, not {num_secrets}")
         if not 1 <= detail_secrets <= num_secrets:
             raise ValueError(f"the detail code carries 1 to K = {num_secrets} secrets, not {detail_secrets}")
-        return cls(BASE_LAYOUTS[base_layout][:num_secrets], DETAIL_COEFFS[:detail_secrets])
+        return cls(coeffs[:num_secrets], DETAIL_COEFFS[:detail_secrets])
 
     @property
     def num_secrets(self) -> int:
@@ -313,10 +316,7 @@ class ThumbnailReader(nn.Module):
         self.base_scale = 1.0 / _gain(amplitude255, BASE_BLOCK)  # unit-scale weights, as in ThumbnailWriter
         self.detail_scale = 1.0 / (DETAIL_BOOST * _gain(amplitude255, DETAIL_BLOCK))
         self.channels = c
-        # The pilots that registration, the mirror decision and the deblur measure: the base coefficients every layout
-        # shares, (2,3) and (3,2) (the first two secrets'). The quiet layout's (2,5) and (5,2) keep 8% of their
-        # gain after a 3x3 mean; summed in, they left registration and the deblur blind to that blur.
-        self.pilot_rows = c * min(k, 2)
+        self.pilot_rows = c * min(k, SHARED_BASE)  # the measured pilots' rows of ``base_read``
 
     def base_coefficients(self, stego: torch.Tensor) -> torch.Tensor:
         """(B, C, N, N) -> the base code's coefficients (B, K*C, N/8, N/8), pilot included, gain not undone."""
@@ -328,6 +328,12 @@ class ThumbnailReader(nn.Module):
         at every (i, j) (the 1x1 weights are laid out as the block fold)."""
         c = self.channels
         return self.base_read.weight.reshape(-1, c, BASE_BLOCK, BASE_BLOCK) * self.base_scale
+
+    def pilot_coefficients(self, stego: torch.Tensor) -> torch.Tensor:
+        """``base_coefficients`` of the measured pilots' rows only (``pilot_rows``): (B, R, N/8, N/8)."""
+        rows = self.pilot_rows
+        w, b = self.base_read.weight[:rows], self.base_read.bias[:rows]
+        return F.conv2d(F.pixel_unshuffle(stego, BASE_BLOCK), w, b) * self.base_scale
 
     def pilot_kernel(self) -> torch.Tensor:
         """``base_kernel`` of the measured pilots' rows (``pilot_rows``): (R, C, 8, 8)."""
@@ -346,7 +352,7 @@ class ThumbnailReader(nn.Module):
         at 0.1 of the code's unit and summed over every block, so it decides as a dedicated mirror pattern did."""
 
         def strength(x: torch.Tensor) -> torch.Tensor:
-            return pilot_gain(self.base_coefficients(x)[:, : self.pilot_rows]).mean(dim=(1, 2, 3))
+            return pilot_gain(self.pilot_coefficients(x)).mean(dim=(1, 2, 3))
 
         return strength(mirror_image(stego)) > strength(stego)
 
