@@ -215,6 +215,7 @@ def validate(
     """
     import torch
 
+    from pipeline.core.photos import validation_pairs
     from pipeline.evaluate.published import PUBLISHED, PUBLISHED_BAR
     from pipeline.evaluate.quick import (
         BAR,
@@ -224,8 +225,8 @@ def validate(
         verdict_failed,
         verdict_lines,
     )
+    from pipeline.io.photos import load_photos
     from pipeline.model.checkpoint import CheckpointError, load_model, with_registration
-    from pipeline.train.data import load_photos, validation_pairs
 
     try:
         model = load_model(checkpoint)

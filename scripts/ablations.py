@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.core.metrics import to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate import steganalysis as S
-from pipeline.evaluate.metrics import to_255
 from pipeline.evaluate.quick import quick_validation
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.checkpoint import with_registration
-from pipeline.train.data import load_photos, validation_pairs
 
 # The shipped model's recipe (its last full training stage's attack mix and targets), at the preset's crop size.
 RECIPE = [

@@ -20,10 +20,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import psnr, ssim, to_255
+from pipeline.core.metrics import psnr, ssim, to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate.quick import QUICK_ATTACKS
+from pipeline.io.photos import load_photos
 from pipeline.model.codes.thumbnail import BASE_BLOCK, TILE, ThumbnailReader, ThumbnailWriter, tile_dct
-from pipeline.train.data import load_photos, validation_pairs
 
 GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
 

@@ -20,19 +20,20 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from pipeline.core import distortions as D
+from pipeline.core.photos import square_crops
 from pipeline.evaluate.published import PUBLISHED
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.checkpoint import resolve_checkpoint, update_meta
-from pipeline.train import attacks as A
-from pipeline.train.data import load_photos, square_crops
 
 LAB = {
     "clean": lambda x: x,
-    "hflip": A.hflip,
-    "mean3": A.mean_filter,
-    "gauss1": lambda x: A.gaussian_filter(x, 1.0),
-    "sharpen": A.sharpen,
-    "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
+    "hflip": D.hflip,
+    "mean3": D.mean_filter,
+    "gauss1": lambda x: D.gaussian_filter(x, 1.0),
+    "sharpen": D.sharpen,
+    "noise5": lambda x: D.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
 }
 CONDITIONS = {**LAB, **PUBLISHED}
 
@@ -62,12 +63,12 @@ def main() -> None:
     secrets = torch.cat([covers.roll(j, dims=0) for j in range(1, k + 1)], dim=1)
     with torch.inference_mode():
         stegos = torch.cat(
-            [A.quantize(model.embed(covers[i : i + 8], secrets[i : i + 8])) for i in range(0, len(covers), 8)]
+            [D.quantize(model.embed(covers[i : i + 8], secrets[i : i + 8])) for i in range(0, len(covers), 8)]
         )
     rows = []
     for name, f in tqdm(CONDITIONS.items(), desc="conditions", unit="cond"):
         for marked, images in (("unmarked", covers), ("marked", stegos)):
-            z = scores(model, A.quantize(f(images)), args.batch)
+            z = scores(model, D.quantize(f(images)), args.batch)
             rows += [{"condition": name, "kind": marked, "score": float(s)} for s in z]
     null = [r["score"] for r in rows if r["kind"] == "unmarked"]
     threshold = math.ceil(max(null) / args.step + 1e-9) * args.step

@@ -22,18 +22,20 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.evaluate.metrics import psnr, ssim
-from pipeline.evaluate.published import jpeg, overlap_psnr, resize, shift, webp
+from pipeline.core import distortions as D
+from pipeline.core.distortions import jpeg, resize, shift, webp
+from pipeline.core.metrics import psnr, ssim
+from pipeline.core.photos import validation_pairs
+from pipeline.evaluate.published import overlap_psnr
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.checkpoint import with_registration
 from pipeline.model.codes import residual
 from pipeline.model.sris.inference import reveal_without_residual
-from pipeline.train import attacks as A
-from pipeline.train.data import load_photos, validation_pairs
 
 CONDITIONS = {
     "clean": lambda x: x,
-    "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
+    "noise5": lambda x: D.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
     "jpeg90": lambda x: jpeg(x, 90),
     "jpeg75": lambda x: jpeg(x, 75),
     "jpeg50": lambda x: jpeg(x, 50),
@@ -58,7 +60,7 @@ def readings(model: torch.nn.Module, attacked: torch.Tensor) -> dict[str, torch.
 def measure(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor) -> list[dict]:
     registered = with_registration(model)
     with torch.inference_mode():
-        stegos = A.quantize(model.embed(covers, secrets))
+        stegos = D.quantize(model.embed(covers, secrets))
         cover = {
             "cover psnr": psnr(stegos * 255, covers * 255).mean().item(),
             "cover ssim": ssim(stegos * 255, covers * 255).mean().item(),
@@ -67,7 +69,7 @@ def measure(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor)
         for name, attack in tqdm(CONDITIONS.items(), desc="conditions", unit="cond"):
             k = int(name[5:]) if name.startswith("shift") else 0
             reader = registered if k else model
-            for reading, revealed in readings(reader, A.quantize(attack(stegos))).items():
+            for reading, revealed in readings(reader, D.quantize(attack(stegos))).items():
                 value = overlap_psnr(revealed * 255, secrets * 255, k)[0]
                 rows.append({"condition": name, "reading": reading, "secret psnr": value.mean().item(), **cover})
     return rows

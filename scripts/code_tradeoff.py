@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.evaluate.metrics import psnr
-from pipeline.evaluate.published import jpeg, resize, webp
+from pipeline.core.distortions import jpeg, quantize, resize, webp
+from pipeline.core.metrics import psnr
+from pipeline.core.photos import square_crops
+from pipeline.io.photos import load_photos
 from pipeline.model.codes.thumbnail import dct_basis
-from pipeline.train.attacks import quantize
-from pipeline.train.data import load_photos, square_crops
 
 BLOCK = 8
 # Orthonormal opponent colour transform (rows): Y' = (R + G + B) / sqrt(3), O1 = (R - B) / sqrt(2), O2 = (R - 2G + B)

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from pipeline.evaluate.metrics import psnr, to_255
+from pipeline.core.metrics import psnr, to_255
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
-from pipeline.train.data import load_photos, validation_pairs
 from pipeline.train.graphics import VALIDATION_SEED, GraphicsSampler
 
 

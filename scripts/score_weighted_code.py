@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.evaluate.metrics import psnr, ssim
+from pipeline.core import distortions as D
+from pipeline.core.metrics import psnr, ssim
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.codes.thumbnail import CodeLayout, ThumbnailReader, ThumbnailWriter
-from pipeline.train import attacks as A
-from pipeline.train.data import load_photos, validation_pairs
 
 K = 2
 AMPLITUDES = (5.0, 6.0)
@@ -47,8 +48,8 @@ def secret_psnr(read: torch.Tensor, secrets: torch.Tensor) -> float:
 def row(model, covers, secrets, amplitude: float, floor: float | None) -> dict:
     layout = CodeLayout.of(K, K)
     writer, reader = ThumbnailWriter(3, K, amplitude, True, layout), ThumbnailReader(3, K, amplitude, True, layout)
-    stego = A.quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
-    noisy = A.quantize(A.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
+    stego = D.quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
+    noisy = D.quantize(D.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
     return {
         "amplitude": amplitude,
         "weighting": "flat" if floor is None else f"score, floor {floor}",

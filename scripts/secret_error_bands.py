@@ -15,11 +15,12 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import to_255
+from pipeline.core.metrics import to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate.quick import QUICK_ATTACKS
+from pipeline.io.photos import load_photos
 from pipeline.model.checkpoint import load_model
 from pipeline.model.codes.thumbnail import BASE_BLOCK
-from pipeline.train.data import load_photos, validation_pairs
 
 ATTACKS = ("clean", "noise5", "mean3")
 

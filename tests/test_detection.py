@@ -17,13 +17,13 @@ from jobkit import make_tar, png_bytes, rows, tar_members
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core.distortions import quantize
+from pipeline.core.photos import center_square
 from pipeline.model import load_model
 from pipeline.model.checkpoint import default_checkpoint_path, read_checkpoint, update_meta
 from pipeline.model.codes.mirror import mirror_image
 from pipeline.model.codes.register import IDENTITY, Registration
 from pipeline.runtime import load_engine
-from pipeline.train.attacks import quantize
-from pipeline.train.data import center_square
 
 SIZE = 256
 

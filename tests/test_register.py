@@ -10,11 +10,11 @@ import pytest
 import torch
 from test_mirror import sample_photos
 
-from pipeline.evaluate.metrics import psnr, to_255
-from pipeline.evaluate.published import shift
+from pipeline.core import distortions as D
+from pipeline.core.distortions import shift
+from pipeline.core.metrics import psnr, to_255
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.register import Registration, realign
-from pipeline.train import attacks as A
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,10 @@ def test_the_pilot_finds_a_shift_and_a_mirror(models, pairs, k: int) -> None:
     covers, secrets = pairs
     reg = Registration(model.revealer.thumbnail)
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
-        found = reg.search(A.quantize(shift(stego, k)))
+        stego = D.quantize(model.embed(covers, secrets))
+        found = reg.search(D.quantize(shift(stego, k)))
         assert found.dy.tolist() == found.dx.tolist() == [k] * len(covers) and not found.mirrored.any()
-        found = reg.search(A.quantize(shift(stego.flip(-1), k)))
+        found = reg.search(D.quantize(shift(stego.flip(-1), k)))
         # Un-mirrored, content cropped at the left moves right: the translation to undo is (k, -k).
         assert found.dy.tolist() == [k] * len(covers) and found.dx.tolist() == [-k] * len(covers)
         assert found.mirrored.all()
@@ -62,10 +62,10 @@ def test_registration_brings_a_shifted_secret_back_and_leaves_a_clean_one_alone(
     plain, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         assert torch.equal(model.reveal(stego), plain.reveal(stego))
-        assert torch.equal(model.reveal(A.mean_filter(stego)), plain.reveal(A.mean_filter(stego)))
-        shifted = A.quantize(shift(stego, 5))
+        assert torch.equal(model.reveal(D.mean_filter(stego)), plain.reveal(D.mean_filter(stego)))
+        shifted = D.quantize(shift(stego, 5))
         ref = to_255(secrets[..., 5:, 5:])
         without = psnr(to_255(plain.reveal(shifted)[..., 5:, 5:]), ref).mean()
         with_ = psnr(to_255(model.reveal(shifted)[..., 5:, 5:]), ref).mean()
@@ -76,10 +76,10 @@ def test_detect_tells_marked_from_unmarked(models, pairs) -> None:
     _, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         marked = model.detect(stego)
         unmarked = model.detect(covers)
-        shifted = model.detect(A.quantize(shift(stego, 3)))
+        shifted = model.detect(D.quantize(shift(stego, 3)))
     assert marked.min() > 2 * unmarked.max(), (marked, unmarked)
     assert shifted.min() > 2 * unmarked.max()
 
@@ -119,7 +119,7 @@ def test_an_aligned_reveal_skips_the_search_and_reads_a_fresh_stego_the_same(mod
     _, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         assert torch.equal(model.reveal(stego, aligned=True), model.reveal(stego))
         moved = shift(stego, 5)
         searched, skipped = model.reveal(moved), model.reveal(moved, aligned=True)

@@ -309,7 +309,7 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     """A model with the blind deblur: the engines' reveal graph does not hold it, the engine runs it first, and a
     blurred stego gives what torch gives (the stage is in the compiled engines' common base: one backend shows it)."""
     backend = "onnxruntime"
-    from pipeline.train import attacks as A
+    from pipeline.core import distortions as D
 
     torch.manual_seed(0)
     model = build_model(get_config("tiny", residual_gain=0.06, deblur=True)).eval()
@@ -318,7 +318,7 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
     torch_model = load_model(ckpt)
     stego, _ = _torch_outputs(torch_model, cover, secret)
-    blurred = A.quantize(A.mean_filter(torch.from_numpy(stego)))
+    blurred = D.quantize(D.mean_filter(torch.from_numpy(stego)))
     with torch.inference_mode():
         ref = torch_model.reveal(blurred).numpy()
         assert (torch_model._deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.thumbnail import (
     BASE_LAYOUTS,
@@ -25,7 +26,6 @@ from pipeline.model.codes.thumbnail import (
 )
 from pipeline.model.config import ModelConfig
 from pipeline.model.legacy import texture_weight
-from pipeline.train import attacks as A
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -75,7 +75,7 @@ def test_rounding_to_8_bits_costs_little(photo_factory) -> None:
     covers, secrets = _covers(photo_factory, 64), torch.rand(2, 3, 64, 64)
     writer, reader = ThumbnailWriter(3, 1, 10.0), ThumbnailReader(3, 1, 10.0)
     with torch.no_grad():
-        thumbs = reader.thumbnails(A.quantize(covers + writer(covers, secrets)))
+        thumbs = reader.thumbnails(D.quantize(covers + writer(covers, secrets)))
     err = (thumbs - F.avg_pool2d(secrets, 4)).abs()
     assert err.mean() < 0.03
 
@@ -105,7 +105,7 @@ def test_sris_net_starts_as_the_thumbnail_code() -> None:
     for coded in (True, False):
         model = build_model(get_config("tiny", thumbnail_code=coded)).eval()
         with torch.inference_mode():
-            rec = model.reveal(A.quantize(model.embed(covers, secrets)))
+            rec = model.reveal(D.quantize(model.embed(covers, secrets)))
         psnr[coded] = (10 * torch.log10(1 / (rec - secrets).square().mean())).item()
     assert psnr[True] > 20 and psnr[False] < 15
 
@@ -125,7 +125,7 @@ def test_legacy_texture_weighting_moves_the_code_out_of_flat_regions() -> None:
     g = torch.Generator().manual_seed(0)
     cover = torch.full((1, 3, 64, 64), 0.5)
     cover[..., 32:] += 0.2 * torch.randn(1, 3, 64, 32, generator=g)  # right half textured, left half flat
-    cover = A.quantize(cover.clamp(0, 1))
+    cover = D.quantize(cover.clamp(0, 1))
     secrets = torch.rand(1, 3, 64, 64, generator=g)
     energy = {}
     for a in (0.0, 0.8):
@@ -143,7 +143,7 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     """The reader divides the texture weight back out, computed from the 8-bit stego (reveal never sees the cover):
     on photo-like covers it then reads the weighted code about as well as the uniform code, and far better than
     without the division."""
-    from pipeline.evaluate.metrics import psnr, to_255
+    from pipeline.core.metrics import psnr, to_255
 
     torch.manual_seed(0)
     covers = _covers(photo_factory, 64)
@@ -152,7 +152,7 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     for a in (0.0, 0.8):
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            stego = A.quantize(model.embed(covers, secrets))
+            stego = D.quantize(model.embed(covers, secrets))
             reader = model.revealer.thumbnail
             weight = texture_weight(stego, a)
             read[a, "divided"] = psnr(to_255(reader(stego, weight)), to_255(secrets)).mean().item()

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core.photos import center_square, is_validation, square_crops
 from pipeline.model import build_model
 from pipeline.model.checkpoint import load_model
-from pipeline.train.data import center_square, is_validation, square_crops
 from pipeline.train.loop import TrainConfig, Trainer, train
 
 VAL_FRACTION = 0.2  # the default of TrainConfig and of the CLI
@@ -212,7 +212,7 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
 
 
 def test_shrink_keeps_the_size_and_loses_the_finest_detail() -> None:
-    from pipeline.train.attacks import shrink
+    from pipeline.core.distortions import shrink
 
     stripes = torch.zeros(2, 3, 64, 48, requires_grad=True)
     with torch.no_grad():
@@ -224,7 +224,7 @@ def test_shrink_keeps_the_size_and_loses_the_finest_detail() -> None:
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
-    from pipeline.train.attacks import rescale
+    from pipeline.core.distortions import rescale
 
     torch.manual_seed(0)
     smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 68, 68), 5, stride=1)  # (1, 3, 64, 64), smooth
@@ -304,7 +304,8 @@ def test_wall_time_schedule_decays_over_minutes_and_ends_the_run(photos: Path, t
 
 def test_crops_are_drawn_on_the_training_device(photos: Path) -> None:
     """On a GPU the photos and every crop live there; the "meta" device checks the placement without one."""
-    from pipeline.train.data import CropSampler, load_photos
+    from pipeline.io.photos import load_photos
+    from pipeline.train.data import CropSampler
 
     train_imgs = load_photos(str(photos))[0]
     sampler = CropSampler(train_imgs, 64, device="meta")
@@ -315,8 +316,9 @@ def test_crops_are_drawn_on_the_training_device(photos: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_crops_and_seeded_noise_are_the_same_on_cpu_and_gpu(photos: Path) -> None:
-    from pipeline.train.attacks import gaussian_noise
-    from pipeline.train.data import CropSampler, load_photos
+    from pipeline.core.distortions import gaussian_noise
+    from pipeline.io.photos import load_photos
+    from pipeline.train.data import CropSampler
 
     train_imgs = load_photos(str(photos))[0]
     cpu, gpu = CropSampler(train_imgs, 64, seed=3), CropSampler(train_imgs, 64, seed=3, device="cuda")
@@ -368,10 +370,11 @@ def test_validate_can_hide_graphics_instead_of_photos(photos: Path, tmp_path: Pa
 def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path, tmp_path: Path) -> None:
     """``--noise-draws N``: the noise figure is the mean of the N seeded draws (draw 0 is the single draw) with its
     standard error; every other figure is unchanged."""
-    from pipeline.evaluate.metrics import to_255
+    from pipeline.core.metrics import to_255
+    from pipeline.core.photos import validation_pairs
     from pipeline.evaluate.quick import _secret_psnr, noise_draw
+    from pipeline.io.photos import load_photos
     from pipeline.model.checkpoint import load_model
-    from pipeline.train.data import load_photos, validation_pairs
 
     out = train(_config(photos, tmp_path / "run", steps=2))
     args = ["validate", "--data", str(photos), "--checkpoint", str(out / "model.pt"), "--size", "64", "--json"]

@@ -34,7 +34,6 @@ import numpy as np
 import simplejpeg
 
 STAGES = ("read", "decode", "preprocess", "embed", "compose", "verify", "encode", "write")
-KNOWN_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
     """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder."""
     from pipeline.io.decode import make_decoder
     from pipeline.io.results import new_row, to_table
-    from pipeline.io.shards import TarShardWriter
+    from pipeline.io.tar_writer import TarShardWriter
     from pipeline.jobs.batch import JobSettings
     from pipeline.jobs.embed import EmbedJob
     from pipeline.jobs.runners import LocalRunner

@@ -164,7 +164,7 @@ def _local(url: str) -> bool:
 
 
 def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
-    from pipeline.io.shards import read_bytes
+    from pipeline.io.filesystem import read_bytes
 
     out = []
     for p in paths:
@@ -196,7 +196,7 @@ def check_shards(src: str, dst: str) -> None:
     """A local --shards path must exist and hold shards or images; it must not be the output folder."""
     if not _local(src):
         return
-    from pipeline.io.shards import list_shards
+    from pipeline.io.listing import list_shards
 
     try:
         list_shards(src)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import secrets as pysecrets
 import time
 from collections.abc import Iterator
@@ -20,14 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.versions import library_versions
 from pipeline.io.decode import CpuDecoder
-from pipeline.io.results import new_row, read_results_state, redo_reason, results_name, write_results
-from pipeline.io.shards import IMAGE_EXTS, Member, ShardRef, iter_members, list_shards, write_bytes_atomic
+from pipeline.io.listing import IMAGE_EXTS, ShardRef, list_shards
+from pipeline.io.results import new_row, read_results_state, redo_reason, write_results
+from pipeline.io.tar_reader import Member, iter_members
+from pipeline.io.tar_writer import write_bytes_atomic
 from pipeline.jobs.batch import JobSettings, Sample, encode_sample, probe_samples
 from pipeline.runtime import Engine
 
 # Exit statuses of the batch commands (also in their --help); 130 = interrupted (Ctrl-C), as shells report SIGINT.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130  # 2, a usage error, is click's own
 # The job record written at the top of DST by every run (the last run's; the results Parquets hold each shard's own).
 MANIFEST_NAME = "manifest.json"
 
@@ -120,29 +122,8 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def versions() -> dict[str, str]:
-    import PIL
-    import pyarrow
-    import simplejpeg
-    import torch
-
-    import pipeline
-
-    v = {
-        "python": platform.python_version(),
-        "sris-pipeline": pipeline.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
-        "pillow": PIL.__version__,
-        "simplejpeg": simplejpeg.__version__,
-    }
-    try:
-        import isal
-
-        v["isal"] = isal.__version__
-    except ImportError:
-        pass
-    return v
+    """The libraries that shape a job's outputs, as installed (the manifest records them)."""
+    return library_versions(("sris-pipeline", "torch", "numpy", "pyarrow", "pillow", "simplejpeg", "isal"))
 
 
 class ShardJob:
@@ -436,7 +417,3 @@ class ShardJob:
 def _names(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def results_url(dst: str, shard_name: str) -> str:
-    return f"{dst.rstrip('/')}/{results_name(shard_name)}"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
-from pipeline.io.shards import IMAGE_EXTS, Member
+from pipeline.io.listing import IMAGE_EXTS
+from pipeline.io.tar_reader import Member
 from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
 from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
 from pipeline.runtime import Engine

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
-from pipeline.io.shards import Member
+from pipeline.io.tar_reader import Member
 from pipeline.jobs.batch import JobSettings, Sample, prepare_secrets, reveal_batch, secret_id
 from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
 from pipeline.runtime import Engine

@@ -240,33 +240,6 @@ class ShardWorker:
         return json.dumps(process_shard(self.job, shard_from_json(shard_json), self.runner), default=str)
 
 
-_PROCESS_WORKER: dict[str, ShardWorker] = {}
-
-
-def process_worker(
-    job: ShardJob,
-    spec: EngineSpec,
-    config_hash: str,
-    *,
-    decoder: str = "auto",
-    workers: int = 1,
-    batch_size: int = 8,
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-    gpu: bool = False,
-) -> ShardWorker:
-    """This process's ``ShardWorker`` for a job, built on first use and then reused: one engine per process for
-    engines that run many tasks in one long-lived Python process (a Spark executor's Python worker, a process pool).
-
-    Args as ``ShardWorker``; ``job`` is the driver's ``detach_job(job)``. A worker of an earlier job is dropped
-    first, so a process never holds two engines.
-    """
-    key = f"{job.job_id}:{config_hash}"
-    if key not in _PROCESS_WORKER:
-        _PROCESS_WORKER.clear()
-        _PROCESS_WORKER[key] = ShardWorker(job, spec, decoder, workers, batch_size, pixel_budget, config_hash, gpu)
-    return _PROCESS_WORKER[key]
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The runner
 

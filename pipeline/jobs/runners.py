@@ -32,7 +32,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.io.shards import ShardRef, TarShardWriter
+from pipeline.io.listing import ShardRef
+from pipeline.io.tar_writer import TarShardWriter
 from pipeline.jobs.batch import Sample
 from pipeline.jobs.common import ShardJob, ShardResult
 

@@ -7,17 +7,9 @@ blind deblur, the mirror decision); ``baselines.py`` the HiNet-style and U-Net b
 what only old checkpoints use. ``build_model(config)`` makes an untrained network, ``load_model(path)`` a trained one.
 """
 
+from pipeline.model.build import build_model
 from pipeline.model.config import PRESETS, ModelConfig, get_config
 from pipeline.model.sris.net import SRISNet
-
-
-def build_model(cfg: ModelConfig):
-    """An untrained network for ``cfg`` (SRIS-Net or a baseline), all with ``embed`` / ``reveal``."""
-    if cfg.arch == "sris":
-        return SRISNet(cfg)
-    from pipeline.model import baselines
-
-    return baselines.build(cfg)
 
 
 def load_model(path=None, device="cpu"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pipeline.core.files import atomic_path
 from pipeline.model.config import ModelConfig
 from pipeline.model.migrate import migrate
 
@@ -71,10 +72,8 @@ def save_checkpoint(
 def _write(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -107,7 +106,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _build(config: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.Module:
     """The model of a checkpoint's config with ``state`` loaded, float weights as fp32, in eval mode."""
-    from pipeline.model import build_model
+    from pipeline.model.build import build_model
 
     model = build_model(ModelConfig.from_dict(config))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.files import write_atomic
 from pipeline.runtime.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT = "sris-pipeline/engines-1"
-ENGINE_FORMATS = ("onnx", "openvino", "tensorrt")
 PARTS = ("embed", "reveal")
 EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".trt.ep"}
 
@@ -126,18 +126,7 @@ def write_manifest(engines_dir: str | os.PathLike[str], entries: dict[str, Engin
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; other users' jobs read the manifest too
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data)  # mode 0644: other users' jobs read the manifest too
 
 
 @contextlib.contextmanager

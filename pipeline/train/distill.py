@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model.sris.discriminator import LightScore
-from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.data import CropSampler
 
 
 @dataclass(frozen=True)

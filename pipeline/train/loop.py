@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,6 +26,10 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from pipeline.core import distortions as D
+from pipeline.core.files import atomic_path
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model import build_model, get_config
 from pipeline.model.checkpoint import save_checkpoint
 from pipeline.model.config import ModelConfig
@@ -34,7 +37,7 @@ from pipeline.model.migrate import migrate, migrate_overrides
 from pipeline.model.sris.discriminator import texture_target
 from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
-from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.data import CropSampler
 from pipeline.train.graphics import GraphicsSampler
 from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, normalized_mse, psnr01, ssim_loss
 
@@ -253,9 +256,8 @@ class Trainer:
         }
 
     def save_state(self) -> None:
-        tmp = self.out / "last.pt.tmp"
-        torch.save(self._state(), tmp)
-        os.replace(tmp, self.out / "last.pt")
+        with atomic_path(self.out / "last.pt") as tmp:
+            torch.save(self._state(), tmp)
         self._write_logs()
 
     def _resume(self) -> None:
@@ -305,12 +307,11 @@ class Trainer:
     def _write_logs(self) -> None:
         for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
             if rows:
-                tmp = self.out / (name + ".tmp")
                 # Columns from every row, not the first: a resumed run may log a figure its earlier rows lack (say
                 # the noise figure's standard error after --val-noise-draws changed); missing cells are nulls.
                 keys = dict.fromkeys(k for r in rows for k in r)
-                pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
-                os.replace(tmp, self.out / name)
+                with atomic_path(self.out / name) as tmp:
+                    pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
 
     # ----------------------------------------------------------------------------------------------- step
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -355,7 +356,7 @@ class Trainer:
         residual = m.embedder(cover, secrets, score)
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
-        quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
+        quantize = D.quantize if self.step >= tc.quantize_from else D.clamp_st
         stego = quantize(m.write_residual_code(m.add_mirror_pattern(cover + residual), secrets))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
