@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "extract": "pipeline.jobs.cli:extract",
     "benchmark": "pipeline.jobs.cli:benchmark",
     "evaluate": "pipeline.evaluate.cli:evaluate",
+    "calibrate-detection": "pipeline.evaluate.cli:calibrate_detection",
     "engines": "pipeline.runtime.cli:engines",
     "build-engines": "pipeline.runtime.cli:build_engines",
 }
@@ -151,6 +152,51 @@ def distill_score(
     save_checkpoint(model, out, meta=meta, half=half)
     click.echo(json.dumps({k: round(v, 5) for k, v in res.items()}))
     click.echo(f"wrote {out}")
+
+
+def _weighted_checkpoint(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[float, str]]:
+    out = []
+    for v in values:
+        w, sep, path = v.partition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not sep or not path or weight < 0:
+            raise click.BadParameter(f"expected WEIGHT=CHECKPOINT with a weight >= 0, got {v!r}", ctx, param)
+        out.append((weight, path))
+    return out
+
+
+@main.command("average-checkpoints")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, metavar="WEIGHT=CHECKPOINT...", callback=_weighted_checkpoint)
+def average_checkpoints(out: str, sources: list[tuple[float, str]]) -> None:
+    """Write OUT, the weighted mean of the weights of checkpoints of one architecture (fp16), a weight per file.
+
+    For fine-tunes of one start that ended at different points of a trade-off (cover SSIM against the secret after
+    noise): the mean lands between them. Integer buffers come from the first file; OUT's metadata names the sources
+    and their weights.
+
+    \b
+    Example:
+      python -m pipeline average-checkpoints mixed.pt 0.65=runs/a/model.pt 0.35=runs/b/model.pt
+    """
+    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.model.checkpoint import average_checkpoints as average
+    from pipeline.runtime.cli import check_checkpoint_exists
+
+    for _, path in sources:
+        check_checkpoint_exists(path)
+    weights, paths = [w for w, _ in sources], [p for _, p in sources]
+    try:
+        average(paths, weights, out=out)
+    except (CheckpointError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}: " + ", ".join(f"{w:g} x {p}" for w, p in sources))
 
 
 @main.command()
@@ -428,7 +474,7 @@ def validate(
     "--scale-warmups",
     is_flag=True,
     help="Shrink the from-scratch warm-ups (discriminator, 8-bit rounding, fidelity ramp) in proportion to --steps "
-    "below the default 6000, for short equal-budget runs (scripts/ablations.py).",
+    "below the default 6000, for short equal-budget runs (research/ablations.py).",
 )
 @click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
 @click.option(

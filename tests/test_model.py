@@ -404,7 +404,7 @@ def test_distill_score_adds_a_fitted_head_and_changes_nothing_else(photo_factory
 
 
 # ------------------------------------------------------------------------------------------------ ablation switches
-# Each switch of the ablation study (scripts/ablations.py) and the state-dict entries it may change: nothing else.
+# Each switch of the ablation study (research/ablations.py) and the state-dict entries it may change: nothing else.
 ABLATED_PARTS = {
     "lpfdd": r"(embedder|revealer)\.pyramid\.",
     "glem_global": r"(embedder|revealer)\.glems\.\d+\.(context|gate)\.",

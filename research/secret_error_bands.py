@@ -1,6 +1,6 @@
 """Where a model's secret error lies: the 8x8 block means against the detail within the blocks, per attack.
 
-    python scripts/secret_error_bands.py --data ../shared/photos CKPT [CKPT ...]
+    python research/secret_error_bands.py --data PHOTOS CKPT [CKPT ...]
 
 The 8 held-out photos at 256 px, photo i hiding photo i+1 (as `validate`). The recovered secret's error splits into two
 orthogonal parts, its 8x8 block means (what the thumbnail code's base carries) and the rest; each is printed as the

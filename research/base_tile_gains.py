@@ -1,7 +1,7 @@
 """The tile-coded base's gains (``TILE_GAINS`` in pipeline/model/codes/thumbnail.py), and the analytic codes compared.
 
-    python scripts/base_tile_gains.py --data ../shared/photos             # the gains, from the training photos
-    python scripts/base_tile_gains.py --data ../shared/photos --compare   # plain vs tile-coded, analytic codes alone
+    python research/base_tile_gains.py --data PHOTOS             # the gains, from the training photos
+    python research/base_tile_gains.py --data PHOTOS --compare   # plain vs tile-coded, analytic codes alone
 
 The base code writes a value per 8x8 block at ``gain = 8 x 10 / 255`` per unit; noise of sigma 5 grey levels adds
 ``N = (5/255)^2`` to each slot. For the frequencies k of a TILE x TILE DCT of the means, with powers ``var_k`` over the

@@ -6,7 +6,7 @@ over all photos, leaving out windows with clipped pixels. The figure shows the c
 x10 at 100% (one image pixel per screen pixel) and enlarged x3 (nearest neighbour), with the crop's PSNR and the
 whole stego's in the title.
 
-    python scripts/flat_crop.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/flat_crop.png]
+    python research/flat_crop.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/flat_crop.png]
 """
 
 from __future__ import annotations

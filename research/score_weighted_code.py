@@ -1,4 +1,4 @@
-"""Does the score map earn a job as the guide of the thumbnail code's energy? (issue 25: a measured job for it.)
+"""Does the score map earn a job as the guide of the thumbnail code's energy?
 
 The K = 2 layout's analytic code (a detail coefficient per secret, the tile-coded base), untrained, on the held-out
 photos (photo i hides photos i+1 and i+2, 256 px, 8-bit): each row writes the code either flat or scaled per block
@@ -7,7 +7,8 @@ shipped model), so the energy moves from flat regions to textured ones at equal 
 it divides out the map computed from the stego (or the noisy stego), whose error is the price. Lowering the
 amplitude is the other way to buy SSIM, so both are in the table.
 
-    python scripts/score_weighted_code.py --data PHOTOS [--checkpoint k1] [--out docs/evaluation/score_weighted_code.md]
+    python research/score_weighted_code.py --data PHOTOS [--checkpoint k1] \\
+        [--out docs/evaluation/score_weighted_code.md]
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def main() -> None:
     lines = [
         "# The score map as the guide of the code's energy",
         "",
-        f"`python scripts/score_weighted_code.py --data PHOTOS` ({len(covers)} held-out photos, 256 px, K = {K}, the"
+        f"`python research/score_weighted_code.py --data PHOTOS` ({len(covers)} held-out photos, 256 px, K = {K}, the"
         " analytic code untrained; secret PSNR is the mean of the two secrets).",
         "",
         "| amplitude | code weighting | cover PSNR | cover SSIM | secret clean | secret noise 5 |",
