@@ -231,7 +231,7 @@ class SRISNet(HidingModel):
         """(B, C, H, W) in [0, 1] -> (B,) how strongly each image carries this model's thumbnail code: the base
         pilot's statistic at the best grid offset and orientation (``pipeline/model/codes/register.py``), about the
         maximum of a thousand standard normals on an unmarked image. The threshold is calibrated on unmarked photos
-        (``python -m pipeline calibrate-detection``) and kept in the checkpoint (``detect_threshold``). With ``threshold``,
+        (``calibrate-detection``) and kept in the checkpoint (``detect_threshold``). With ``threshold``,
         images whose unshifted statistic reaches it skip the search (same verdicts, a fraction of the time)."""
         if not self.config.coded:
             return super().detect(images)
