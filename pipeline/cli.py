@@ -138,8 +138,10 @@ def distill_score(
     import torch
 
     from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
+    from pipeline.runtime.cli import check_checkpoint_exists
     from pipeline.train.distill import DistillConfig, distill_light_score
 
+    check_checkpoint_exists(checkpoint)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -273,7 +275,9 @@ def validate(
     )
     from pipeline.io.photos import load_photos
     from pipeline.model.checkpoint import CheckpointError, load_model, with_registration
+    from pipeline.runtime.cli import check_checkpoint_exists
 
+    check_checkpoint_exists(checkpoint)
     try:
         model = load_model(checkpoint)
         if register:

@@ -164,6 +164,9 @@ def _local(url: str) -> bool:
 
 
 def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
+    """The bytes of each image an option names; a path that is missing, a folder or not a decodable image is a usage
+    error (exit 2) naming the option and the path, before any engine is loaded."""
+    from pipeline.io.decode import ImageDecodeError, decode_image
     from pipeline.io.filesystem import read_bytes
 
     out = []
@@ -172,9 +175,15 @@ def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
             what = "a folder, not an image" if Path(p).is_dir() else "no such file"
             raise click.UsageError(f"{option} {p}: {what}")
         try:
-            out.append(read_bytes(p))
+            data = read_bytes(p)
         except OSError as exc:
             _fail(f"{option} {p}: cannot read it ({getattr(exc, 'strerror', None) or exc})")
+        try:
+            decode_image(data)
+        except ImageDecodeError as exc:
+            why = str(exc) if str(exc).startswith("not an image") else f"not a usable image ({exc})"
+            raise click.UsageError(f"{option} {p}: {why}") from None
+        out.append(data)
     return out
 
 

@@ -47,12 +47,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.io.decode import make_decoder
 from pipeline.io.shards import ShardRef
 from pipeline.jobs.common import JobError, ShardJob, ShardResult, Totals
-from pipeline.jobs.runners import DEFAULT_PIXEL_BUDGET, LocalRunner
+from pipeline.jobs.runners import DEFAULT_PIXEL_BUDGET, JobProgress, LocalRunner
 from pipeline.runtime import Engine, load_engine
 
 log = logging.getLogger(__name__)
@@ -271,7 +270,7 @@ class RayRunner:
             engine can use one, else 0].
         decoder: auto, cpu or dali, resolved in each actor (auto takes DALI on a GPU when installed).
         batch_size, pixel_budget: per batch inside an actor, as the local runner's.
-        progress: tqdm bar on the driver (images/s, shards done) [default: when on a terminal].
+        progress: a bar on the driver (shards done of all, ETA, images/s) [default: when on a terminal].
         runtime_env: passed to ``ray.init`` when this runner starts or joins the cluster (e.g. ``{"pip": [...]}``).
     """
 
@@ -403,12 +402,7 @@ class RayRunner:
     def _collect(self, ray: Any, job: ShardJob, rows: Iterable[dict[str, Any]], plan: RayPlan) -> list[ShardResult]:
         results: list[ShardResult] = []
         ran: dict[str, dict[str, Any]] = {}
-        bar = tqdm(
-            desc=f"{job.mode} (ray)",
-            unit="img",
-            disable=None if self.progress is None else not self.progress,
-            dynamic_ncols=True,
-        )
+        bar = JobProgress(f"{job.mode} (ray)", len(job.todo), self.progress)
         try:
             for row in rows:
                 report = json.loads(row["report"])
@@ -421,8 +415,8 @@ class RayRunner:
                 entry["shards"] += 1
                 if report["host"] not in entry["hosts"]:
                     entry["hosts"].append(report["host"])
-                bar.update(res.ok + res.error)
-                bar.set_postfix(shards=f"{len(results)}/{len(job.todo)}", refresh=False)
+                bar.add(0.0, res.ok + res.error)  # a worker reports a shard once it is done
+                bar.end_shard()
         except (ray.exceptions.RayError, ray.exceptions.UserCodeException) as exc:
             raise JobError(f"the Ray job failed (completed shards are kept; rerun to finish): {_cause(exc)}") from exc
         finally:

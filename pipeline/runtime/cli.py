@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
     if checkpoint is None:  # the shipped model
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
     if not resolve_checkpoint(checkpoint).exists():
-        return f"--checkpoint {checkpoint}: no such file"
+        return missing_checkpoint_message(checkpoint)
     cause = exc.__cause__
     detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
     return f"--checkpoint {checkpoint}: not an sris-pipeline checkpoint{detail}"
@@ -35,7 +36,17 @@ def check_checkpoint_exists(checkpoint: str | None) -> None:
     """A --checkpoint path that does not exist is a usage error (exit 2), as click's own path checks give; a shipped
     model's name (``k2``) is its file in the package."""
     if checkpoint is not None and not resolve_checkpoint(checkpoint).exists():
-        raise click.UsageError(f"--checkpoint {checkpoint}: no such file")
+        raise click.UsageError(missing_checkpoint_message(checkpoint))
+
+
+def missing_checkpoint_message(checkpoint: str) -> str:
+    """A --checkpoint that names nothing: a bare word (``k3``) was meant as a shipped model's name, so the names are
+    listed; a path (``runs/x.pt``) is only said to be missing."""
+    from pipeline.model.checkpoint import SHIPPED
+
+    if "/" in checkpoint or os.sep in checkpoint or "." in checkpoint:
+        return f"--checkpoint {checkpoint}: no such file"
+    return f"--checkpoint {checkpoint}: no such file, nor a shipped model (shipped: {', '.join(SHIPPED)})"
 
 
 def _split(value: str | None) -> list[str] | None:
