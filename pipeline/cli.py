@@ -237,8 +237,8 @@ def average_checkpoints(out: str, sources: list[tuple[float, str]]) -> None:
     type=click.Choice(["quality", "published"]),
     default="quality",
     show_default=True,
-    help="Which bar sets the exit code: `quality`, the quality bar (issue 3) alone; `published`, the quality bar "
-    "and also the published-image bar (issue 23: JPEG, WebP, resize, shifts). Both are always measured and printed.",
+    help="Which bar sets the exit code: `quality`, the quality bar alone; `published`, the quality bar and also the "
+    "published-image bar (JPEG, WebP, resize, shifts). Both are always measured and printed.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(
@@ -325,7 +325,7 @@ def validate(
             click.echo(f"  each secret: clean / {' / '.join(QUICK_ATTACKS)} (dB)")
             for j in range(1, model.config.num_secrets + 1):
                 click.echo(f"    secret {j}: " + " / ".join(f"{res[f'psnr_secret{j}{n}']:.2f}" for n in names))
-        click.echo("published-image bar (issue 23; real codecs, 8-bit; shifts on the overlap)")
+        click.echo("published-image bar (real codecs, 8-bit; shifts on the overlap)")
         for k in PUBLISHED:
             value = res["psnr_secret_" + k]
             note = f"  ({res['shift_alignment'][k]})" if k in res["shift_alignment"] else ""

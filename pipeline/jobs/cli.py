@@ -471,7 +471,12 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its peak RSS.",
 )
 @click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
-@click.option("--out", default="benchmarks/results", show_default=True, help="Where the Parquet and PNG go.")
+@click.option(
+    "--out",
+    default="benchmark-results",
+    show_default=True,
+    help="Folder the Parquet and PNG go into (relative to the working folder).",
+)
 def benchmark(**kw: Any) -> None:
     """Images/s per stage (read, decode, preprocess, embed, compose, verify, encode, write) and end to end, per
     backend and decoder; prints a table and writes a Parquet + PNG chart. Optionally a peak-RSS check on large photos.
