@@ -60,6 +60,36 @@ def _detection(name: str) -> dict:
     return read_checkpoint(name)["meta"]["detection"]
 
 
+def _paper() -> dict:
+    from pipeline.evaluate.report import PAPER
+
+    return PAPER
+
+
+def _published_bar() -> dict:
+    from pipeline.evaluate.published import PUBLISHED_BAR
+
+    return PUBLISHED_BAR
+
+
+@cache
+def _samples_job() -> float:
+    """The README's quick start (the shipped model on the package's samples), on the torch backend: the mean secret
+    PSNR of its rows."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        res = CliRunner().invoke(main, ["embed", "--samples", "--out", str(out), "--backend", "torch", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        rows = [r for f in sorted(out.glob("*.parquet")) for r in pq.read_table(f).to_pylist() if r["status"] == "ok"]
+    return float(np.mean([r["psnr_secret"] for r in rows]))
+
+
 SOURCES: dict[str, Callable[..., float]] = {
     "validate": lambda name, key: _validate(name)[key],
     "validate-min": lambda name, *keys: min(_validate(name)[k] for k in keys),
@@ -91,6 +121,10 @@ SOURCES: dict[str, Callable[..., float]] = {
 V1, V1_ALL, V1_GFX, V1_ALL_GFX, V1_64, V1_ALL_64 = (
     "k1", "k1-all", "k1-graphics", "k1-all-graphics", "k1-noise64", "k1-all-noise64"
 )  # fmt: skip
+LAB_RESIZE_SHIFT = ("clean", "hflip", "mean3", "gauss1", "sharpen", "noise5", "jpeg90", "resize0.5", "resize0.75",
+                    *(f"shift{k}" for k in range(1, 8)))  # fmt: skip
+BAR_FIGURES = ("psnr_cover", "psnr_secret", "psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen",
+               "psnr_secret_noise5", "psnr_secret_hflip")  # fmt: skip
 PUBLISHED = ["jpeg90", "jpeg75", "jpeg50", "webp80", "resize0.5", "resize0.75", *(f"shift{k}" for k in range(1, 8))]
 
 
@@ -117,18 +151,18 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
     ),
     (
         README,
-        rf"\| cover/stego PSNR \| {N} dB \(all 45 photos: {N}\)",
-        [*_v(V1, "psnr_cover"), *_v(V1_ALL, "psnr_cover")],
+        rf"\| cover/stego PSNR \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v(V1, "psnr_cover"), *_v(V1_ALL, "psnr_cover"), ("paper", "cover_psnr")],
     ),
     (
         README,
-        rf"\| cover/stego SSIM \| {N} \(all 45 photos: {N}\)",
-        [*_v(V1, "ssim_cover"), *_v(V1_ALL, "ssim_cover")],
+        rf"\| cover/stego SSIM \| {N} \(all 45 photos: {N}\) \| {N} \|",
+        [*_v(V1, "ssim_cover"), *_v(V1_ALL, "ssim_cover"), ("paper", "cover_ssim")],
     ),
     (
         README,
-        rf"\| secret/recovery PSNR, clean \| {N} dB \(all 45 photos: {N}\)",
-        [*_v(V1, "psnr_secret"), *_v(V1_ALL, "psnr_secret")],
+        rf"\| secret/recovery PSNR, clean \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v(V1, "psnr_secret"), *_v(V1_ALL, "psnr_secret"), ("paper", "secret_psnr")],
     ),
     (
         README,
@@ -420,8 +454,78 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
         ],
     ),
     (CARD, rf"P_E {N}-{N} against three steganalysers", [("pe", "srm-fld"), ("pe", "xunet")]),
-    (CARD, rf"ours {N} / {N} / {N}\)", _v(V1, "psnr_cover", "ssim_cover", "psnr_secret")),
+    (README, rf"the two seeds' spread \({N} dB\)", [("seed-spread",)]),
+    (
+        README,
+        rf"`marked` is found in {N}-{N}% of stegos after the laboratory distortions, JPEG 90, resizing and shifts",
+        [("tpr%-min", "k1", *LAB_RESIZE_SHIFT), ("tpr%-max", "k1", *LAB_RESIZE_SHIFT)],
+    ),
+    (README, rf"the quick start's sample secret comes back at about {N} dB", [("samples-job",)]),
+    (
+        README,
+        rf"third and fourth secrets read {N} and {N} dB after a 3x3 mean",
+        _v("k4", "psnr_secret3_mean3", "psnr_secret4_mean3"),
+    ),
+    (
+        CARD,
+        rf"shifts of 4-7 px leave it {N}-{N} dB under the bar",
+        [
+            ("under-bar-min", V1, "shift4", "shift5", "shift6", "shift7"),
+            ("under-bar-max", V1, "shift4", "shift5", "shift6", "shift7"),
+        ],
+    ),
+    (CARD, rf"beyond the spread of two seeds of the full model \({N} dB\)", [("seed-spread",)]),
+    (CARD, rf"sample secret comes back at about {N} dB", [("samples-job",)]),
+    (
+        CARD,
+        rf"Clean: code {N} dB, learned path \+{N}, residual code \+{N}; after JPEG 50 the learned path gives {N} of "
+        rf"{N} dB",
+        [
+            ("share", "clean", "thumbnail code"),
+            ("share-gain", "clean", "thumbnail code", "+ learned path"),
+            ("share-gain", "clean", "+ learned path", "+ residual code"),
+            ("share-gain", "jpeg50", "thumbnail code", "+ learned path"),
+            ("share", "jpeg50", "+ residual code"),
+        ],
+    ),
+    (
+        CARD,
+        rf"The paper's figures \({N} dB / {N} / {N} dB; ours {N} / {N} / {N}\)",
+        [
+            ("paper", "cover_psnr"),
+            ("paper", "cover_ssim"),
+            ("paper", "secret_psnr"),
+            *_v(V1, "psnr_cover", "ssim_cover", "psnr_secret"),
+        ],
+    ),
+    (
+        CARD,
+        rf"\| cover/stego PSNR \| {N} dB \| >= 36 \| {N} \|.*\| cover/stego SSIM \| {N} \| >= 0.95 \| {N} \|.*"
+        rf"\| secret/recovery PSNR, clean \| {N} dB \| >= 28 \| {N} \|",
+        [
+            *_v(V1, "psnr_cover"),
+            ("paper", "cover_psnr"),
+            *_v(V1, "ssim_cover"),
+            ("paper", "cover_ssim"),
+            *_v(V1, "psnr_secret"),
+            ("paper", "secret_psnr"),
+        ],
+    ),
 ]
+SOURCES["tpr%-min"] = lambda model, *c: 100 * min(SOURCES["tpr-range"](model, *c))
+SOURCES["tpr%-max"] = lambda model, *c: 100 * max(SOURCES["tpr-range"](model, *c))
+SOURCES["paper"] = lambda key: _paper()[key]
+SOURCES["seed-spread"] = lambda: max(
+    abs(
+        _mean("docs/evaluation/ablations.parquet", c, row="full")
+        - _mean("docs/evaluation/ablations.parquet", c, row="full-seed1")
+    )
+    for c in BAR_FIGURES
+)
+SOURCES["under-bar-min"] = lambda name, *c: min(_published_bar()[k] - _validate(name)[f"psnr_secret_{k}"] for k in c)
+SOURCES["under-bar-max"] = lambda name, *c: max(_published_bar()[k] - _validate(name)[f"psnr_secret_{k}"] for k in c)
+SOURCES["share-gain"] = lambda condition, a, b: SOURCES["share"](condition, b) - SOURCES["share"](condition, a)
+SOURCES["samples-job"] = lambda: _samples_job()
 SOURCES["ssim-over-bar"] = lambda name: _validate(name)["ssim_cover"] - 0.95
 SOURCES["tpr-min"] = lambda model, *c: min(SOURCES["tpr-range"](model, *c))
 SOURCES["tpr-max"] = lambda model, *c: max(SOURCES["tpr-range"](model, *c))
@@ -470,3 +574,37 @@ def test_a_drifted_figure_is_caught() -> None:
     assert _matches("37.38", 37.3834) and not _matches("37.39", 37.3834)
     assert _matches("4,275", 4275) and _matches("0.800", 0.8) and not _matches("81", 80.0)
     assert _matches("7e-4", 0.000702) and not _matches("8e-4", 0.000702)
+
+
+# Numbers shaped like measurements (before dB, %, images/s; after SSIM or P_E) that are not measurements: bars,
+# shares of a training mix, a rate's confidence level.
+NOT_MEASURED = (
+    "SSIM 0.95 at full size",
+    "later 30% of them",
+    "at 2% of the learning rate",
+    "mirror of 25% of the images",
+    "at 100% a faint",
+    "visible at 100% in flat sky",
+    "(95% bound on the rate",
+    "visible at 100% where",
+    "at a 36 dB cover",
+)
+MEASURED = re.compile(r"(\d+(?:\.\d+)?)(?= ?(?:dB|%|images/s))|(?<=SSIM )(0\.\d+)|(?<=P_E )(0\.\d+)")
+
+
+@pytest.mark.parametrize("doc", [README, CARD])
+def test_every_measured_figure_has_a_row(doc: str) -> None:
+    """Every number shaped like a measurement is one a row of ``FIGURES`` checks (or a bar, in ``NOT_MEASURED``):
+    a new figure in the documents needs its source."""
+    text = re.sub(r"```.*?```", lambda m: " " * len(m.group()), _text(doc))  # commands, not figures
+    spans = []
+    for d, pattern, _ in FIGURES:
+        m = re.search(pattern, text) if d == doc else None
+        spans += [m.span(i) for i in range(1, len(m.groups()) + 1)] if m else []
+    allowed = [(m.start(), m.end()) for phrase in NOT_MEASURED for m in re.finditer(re.escape(phrase), text)]
+    loose = []
+    for m in MEASURED.finditer(text):
+        start, end = next(m.span(i) for i in range(1, 4) if m.group(i))
+        if not any(a <= start and end <= b for a, b in spans + allowed):
+            loose.append(text[max(0, start - 40) : end + 5])
+    assert loose == []
