@@ -385,7 +385,7 @@ def test_distill_score_adds_a_fitted_head_and_changes_nothing_else(photo_factory
     assert result.exit_code == 0, result.output
     fit = json.loads(result.output[result.output.rindex('{"train_l1"') :].splitlines()[0])
     model = load_model(out)
-    assert model.config.light_score and model.light_score is not None
+    assert model.config.network.light_score and model.light_score is not None
     after = model.state_dict()
     assert set(after) - set(before) == {k for k in after if k.startswith("light_score.")}
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -447,7 +447,7 @@ def test_no_lpfdd_is_a_learned_stack_of_the_same_flops() -> None:
         for key in ("gflops_embed", "gflops_reveal"):
             assert abs(ablated[key] - full[key]) <= 0.02 * full[key], (preset, key)
     pyramid = build_model(get_config("tiny", lpfdd=False)).embedder.pyramid
-    assert pyramid.kernels.requires_grad and pyramid.kernels.shape[0] == get_config("tiny").levels
+    assert pyramid.kernels.requires_grad and pyramid.kernels.shape[0] == get_config("tiny").network.levels
     x = torch.rand(1, 4, 32, 32)
     assert [t.shape[-1] for t in pyramid.decompose(x)] == [32, 16, 8][: len(pyramid.decompose(x))]
 

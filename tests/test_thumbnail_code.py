@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flat_config
 
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.thumbnail import (
@@ -23,8 +24,8 @@ from pipeline.model.codes.thumbnail import (
     detail_of,
     pilot,
 )
-from pipeline.model.config import ModelConfig
 from pipeline.model.legacy import texture_weight
+from pipeline.model.migrate import config_from_dict
 from pipeline.train import attacks as A
 
 
@@ -111,10 +112,10 @@ def test_sris_net_starts_as_the_thumbnail_code() -> None:
 
 
 def test_checkpoints_from_before_the_code_load_without_it() -> None:
-    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    old = {k: v for k, v in flat_config("tiny").items() if k != "mirror"}
     del old["thumbnail_code"], old["thumbnail_amplitude"]  # a version-1 dict from before the code (the carrier)
     old["flip_sync"] = True
-    assert not ModelConfig.from_dict(old).thumbnail_code
+    assert not config_from_dict(old).codes.thumbnail.enabled
     assert get_config("tiny").multiple == 8 and get_config("tiny", thumbnail_code=False).multiple == 4
 
 

@@ -13,7 +13,7 @@ from pipeline.model.sris.net import SRISNet
 
 def build_model(cfg: ModelConfig):
     """An untrained network for ``cfg`` (SRIS-Net or a baseline), all with ``embed`` / ``reveal``."""
-    if cfg.arch == "sris":
+    if cfg.network.arch == "sris":
         return SRISNet(cfg)
     from pipeline.model import baselines
 

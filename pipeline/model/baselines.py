@@ -14,7 +14,7 @@ Fairness choices (named in the model card): both baselines work at the same inte
 same preset (``config.stem_stride``: HiNet applies log2(stem_stride) Haar levels, the U-Net folds pixel blocks the
 way SRIS-Net's stem does), and their widths derive from ``config.width`` so that embed + reveal costs about SRIS-Net's
 FLOPs (an invertible net shares its weights between embed and reveal, so it has far fewer parameters; the counts are
-in the model card). ``config.extra["hinet_blocks"]`` (default 6) and ``config.extra["unet_depth"]`` (default 3)
+in the model card). ``config.network.hinet_blocks`` (default 6) and ``config.network.unet_depth`` (default 3)
 override depths.
 """
 
@@ -31,8 +31,6 @@ from pipeline.model.folded import fold, unfold
 from pipeline.model.hiding import HidingModel
 from pipeline.model.legacy import FlipHead
 
-HINET_BLOCKS = 6
-UNET_DEPTH = 3
 # HiNet bounds the log-scale of its affine coupling with clamp * (2 sigmoid(.) - 1); it uses clamp = 2.
 COUPLING_CLAMP = 2.0
 # Output layers start near zero (HiNet zero-initialises them): the stego starts close to the cover. Not exactly zero,
@@ -157,12 +155,12 @@ class CouplingBlock(nn.Module):
 
 def hinet_dims(cfg: ModelConfig) -> tuple[int, int, int]:
     """(Haar levels, coupling blocks, sub-net growth) of the HiNet baseline for ``cfg``."""
-    s = cfg.stem_stride
+    s = cfg.network.stem_stride
     if s & (s - 1):
         raise ValueError(f"the HiNet baseline needs a power-of-two stem_stride, got {s}")
     levels = max(1, int(math.log2(s)))
-    blocks = int(cfg.extra.get("hinet_blocks", HINET_BLOCKS))
-    growth = max(4, cfg.width // 3)
+    blocks = cfg.network.hinet_blocks
+    growth = max(4, cfg.network.width // 3)
     return levels, blocks, growth
 
 
@@ -273,7 +271,7 @@ class UNet(nn.Module):
 
 def unet_dims(cfg: ModelConfig) -> tuple[int, int]:
     """(base width, depth) of the U-Net baseline for ``cfg``."""
-    return max(4, cfg.width * 3 // 4), int(cfg.extra.get("unet_depth", UNET_DEPTH))
+    return max(4, cfg.network.width * 3 // 4), cfg.network.unet_depth
 
 
 class UNetEmbedder(nn.Module):
@@ -285,7 +283,7 @@ class UNetEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s, c, k = cfg.stem_stride, cfg.channels, cfg.num_secrets
+        s, c, k = cfg.network.stem_stride, cfg.channels, cfg.num_secrets
         width, depth = unet_dims(cfg)
         self.stride = s
         self.net = UNet((1 + k) * c * s * s, c * s * s, width, depth)
@@ -302,7 +300,7 @@ class UNetRevealer(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s, c, k = cfg.stem_stride, cfg.channels, cfg.num_secrets
+        s, c, k = cfg.network.stem_stride, cfg.channels, cfg.num_secrets
         width, depth = unet_dims(cfg)
         self.stride = s
         self.flip = FlipHead(c) if cfg.legacy.flip_head else None
@@ -345,8 +343,8 @@ class UNetBaseline(BaselineModel):
 
 def build(cfg: ModelConfig) -> BaselineModel:
     """An untrained baseline for ``cfg.arch`` in {"hinet", "unet"}."""
-    if cfg.arch == "hinet":
+    if cfg.network.arch == "hinet":
         return HiNetBaseline(cfg)
-    if cfg.arch == "unet":
+    if cfg.network.arch == "unet":
         return UNetBaseline(cfg)
-    raise ValueError(f"no baseline called {cfg.arch!r}: expected hinet or unet")
+    raise ValueError(f"no baseline called {cfg.network.arch!r}: expected hinet or unet")

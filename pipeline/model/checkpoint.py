@@ -128,11 +128,9 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.d
 def with_registration(model: torch.nn.Module) -> torch.nn.Module:
     """The same trained model with ``config.register`` on (reveal first moves a shifted or mirrored stego back into
     register, ``pipeline/model/codes/register.py``); the weights are shared, nothing is retrained."""
-    from dataclasses import replace
-
     if not model.config.coded:
         raise ValueError("registration reads the thumbnail code's pilot: this model has no thumbnail code")
-    out = _build(replace(model.config, register=True).to_dict(), model.state_dict())
+    out = _build(model.config.with_overrides(register=True).to_dict(), model.state_dict())
     out.checkpoint_path = getattr(model, "checkpoint_path", None)
     out.checkpoint_meta = getattr(model, "checkpoint_meta", {})
     return out

@@ -27,7 +27,7 @@ class HidingModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.config = cfg
-        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.disc_width)
+        self.discriminator = DualTaskDiscriminator(cfg.channels, cfg.network.disc_width)
         # A light score head distilled from the discriminator's map: SRIS-Net with ``config.light_score`` sets one.
         # (An instance attribute, not a class one: a class attribute would shadow the registered submodule.)
         self.light_score: nn.Module | None = None
@@ -47,11 +47,15 @@ class HidingModel(nn.Module):
 
     def add_mirror_pattern(self, stego: torch.Tensor) -> torch.Tensor:
         """Add the mirror pattern (``config.mirror == "pattern"``) to a raw stego (B, C, N, N)."""
-        return add_template(stego, self.config.pattern_amplitude) if self.config.mirror == "pattern" else stego
+        return (
+            add_template(stego, self.config.codes.mirror.pattern_amplitude)
+            if self.config.codes.mirror.decision == "pattern"
+            else stego
+        )
 
     def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
         """Un-mirror the images of a batch that hold the mirrored pattern (identity without the pattern)."""
-        return unmirror(stego) if self.config.mirror == "pattern" else stego
+        return unmirror(stego) if self.config.codes.mirror.decision == "pattern" else stego
 
     def reveal_raw(self, stego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.reveal_aligned(self.unmirror(stego))
@@ -95,7 +99,7 @@ class HidingModel(nn.Module):
     def reveal(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         """(B, C, N, N) -> secrets (B, K*C, N, N) in [0, 1]; ``aligned`` as in ``restore``. A model that registers
         knows the orientation once ``restore`` ran, so its graph does not test the mirror again."""
-        registered = self.config.register or aligned
+        registered = self.config.codes.register.enabled or aligned
         return self.reveal_core(self.restore(stego, aligned), oriented=registered)
 
     def reveal_and_detect(

@@ -9,8 +9,6 @@ The fields that switch them on live in ``ModelConfig.legacy`` (``LegacyConfig``)
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,4 +52,4 @@ def reveal_config(cfg: ModelConfig) -> ModelConfig:
     """The revealer's own config: ``cfg`` with ``cfg.legacy.reveal`` applied (a revealer wider or deeper than the
     embedder, e.g. ``{"width": 48, "level_widths": [48, 96, 96, 96], "dms_widths": [48, 96]}``)."""
     over = cfg.legacy.reveal
-    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}) if over else cfg
+    return cfg.with_overrides(**over) if over else cfg

@@ -92,7 +92,7 @@ def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
 
     model = load_model(checkpoint).float().eval()
     cfg = model.config
-    if cfg.deblur or cfg.register:
+    if cfg.codes.deblur.enabled or cfg.codes.register.enabled:
 
         def restore(stego: np.ndarray, aligned: bool = False) -> np.ndarray:
             with torch.inference_mode():
@@ -107,7 +107,7 @@ def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
 
         engine.detector = detect
         engine.detect_threshold = model.detect_threshold
-    if cfg.coded and cfg.register:
+    if cfg.coded and cfg.codes.register.enabled:
 
         def restore_and_detect(stego: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
             with torch.inference_mode():
@@ -221,7 +221,7 @@ def load_engine(
     if to_build:
         engine.build_seconds = time.perf_counter() - t0
         say(f"engines built in {engine.build_seconds:.0f} s")
-    if cfg.deblur or cfg.register or cfg.coded:
+    if cfg.codes.deblur.enabled or cfg.codes.register.enabled or cfg.coded:
         torch_stages(ckpt.path, engine)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))
     return engine

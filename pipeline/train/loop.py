@@ -30,7 +30,7 @@ from tqdm import tqdm
 from pipeline.model import build_model, get_config
 from pipeline.model.checkpoint import save_checkpoint
 from pipeline.model.config import ModelConfig
-from pipeline.model.migrate import migrate, migrate_overrides
+from pipeline.model.migrate import config_from_dict, migrate, migrate_overrides
 from pipeline.model.sris.discriminator import texture_target
 from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
@@ -292,7 +292,7 @@ class Trainer:
             raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
         own = self.model.state_dict()
         taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
-        src_cfg = ModelConfig.from_dict(raw_config) if raw_config else None
+        src_cfg = config_from_dict(raw_config) if raw_config else None
         if src_cfg is not None and src_cfg.coded and src_cfg.code_layout != self.model.config.code_layout:
             taken.update(widened_for_more_secrets(src, own, build_model(src_cfg).state_dict()))
         elif src_cfg is None or src_cfg.num_secrets != self.model.config.num_secrets:
@@ -351,7 +351,7 @@ class Trainer:
         cover, secrets = self._batch()
 
         logit_real, score_real = m.discriminator(cover)
-        score = score_real.detach() if self.cfg.score_map else torch.ones_like(score_real)
+        score = score_real.detach() if self.cfg.ablation.score_map else torch.ones_like(score_real)
         residual = m.embedder(cover, secrets, score)
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
@@ -392,7 +392,9 @@ class Trainer:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
         # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
-        guide_on = self.cfg.arch == "sris" and self.cfg.score_map and self.step >= tc.d_warmup and ramp > 0
+        guide_on = (
+            self.cfg.network.arch == "sris" and self.cfg.ablation.score_map and self.step >= tc.d_warmup and ramp > 0
+        )
         l_guide = guidance_loss(residual, score) if guide_on else torch.zeros(())
         loss = loss + tc.w_guide * l_guide
         l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())

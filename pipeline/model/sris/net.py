@@ -41,7 +41,7 @@ from pipeline.model.sris.lpfdd import LaplacianPyramid, PlainDownsampling
 
 
 def _pyramid(cfg: ModelConfig) -> nn.Module:
-    return LaplacianPyramid(cfg.levels) if cfg.lpfdd else PlainDownsampling(cfg.levels)
+    return LaplacianPyramid(cfg.network.levels) if cfg.ablation.lpfdd else PlainDownsampling(cfg.network.levels)
 
 
 class Embedder(nn.Module):
@@ -49,27 +49,32 @@ class Embedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
+        s, c, w, lw = cfg.network.stem_stride, cfg.channels, cfg.network.width, cfg.network.level_widths
         self.cfg = cfg
         self.stem_cover = nn.Conv2d(c * s * s, w, 3, padding=1)
         self.stem_secret = nn.Conv2d(cfg.num_secrets * c * s * s, w, 3, padding=1)
         self.pyramid = _pyramid(cfg)
-        L = cfg.levels
-        glems = [GLEM(2 * w + 1, lw[L], cfg.dilations, cfg.glem_global)]
-        glems += [GLEM(lw[lv] + 2 * w + 1, lw[lv], cfg.dilations, cfg.glem_global) for lv in reversed(range(L))]
+        L = cfg.network.levels
+        glems = [GLEM(2 * w + 1, lw[L], cfg.network.dilations, cfg.ablation.glem_global)]
+        glems += [
+            GLEM(lw[lv] + 2 * w + 1, lw[lv], cfg.network.dilations, cfg.ablation.glem_global)
+            for lv in reversed(range(L))
+        ]
         self.glems = nn.ModuleList(glems)  # lowest level first
         self.ups = nn.ModuleList(nn.Conv2d(lw[lv + 1], lw[lv], 1) for lv in reversed(range(L)))
-        self.to_dms = nn.Conv2d(lw[0], cfg.dms_widths[0], 1)
-        self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
-        self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
-        self.head = nn.Conv2d(cfg.dms_widths[0], c * s * s, 3, padding=1)
+        self.to_dms = nn.Conv2d(lw[0], cfg.network.dms_widths[0], 1)
+        self.shallow = nn.Conv2d(w, cfg.network.dms_widths[0], 1)
+        self.dms = DMSubNet(cfg.network.dms_widths, cfg.network.dms_blocks, cfg.network.dilations, cfg.ablation.sfm)
+        self.head = nn.Conv2d(cfg.network.dms_widths[0], c * s * s, 3, padding=1)
         # Small: the stego starts near the cover. With the thumbnail code, 10x smaller again: an untrained learned
         # residual the size of the code's own signal made the first steps fight it instead of learning.
         nn.init.normal_(self.head.weight, std=1e-3 if cfg.coded else 1e-2)
         nn.init.zeros_(self.head.bias)
         self.act = nn.SiLU()
         self.thumbnail = (
-            ThumbnailWriter(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile, cfg.code_layout)
+            ThumbnailWriter(
+                c, cfg.num_secrets, cfg.codes.thumbnail.amplitude, cfg.codes.thumbnail.base_tile, cfg.code_layout
+            )
             if cfg.coded
             else None
         )
@@ -83,9 +88,9 @@ class Embedder(nn.Module):
         bands_c = self.pyramid.decompose(f_c)
         bands_s = self.pyramid.decompose(f_s)
         scores = [score_f]
-        for _ in range(self.cfg.levels):
+        for _ in range(self.cfg.network.levels):
             scores.append(self.pyramid.down(scores[-1]))
-        L = self.cfg.levels
+        L = self.cfg.network.levels
         h = self.glems[0](torch.cat([bands_c[L], bands_s[L], scores[L]], dim=1))
         for i, lv in enumerate(reversed(range(L))):
             up = F.interpolate(h, size=bands_c[lv].shape[-2:], mode="bilinear", align_corners=False)
@@ -95,10 +100,10 @@ class Embedder(nn.Module):
 
     def gain(self, score: torch.Tensor) -> torch.Tensor:
         """Embedding gain from the score map (any shape): ``score_floor`` where it is 0, 1 where it is 1."""
-        return self.cfg.score_floor + (1 - self.cfg.score_floor) * score
+        return self.cfg.network.score_floor + (1 - self.cfg.network.score_floor) * score
 
     def forward(self, cover: torch.Tensor, secrets: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
-        s = self.cfg.stem_stride
+        s = self.cfg.network.stem_stride
         sc = F.avg_pool2d(score, s) if s > 1 else score
         learned = unfold(self.learned_residual(fold(cover - 0.5, s), fold(secrets - 0.5, s), sc), s)
         if self.thumbnail is None:
@@ -106,7 +111,7 @@ class Embedder(nn.Module):
         # The thumbnail code is not scaled by the score map: its reader expects the exact coefficient.
         weight = texture_weight(cover, self.cfg.legacy.texture_weighting)
         learned = learned * self.gain(score)
-        under = cover + learned if self.cfg.code_last else cover  # what the code's cancellation removes
+        under = cover + learned if self.cfg.codes.thumbnail.code_last else cover  # what the code's cancellation removes
         return learned + self.thumbnail(under, secrets, weight)
 
 
@@ -116,11 +121,13 @@ class Revealer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         cfg = reveal_config(cfg)
-        s, c, w, lw = cfg.stem_stride, cfg.channels, cfg.width, cfg.level_widths
+        s, c, w, lw = cfg.network.stem_stride, cfg.channels, cfg.network.width, cfg.network.level_widths
         self.cfg = cfg
         self.flip = FlipHead(c) if cfg.legacy.flip_head else None
         self.thumbnail = (
-            ThumbnailReader(c, cfg.num_secrets, cfg.thumbnail_amplitude, cfg.base_tile, cfg.code_layout)
+            ThumbnailReader(
+                c, cfg.num_secrets, cfg.codes.thumbnail.amplitude, cfg.codes.thumbnail.base_tile, cfg.code_layout
+            )
             if cfg.coded
             else None
         )
@@ -128,17 +135,19 @@ class Revealer(nn.Module):
         stem_in = c * s * s * (1 + (cfg.num_secrets if cfg.coded else 0))
         self.stem = nn.Conv2d(stem_in, w, 3, padding=1)
         self.pyramid = _pyramid(cfg)
-        L = cfg.levels
-        glems = [GLEM(w, lw[L], cfg.dilations, cfg.glem_global)]
-        glems += [GLEM(lw[lv] + w, lw[lv], cfg.dilations, cfg.glem_global) for lv in reversed(range(L))]
+        L = cfg.network.levels
+        glems = [GLEM(w, lw[L], cfg.network.dilations, cfg.ablation.glem_global)]
+        glems += [
+            GLEM(lw[lv] + w, lw[lv], cfg.network.dilations, cfg.ablation.glem_global) for lv in reversed(range(L))
+        ]
         self.glems = nn.ModuleList(glems)
         self.ups = nn.ModuleList(nn.Conv2d(lw[lv + 1], lw[lv], 1) for lv in reversed(range(L)))
         # One 1x1 conv per level predicts that level's band of the secret features (lowest level first).
         self.band_heads = nn.ModuleList(nn.Conv2d(lw[lv], w, 1) for lv in reversed(range(L + 1)))
-        self.to_dms = nn.Conv2d(w, cfg.dms_widths[0], 1)
-        self.shallow = nn.Conv2d(w, cfg.dms_widths[0], 1)
-        self.dms = DMSubNet(cfg.dms_widths, cfg.dms_blocks, cfg.dilations, cfg.sfm)
-        self.head = nn.Conv2d(cfg.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
+        self.to_dms = nn.Conv2d(w, cfg.network.dms_widths[0], 1)
+        self.shallow = nn.Conv2d(w, cfg.network.dms_widths[0], 1)
+        self.dms = DMSubNet(cfg.network.dms_widths, cfg.network.dms_blocks, cfg.network.dilations, cfg.ablation.sfm)
+        self.head = nn.Conv2d(cfg.network.dms_widths[0], cfg.num_secrets * c * s * s, 3, padding=1)
         if cfg.coded:  # start as the code's reading: the correction starts near zero
             nn.init.normal_(self.head.weight, std=1e-3)
             nn.init.zeros_(self.head.bias)
@@ -160,7 +169,7 @@ class Revealer(nn.Module):
         """The learned path on the folded input (B, stem_in, N/s, N/s) (the stego folded by s and shifted by -0.5,
         and with the thumbnail code its reading, folded the same way) -> the folded output (B, K*C*s*s, N/s, N/s):
         the secrets, or with the thumbnail code the correction to its reading."""
-        L = self.cfg.levels
+        L = self.cfg.network.levels
         f = self.act(self.stem(inp))
         bands = self.pyramid.decompose(f)
         h = self.glems[0](bands[L])
@@ -176,7 +185,7 @@ class Revealer(nn.Module):
     def forward(
         self, stego: torch.Tensor, flipped: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s = self.cfg.stem_stride
+        s = self.cfg.network.stem_stride
         x, flip_logit = self.unflip(stego, flipped)
         inp = fold(x - 0.5, s)
         base = 0.5
@@ -198,11 +207,11 @@ class SRISNet(HidingModel):
         super().__init__(cfg)
         self.embedder = Embedder(cfg)
         self.revealer = Revealer(cfg)
-        self.light_score = LightScore(cfg.channels) if cfg.light_score and cfg.score_map else None
+        self.light_score = LightScore(cfg.channels) if cfg.network.light_score and cfg.ablation.score_map else None
         self._deblur: Deblur | None = None  # made on first use (plain attribute: no weights of its own)
 
     def score_map(self, cover: torch.Tensor) -> torch.Tensor:
-        if not self.config.score_map:
+        if not self.config.ablation.score_map:
             return torch.ones_like(cover[:, :1])
         if self.light_score is not None:
             return self.light_score.score_map(cover)
@@ -212,7 +221,7 @@ class SRISNet(HidingModel):
     def uses_folded_graph(self) -> bool:
         """The folded inference graph covers this config: the thumbnail code on the stem's 4x4 fold, no legacy part."""
         cfg = self.config
-        return cfg.coded and cfg.stem_stride == DETAIL_BLOCK and not cfg.legacy.active
+        return cfg.coded and cfg.network.stem_stride == DETAIL_BLOCK and not cfg.legacy.active
 
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
         if not self.uses_folded_graph:
@@ -220,10 +229,10 @@ class SRISNet(HidingModel):
         return inference.embed_folded(self, cover, secrets)
 
     def add_mirror_pattern(self, stego: torch.Tensor) -> torch.Tensor:
-        return stego if self.config.mirror == "pilot" else super().add_mirror_pattern(stego)
+        return stego if self.config.codes.mirror.decision == "pilot" else super().add_mirror_pattern(stego)
 
     def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
-        if self.config.mirror == "pilot":  # the config refuses it without the thumbnail code
+        if self.config.codes.mirror.decision == "pilot":  # the config refuses it without the thumbnail code
             return unmirror(stego, self.revealer.thumbnail.mirrored(stego))
         return super().unmirror(stego)
 
@@ -242,14 +251,14 @@ class SRISNet(HidingModel):
         it (``reveal_and_detect``), so the search is not run again. Registration's result decides the orientation,
         so the deblur does not look at the mirror again."""
         oriented = False
-        if self.config.register and not aligned:  # the config refuses both without the thumbnail code
+        if self.config.codes.register.enabled and not aligned:  # the config refuses both without the thumbnail code
             reg = Registration(self.revealer.thumbnail)
             stego = reg.apply(stego, alignment if alignment is not None else reg.search(stego))
             oriented = True
-        if not self.config.deblur:
+        if not self.config.codes.deblur.enabled:
             return stego
         if self._deblur is None:
-            layout, with_residual = self.config.code_layout, self.config.residual_gain > 0
+            layout, with_residual = self.config.code_layout, self.config.codes.residual.gain > 0
             self._deblur = Deblur(self.embedder.thumbnail, self.revealer.thumbnail, layout, with_residual)
         return self._deblur(stego, oriented or aligned)
 
@@ -259,7 +268,7 @@ class SRISNet(HidingModel):
         """(B, C, N, N) -> (secrets (B, K*C, N, N) in [0, 1], mark scores (B,)): ``reveal`` and ``detect`` with one
         registration search between them (the extract job). The scores are the search's, so ``threshold`` (as in
         ``detect``) changes no verdict and saves nothing here: registration searches every image anyway."""
-        if not (self.config.coded and self.config.register):
+        if not (self.config.coded and self.config.codes.register.enabled):
             return super().reveal_and_detect(stego, threshold)
         restored, scores = self.restore_and_detect(stego)
         return self.reveal_core(restored, oriented=True), scores
@@ -284,7 +293,7 @@ class SRISNet(HidingModel):
         """With ``config.residual_gain``: replace the raw stego's free checkerboard coefficients by the residual code
         of what reveal reads from the rest (``pipeline/model/codes/residual.py``). No gradient flows through that
         reading: it is the target the code corrects, not something embed should learn to move."""
-        gain = self.config.residual_gain
+        gain = self.config.codes.residual.gain
         if gain <= 0:
             return stego
         layout = self.config.code_layout
@@ -301,13 +310,13 @@ class SRISNet(HidingModel):
         """Add the residual code's correction, read from its coordinates ``y`` (``residual.strip``), to the first
         secret."""
         c = self.config.channels
-        first = secrets[:, :c] + residual.read(y, self.config.residual_gain, self.config.code_layout)
+        first = secrets[:, :c] + residual.read(y, self.config.codes.residual.gain, self.config.code_layout)
         return torch.cat([first, secrets[:, c:]], dim=1) if secrets.shape[1] > c else first
 
     def reveal_aligned(
         self, x: torch.Tensor, flipped: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.config.residual_gain <= 0:
+        if self.config.codes.residual.gain <= 0:
             return super().reveal_aligned(x, flipped)
         stripped, y = residual.strip(x, self.config.code_layout)
         secrets, logit = super().reveal_aligned(stripped, flipped)
