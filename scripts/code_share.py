@@ -27,7 +27,7 @@ from pipeline.evaluate.published import jpeg, overlap_psnr, resize, shift, webp
 from pipeline.model import load_model
 from pipeline.model.checkpoint import with_registration
 from pipeline.model.codes import residual
-from pipeline.model.sris.inference import reveal_without_residual
+from pipeline.model.inference import reveal_without_residual
 from pipeline.train import attacks as A
 from pipeline.train.data import load_photos, validation_pairs
 
@@ -49,7 +49,7 @@ def readings(model: torch.nn.Module, attacked: torch.Tensor) -> dict[str, torch.
     x = model.unmirror(model.restore(attacked))
     stripped, _ = residual.strip(x, model.config.code_layout)
     return {
-        READINGS[0]: model.revealer.thumbnail(stripped).clamp(0, 1),
+        READINGS[0]: model.thumbnail.reader(stripped).clamp(0, 1),
         READINGS[1]: reveal_without_residual(model, stripped).clamp(0, 1),
         READINGS[2]: model.reveal(attacked),
     }

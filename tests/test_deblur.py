@@ -75,7 +75,7 @@ def test_the_estimate_inverts_the_calibration() -> None:
 def test_calibration_falls_with_the_blur() -> None:
     _, model = _pair()
     model.restore(torch.full((1, 3, 64, 64), 0.5))
-    cal = model._deblur.calibration
+    cal = model.restoration.deblur.calibration
     assert cal.rho4[0] == 1.0 and cal.rho8[0] == 1.0 and min(cal.clean) > 0
     assert all(b < a for a, b in zip(cal.rho4, cal.rho4[1:], strict=False))
     assert all(b < a for a, b in zip(cal.rho8, cal.rho8[1:], strict=False))
@@ -112,7 +112,7 @@ def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: flo
             "jpeg75": lambda x: _jpeg(x, 75),
         }[attack](stego)
         model.restore(stego[:1])
-        a = model._deblur.blur_of(A.quantize(seen))
+        a = model.restoration.deblur.blur_of(A.quantize(seen))
     assert ((a >= lo) & (a <= hi)).all(), a
 
 
@@ -166,7 +166,7 @@ def test_four_secrets_in_either_layout_register_and_measure_a_mean_filter(base_l
     with torch.no_grad():
         seen = A.quantize(A.mean_filter(A.quantize(model.embed(cover, secrets))))
         model.restore(seen[:1])
-        a = model._deblur.blur_of(seen)
-        found = Registration(model.revealer.thumbnail).search(seen)
+        a = model.restoration.deblur.blur_of(seen)
+        found = Registration(model.thumbnail.reader).search(seen)
     assert ((a >= 0.2) & (a <= 0.45)).all(), a
     assert (found.dy == 0).all() and (found.dx == 0).all() and not found.mirrored.any(), found

@@ -124,6 +124,20 @@ def test_version2_files_get_every_field_written_out() -> None:
         ModelConfig.from_dict({**migrated, "codes": {**migrated["codes"], "residual": {}}})
 
 
+def test_version2_state_dict_keys_move_with_the_parts() -> None:
+    """The thumbnail code's maps and the legacy flip head are parts of their own since version 3."""
+    raw = torch.load(V1 / "legacy_flip_head.pt", map_location="cpu", weights_only=True)
+    old_keys = set(raw["state_dict"])
+    keys = set(read_checkpoint(V1 / "legacy_flip_head.pt")["state_dict"])
+    assert any(k.startswith("revealer.flip.") for k in old_keys)
+    assert any(k.startswith("flip_head.") for k in keys) and not any(k.startswith("revealer.flip.") for k in keys)
+    shipped = set(read_checkpoint(None)["state_dict"])
+    assert any(k.startswith("thumbnail.writer.") for k in shipped) and any(
+        k.startswith("thumbnail.reader.") for k in shipped
+    )
+    assert not any(".thumbnail." in k for k in shipped)
+
+
 def test_saving_writes_the_current_version_and_round_trips(tmp_path: Path) -> None:
     model = load_model(V1 / "legacy_texture_pattern.pt")
     path = save_checkpoint(model, tmp_path / "v3.pt")

@@ -45,7 +45,7 @@ def test_realign_undoes_a_shift() -> None:
 def test_the_pilot_finds_a_shift_and_a_mirror(models, pairs, k: int) -> None:
     _, model = models
     covers, secrets = pairs
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     with torch.inference_mode():
         stego = A.quantize(model.embed(covers, secrets))
         found = reg.search(A.quantize(shift(stego, k)))
@@ -131,7 +131,7 @@ def test_the_search_finds_the_same_as_one_hypothesis_at_a_time(models, pairs) ->
     from pipeline.model.codes.thumbnail import pilot
 
     _, model = models
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     x = torch.rand(2, 3, 72, 88)
     z = reg.statistics(x)
     y = torch.nn.functional.conv2d(x, reg.reader.base_kernel()).sum(dim=1)  # every block, at every pixel offset

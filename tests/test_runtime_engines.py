@@ -321,7 +321,7 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     blurred = A.quantize(A.mean_filter(torch.from_numpy(stego)))
     with torch.inference_mode():
         ref = torch_model.reveal(blurred).numpy()
-        assert (torch_model._deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
+        assert (torch_model.restoration.deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
         assert np.abs(torch_model.reveal_core(blurred).numpy() - ref).max() > 1e-2
     assert np.abs(engine.reveal(blurred.numpy()) - ref).max() <= TOL
 

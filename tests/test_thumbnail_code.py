@@ -132,7 +132,7 @@ def test_legacy_texture_weighting_moves_the_code_out_of_flat_regions() -> None:
     for a in (0.0, 0.8):
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            code = model.embedder.thumbnail(cover, secrets, texture_weight(cover, a))
+            code = model.thumbnail.writer(cover, secrets, texture_weight(cover, a))
             energy[a] = (code[..., :32].square().mean().item(), code[..., 32:].square().mean().item())
             assert (model.embed(cover, secrets) - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max() < 1e-5
     flat0, tex0 = energy[0.0]
@@ -154,7 +154,7 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
             stego = A.quantize(model.embed(covers, secrets))
-            reader = model.revealer.thumbnail
+            reader = model.thumbnail.reader
             weight = texture_weight(stego, a)
             read[a, "divided"] = psnr(to_255(reader(stego, weight)), to_255(secrets)).mean().item()
             read[a, "not divided"] = psnr(to_255(reader(stego)), to_255(secrets)).mean().item()
@@ -204,8 +204,8 @@ def test_code_last_keeps_the_learned_residual_out_of_the_code(code_last: bool, p
     with torch.no_grad():
         model.embedder.head.weight.normal_(std=0.05)  # a learned residual of several grey levels
         covers, secrets = _covers(photo_factory), torch.rand(2, 6, 32, 32)
-        stego = covers + model.embedder(covers, secrets, model.score_map(covers))
-        reader = model.revealer.thumbnail
+        stego = covers + model.embed_residual(covers, secrets, model.score_map(covers))
+        reader = model.thumbnail.reader
         base = reader.base_coefficients(stego)
         detail = reader.detail_coefficients(F.pixel_unshuffle(stego, 4))
     expected_base = F.avg_pool2d(secrets, 8) - 0.5 + PILOT * pilot(4, 4, stego)

@@ -19,6 +19,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.model import build_model
 from pipeline.model.checkpoint import load_model
+from pipeline.model.hiding import REVEAL_PATH
 from pipeline.train.data import center_square, is_validation, square_crops
 from pipeline.train.loop import TrainConfig, Trainer, train
 
@@ -277,7 +278,7 @@ def test_reveal_only_training_moves_the_revealer_and_nothing_else(photos: Path, 
     assert row["l_d"] == 0 and row["l_adv"] == 0
     after = trainer.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith("revealer.") for k in changed)
+    assert changed and all(k.startswith(REVEAL_PATH) for k in changed)
     assert (trainer.cover_c.log_weight, trainer.ssim_c.log_weight) == weights
 
 
@@ -452,16 +453,16 @@ def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path)
     fresh = build_model(wide.config)
     inputs = (
         "embedder.stem_secret.weight",
-        "embedder.thumbnail.base_write.weight",
-        "embedder.thumbnail.detail_write.weight",
+        "thumbnail.writer.base_write.weight",
+        "thumbnail.writer.detail_write.weight",
     )
     for name in inputs:  # input channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         n = old.shape[1]
         assert new.shape[1] == 2 * n and torch.equal(new[:, :n], old)
-        rest = fresh.state_dict()[name][:, n:] if ".thumbnail." in name else torch.zeros_like(new[:, n:])
+        rest = fresh.state_dict()[name][:, n:] if name.startswith("thumbnail.") else torch.zeros_like(new[:, n:])
         assert torch.equal(new[:, n:], rest), name
-    outputs = ("revealer.head.weight", "revealer.thumbnail.base_read.weight", "revealer.thumbnail.detail_read.weight")
+    outputs = ("revealer.head.weight", "thumbnail.reader.base_read.weight", "thumbnail.reader.detail_read.weight")
     for name in outputs:  # output channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         assert torch.equal(new[: old.shape[0]], old), name
@@ -469,7 +470,7 @@ def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path)
     # The cancellation maps keep what training changed in the source's and cancel the new secrets' coefficients too
     # (a copied source map left them full of the cover: the second secret read at 17 dB instead of 26).
     fresh_source = build_model(source.config)
-    for name in ("embedder.thumbnail.base_cancel.weight", "embedder.thumbnail.detail_cancel.weight"):
+    for name in ("thumbnail.writer.base_cancel.weight", "thumbnail.writer.detail_cancel.weight"):
         change = source.state_dict()[name] - fresh_source.state_dict()[name]
         assert torch.allclose(wide.state_dict()[name], fresh.state_dict()[name] + change, atol=1e-6), name
         assert not torch.allclose(wide.state_dict()[name], source.state_dict()[name]), name

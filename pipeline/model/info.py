@@ -21,15 +21,19 @@ def describe(preset: str, size: int = 256, **overrides) -> dict:
     """Parameter counts per part and GFLOPs of embed and reveal at ``size`` of a preset (fields overridden)."""
     cfg = get_config(preset, **overrides)
     m = build_model(cfg).eval()
-    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+
+    def count(*parts: torch.nn.Module | None) -> int:
+        return sum(p.numel() for part in parts if part is not None for p in part.parameters())
+
+    writer, reader = (m.thumbnail.writer, m.thumbnail.reader) if m.thumbnail is not None else (None, None)
     cover = torch.rand(1, cfg.channels, size, size)
     secrets = torch.rand(1, cfg.num_secrets * cfg.channels, size, size)
     stego = m.embed(cover, secrets).detach()
     return {
         "preset": preset,
         "params": count(m),
-        "params_embed": count(m.embedder),
-        "params_reveal": count(m.revealer),
+        "params_embed": count(m.embedder, writer, m.light_score),
+        "params_reveal": count(m.revealer, reader, m.flip_head),
         "params_discriminator": count(m.discriminator),
         "gflops_embed": _flops(lambda: m.embed(cover, secrets)),
         "gflops_reveal": _flops(lambda: m.reveal(stego)),

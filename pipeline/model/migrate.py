@@ -66,8 +66,7 @@ V2_LEGACY_DEFAULTS: dict[str, Any] = {"flip_head": False, "texture_weighting": 0
 # The baseline depths version 2 kept in ``extra`` when they differed from these.
 V2_EXTRA_DEFAULTS: dict[str, Any] = {"hinet_blocks": 6, "unet_depth": 3}
 
-_V2_STATE_MOVES: tuple[tuple[str, str], ...] = ()  # TODO-commit2
-_V2_STATE_MOVES_NEXT = (
+_V2_STATE_MOVES = (
     ("embedder.thumbnail.", "thumbnail.writer."),
     ("revealer.thumbnail.", "thumbnail.reader."),
     ("revealer.flip.", "flip_head."),

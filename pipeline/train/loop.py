@@ -29,8 +29,9 @@ from tqdm import tqdm
 
 from pipeline.model import build_model, get_config
 from pipeline.model.checkpoint import save_checkpoint
-from pipeline.model.config import ModelConfig
-from pipeline.model.migrate import config_from_dict, migrate, migrate_overrides
+from pipeline.model.config import CONFIG_VERSION, ModelConfig
+from pipeline.model.hiding import REVEAL_PATH, THUMBNAIL
+from pipeline.model.migrate import config_from_dict, config_version, migrate, migrate_overrides
 from pipeline.model.sris.discriminator import texture_target
 from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
@@ -187,7 +188,7 @@ class Trainer:
         self.model = build_model(self.cfg).to(self.device)
         if tc.reveal_only:
             for n, p in self.model.named_parameters():
-                p.requires_grad_(n.startswith("revealer."))
+                p.requires_grad_(n.startswith(REVEAL_PATH))
         # The discriminator and the light score head distilled from it learn in the discriminator's step.
         d_params = [p for n, p in self.model.named_parameters() if n.startswith(("discriminator.", "light_score."))]
         named = [
@@ -196,8 +197,8 @@ class Trainer:
             if p.requires_grad and not n.startswith(("discriminator.", "light_score."))
         ]
         groups = [
-            {"params": [p for n, p in named if ".thumbnail." not in n], "lr_scale": 1.0},
-            {"params": [p for n, p in named if ".thumbnail." in n], "lr_scale": tc.thumbnail_lr},
+            {"params": [p for n, p in named if not n.startswith(THUMBNAIL)], "lr_scale": 1.0},
+            {"params": [p for n, p in named if n.startswith(THUMBNAIL)], "lr_scale": tc.thumbnail_lr},
         ]
         self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=tc.lr)
         self.opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=(0.5, 0.999))
@@ -265,6 +266,12 @@ class Trainer:
         st = torch.load(path, map_location=self.device, weights_only=False)
         if st.get("format") != STATE_FORMAT:
             raise RuntimeError(f"{path} is not a training state of this project")
+        version = config_version(st["model_config"])
+        if version != CONFIG_VERSION:  # the parameters' order (the optimiser's state) changed with the version
+            raise RuntimeError(
+                f"{path} was written by an older version of the model code (config version {version}) and cannot "
+                f"be resumed; start a new --out with --init-from {path} to keep its weights"
+            )
         if st["model_config"] != self.cfg.to_dict():
             raise RuntimeError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(st["model"])
@@ -352,11 +359,11 @@ class Trainer:
 
         logit_real, score_real = m.discriminator(cover)
         score = score_real.detach() if self.cfg.ablation.score_map else torch.ones_like(score_real)
-        residual = m.embedder(cover, secrets, score)
+        residual = m.embed_residual(cover, secrets, score)
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
         quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
-        stego = quantize(m.write_residual_code(m.add_mirror_pattern(cover + residual), secrets))
+        stego = quantize(m.finish_stego(cover + residual, secrets))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
 
@@ -392,9 +399,7 @@ class Trainer:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
         # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
-        guide_on = (
-            self.cfg.network.arch == "sris" and self.cfg.ablation.score_map and self.step >= tc.d_warmup and ramp > 0
-        )
+        guide_on = m.uses_score_map and self.step >= tc.d_warmup and ramp > 0
         l_guide = guidance_loss(residual, score) if guide_on else torch.zeros(())
         loss = loss + tc.w_guide * l_guide
         l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())
@@ -573,7 +578,7 @@ def widened_for_more_secrets(
     for k, v in src.items():
         if k not in own or own[k].dim() != v.dim():
             continue
-        code = ".thumbnail." in k and k in src_fresh
+        code = k.startswith(THUMBNAIL) and k in src_fresh
         if own[k].shape == v.shape:
             if code:
                 out[k] = own[k].detach().float() + (v.float() - src_fresh[k].float())
