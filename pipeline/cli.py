@@ -74,17 +74,37 @@ def main() -> None:
 )
 @click.option("--size", default=256, show_default=True, help="Image size for the FLOP count.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
-    """The shipped model files (by name, with K, the secrets each cover holds), then the parameter counts and FLOPs
-    of each preset, per part (embed, reveal, discriminator).
+@click.option(
+    "--write-card",
+    type=click.Choice(["k1", "k2", "k4"]),
+    help="Maintainers: (re)write this shipped model's card beside its weights, with --held-out's figures.",
+)
+@click.option(
+    "--held-out",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --write-card: the output of `python -m pipeline validate --data PHOTOS --checkpoint NAME --json`.",
+)
+def model_info(preset: tuple[str, ...], size: int, as_json: bool, write_card: str | None, held_out: str | None) -> None:
+    """The shipped models (by name, with K, the secrets each cover holds) and their cards' held-out figures, then the
+    parameter counts and FLOPs of each preset, per part (embed, reveal, discriminator).
 
     \b
     A shipped model's name works wherever a checkpoint does:
       python -m pipeline embed --checkpoint k2 --secret a.png --secret b.png ...
       load_model("k2")
     """
-    from pipeline.model.info import describe, shipped_models
+    from pipeline.model.card import HELD_OUT_COMMAND
+    from pipeline.model.info import CARD_FIGURES, describe, shipped_models
 
+    if write_card or held_out:
+        if not (write_card and held_out):
+            raise click.UsageError("--write-card and --held-out go together")
+        from pathlib import Path
+
+        from pipeline.model.info import write_card as write
+
+        click.echo(f"wrote {write(write_card, json.loads(Path(held_out).read_text()))}")
+        return
     shipped = shipped_models()
     rows = [describe(name, size) for name in (preset or sorted(PRESETS, key=list(PRESETS).index))]
     if as_json:
@@ -96,6 +116,15 @@ def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
             click.echo(f"{r['name']:>5} {r['num_secrets']:>2} {r['params']:>9,} {r['sha256']:>13}  {r['file']}")
         else:
             click.echo(f"{r['name']:>5} {'':>2} {'':>9} {'':>13}  {r['file']} ({r['note']})")
+    carded = [r for r in shipped if r.get("held_out")]
+    if carded:
+        click.echo("\nheld-out figures from the model cards (pipeline/weights/NAME.json), measured by")
+        click.echo(f"  {HELD_OUT_COMMAND.format(name='NAME')}")
+        click.echo(f"{'name':>5} {'photos':>6} " + " ".join(f"{h:>11}" for h in CARD_FIGURES.values()) + "  threshold")
+        for r in carded:
+            fig = r["held_out"]
+            cells = " ".join(f"{fig[k]:>11.4f}" if k == "ssim_cover" else f"{fig[k]:>11.2f}" for k in CARD_FIGURES)
+            click.echo(f"{r['name']:>5} {fig['images']:>6} {cells}  {r['detection_threshold']:>9}")
     click.echo()
     header = ("preset", "params", "embed", "reveal", "discrim.", "GFLOPs embed", "GFLOPs reveal")
     widths = (8, 10, 9, 9, 9, 13, 14)

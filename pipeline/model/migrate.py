@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.model.config import CONFIG_VERSION, SHORT_NAMES, ModelConfig
+from pipeline.model.config import CONFIG_VERSION, ModelConfig
 
 _V1_RENAMES = {
     "carrier": "thumbnail_code",
@@ -101,6 +101,44 @@ def _state_v1_to_v2(state: dict[str, Any]) -> dict[str, Any]:
     return {k.replace(".carrier.", ".thumbnail."): v for k, v in state.items()}
 
 
+# Where each version-2 field (and ``extra`` key) went in version 3. Written out, not taken from today's config: a
+# later version may rename a field, and this step must still produce version 3.
+_V2_TO_V3 = {
+    "channels": "channels",
+    "num_secrets": "num_secrets",
+    **{
+        name: f"network.{name}"
+        for name in [
+            "arch",
+            "width",
+            "stem_stride",
+            "levels",
+            "level_widths",
+            "dms_widths",
+            "dms_blocks",
+            "dilations",
+            "disc_width",
+            "score_floor",
+            "light_score",
+            "hinet_blocks",
+            "unet_depth",
+        ]
+    },
+    **{name: f"ablation.{name}" for name in ("lpfdd", "glem_global", "sfm", "score_map")},
+    "thumbnail_code": "codes.thumbnail.enabled",
+    "thumbnail_amplitude": "codes.thumbnail.amplitude",
+    "detail_secrets": "codes.thumbnail.detail_secrets",
+    "code_last": "codes.thumbnail.code_last",
+    "base_layout": "codes.thumbnail.base_layout",
+    "base_tile": "codes.thumbnail.base_tile",
+    "residual_gain": "codes.residual.gain",
+    "deblur": "codes.deblur.enabled",
+    "register": "codes.register.enabled",
+    "mirror": "codes.mirror.decision",
+    "pattern_amplitude": "codes.mirror.pattern_amplitude",
+}
+
+
 def _config_v2_to_v3(d: dict[str, Any]) -> dict[str, Any]:
     """The flat version-2 dict in sections, every field written (the version-2 defaults where the file has none)."""
     flat = {**V2_DEFAULTS, **{k: v for k, v in d.items() if k not in ("version", "extra", "legacy")}}
@@ -108,13 +146,15 @@ def _config_v2_to_v3(d: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown version-2 config field(s): {', '.join(unknown)}")
     flat.update({**V2_EXTRA_DEFAULTS, **(d.get("extra") or {})})
-    out: dict[str, Any] = {"version": 3, "legacy": {**V2_LEGACY_DEFAULTS, **(d.get("legacy") or {})}}
-    for name, value in flat.items():
-        *sections, leaf = SHORT_NAMES[name].split(".")
+    out: dict[str, Any] = {"version": 3}
+    for name in _V2_TO_V3:  # in version 3's order of fields
+        *sections, leaf = _V2_TO_V3[name].split(".")
         node = out
-        for s in sections:
-            node = node.setdefault(s, {})
+        for section in sections:
+            node = node.setdefault(section, {})
+        value = flat[name]
         node[leaf] = list(value) if isinstance(value, tuple) else value
+    out["legacy"] = {**V2_LEGACY_DEFAULTS, **(d.get("legacy") or {})}
     return out
 
 
