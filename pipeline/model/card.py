@@ -87,9 +87,7 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def build_card(
-    name: str, file: str, sha256: str, payload: dict[str, Any], held_out: dict[str, Any]
-) -> dict[str, Any]:
+def build_card(name: str, file: str, sha256: str, payload: dict[str, Any], held_out: dict[str, Any]) -> dict[str, Any]:
     """The card of shipped model ``name``: its ``file``, the file's ``sha256``, its ``payload`` as
     ``read_checkpoint`` gives it (config, metadata) and its held-out figures (``validate --json``'s output, every
     figure as measured)."""
