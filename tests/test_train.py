@@ -491,3 +491,24 @@ def test_square_crops_are_seeded_and_start_with_the_centre_when_asked() -> None:
     assert with_centre.shape == (9, 3, 32, 32)
     assert torch.equal(with_centre[0], center_square(photos[0], 32))
     assert torch.equal(with_centre[1:3], plain[:2])  # the same random crops after the centre
+
+
+def test_train_options_are_generated_from_the_config_fields() -> None:
+    """``train``'s options come from ``TrainConfig``'s and the model config's fields (their metadata): each one sets a
+    field, with the field's default; none is written by hand but --scale-warmups (which transforms a config)."""
+    import click
+
+    from pipeline.cli_fields import field_options
+    from pipeline.model.config import ModelConfig
+    from pipeline.train.config import TrainConfig
+
+    command = main.get_command(click.Context(main), "train")
+    params = {p.opts[0]: p for p in command.params if isinstance(p, click.Option) and p.opts[0] != "--help"}
+    fields_ = field_options(TrainConfig) + field_options(ModelConfig)
+    assert set(params) == {o.flag for o in fields_} | {"--scale-warmups"}
+    defaults = {f.name: f.default for f in __import__("dataclasses").fields(TrainConfig)}
+    for o in field_options(TrainConfig):
+        if o.default is not None and not o.is_flag:
+            assert params[o.flag].default == (str(o.default) if params[o.flag].type.name == "choice" else o.default)
+            assert o.default == defaults[o.path], o.flag
+    assert len(params) >= 43  # every option the command had by hand

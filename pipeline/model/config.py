@@ -24,6 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from pipeline.cli_fields import option
 from pipeline.model.codes.residual import dims as residual_dims
 from pipeline.model.codes.thumbnail import CodeLayout
 
@@ -55,7 +56,10 @@ class NetworkConfig:
         unet_depth: scales of the U-Net baseline.
     """
 
-    arch: str = "sris"
+    arch: str = field(
+        default="sris",
+        metadata=option("--baseline", "Train a baseline instead of SRIS-Net.", choices=("hinet", "unet"), default=None),
+    )
     width: int = 48
     stem_stride: int = 4
     levels: int = 3
@@ -65,7 +69,14 @@ class NetworkConfig:
     dilations: tuple[int, ...] = (1, 2, 3)
     disc_width: int = 16
     score_floor: float = 0.3
-    light_score: bool = False
+    light_score: bool = field(
+        default=False,
+        metadata=option(
+            "--light-score",
+            "Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
+            "embed engine (see `distill-score` for a trained model).",
+        ),
+    )
     hinet_blocks: int = 6
     unet_depth: int = 3
 
@@ -76,10 +87,23 @@ class AblationConfig:
     instead), ``glem_global`` (GLEM's global branch), ``sfm`` (DMSubNet's fusion; features are added instead) and
     ``score_map`` (embed at a uniform gain)."""
 
-    lpfdd: bool = True
-    glem_global: bool = True
-    sfm: bool = True
-    score_map: bool = True
+    lpfdd: bool = field(
+        default=True,
+        metadata=option(
+            "--no-lpfdd", "Ablation: Gaussian pyramid instead of the Laplacian decomposition.", flag_value=False
+        ),
+    )
+    glem_global: bool = field(
+        default=True, metadata=option("--no-glem-global", "Ablation: GLEM without its global branch.", flag_value=False)
+    )
+    sfm: bool = field(
+        default=True,
+        metadata=option("--no-sfm", "Ablation: add shallow and deep features instead of SFM.", flag_value=False),
+    )
+    score_map: bool = field(
+        default=True,
+        metadata=option("--no-score-map", "Ablation: embed without the discriminator's score map.", flag_value=False),
+    )
 
 
 @dataclass(frozen=True)
@@ -101,12 +125,58 @@ class ThumbnailConfig:
             gain (``TileCode``).
     """
 
-    enabled: bool = True
-    amplitude: float = 10.0
-    detail_secrets: int = 1
-    code_last: bool = False
-    base_layout: str = "low"
-    base_tile: bool = False
+    enabled: bool = field(
+        default=True,
+        metadata=option(
+            "--no-thumbnail-code", "Ablation: no analytic thumbnail code (the learned paths only).", flag_value=False
+        ),
+    )
+    amplitude: float = field(
+        default=10.0,
+        metadata=option(
+            "--thumbnail-amplitude",
+            "The thumbnail code's amplitude in grey levels [default: the preset's, 10]: with K secrets each has its "
+            "own code, so K = 2 or 4 needs a lower one to keep the cover's quality.",
+            range=(1.0, 40.0),
+            default=None,
+        ),
+    )
+    detail_secrets: int = field(
+        default=1,
+        metadata=option(
+            "--detail-secrets",
+            "How many secrets (the first ones) the thumbnail code's 4x4 detail code carries, each in its own "
+            "coefficient [default: 1]. More lifts those secrets' clean figures and costs the cover.",
+            range=(1, 4),
+            default=None,
+        ),
+    )
+    code_last: bool = field(
+        default=False,
+        metadata=option(
+            "--code-last",
+            "Write the thumbnail code after the learned residual, cancelling it in the code's coefficients as the "
+            "cover's, so the learned path cannot disturb the code (the K = 2 and K = 4 files use it).",
+        ),
+    )
+    base_layout: str = field(
+        default="low",
+        metadata=option(
+            "--base-layout",
+            "The base code's coefficients [default: low]: quiet puts secrets 3 and 4 where photos have little "
+            "energy, so K = 3 or 4 costs the cover less (and resists blur and JPEG less).",
+            choices=("low", "quiet"),
+            default=None,
+        ),
+    )
+    base_tile: bool = field(
+        default=False,
+        metadata=option(
+            "--base-tile",
+            "The thumbnail code writes a DCT over each 4x4 group of 8x8 block means, each frequency at its own gain, "
+            "instead of the means themselves (the same code power, spent where noise hurts least).",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +184,16 @@ class ResidualConfig:
     """The residual code (``codes/residual.py``): what reveal still misses at the 2x2-block level is written into the
     stego's free checkerboard coefficients at ``gain`` (0 = off) and added back where it survived."""
 
-    gain: float = 0.0
+    gain: float = field(
+        default=0.0,
+        metadata=option(
+            "--residual-gain",
+            "The residual code: write what reveal still misses at the 2x2-block level into the stego's free "
+            "checkerboard coefficients at this gain (secret units per coefficient); reveal adds it back where it "
+            "survived. 0 = off; the shipped model uses 0.06.",
+            range=(0.0, 1.0),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -122,7 +201,14 @@ class DeblurConfig:
     """Reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (``codes/deblur.py``; no
     weights)."""
 
-    enabled: bool = False
+    enabled: bool = field(
+        default=False,
+        metadata=option(
+            "--deblur",
+            "Reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights); training "
+            "reveals the attacked stegos the same way, so the learned path learns on what it will see.",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -140,7 +226,17 @@ class MirrorConfig:
     thumbnail code's base pilot (needs the thumbnail code), ``pattern`` has embed add a faint fixed +-1 pattern of
     ``pattern_amplitude`` grey levels, ``none`` does not look."""
 
-    decision: str = "pattern"
+    decision: str = field(
+        default="pattern",
+        metadata=option(
+            "--mirror",
+            "How reveal recognises a mirrored stego: 'pilot' reads the thumbnail code's pilot (nothing added to the "
+            "cover), 'pattern' has embed add a faint fixed pattern, 'none' does not look [default: the preset's, "
+            "'pattern'].",
+            choices=MIRRORS,
+            default=None,
+        ),
+    )
     pattern_amplitude: float = 1.0
 
 
@@ -186,8 +282,10 @@ class ModelConfig:
     ``num_secrets`` (1 to 4), N a multiple of ``multiple``.
     """
 
-    channels: int = 3
-    num_secrets: int = 1
+    channels: int = field(default=3, metadata=option("--channels", "Image channels.", choices=(1, 3), always=True))
+    num_secrets: int = field(
+        default=1, metadata=option("--secrets", "Secrets per cover (K).", range=(1, 4), always=True)
+    )
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     codes: CodesConfig = field(default_factory=CodesConfig)

@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,140 +27,22 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.model import build_model, get_config
+from pipeline.model import build_model
 from pipeline.model.checkpoint import save_checkpoint
-from pipeline.model.config import CONFIG_VERSION, ModelConfig
+from pipeline.model.config import CONFIG_VERSION
 from pipeline.model.hiding import REVEAL_PATH, THUMBNAIL
-from pipeline.model.migrate import config_from_dict, config_version, migrate, migrate_overrides
+from pipeline.model.migrate import config_from_dict, config_version, migrate
 from pipeline.model.sris.discriminator import texture_target
 from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
+from pipeline.train.config import TrainConfig, model_config
 from pipeline.train.data import CropSampler, load_photos, validation_pairs
 from pipeline.train.graphics import GraphicsSampler
 from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, normalized_mse, psnr01, ssim_loss
 
 STATE_FORMAT = "sris-pipeline/train-state-1"
 
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; saved in every checkpoint and in ``OUT/train_config.json``."""
-
-    data: str
-    out: str
-    preset: str = "small"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    crop: int = 128
-    batch: int = 16
-    steps: int = 6000
-    lr: float = 1e-3
-    lr_d: float = 2e-4
-    warmup: int = 200
-    min_lr_ratio: float = 0.05
-    cover_psnr_target: float = 38.5
-    ssim_target: float = 0.975
-    # The constraint targets start loose and tighten linearly until ``target_ramp`` x steps: a revealer first learns
-    # to read a strong residual, then the residual is squeezed (a run that started at the final targets sat at
-    # 15 dB secret while the cover was already at 40 dB).
-    cover_psnr_start: float = 30.0
-    ssim_start: float = 0.85
-    target_ramp: float = 0.6
-    w_low: float = 1.0
-    w_adv: float = 0.02
-    # The discriminator's real/fake task (ablation: off = its trunk and score head learn the texture target alone,
-    # and the embedder gets no adversarial loss; the score map is then not trained against real/fake).
-    realfake: bool = True
-    w_guide: float = 0.03
-    w_flip: float = 1.0
-    w_score: float = 1.0
-    d_warmup: int = 300
-    quantize_from: int = 600
-    fidelity_from: int = 0
-    fidelity_ramp: int = 1000
-    flip_prob: float = 0.25
-    attack_mix: str = "bar"
-    # Learning-rate multiplier of the thumbnail code's linear maps (SRIS-Net): at the full rate the untrained deep
-    # paths' gradients rewrote half of the analytic code in 250 steps and the secret fell from 25 to 16 dB.
-    thumbnail_lr: float = 0.02
-    # Initial constraint weights: tiny for a from-scratch code (the revealer must first learn to read a strong
-    # residual); a model that already works starts where a trained one ended, so the cover holds from step 1.
-    lambda_cover_init: float = 0.05
-    lambda_ssim_init: float = 0.05
-    # Constraint weights to start from whatever else says (a fine-tune otherwise keeps its training state's): how a
-    # fine-tune trades cover quality for the secret. Dual ascent moves a weight by ~e^0.2 per 1000 steps, so a
-    # relaxed target alone barely loosened a weight that a tighter one had raised to 160 (``--lambda-ssim``).
-    lambda_cover_start: float | None = None
-    lambda_ssim_start: float | None = None
-    # Start from a trained model's weights (a model checkpoint or a run's last.pt); layers whose names and shapes
-    # match are copied, the rest keep their fresh initialisation. Ignored when the run resumes.
-    init_from: str | None = None
-    # Train the reveal path alone on a trained model's stegos (embedder, score heads and discriminator frozen): the
-    # cover side cannot move, so whatever the revealer gains is free; no discriminator step, no constraint updates.
-    reveal_only: bool = False
-    # Fraction of the secrets drawn as random synthetic graphics (``graphics.py``: shapes, checkerboards, colour
-    # waves) instead of photo crops: watermarks are often logos, and a revealer trained on photos alone reads them
-    # worse. Validation keeps photo secrets (the quality bar's).
-    synthetic_secrets: float = 0.0
-    clip: float = 1.0
-    val_fraction: float = 0.2
-    val_size: int = 256
-    val_every: int = 250
-    # Draws of sigma-5 noise the validation's noise figure averages (``quick_validation``): one draw moves it by about
-    # 0.1 dB, enough to pick the wrong best.pt when runs sit at the bar.
-    val_noise_draws: int = 1
-    log_every: int = 25
-    ckpt_minutes: float = 3.0
-    max_minutes: float | None = None
-    # A wall-time schedule: the cosine decay and the target ramp run over this many minutes of training instead of
-    # ``steps``, and the run ends there (a GPU lent for a fixed time; steps/s is unknown until it runs).
-    minutes: float | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @property
-    def works_from_step_zero(self) -> bool:
-        """Fine-tuning, or SRIS-Net with its thumbnail code: the model hides and reveals before training."""
-        cfg = model_config(self)
-        return self.init_from is not None or cfg.coded
-
-    def without_warmups(self) -> TrainConfig:
-        """The schedule of a model that works from step 0: none of the from-scratch warm-ups (unrounded stego,
-        phased-in fidelity, loose targets, discriminator warm-up), which exist so that a code can be found at all; the
-        targets hold from the first step, with constraint weights where the first run (small-v1) ended."""
-        return replace(
-            self,
-            quantize_from=0,
-            d_warmup=0,
-            fidelity_ramp=0,
-            cover_psnr_start=self.cover_psnr_target,
-            ssim_start=self.ssim_target,
-            warmup=50 if self.init_from else self.warmup,
-            lambda_cover_init=0.3,
-            lambda_ssim_init=5.0,
-        )
-
-    def warmups_scaled(self, reference_steps: int = 6000) -> TrainConfig:
-        """The from-scratch warm-ups (discriminator, 8-bit rounding, fidelity ramp, learning-rate warm-up) shrunk in
-        proportion for a run shorter than ``reference_steps`` (the CLI's default schedule they were tuned on): a
-        400-step run would otherwise never round its stegos to 8 bits. Longer runs keep them as they are."""
-        f = min(1.0, self.steps / reference_steps)
-        return replace(
-            self,
-            d_warmup=round(self.d_warmup * f),
-            quantize_from=round(self.quantize_from * f),
-            fidelity_ramp=round(self.fidelity_ramp * f),
-            warmup=round(self.warmup * f),
-        )
-
-
-def model_config(tc: TrainConfig) -> ModelConfig:
-    return get_config(tc.preset, **migrate_overrides(tc.model_overrides))
+__all__ = ["TrainConfig", "Trainer", "model_config", "train"]
 
 
 def lr_factor(step: int, tc: TrainConfig, progress: float | None = None) -> float:
