@@ -145,10 +145,13 @@ def test_reveal_unmirrors_by_the_flip_decision(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["hinet", "unet"])
-def test_baseline_rejects_a_size_it_cannot_take(arch: str) -> None:
-    model = build_model(get_config("small", arch=arch))
+def test_baseline_paths_reject_a_size_they_cannot_take_and_the_model_pads_it(arch: str) -> None:
+    model = build_model(get_config("small", arch=arch)).eval()
+    cover, secret = torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30)
     with pytest.raises(ValueError, match="multiple of"):
-        model.embed(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30))
+        model.embed_raw(cover, secret)  # the training graph takes what the network takes
+    with torch.inference_mode():
+        assert model.reveal(model.embed(cover, secret)).shape == (1, 3, 30, 30)  # the public API pads and crops
 
 
 def test_build_model_puts_the_learned_network_of_the_config_in_place() -> None:

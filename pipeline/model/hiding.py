@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.model import inference
@@ -158,12 +159,23 @@ class HidingModel(nn.Module):
                 read = self.reveal_network(stripped)[0]
         return self.residual_code.write(stripped, secrets, read)
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C', H, W) padded at the bottom and right (edge replicated) to multiples of ``config.multiple``."""
+        m = self.config.multiple
+        ph, pw = -x.shape[-2] % m, -x.shape[-1] % m
+        return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
     def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        """(B, C, N, N), (B, K*C, N, N) -> stego (B, C, N, N) in [0, 1]."""
+        """(B, C, H, W), (B, K*C, H, W) -> stego (B, C, H, W) in [0, 1]. Any H and W: images that are not multiples
+        of ``config.multiple`` are padded to them (edge replicated) and the stego cropped back."""
+        h, w = cover.shape[-2:]
+        cover, secrets = self._pad(cover), self._pad(secrets)
         if self.uses_folded_graph:
             stego = inference.embed_folded(self, cover, secrets)
         else:
             stego = self.embed_raw(cover, secrets).clamp(0, 1)
+        if stego.shape[-2:] != (h, w):
+            stego = stego[..., :h, :w]
         return stego if self.digital is None else self.digital.embed(stego)
 
     # ---------------------------------------------------------------------------------------------- reveal
@@ -218,9 +230,12 @@ class HidingModel(nn.Module):
         return (self.reveal_aligned(stego) if oriented else self.reveal_raw(stego))[0].clamp(0, 1)
 
     def reveal(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
-        """(B, C, N, N) -> secrets (B, K*C, N, N) in [0, 1]; ``aligned`` as in ``restore``. A model that registers
-        knows the orientation once ``restore`` ran, so its graph does not test the mirror again."""
-        return self.reveal_core(self.restore(stego, aligned), oriented=self.registers or aligned)
+        """(B, C, H, W) -> secrets (B, K*C, H, W) in [0, 1]; ``aligned`` as in ``restore``. A model that registers
+        knows the orientation once ``restore`` ran, so its graph does not test the mirror again. Any H and W, as
+        in ``embed`` (the stego padded the same way, the secrets cropped back)."""
+        h, w = stego.shape[-2:]
+        secrets = self.reveal_core(self.restore(self._pad(stego), aligned), oriented=self.registers or aligned)
+        return secrets[..., :h, :w] if secrets.shape[-2:] != (h, w) else secrets
 
     # ---------------------------------------------------------------------------------------------- detection
     def detect(self, images: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
@@ -257,5 +272,7 @@ class HidingModel(nn.Module):
         and saves nothing there)."""
         if not (self.registers and self.detector is not None):
             return self.reveal(stego), self.detect(stego, threshold)
-        restored, scores = self.restore_and_detect(stego)
-        return self.reveal_core(restored, oriented=True), scores
+        h, w = stego.shape[-2:]
+        restored, scores = self.restore_and_detect(self._pad(stego))
+        secrets = self.reveal_core(restored, oriented=True)
+        return (secrets[..., :h, :w] if secrets.shape[-2:] != (h, w) else secrets), scores
