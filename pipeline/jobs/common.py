@@ -183,6 +183,8 @@ class ShardJob:
         self.engine_build_seconds: float = 0.0
         # What actually ran; a distributed runner replaces it (its workers' engines, not the driver's planning one).
         self.runner_info: dict[str, Any] = {"runner": "local"}
+        # What the user must know about the outputs (say, the stegos were made by another model): summary + manifest.
+        self.warnings: list[str] = []
         if engine.info.channels != 3:
             raise JobError(f"the batch jobs handle RGB models only; this model has {engine.info.channels} channel(s)")
 
@@ -339,6 +341,7 @@ class ShardJob:
             "mode": self.mode,
             "source": self.src,
             "destination": self.dst,
+            "model": self.model_record(),
             "config": self.config(),
             "config_hash": self.config_hash,
             "settings": asdict(self.settings),
@@ -359,8 +362,15 @@ class ShardJob:
                 "startup_seconds": self.startup_seconds,
                 "engine_build_seconds": self.engine_build_seconds,
             },
+            "warnings": list(self.warnings),
             **self.manifest_extra(),
         }
+
+    def model_record(self) -> dict[str, Any]:
+        """The model this job ran, as the job record names it: its name (a shipped model's, else the file's stem) and
+        the sha256 of its checkpoint."""
+        info = self.engine.info
+        return {"name": info.model_name, "sha256": info.model_sha256}
 
     def write_manifest(self) -> str:
         """Write the job record to ``DST/manifest.json`` (atomically, replacing the previous run's); returns its URL."""
@@ -430,7 +440,9 @@ class ShardJob:
             metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:
             parts.append(", ".join(metrics))
-        return " | ".join(parts) + f" -> {self.dst}"
+        if self.warnings:
+            parts.append(f"{len(self.warnings)} warning(s), below")
+        return " | ".join(parts) + f" -> {self.dst}" + "".join(f"\nwarning: {w}" for w in self.warnings)
 
 
 def _names(names: list[str], limit: int = 10) -> str:

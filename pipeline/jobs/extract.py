@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
 from pipeline.io.shards import Member
 from pipeline.jobs.batch import JobSettings, Sample, prepare_secrets, reveal_batch, secret_id
-from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
+from pipeline.jobs.common import MANIFEST_NAME, JobError, JobUsageError, ShardJob, sha256_hex
 from pipeline.runtime import Engine
 
 
@@ -63,6 +63,13 @@ class ExtractJob(ShardJob):
             "references_sha256": self.reference_hashes,
         }
 
+    def plan(self) -> list:
+        todo = super().plan()
+        made_by = source_model(self.src)
+        if made_by and made_by.get("sha256") and made_by["sha256"] != self.engine.info.model_sha256:
+            self.warnings.append(other_model_warning(made_by, self.engine.info, f"the stegos in {self.src}"))
+        return todo
+
     def member_samples(self, group: list[Member]) -> Iterator[Sample]:
         first = next((m for m in group if self.role(m.ext) == "cover"), None)
         for m in group:
@@ -85,4 +92,37 @@ class ExtractJob(ShardJob):
         return reveal_batch(self.engine, samples, self.settings.size, self.references)
 
     def manifest_extra(self) -> dict[str, Any]:
-        return {"references_sha256": self.reference_hashes}
+        return {"references_sha256": self.reference_hashes, "source_model": source_model(self.src)}
+
+
+def source_model(src: str) -> dict[str, Any] | None:
+    """The model that made the stegos in ``src``, from the embed job's record there (``SRC/manifest.json``): its
+    name and sha256; None where ``src`` holds no embed job's record."""
+    import json
+
+    from pipeline.io.shards import read_bytes
+
+    try:
+        record = json.loads(read_bytes(f"{src.rstrip('/')}/{MANIFEST_NAME}"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("mode") != "embed":
+        return None
+    model = record.get("model") or {"name": None, "sha256": (record.get("config") or {}).get("model_sha256")}
+    return {"name": model.get("name"), "sha256": model.get("sha256")}
+
+
+def other_model_warning(made_by: dict[str, Any], info: Any, what: str) -> str:
+    """The warning for stegos made by another model than the one extracting: what it reads is not their secret."""
+
+    def name(n: str | None, sha: str) -> str:
+        return f"{n} (sha256 {sha[:12]})" if n else f"sha256 {sha[:12]}"
+
+    from pipeline.model.checkpoint import SHIPPED
+
+    theirs = made_by.get("name")
+    fix = f"--checkpoint {theirs}" if theirs in SHIPPED else "--checkpoint with that model's file"
+    return (
+        f"{what} were made by model {name(theirs, made_by['sha256'])}, not by the model extracting, "
+        f"{name(info.model_name, info.model_sha256)}: what it reads is not their secret (extract with {fix})"
+    )
