@@ -118,7 +118,7 @@ def model_info(preset: tuple[str, ...], size: int, as_json: bool, write_card: st
             click.echo(f"{r['name']:>5} {'':>2} {'':>9} {'':>13}  {r['file']} ({r['note']})")
     carded = [r for r in shipped if r.get("held_out")]
     if carded:
-        click.echo("\nheld-out figures from the model cards (pipeline/weights/NAME.json), measured by")
+        click.echo("\nheld-out figures from the model cards (pipeline/weights/*.json), measured by")
         click.echo(f"  {HELD_OUT_COMMAND.format(name='NAME')}")
         click.echo(f"{'name':>5} {'photos':>6} " + " ".join(f"{h:>11}" for h in CARD_FIGURES.values()) + "  threshold")
         for r in carded:

@@ -59,4 +59,3 @@ def test_the_readme_python_snippet_runs_as_written(tmp_path, monkeypatch, photo_
     scope: dict = {}
     exec(compile(_readme_python_block(), "README.md", "exec"), scope)  # the project's own README
     assert scope["stego"].shape == (1, 3, 300, 400) and scope["recovered"].shape == (1, 3, 300, 400)
-    assert (tmp_path / "stego.png").is_file()

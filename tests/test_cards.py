@@ -1,5 +1,5 @@
-"""The shipped models' cards (``pipeline/weights/NAME.json``): what they say matches the weights beside them, and
-``load_model`` and ``model-info`` go through them."""
+"""The shipped models' cards (``NAME.json`` beside ``NAME.pt`` in ``pipeline/weights/``): what they say matches the
+weights beside them, and ``load_model`` and ``model-info`` go through them."""
 
 from __future__ import annotations
 

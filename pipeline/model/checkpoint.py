@@ -137,7 +137,7 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.d
     """Load a trained model for inference (eval mode, fp32): ``None`` the shipped default model, a shipped model's
     name (``"k2"``: two secrets per cover; ``SHIPPED``) or a checkpoint file.
 
-    The file is read once and hashed once. A shipped model goes through its card (``pipeline/weights/NAME.json``):
+    The file is read once and hashed once. A shipped model goes through its card (``NAME.json`` beside the weights):
     weights whose sha256 is not the card's are refused. The model carries where it came from: ``checkpoint_path``,
     ``checkpoint_sha256``, ``checkpoint_meta``, ``card`` (or None) and ``model_name`` (the shipped name, else the
     file's stem)."""

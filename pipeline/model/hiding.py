@@ -52,8 +52,8 @@ THUMBNAIL = "thumbnail."
 
 
 class DigitalLayer(Protocol):
-    """The slot for a digital layer (the next part: ``pipeline/model/digital/``): data carried in the final stego
-    beside the image code, written after embed and read on its own.
+    """The slot for a digital layer (the next part: a ``digital`` package beside ``codes``): data carried in the final
+    stego beside the image code, written after embed and read on its own.
 
     ``embed(stego, payload)`` returns the stego (B, C, N, N) in [0, 1] carrying ``payload``; ``read(stego)`` returns
     what it finds. A hiding model holds one or None (today).
