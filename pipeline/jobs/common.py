@@ -41,6 +41,15 @@ class JobUsageError(JobError):
     path...): the command line is wrong, exit status 2 with this message."""
 
 
+# The tEXt keywords of a stego PNG that name the model that made it.
+MODEL_NAME_KEY, MODEL_SHA256_KEY = "sris-pipeline model", "sris-pipeline model sha256"
+
+
+def model_text(info: Any) -> dict[str, str]:
+    """The tEXt chunks that name a model (an engine's ``info``) in the PNGs it makes."""
+    return {MODEL_NAME_KEY: info.model_name, MODEL_SHA256_KEY: info.model_sha256}
+
+
 def new_job_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + pysecrets.token_hex(3)
 
@@ -168,7 +177,7 @@ class ShardJob:
         self.src, self.dst = src, dst.rstrip("/")
         self.engine, self.settings, self.decoder, self.force = engine, settings, decoder, force
         self.job_id = job_id or new_job_id()
-        self.encoder = settings.encoder()
+        self.encoder = self.make_encoder()
         self.started = time.time()
         self.totals = Totals()
         self.todo: list[ShardRef] = []
@@ -362,9 +371,21 @@ class ShardJob:
                 "startup_seconds": self.startup_seconds,
                 "engine_build_seconds": self.engine_build_seconds,
             },
-            "warnings": list(self.warnings),
+            "warnings": self.job_warnings(),
             **self.manifest_extra(),
         }
+
+    def make_encoder(self) -> Any:
+        """The encoder of this job's outputs (a PNG carries ``output_text``)."""
+        return self.settings.encoder(self.output_text())
+
+    def output_text(self) -> dict[str, str]:
+        """Metadata the job's PNG outputs carry (tEXt chunks); none by default."""
+        return {}
+
+    def job_warnings(self) -> list[str]:
+        """What the user must know about the outputs: the summary and the manifest list them."""
+        return list(self.warnings)
 
     def model_record(self) -> dict[str, Any]:
         """The model this job ran, as the job record names it: its name (a shipped model's, else the file's stem) and
@@ -440,9 +461,10 @@ class ShardJob:
             metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:
             parts.append(", ".join(metrics))
-        if self.warnings:
-            parts.append(f"{len(self.warnings)} warning(s), below")
-        return " | ".join(parts) + f" -> {self.dst}" + "".join(f"\nwarning: {w}" for w in self.warnings)
+        warnings = self.job_warnings()
+        if warnings:
+            parts.append(f"{len(warnings)} warning(s), below")
+        return " | ".join(parts) + f" -> {self.dst}" + "".join(f"\nwarning: {w}" for w in warnings)
 
 
 def _names(names: list[str], limit: int = 10) -> str:

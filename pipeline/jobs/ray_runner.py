@@ -146,7 +146,8 @@ def detach_job(job: ShardJob) -> ShardJob:
 def attach_job(detached: ShardJob, engine: Engine, decoder: Any, expected_config_hash: str) -> ShardJob:
     """Give a detached job this worker's engine and decoder; refuse a worker whose model is not the planned one."""
     job = copy.copy(detached)
-    job.engine, job.decoder, job.encoder = engine, decoder, job.settings.encoder()
+    job.engine, job.decoder = engine, decoder
+    job.encoder = job.make_encoder()  # after the engine: the outputs' metadata names its model
     if job.config_hash != expected_config_hash:
         raise JobError(
             f"worker {socket.gethostname()} loaded model {engine.info.model_sha256[:12]} (configuration "
