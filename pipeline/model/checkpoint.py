@@ -112,7 +112,7 @@ def _build(config: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.M
     Built outside inference mode whatever the caller's mode: weights made inside ``torch.inference_mode()`` are
     inference tensors, and a later reveal outside it fails on them ("Inference tensors cannot be saved for
     backward")."""
-    from pipeline.model import build_model
+    from pipeline.model.compose import build_model
 
     with torch.inference_mode(False):
         model = build_model(ModelConfig.from_dict(config))
