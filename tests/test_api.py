@@ -13,9 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_a_model_loaded_in_inference_mode_reveals_outside_it() -> None:
     """Loaded inside ``torch.inference_mode()`` (a natural first try), the weights were inference tensors and
-    reveal, run outside that mode, failed with "Inference tensors cannot be saved for backward"."""
+    reveal, run outside that mode, failed with "Inference tensors cannot be saved for backward"; so did a reveal
+    outside it after one inside (registration's cached sign bank was made in inference mode)."""
+    from pipeline.model.codes import register
+
+    register._sign_bank.cache_clear()  # as in a fresh process
     with torch.inference_mode():
         model = load_model("k1")
+        model.reveal(torch.rand(1, 3, 64, 64))  # registration's tables are made here, in inference mode
     g = torch.Generator().manual_seed(0)
     cover, secret = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
     stego = model.embed(cover, secret)
