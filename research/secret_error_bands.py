@@ -39,7 +39,7 @@ def main() -> None:
     true_means = F.avg_pool2d(secrets, BASE_BLOCK)
     for path in args.checkpoints:
         model = load_model(path)
-        reader = model.revealer.thumbnail
+        reader = model.thumbnail.reader
         with torch.no_grad():
             stego = to_255(model.embed(covers, secrets)) / 255
             for name in ATTACKS:

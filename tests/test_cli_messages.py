@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from jobkit import job_args, photo_shard, png_bytes, rows, tar_names, tree
 
 from pipeline.cli import main
+from pipeline.model.checkpoint import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -245,8 +246,9 @@ def test_first_run_says_it_builds_engines_and_the_summary_keeps_startup_apart(
     res = run(*args)
     assert res.exit_code == 0, res.output
     err = res.stderr.splitlines()
+    folder = engines / file_sha256(tiny_checkpoint)[:12]  # the model's own folder in --engines-dir
     assert err[0] == (
-        f"building ONNX fp32 engines for {tiny_checkpoint} at {SIZE}x{SIZE} into {engines}/ "
+        f"building ONNX fp32 engines for {tiny_checkpoint} at {SIZE}x{SIZE} into {folder}/ "
         "(once; about a minute on a small CPU)..."
     )
     assert re.fullmatch(r"engines built in \d+ s", err[1]), err

@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import flat_config
 from PIL import Image
 
 from pipeline.core import distortions as D
@@ -74,7 +75,7 @@ def test_the_estimate_inverts_the_calibration() -> None:
 def test_calibration_falls_with_the_blur() -> None:
     _, model = _pair()
     model.restore(torch.full((1, 3, 64, 64), 0.5))
-    cal = model._deblur.calibration
+    cal = model.restoration.deblur.calibration
     assert cal.rho4[0] == 1.0 and cal.rho8[0] == 1.0 and min(cal.clean) > 0
     assert all(b < a for a, b in zip(cal.rho4, cal.rho4[1:], strict=False))
     assert all(b < a for a, b in zip(cal.rho8, cal.rho8[1:], strict=False))
@@ -111,7 +112,7 @@ def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: flo
             "jpeg75": lambda x: _jpeg(x, 75),
         }[attack](stego)
         model.restore(stego[:1])
-        a = model._deblur.blur_of(D.quantize(seen))
+        a = model.restoration.deblur.blur_of(D.quantize(seen))
     assert ((a >= lo) & (a <= hi)).all(), a
 
 
@@ -147,10 +148,11 @@ def test_deblur_without_the_thumbnail_code_is_refused() -> None:
 
 
 def test_checkpoints_without_the_deblur_load_without_it() -> None:
-    from pipeline.model.config import ModelConfig
+    from pipeline.model.migrate import config_from_dict
 
-    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "deblur"})
-    assert cfg.deblur is False
+    old = {k: v for k, v in flat_config("fast").items() if k != "deblur"}  # a version-2 file from before it
+    cfg = config_from_dict({"version": 2, **old})
+    assert cfg.codes.deblur.enabled is False
 
 
 @pytest.mark.parametrize("base_layout", ["low", "quiet"])
@@ -164,7 +166,7 @@ def test_four_secrets_in_either_layout_register_and_measure_a_mean_filter(base_l
     with torch.no_grad():
         seen = D.quantize(D.mean_filter(D.quantize(model.embed(cover, secrets))))
         model.restore(seen[:1])
-        a = model._deblur.blur_of(seen)
-        found = Registration(model.revealer.thumbnail).search(seen)
+        a = model.restoration.deblur.blur_of(seen)
+        found = Registration(model.thumbnail.reader).search(seen)
     assert ((a >= 0.2) & (a <= 0.45)).all(), a
     assert (found.dy == 0).all() and (found.dx == 0).all() and not found.mirrored.any(), found

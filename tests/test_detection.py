@@ -51,7 +51,7 @@ def test_unmoved_statistics_are_the_search_at_no_translation(shipped, photos) ->
     covers = torch.stack([as_tensor(p) for p in photos[:4]])
     with torch.inference_mode():
         stegos = quantize(shipped.embed(covers, covers.roll(1, 0)))
-        reg = Registration(shipped.revealer.thumbnail)
+        reg = Registration(shipped.thumbnail.reader)
         for x in (stegos, mirror_image(stegos), covers):
             quick = reg.unmoved_statistics(x)
             assert torch.allclose(quick[:, 0], reg.statistics(x)[:, IDENTITY], atol=1e-4)

@@ -19,23 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 
-# Known circles and sris/codes imports that the model's restructuring (the other half of this work) removes; empty
-# them when it lands. Each entry names the modules of one circle (sorted) or one (importer, imported) pair.
-KNOWN_MODEL_CIRCLES_TO_BREAK: set[tuple[str, ...]] = {
-    ("pipeline.model.config", "pipeline.model.migrate"),
-    ("pipeline.model.sris.inference", "pipeline.model.sris.net"),
-}
-KNOWN_SRIS_CODES_IMPORTS_TO_REMOVE: set[tuple[str, str]] = {
-    ("pipeline.model.sris.inference", "pipeline.model.codes.mirror"),
-    ("pipeline.model.sris.inference", "pipeline.model.codes.residual"),
-    ("pipeline.model.sris.inference", "pipeline.model.codes.thumbnail"),
-    ("pipeline.model.sris.net", "pipeline.model.codes.deblur"),
-    ("pipeline.model.sris.net", "pipeline.model.codes.mirror"),
-    ("pipeline.model.sris.net", "pipeline.model.codes.register"),
-    ("pipeline.model.sris.net", "pipeline.model.codes.residual"),
-    ("pipeline.model.sris.net", "pipeline.model.codes.thumbnail"),
-}
-
 
 def module_files(package: Path) -> dict[str, Path]:
     """Dotted module name -> file, for every ``.py`` under ``package`` (a package is its ``__init__``)."""
@@ -152,7 +135,7 @@ def sris_codes_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 def test_no_import_circle_between_modules() -> None:
     found = set(circles(import_graph()))
-    assert found - KNOWN_MODEL_CIRCLES_TO_BREAK == set()
+    assert found == set()
 
 
 def test_no_import_circle_between_layers() -> None:
@@ -160,7 +143,7 @@ def test_no_import_circle_between_layers() -> None:
 
 
 def test_the_papers_network_and_our_codes_do_not_import_each_other() -> None:
-    assert sris_codes_imports(import_graph()) - KNOWN_SRIS_CODES_IMPORTS_TO_REMOVE == set()
+    assert sris_codes_imports(import_graph()) == set()
 
 
 def test_the_shared_helpers_import_nothing_else_of_the_package() -> None:

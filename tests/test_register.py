@@ -4,8 +4,6 @@ scores how strongly an image carries the mark."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 from test_mirror import sample_photos
@@ -23,7 +21,7 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     cfg = get_config("fast", light_score=True, residual_gain=0.06, base_tile=True, mirror="pilot")
     plain = build_model(cfg).eval()
-    registered = build_model(replace(cfg, register=True)).eval()
+    registered = build_model(cfg.with_overrides(register=True)).eval()
     registered.load_state_dict(plain.state_dict())
     return plain, registered
 
@@ -47,7 +45,7 @@ def test_realign_undoes_a_shift() -> None:
 def test_the_pilot_finds_a_shift_and_a_mirror(models, pairs, k: int) -> None:
     _, model = models
     covers, secrets = pairs
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     with torch.inference_mode():
         stego = D.quantize(model.embed(covers, secrets))
         found = reg.search(D.quantize(shift(stego, k)))
@@ -110,7 +108,7 @@ def test_validate_register_measures_the_same_weights_with_registration(tmp_path,
     registered = json.loads(CliRunner().invoke(main, [*args, "--json", "--register"]).output)
     assert registered["psnr_secret"] == plain["psnr_secret"] and registered["psnr_cover"] == plain["psnr_cover"]
     model = load_model(tiny_checkpoint)
-    assert not model.config.register and with_registration(model).config.register
+    assert not model.config.codes.register.enabled and with_registration(model).config.codes.register.enabled
     with pytest.raises(ValueError, match="thumbnail code"):
         with_registration(build_model(get_config("tiny", arch="unet")))
 
@@ -133,7 +131,7 @@ def test_the_search_finds_the_same_as_one_hypothesis_at_a_time(models, pairs) ->
     from pipeline.model.codes.thumbnail import pilot
 
     _, model = models
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     x = torch.rand(2, 3, 72, 88)
     z = reg.statistics(x)
     y = torch.nn.functional.conv2d(x, reg.reader.base_kernel()).sum(dim=1)  # every block, at every pixel offset

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "research").glob("*.py"))
 # Engine internals that a study must not reach into (the folded inference graph is what the engines export).
-INTERNAL_MODULES = ("pipeline.model.sris.inference",)
+INTERNAL_MODULES = ("pipeline.model.inference",)
 
 
 def test_every_study_is_in_the_index() -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flat_config
 
 from pipeline.core import distortions as D
 from pipeline.core.metrics import psnr
@@ -129,7 +130,8 @@ def test_a_model_with_the_residual_code_gives_more_secret_back_clean(photo_facto
 
 
 def test_checkpoints_without_the_residual_code_load_without_it() -> None:
-    from pipeline.model.config import ModelConfig
+    from pipeline.model.migrate import config_from_dict
 
-    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "residual_gain"})
-    assert cfg.residual_gain == 0.0
+    old = {k: v for k, v in flat_config("fast").items() if k != "residual_gain"}  # a version-2 file from before it
+    cfg = config_from_dict({"version": 2, **old})
+    assert cfg.codes.residual.gain == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flat_config
 
 from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
@@ -24,8 +25,8 @@ from pipeline.model.codes.thumbnail import (
     detail_of,
     pilot,
 )
-from pipeline.model.config import ModelConfig
 from pipeline.model.legacy import texture_weight
+from pipeline.model.migrate import config_from_dict
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -111,10 +112,10 @@ def test_sris_net_starts_as_the_thumbnail_code() -> None:
 
 
 def test_checkpoints_from_before_the_code_load_without_it() -> None:
-    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    old = {k: v for k, v in flat_config("tiny").items() if k != "mirror"}
     del old["thumbnail_code"], old["thumbnail_amplitude"]  # a version-1 dict from before the code (the carrier)
     old["flip_sync"] = True
-    assert not ModelConfig.from_dict(old).thumbnail_code
+    assert not config_from_dict(old).codes.thumbnail.enabled
     assert get_config("tiny").multiple == 8 and get_config("tiny", thumbnail_code=False).multiple == 4
 
 
@@ -131,7 +132,7 @@ def test_legacy_texture_weighting_moves_the_code_out_of_flat_regions() -> None:
     for a in (0.0, 0.8):
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            code = model.embedder.thumbnail(cover, secrets, texture_weight(cover, a))
+            code = model.thumbnail.writer(cover, secrets, texture_weight(cover, a))
             energy[a] = (code[..., :32].square().mean().item(), code[..., 32:].square().mean().item())
             assert (model.embed(cover, secrets) - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max() < 1e-5
     flat0, tex0 = energy[0.0]
@@ -153,7 +154,7 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
             stego = D.quantize(model.embed(covers, secrets))
-            reader = model.revealer.thumbnail
+            reader = model.thumbnail.reader
             weight = texture_weight(stego, a)
             read[a, "divided"] = psnr(to_255(reader(stego, weight)), to_255(secrets)).mean().item()
             read[a, "not divided"] = psnr(to_255(reader(stego)), to_255(secrets)).mean().item()
@@ -203,8 +204,8 @@ def test_code_last_keeps_the_learned_residual_out_of_the_code(code_last: bool, p
     with torch.no_grad():
         model.embedder.head.weight.normal_(std=0.05)  # a learned residual of several grey levels
         covers, secrets = _covers(photo_factory), torch.rand(2, 6, 32, 32)
-        stego = covers + model.embedder(covers, secrets, model.score_map(covers))
-        reader = model.revealer.thumbnail
+        stego = covers + model.embed_residual(covers, secrets, model.score_map(covers))
+        reader = model.thumbnail.reader
         base = reader.base_coefficients(stego)
         detail = reader.detail_coefficients(F.pixel_unshuffle(stego, 4))
     expected_base = F.avg_pool2d(secrets, 8) - 0.5 + PILOT * pilot(4, 4, stego)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.model.codes import residual
-from pipeline.model.sris.inference import reveal_without_residual
+from pipeline.model.inference import reveal_without_residual
 
 READINGS = ("thumbnail code", "+ learned path", "+ residual code")
 
@@ -24,7 +24,7 @@ def part_readings(model: torch.nn.Module, stego: torch.Tensor) -> dict[str, torc
     x = model.unmirror(model.restore(stego))
     stripped, _ = residual.strip(x, model.config.code_layout)
     return {
-        READINGS[0]: model.revealer.thumbnail(stripped).clamp(0, 1),
+        READINGS[0]: model.thumbnail.reader(stripped).clamp(0, 1),
         READINGS[1]: reveal_without_residual(model, stripped).clamp(0, 1),
         READINGS[2]: model.reveal(stego),
     }

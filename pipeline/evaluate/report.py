@@ -399,7 +399,7 @@ def write_report(
                     m["label"],
                     f"`{m['path']}`",
                     m["sha256"][:12],
-                    m["config"]["arch"],
+                    m["config"]["network"]["arch"],
                     m["config"]["num_secrets"],
                     m["seconds"],
                 ]

@@ -109,11 +109,13 @@ def model_name(model: torch.nn.Module, path: Path) -> str:
     if meta.get("name"):
         return str(meta["name"])
     cfg = model.config
-    parts = [ARCH_NAMES.get(cfg.arch, cfg.arch)]
+    parts = [ARCH_NAMES.get(cfg.network.arch, cfg.network.arch)]
     preset = (meta.get("train_config") or {}).get("preset")
     if preset:
         parts.append(preset)
-    extras = [text for flag, text in ABLATIONS.items() if not getattr(cfg, flag, True) and cfg.arch == "sris"]
+    extras = [
+        text for flag, text in ABLATIONS.items() if not getattr(cfg.ablation, flag) and cfg.network.arch == "sris"
+    ]
     if cfg.num_secrets > 1:
         extras.append(f"K={cfg.num_secrets}")
     name = " ".join(parts)

@@ -57,8 +57,9 @@ class JobSettings:
     def ext(self) -> str:
         return EXTENSIONS[self.fmt]
 
-    def encoder(self) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
-        return get_encoder(self.fmt, self.png_level, self.jpeg_quality)
+    def encoder(self, text: dict[str, str] | None = None) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
+        """The output encoder; ``text``: metadata the PNG outputs carry (tEXt chunks)."""
+        return get_encoder(self.fmt, self.png_level, self.jpeg_quality, text=text)
 
 
 @dataclass

@@ -258,12 +258,16 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
-    """Run everything the config asks for; print the table; write Parquet + PNG. Returns the rows."""
+def run_benchmark(cfg: BenchmarkConfig, model: Any = None) -> list[dict]:
+    """Run everything the config asks for; print the table; write Parquet + PNG. Returns the rows. ``model``: the
+    model of ``cfg.checkpoint`` when the caller loaded it (every backend's engines are built from it)."""
     import click
 
     from pipeline.io.decode import dali_available
+    from pipeline.model.checkpoint import load_model
     from pipeline.runtime import load_engine
+
+    model = load_model(cfg.checkpoint) if model is None else model
 
     decoders = list(cfg.decoders) or (["cpu", "dali"] if dali_available() else ["cpu"])
     rows: list[dict] = []
@@ -281,7 +285,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
             shard = write_shard(work / f"in-{h}x{w}" / "bench.tar", cfg.images, h, w)
             for backend in backends:
                 try:
-                    engine = load_engine(backend, cfg.checkpoint, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
+                    engine = load_engine(backend, model, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
                 except Exception as exc:  # a backend that does not load here is reported, not fatal
                     click.echo(f"skipping backend {backend}: {exc}", err=True)
                     continue

@@ -215,15 +215,15 @@ def check_shards(src: str, dst: str) -> None:
         raise click.UsageError(f"--out {dst} is the --shards folder: the outputs would replace the inputs")
 
 
-def read_model_config(checkpoint: str | None) -> Any:
-    """The checkpoint's model config (read before any engine is built, so that options are checked first)."""
-    from pipeline.model.checkpoint import CheckpointError
-    from pipeline.runtime.build import CheckpointRef
+def load_job_model(checkpoint: str | None) -> Any:
+    """The job's model, loaded once (one read, one hash of the file) before any engine is built, so that the
+    options that depend on it are checked first; the engines are built from it and its stages run on it."""
+    from pipeline.model.checkpoint import CheckpointError, load_model
     from pipeline.runtime.cli import check_checkpoint_exists, checkpoint_message
 
     check_checkpoint_exists(checkpoint)
     try:
-        return CheckpointRef.load(checkpoint).config
+        return load_model(checkpoint)
     except CheckpointError as exc:
         _fail(checkpoint_message(checkpoint, exc))
 
@@ -254,7 +254,8 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         raise click.UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor go with --runner ray")
     check_out(kw["dst"])
     check_shards(kw["src"], kw["dst"])
-    check_model(read_model_config(kw["checkpoint"]))
+    model = load_job_model(kw["checkpoint"])
+    check_model(model.config)
 
     from pipeline.io.decode import make_decoder
     from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError
@@ -271,7 +272,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
             spec = EngineSpec(
                 kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], kw["engines_dir"]
             )
-            engine = spec.planning_engine()  # the driver only plans; every worker loads `spec` on its own node
+            engine = spec.planning_engine(model)  # the driver only plans; every worker loads `spec` on its own node
             runner = RayRunner(
                 spec, address=kw["ray_address"], actors=kw["ray_actors"], cpus_per_actor=kw["workers"],
                 gpus_per_actor=kw["ray_gpus_per_actor"], decoder=kw["decoder"], batch_size=kw["batch_size"],
@@ -280,7 +281,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         else:
             engine = load_engine(
                 kw["backend"],
-                kw["checkpoint"],
+                model,
                 kw["size"],
                 kw["device"],
                 kw["precision"],
@@ -490,9 +491,9 @@ def benchmark(**kw: Any) -> None:
     from pipeline.runtime.cli import checkpoint_message
 
     check_out(kw["out"])
-    read_model_config(kw["checkpoint"])
+    model = load_job_model(kw["checkpoint"])
     try:
-        run_benchmark(BenchmarkConfig(**kw))
+        run_benchmark(BenchmarkConfig(**kw), model)
     except KeyboardInterrupt:
         from pipeline.jobs.common import EXIT_INTERRUPTED
 

@@ -43,6 +43,15 @@ class JobUsageError(JobError):
     path...): the command line is wrong, exit status 2 with this message."""
 
 
+# The tEXt keywords of a stego PNG that name the model that made it.
+MODEL_NAME_KEY, MODEL_SHA256_KEY = "sris-pipeline model", "sris-pipeline model sha256"
+
+
+def model_text(info: Any) -> dict[str, str]:
+    """The tEXt chunks that name a model (an engine's ``info``) in the PNGs it makes."""
+    return {MODEL_NAME_KEY: info.model_name, MODEL_SHA256_KEY: info.model_sha256}
+
+
 def new_job_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + pysecrets.token_hex(3)
 
@@ -149,7 +158,7 @@ class ShardJob:
         self.src, self.dst = src, dst.rstrip("/")
         self.engine, self.settings, self.decoder, self.force = engine, settings, decoder, force
         self.job_id = job_id or new_job_id()
-        self.encoder = settings.encoder()
+        self.encoder = self.make_encoder()
         self.started = time.time()
         self.totals = Totals()
         self.todo: list[ShardRef] = []
@@ -164,6 +173,8 @@ class ShardJob:
         self.engine_build_seconds: float = 0.0
         # What actually ran; a distributed runner replaces it (its workers' engines, not the driver's planning one).
         self.runner_info: dict[str, Any] = {"runner": "local"}
+        # What the user must know about the outputs (say, the stegos were made by another model): summary + manifest.
+        self.warnings: list[str] = []
         if engine.info.channels != 3:
             raise JobError(f"the batch jobs handle RGB models only; this model has {engine.info.channels} channel(s)")
 
@@ -320,6 +331,7 @@ class ShardJob:
             "mode": self.mode,
             "source": self.src,
             "destination": self.dst,
+            "model": self.model_record(),
             "config": self.config(),
             "config_hash": self.config_hash,
             "settings": asdict(self.settings),
@@ -340,8 +352,27 @@ class ShardJob:
                 "startup_seconds": self.startup_seconds,
                 "engine_build_seconds": self.engine_build_seconds,
             },
+            "warnings": self.job_warnings(),
             **self.manifest_extra(),
         }
+
+    def make_encoder(self) -> Any:
+        """The encoder of this job's outputs (a PNG carries ``output_text``)."""
+        return self.settings.encoder(self.output_text())
+
+    def output_text(self) -> dict[str, str]:
+        """Metadata the job's PNG outputs carry (tEXt chunks); none by default."""
+        return {}
+
+    def job_warnings(self) -> list[str]:
+        """What the user must know about the outputs: the summary and the manifest list them."""
+        return list(self.warnings)
+
+    def model_record(self) -> dict[str, Any]:
+        """The model this job ran, as the job record names it: its name (a shipped model's, else the file's stem) and
+        the sha256 of its checkpoint."""
+        info = self.engine.info
+        return {"name": info.model_name, "sha256": info.model_sha256}
 
     def write_manifest(self) -> str:
         """Write the job record to ``DST/manifest.json`` (atomically, replacing the previous run's); returns its URL."""
@@ -411,7 +442,10 @@ class ShardJob:
             metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:
             parts.append(", ".join(metrics))
-        return " | ".join(parts) + f" -> {self.dst}"
+        warnings = self.job_warnings()
+        if warnings:
+            parts.append(f"{len(warnings)} warning(s), below")
+        return " | ".join(parts) + f" -> {self.dst}" + "".join(f"\nwarning: {w}" for w in warnings)
 
 
 def _names(names: list[str], limit: int = 10) -> str:

@@ -111,13 +111,14 @@ class EngineSpec:
             threads=threads,
         )
 
-    def planning_engine(self) -> Engine:
-        """The engine the driver needs to plan: the torch reference on the CPU, which any head node can load.
+    def planning_engine(self, model: Any = None) -> Engine:
+        """The engine the driver needs to plan: the torch reference on the CPU, which any head node can load, of
+        ``model`` when the driver has loaded it already (else of ``checkpoint``).
 
         Planning only reads the model's hash and shape (the configuration fingerprint is backend-independent);
         the images go through the engines the actors load.
         """
-        return load_engine("torch", self.checkpoint, self.size, "cpu")
+        return load_engine("torch", self.checkpoint if model is None else model, self.size, "cpu")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -144,7 +145,8 @@ def detach_job(job: ShardJob) -> ShardJob:
 def attach_job(detached: ShardJob, engine: Engine, decoder: Any, expected_config_hash: str) -> ShardJob:
     """Give a detached job this worker's engine and decoder; refuse a worker whose model is not the planned one."""
     job = copy.copy(detached)
-    job.engine, job.decoder, job.encoder = engine, decoder, job.settings.encoder()
+    job.engine, job.decoder = engine, decoder
+    job.encoder = job.make_encoder()  # after the engine: the outputs' metadata names its model
     if job.config_hash != expected_config_hash:
         raise JobError(
             f"worker {socket.gethostname()} loaded model {engine.info.model_sha256[:12]} (configuration "
@@ -257,7 +259,7 @@ class RayRunner:
     """Runs a planned ``ShardJob`` on a Ray cluster, with the same outputs as ``LocalRunner``.
 
     Args:
-        engine: how each actor loads its engine (the CLI's --backend, --checkpoint, --size, --device, --precision,
+        spec: how each actor loads its engine (the CLI's --backend, --checkpoint, --size, --device, --precision,
             --engines-dir).
         address: Ray's own ``address``: None starts a local cluster (or joins the one ``RAY_ADDRESS`` names),
             ``"auto"`` joins the cluster this node belongs to, ``"ray://host:10001"`` goes through Ray Client.
@@ -276,7 +278,7 @@ class RayRunner:
 
     def __init__(
         self,
-        engine: EngineSpec,
+        spec: EngineSpec,
         address: str | None = None,
         actors: int | None = None,
         cpus_per_actor: float | None = None,
@@ -291,7 +293,7 @@ class RayRunner:
             raise ValueError(f"actors must be at least 1, got {actors}")
         if (cpus_per_actor is not None and cpus_per_actor <= 0) or (gpus_per_actor is not None and gpus_per_actor < 0):
             raise ValueError("cpus_per_actor must be > 0 and gpus_per_actor >= 0")
-        self.engine = engine.resolved()
+        self.spec = spec.resolved()
         self.address = address
         self.actors = actors
         self.cpus_per_actor = cpus_per_actor
@@ -315,7 +317,7 @@ class RayRunner:
         gpu_nodes = [n for n in nodes if n.get("GPU", 0) > 0]
         per_gpu = self.gpus_per_actor
         if per_gpu is None:
-            per_gpu = 1.0 if gpu_nodes and self.engine.wants_gpu() else 0.0
+            per_gpu = 1.0 if gpu_nodes and self.spec.wants_gpu() else 0.0
         if per_gpu > 0 and not gpu_nodes:
             raise JobError(f"{per_gpu:g} GPU(s) per actor asked, but no node of the Ray cluster has a GPU")
         if per_gpu > 0:
@@ -388,7 +390,7 @@ class RayRunner:
             num_gpus=plan.gpus_per_actor or None,
             fn_constructor_kwargs={
                 "job": detach_job(job),
-                "spec": self.engine,
+                "spec": self.spec,
                 "decoder": self.decoder,
                 "workers": workers,
                 "batch_size": self.batch_size,

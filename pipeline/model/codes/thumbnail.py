@@ -385,3 +385,13 @@ class ThumbnailReader(nn.Module):
     def forward(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         thumbs = self.thumbnails(stego, weight=weight)
         return F.interpolate(thumbs, scale_factor=DETAIL_BLOCK, mode="bilinear", align_corners=False)
+
+
+class ThumbnailCode(nn.Module):
+    """The thumbnail code as one part of a hiding model: ``writer`` (embed, ``ThumbnailWriter``) and ``reader``
+    (reveal, ``ThumbnailReader``), built with the same amplitude, tile code and layout."""
+
+    def __init__(self, writer: ThumbnailWriter, reader: ThumbnailReader) -> None:
+        super().__init__()
+        self.writer = writer
+        self.reader = reader
