@@ -1,0 +1,263 @@
+"""The digital layer as a part of the hiding model: secret images -> keyed QIM codewords in the stego, and back.
+
+Embed (``DigitalLayer.embed``), per protection level (``config.py``): the level's bytes (``payload.py``: header,
+the per-image message in the base level, each secret compressed by ``source.py`` to the level's budget, CRC-32)
+-> the LDPC codeword (``channel.py``) -> a keyed permutation of the level's slots, which spreads every codeword
+over the whole image so that a lost region costs a few bits of each, not a burst -> dithered QIM on the stego's luma
+(``modulation.py``), in every block whose cover is not flat.
+
+Read (``DigitalLayer.read``): resample to the grid size, find the grid and undo a filter (``sync.py``), soft
+readings with each block's chance of carrying the code (``modulation.soft_read``), LDPC decoding and the CRC per
+level. The most detailed level that passes gives the secret; any level that passes makes the image ``marked``.
+
+All patterns (dither, interleaver) come from the key (``keys.py``): without it nothing reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pipeline.model.digital import modulation as mod
+from pipeline.model.digital import payload as pl
+from pipeline.model.digital.channel import make_code
+from pipeline.model.digital.config import DigitalConfig
+from pipeline.model.digital.keys import PUBLIC, Key
+from pipeline.model.digital.source import SCALES, EncodedSecret, decode_secret, encode_secret
+from pipeline.model.digital.sync import ACCEPT_Z, Grid, apply_grid, find_filter, find_grid, inverse_filter, resize_to
+
+# Concentration under which an image that kept its grid is checked for a filter (clean and JPEG 75 read above
+# 0.5; a 3x3 mean, a Gaussian blur and resizing to 0.75 below 0.45 on the training photos).
+FILTER_CHECK_Z = 0.5
+# Resolutions the base level's tiny budget may use (below an eighth of the grid a stream holds too little).
+BASE_SCALES = (0.25, 0.1875, 0.125, 0.09375, 0.0625)
+
+
+@dataclass(frozen=True)
+class PreparedSecrets:
+    """The secrets of a job, coded once for every level: ``streams[level][secret]``, and the message room."""
+
+    streams: tuple[tuple[EncodedSecret, ...], ...]
+    message_room: int | None  # bytes reserved for the per-image message in the level that carries it (None: none)
+
+    @property
+    def num_secrets(self) -> int:
+        return len(self.streams[0])
+
+
+@dataclass
+class LevelReading:
+    """One level of one image: whether its CRC passed, what it carried."""
+
+    name: str
+    ok: bool
+    payload: pl.LevelPayload | None = None
+
+
+@dataclass
+class DigitalReading:
+    """What the digital layer read from one image."""
+
+    grid: Grid
+    filter: tuple[float, float] | None
+    levels: list[LevelReading]
+    secrets: list[np.ndarray] | None = None  # K (size, size, 3) uint8 of the best level that passed
+    level: str | None = None  # that level's name
+    message: bytes | None = None
+    score: float = 0.0  # the base level's z on the grid found: the continuous detection score
+
+    @property
+    def marked(self) -> bool:
+        return any(lv.ok for lv in self.levels)
+
+
+@dataclass(eq=False)
+class DigitalLayer:
+    """A keyed digital layer: ``prepare`` the secrets once per job, ``embed`` into stegos, ``read`` them back."""
+
+    config: DigitalConfig = field(default_factory=DigitalConfig)
+    key: Key = PUBLIC
+
+    # --------------------------------------------------------------------------------------------- keyed patterns
+    @functools.cached_property
+    def grid_blocks(self) -> int:
+        return self.config.size // mod.BLOCK
+
+    def steps(self, i: int) -> torch.Tensor:
+        lv = self.config.levels[i]
+        return mod.base_steps(lv.coeffs, lv.step).clamp(min=lv.floor)
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one layer per job; the cache dies with it)
+    def dither(self, i: int) -> torch.Tensor:
+        """(h, w, S) in [0, 1): level ``i``'s keyed dither on the grid."""
+        g = self.grid_blocks
+        d = self.key.rng(f"dither/{i}").random((g, g, len(self.config.levels[i].coeffs)))
+        return torch.from_numpy(d).float()
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def interleaver(self, i: int) -> np.ndarray:
+        """Level ``i``'s keyed permutation: codeword bit j goes to slot perm[j] (slots: block-major, coefficient)."""
+        return self.key.rng(f"interleave/{i}").permutation(self.slots(i))
+
+    def slots(self, i: int) -> int:
+        return self.grid_blocks**2 * len(self.config.levels[i].coeffs)
+
+    def code(self, i: int):
+        return make_code(self.slots(i), 8 * self.config.levels[i].payload)
+
+    # ----------------------------------------------------------------------------------------------- source coding
+    def prepare(self, secrets: list[np.ndarray], message_room: int | None = None) -> PreparedSecrets:
+        """Code each secret (H, W, 3) uint8 once for every level (the job's start). ``message_room``: the longest
+        per-image message the job writes (None: no message field)."""
+        if message_room is not None and not 0 <= message_room <= self.config.max_message:
+            raise ValueError(f"a message is at most {self.config.max_message} bytes, not {message_room}")
+        k, out = len(secrets), []
+        for lv in self.config.levels:
+            budget = pl.stream_budget(lv.payload, k, message_room if lv.message else None)
+            scales = BASE_SCALES if lv.message or lv.payload < 160 else SCALES
+            out.append(tuple(encode_secret(s, budget, self.config.size, scales) for s in secrets))
+        return PreparedSecrets(tuple(out), message_room)
+
+    def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
+        lv = self.config.levels[i]
+        msg = None
+        if lv.message and prepared.message_room is not None:
+            msg = message or b""
+            if len(msg) > prepared.message_room:
+                raise ValueError(f"message of {len(msg)} bytes longer than the job's {prepared.message_room}")
+        streams = tuple((s.codec_id, s.data) for s in prepared.streams[i])
+        return pl.pack(pl.LevelPayload(i, streams, msg), lv.payload)
+
+    # ----------------------------------------------------------------------------------------------------- embed
+    def active_blocks(self, cover: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N, N) cover in [0, 1] -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
+        return ~mod.flat_blocks(mod.luma(cover * 255), self.config.flat_std)
+
+    def embed(
+        self,
+        stego: torch.Tensor,
+        cover: torch.Tensor,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+    ) -> torch.Tensor:
+        """Write every level into ``stego`` (B, 3, N, N) in [0, 1] (unrounded; the analog path's output or the
+        cover itself) -> the new stego, unclamped. ``cover`` decides which blocks are flat."""
+        b, n = stego.shape[0], self.config.size
+        if stego.shape[-2:] != (n, n):
+            raise ValueError(f"the digital layer writes on its {n} x {n} grid, got {tuple(stego.shape[-2:])}")
+        messages = messages or [None] * b
+        y = mod.luma(stego * 255)
+        c = mod.block_dct(y)
+        new = c.clone()
+        active = self.active_blocks(cover)[..., None]
+        g = self.grid_blocks
+        for i, lv in enumerate(self.config.levels):
+            idx = mod.coefficient_index(lv.coeffs)
+            bits = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            written = mod.qim_write(c[..., idx], bits.float(), self.dither(i), self.steps(i), self.config.alpha)
+            new[..., idx] = torch.where(active, written, c[..., idx])
+        change = mod.block_idct(new - c) / 255  # luma change, added to R, G and B alike: chroma stays as it was
+        return stego + change
+
+    def _slot_bits(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
+        """(B, slots) uint8: each image's codeword of level ``i``, interleaved onto the slots."""
+        code, perm = self.code(i), self.interleaver(i)
+        lv = self.config.levels[i]
+        if not lv.message or prepared.message_room is None:  # the same codeword for every image
+            words = np.tile(self._codeword(code, self.level_bytes(prepared, i, None)), (len(messages), 1))
+        else:
+            words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
+        out = np.empty_like(words)
+        out[:, perm] = words
+        return out
+
+    @staticmethod
+    def _codeword(code, data: bytes) -> np.ndarray:
+        return code.encode(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
+
+    # ------------------------------------------------------------------------------------------------------ read
+    def read(self, images: torch.Tensor | list[torch.Tensor], search: bool = True) -> list[DigitalReading]:
+        """Read every image ((B, 3, H, W) or a list of (1, 3, H, W), floats in [0, 1], any size) -> one reading
+        each. ``search``: look for a moved grid when the identity does not convince (False: the caller knows the
+        image sits where it was written, e.g. the embed job's verification)."""
+        seq = [images[i : i + 1] for i in range(images.shape[0])] if torch.is_tensor(images) else list(images)
+        return [self._read_one(x.float(), search) for x in seq]
+
+    def _read_one(self, x: torch.Tensor, search: bool) -> DigitalReading:
+        n = self.config.size
+        x = resize_to(x, n, n) * 255
+        lv0 = self.config.levels[0]  # the base level: the most robust readings find the grid and the filter
+        args = (lv0.coeffs, self.steps(0), self.dither(0))
+        covered = torch.ones(n, n, dtype=torch.bool)
+        grid, filt = find_grid(mod.luma(x), *args, search=False), None
+        if search and grid.z < ACCEPT_Z:
+            # A filter blurs the readings off their lattices on the right grid; a move puts the grid elsewhere.
+            # Filters are the cheaper question, and sharpening hides the grid from the search until undone.
+            filt = find_filter(mod.luma(x), *args)
+            if filt is not None:
+                restored = inverse_filter(x, *filt)
+                z = find_grid(mod.luma(restored), *args, search=False).z
+                if z > grid.z:
+                    x, grid = restored, Grid(z=z)
+                else:
+                    filt = None
+        if search and grid.z < ACCEPT_Z:
+            moved = find_grid(mod.luma(x), *args, search=True)
+            if moved.z > grid.z:
+                grid = moved
+                x, covered = apply_grid(x, grid, n)
+                filt = filt or find_filter(mod.luma(x), *args, self._inside(covered))
+                if filt is not None:
+                    x = inverse_filter(x, *filt)
+        elif search and filt is None and grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
+            filt = find_filter(mod.luma(x), *args)
+            if filt is not None:
+                x = inverse_filter(x, *filt)
+        return self._decode(x, grid, filt, self._inside(covered))
+
+    @staticmethod
+    def _inside(covered: torch.Tensor) -> torch.Tensor:
+        """(N, N) covered pixels -> (N/8, N/8) blocks wholly inside the received image."""
+        return torch.nn.functional.avg_pool2d(covered[None, None].float(), mod.BLOCK)[0, 0] > 0.99
+
+    def _active_count(self, x: torch.Tensor) -> float:
+        """How many base-level readings the reader expects to carry the code (blocks it does not take as flat)."""
+        sd = mod.block_std(mod.luma(x))
+        return float((sd > self.config.reader_flat_std).sum()) * len(self.config.levels[0].coeffs)
+
+    def _decode(self, x: torch.Tensor, grid: Grid, filt, inside: torch.Tensor) -> DigitalReading:
+        y = mod.luma(x)
+        c = mod.block_dct(y)
+        phases = []
+        for i, lv in enumerate(self.config.levels):
+            idx = mod.coefficient_index(lv.coeffs)
+            phases.append(mod.lattice_phase(c[..., idx], self.dither(i), self.steps(i)))
+        sd = mod.block_std(y)
+        prior = torch.sigmoid((sd - self.config.reader_flat_std) / 0.5) * inside.float()
+        llrs, _ = mod.soft_read(phases, prior)
+        levels, best = [], None
+        for i, lv in enumerate(self.config.levels):
+            slot_llr = llrs[i].reshape(-1).double().numpy()
+            code_llr = slot_llr[self.interleaver(i)]
+            bits, _ = self.code(i).decode(code_llr)
+            data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+            reading = LevelReading(lv.name, pl.crc_ok(data))
+            if reading.ok:
+                try:
+                    reading.payload = pl.parse(data)
+                    best = reading
+                except pl.PayloadError:
+                    reading.ok = False
+            levels.append(reading)
+        out = DigitalReading(grid, filt, levels, score=grid.z)
+        if best is not None:
+            out.level = best.name
+            out.secrets = [decode_secret(codec, data, self.config.size) for codec, data in best.payload.streams]
+        for reading in levels:
+            if reading.ok and reading.payload.message is not None:
+                out.message = reading.payload.message
+        return out

@@ -1,0 +1,221 @@
+"""Synchronisation of the digital layer: find the 8x8 grid in whatever arrives, and undo a filter.
+
+Registration. Every level's readings lie near its keyed lattices only on the grid it was written on. The statistic
+
+    z = |sum_{blocks, k} exp(4 pi i (c_k / step_k - dither_k))| / sqrt(n)
+
+over the base level's n readings is about 1 (Rayleigh) for a wrong grid, a wrong key or an unmarked image, and
+R sqrt(n) on the right one (R the concentration, 0.2 to 1 after the conditions measured). The search finds, for
+every pixel phase of the grid (64), the block offset by one FFT cross-correlation of the readings' phasors with the
+keyed dither's phasors over the whole grid: shifts of any size, in either direction. It tries the image as it is and
+mirrored, and, for crops that were resampled back to the grid's size, a ladder of magnifications; the identity is
+tried first and kept when its z is convincing, so an image that was not moved costs one reading.
+
+Filters. A blur, sharpening or a resize scales each DCT coefficient by the filter's response at its frequency and
+mixes neighbouring blocks in, which moves readings off their lattices (a 3x3 mean leaves a bit error rate of 0.24).
+The family of symmetric 3x3 kernels with unit gain, H = 1 - a (p + q) + b p q with p = 1 - cos(wy), q = 1 - cos(wx),
+spans the mean and Gaussian filters and their separable cousins (b = a^2) and sharpening (b = 0, a < 0); the reader
+inverts each candidate in the Fourier domain (Wiener-regularised) and keeps the one whose readings are most
+concentrated, or none. Measurements: the model card.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.model.digital.modulation import BLOCK, block_dct_matrix, concentration, lattice_phase, luma
+
+# z above which a grid hypothesis is taken without searching further (a wrong grid gives about 1, and the maximum
+# over the whole search of some 10^6 hypotheses about 4.5).
+ACCEPT_Z = 8.0
+# Magnifications tried for a crop resampled back to the grid size (a 10% crop magnifies by 1.11).
+SCALES = tuple(1.0 + 0.0125 * i for i in range(1, 11))
+# Filter candidates: (a, b) of the kernel family above. Sharpening side first, then the separable blurs.
+FILTERS = tuple((round(a, 3), 0.0) for a in np.arange(-2.4, -0.05, 0.15)) + tuple(
+    (round(a, 3), round(a * a, 4)) for a in np.arange(0.05, 0.81, 0.05)
+)
+WIENER = 0.01  # regularisation of the inverse filter (|H|^2 + WIENER)
+PAD = 16
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the grid lies in a received image, once it is resampled to the grid size.
+
+    ``mirrored``: flip left-right first; ``scale``: then shrink by this factor (a crop that was magnified);
+    ``dy, dx``: the content's pixel (i, j) is the grid's pixel (i + dy, j + dx); ``z``: the statistic found."""
+
+    z: float
+    mirrored: bool = False
+    scale: float = 1.0
+    dy: int = 0
+    dx: int = 0
+
+    @property
+    def identity(self) -> bool:
+        return not self.mirrored and self.scale == 1.0 and self.dy == 0 and self.dx == 0
+
+
+@functools.lru_cache(maxsize=8)
+def _basis_kernels(coeffs: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """(S, 1, 8, 8) basis images of ``coeffs``: a stride-1 convolution gives the coefficients at every phase."""
+    m = block_dct_matrix()
+    return torch.stack([m[u * BLOCK + v].view(1, BLOCK, BLOCK) for u, v in coeffs])
+
+
+def phasors(y: torch.Tensor, coeffs: tuple[tuple[int, int], ...], steps: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H, W) luma -> (S, H-7, W-7) complex exp(4 pi i c / step) of every coefficient at every pixel."""
+    c = F.conv2d(y, _basis_kernels(coeffs).to(y.dtype))[0]  # (S, H-7, W-7)
+    angle = 4 * math.pi * c / steps.view(-1, 1, 1).to(y.dtype)
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def translation_search(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, weight=None) -> Grid:
+    """The best (dy, dx) for luma ``y`` (1, 1, H, W) against a level's dither (h, w, S) on the grid: every pixel
+    phase, every block offset (an FFT cross-correlation), normalised to z."""
+    gh, gw, _ = dither.shape
+    ph = phasors(y, coeffs, steps)  # (S, H-7, W-7)
+    dph = torch.polar(torch.ones_like(dither), 4 * math.pi * dither).permute(2, 0, 1)  # (S, gh, gw)
+    best = Grid(z=0.0)
+    for py in range(BLOCK):
+        for px in range(BLOCK):
+            a = ph[:, py::BLOCK, px::BLOCK]  # (S, ha, wa): the blocks starting at this phase
+            ha, wa = a.shape[-2:]
+            if ha == 0 or wa == 0:
+                continue
+            w = torch.ones(1, ha, wa) if weight is None else weight[py::BLOCK, px::BLOCK][:ha, :wa][None].float()
+            a = a * w
+            size = (ha + gh, wa + gw)
+            fa = torch.fft.fft2(a, s=size)
+            fd = torch.fft.fft2(dph, s=size)
+            corr = torch.fft.ifft2(torch.conj(fa) * fd).sum(0)  # corr[o] = sum conj(a[i]) d[i + o]
+            count = torch.fft.ifft2(
+                torch.conj(torch.fft.fft2(w, s=size)) * torch.fft.fft2(torch.ones(1, gh, gw), s=size)
+            )
+            n = count.real[0].clamp(min=1.0) * len(coeffs)
+            z = corr.abs() / n.sqrt()
+            z = torch.where(count.real[0] >= 0.25 * gh * gw, z, torch.zeros_like(z))  # at least a quarter overlaps
+            i = int(z.argmax())
+            oy, ox = divmod(i, size[1])
+            oy = oy - size[0] if oy >= gh else oy  # negative offsets wrap to the end
+            ox = ox - size[1] if ox >= gw else ox
+            zi = float(z.flatten()[i])
+            if zi > best.z:
+                best = Grid(z=zi, dy=BLOCK * oy - py, dx=BLOCK * ox - px)
+    return best
+
+
+def identity_z(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, weight=None) -> float:
+    """z of the unmoved grid (the fast path: most images arrive where they were written)."""
+    from pipeline.model.digital.modulation import block_dct, coefficient_index
+
+    gh, gw, _ = dither.shape
+    c = block_dct(y[..., : gh * BLOCK, : gw * BLOCK])[0][..., coefficient_index(coeffs)]
+    e = lattice_phase(c, dither, steps)
+    w = torch.ones(gh, gw) if weight is None else weight.float()
+    angle = 4 * math.pi * e
+    s = torch.complex((torch.cos(angle) * w[..., None]).sum(), (torch.sin(angle) * w[..., None]).sum())
+    return float(s.abs() / math.sqrt(max(1.0, float(w.sum()) * len(coeffs))))
+
+
+def resize_to(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, h, w): area average when shrinking, bilinear when growing."""
+    if img.shape[-2:] == (h, w):
+        return img
+    if h <= img.shape[-2] and w <= img.shape[-1]:
+        return F.interpolate(img, size=(h, w), mode="area")
+    return F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def apply_grid(img: torch.Tensor, grid: Grid, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, size, size) received image -> (the image on the written grid, (size, size) bool: pixels it covers).
+    Pixels the received image does not cover are filled by replicating its edge."""
+    x = img.flip(-1) if grid.mirrored else img
+    if grid.scale != 1.0:
+        side = max(BLOCK, round(size / grid.scale))
+        x = resize_to(x, side, side)
+    h, w = x.shape[-2:]
+    out_y0, out_x0 = max(0, grid.dy), max(0, grid.dx)
+    in_y0, in_x0 = max(0, -grid.dy), max(0, -grid.dx)
+    hh, ww = min(h - in_y0, size - out_y0), min(w - in_x0, size - out_x0)
+    covered = torch.zeros(size, size, dtype=torch.bool)
+    if hh <= 0 or ww <= 0:
+        return img, covered
+    canvas = x[..., in_y0 : in_y0 + hh, in_x0 : in_x0 + ww]
+    pad = (out_x0, size - out_x0 - ww, out_y0, size - out_y0 - hh)
+    covered[out_y0 : out_y0 + hh, out_x0 : out_x0 + ww] = True
+    return F.pad(canvas, pad, mode="replicate"), covered
+
+
+def find_grid(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, search: bool = True) -> Grid:
+    """The grid of luma ``y`` (1, 1, size, size): the identity when convincing, else the best of the translation
+    search (as is and mirrored), then of the magnification ladder."""
+    size = y.shape[-1]
+    best = Grid(z=identity_z(y, coeffs, steps, dither))
+    if best.z >= ACCEPT_Z or not search:
+        return best
+    for mirrored in (False, True):
+        g = translation_search(y.flip(-1) if mirrored else y, coeffs, steps, dither)
+        if g.z > best.z:
+            best = Grid(g.z, mirrored, 1.0, g.dy, g.dx)
+    if best.z >= ACCEPT_Z:
+        return best
+    for scale in SCALES:
+        side = round(size / scale)
+        small = resize_to(y, side, side)
+        for mirrored in (False, True):
+            g = translation_search(small.flip(-1) if mirrored else small, coeffs, steps, dither)
+            if g.z > best.z:
+                best = Grid(g.z, mirrored, scale, g.dy, g.dx)
+        if best.z >= ACCEPT_Z:
+            break
+    return best
+
+
+def _response(a: float, b: float, h: int, w: int) -> torch.Tensor:
+    wy = 2 * math.pi * torch.fft.fftfreq(h, dtype=torch.float64)
+    wx = 2 * math.pi * torch.fft.fftfreq(w, dtype=torch.float64)
+    p, q = (1 - torch.cos(wy))[:, None], (1 - torch.cos(wx))[None, :]
+    return (1 - a * (p + q) + b * p * q).float()
+
+
+def inverse_filter(img: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """(B, C, H, W) -> the Wiener inverse of kernel (a, b) applied (reflected borders)."""
+    x = F.pad(img, (PAD,) * 4, mode="reflect")
+    r = _response(a, b, *x.shape[-2:])
+    out = torch.fft.ifft2(torch.fft.fft2(x) * (r / (r * r + WIENER))).real
+    return out[..., PAD:-PAD, PAD:-PAD]
+
+
+def find_filter(
+    y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, weight=None
+) -> tuple[float, float] | None:
+    """The filter (a, b) whose inverse makes luma ``y`` (1, 1, size, size) read most concentrated on the grid, or
+    None when no candidate beats the image as it is by 10%."""
+    from pipeline.model.digital.modulation import block_dct, coefficient_index
+
+    idx = coefficient_index(coeffs)
+
+    def score(yy: torch.Tensor) -> torch.Tensor:  # (n, 1, H, W) -> (n,)
+        e = lattice_phase(block_dct(yy)[..., idx], dither, steps)
+        if weight is not None:
+            e = e[:, weight]
+        return concentration(e.reshape(e.shape[0], -1, e.shape[-1]), (1,)).mean(-1)
+
+    base = float(score(y)[0])
+    x = F.pad(y, (PAD,) * 4, mode="reflect")
+    fx = torch.fft.fft2(x)
+    r = torch.stack([_response(a, b, *x.shape[-2:]) for a, b in FILTERS])[:, None]
+    cand = torch.fft.ifft2(fx * (r / (r * r + WIENER))).real[..., PAD:-PAD, PAD:-PAD]
+    s = score(cand)
+    i = int(s.argmax())
+    return (float(FILTERS[i][0]), float(FILTERS[i][1])) if float(s[i]) > 1.1 * base else None
+
+
+__all__ = ["Grid", "apply_grid", "find_filter", "find_grid", "inverse_filter", "luma", "resize_to"]
