@@ -221,9 +221,10 @@ def make_code(n: int, k: int) -> ChannelCode:
     return ChannelCode(n, k)
 
 
-# Largest safe message bits k per coded bits n and raw bit error rate: frame error rate at most 1 % over the study's
-# frames, soft (reliabilities of BPSK over AWGN at that hard BER) and hard (BSC). Written by
-# `python research/ecc_compare.py` (docs/evaluation/ecc_compare.md); rerun it after any change to the code above.
+# Largest safe message bits k per coded bits n and raw bit error rate: frame error rate at most 1 % (bisection
+# screened on 100 random frames a step, confirmed on 300 fresh ones), soft (BPSK over AWGN at that hard BER) and hard
+# (BSC), made non-increasing in the BER. Written by `python research/ecc_compare.py` (docs/evaluation/ecc_compare.md,
+# "The layer's payload table"); rerun it after any change to the code above.
 PAYLOAD_BERS: tuple[float, ...] = (0.0002, 0.0008, 0.0036, 0.012, 0.042, 0.064, 0.10, 0.12, 0.15)
 PAYLOAD_BITS: dict[tuple[int, bool], tuple[int, ...]] = {
     (2048, True): (2032, 2016, 1968, 1864, 1568, 1392, 1088, 960, 800),
