@@ -27,14 +27,12 @@ from pipeline.model.digital import payload as pl
 from pipeline.model.digital.channel import make_code
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.keys import PUBLIC, Key
-from pipeline.model.digital.source import SCALES, EncodedSecret, decode_secret, encode_secret
+from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secret
 from pipeline.model.digital.sync import ACCEPT_Z, Grid, apply_grid, find_filter, find_grid, inverse_filter, resize_to
 
 # Concentration under which an image that kept its grid is checked for a filter (clean and JPEG 75 read above
 # 0.5; a 3x3 mean, a Gaussian blur and resizing to 0.75 below 0.45 on the training photos).
 FILTER_CHECK_Z = 0.5
-# Resolutions the base level's tiny budget may use (below an eighth of the grid a stream holds too little).
-BASE_SCALES = (0.25, 0.1875, 0.125, 0.09375, 0.0625)
 
 
 @dataclass(frozen=True)
@@ -118,8 +116,7 @@ class DigitalLayer:
         k, out = len(secrets), []
         for lv in self.config.levels:
             budget = pl.stream_budget(lv.payload, k, message_room if lv.message else None)
-            scales = BASE_SCALES if lv.message or lv.payload < 160 else SCALES
-            out.append(tuple(encode_secret(s, budget, self.config.size, scales) for s in secrets))
+            out.append(tuple(encode_secret(s, budget, self.config.size) for s in secrets))
         return PreparedSecrets(tuple(out), message_room)
 
     def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
@@ -187,32 +184,36 @@ class DigitalLayer:
         seq = [images[i : i + 1] for i in range(images.shape[0])] if torch.is_tensor(images) else list(images)
         return [self._read_one(x.float(), search) for x in seq]
 
-    def _read_one(self, x: torch.Tensor, search: bool) -> DigitalReading:
+    def _read_one(self, received: torch.Tensor, search: bool) -> DigitalReading:
         n = self.config.size
-        x = resize_to(x, n, n) * 255
+        received = received * 255
+        x = resize_to(received, n, n)
         lv0 = self.config.levels[0]  # the base level: the most robust readings find the grid and the filter
         args = (lv0.coeffs, self.steps(0), self.dither(0))
         covered = torch.ones(n, n, dtype=torch.bool)
-        grid, filt = find_grid(mod.luma(x), *args, search=False), None
+        grid, filt = find_grid(mod.luma(x), n, *args, search=False), None
         if search and grid.z < ACCEPT_Z:
             # A filter blurs the readings off their lattices on the right grid; a move puts the grid elsewhere.
-            # Filters are the cheaper question, and sharpening hides the grid from the search until undone.
+            # Filters are the cheaper question, and sharpening hides the grid from the search until undone. The
+            # filter is taken only when it makes the grid convincing: on an image whose grid moved, every candidate
+            # reads noise and one of them beats the others by chance.
             filt = find_filter(mod.luma(x), *args)
             if filt is not None:
                 restored = inverse_filter(x, *filt)
-                z = find_grid(mod.luma(restored), *args, search=False).z
-                if z > grid.z:
+                z = find_grid(mod.luma(restored), n, *args, search=False).z
+                if z >= ACCEPT_Z:
                     x, grid = restored, Grid(z=z)
                 else:
                     filt = None
         if search and grid.z < ACCEPT_Z:
-            moved = find_grid(mod.luma(x), *args, search=True)
+            moved = find_grid(mod.luma(received), n, *args, search=True)
             if moved.z > grid.z:
                 grid = moved
-                x, covered = apply_grid(x, grid, n)
-                filt = filt or find_filter(mod.luma(x), *args, self._inside(covered))
-                if filt is not None:
-                    x = inverse_filter(x, *filt)
+                x, covered = apply_grid(received, grid, n)
+                if grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
+                    filt = find_filter(mod.luma(x), *args, self._inside(covered))
+                    if filt is not None:
+                        x = inverse_filter(x, *filt)
         elif search and filt is None and grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
             filt = find_filter(mod.luma(x), *args)
             if filt is not None:

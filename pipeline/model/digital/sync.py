@@ -34,8 +34,10 @@ from pipeline.model.digital.modulation import BLOCK, block_dct_matrix, concentra
 # z above which a grid hypothesis is taken without searching further (a wrong grid gives about 1, and the maximum
 # over the whole search of some 10^6 hypotheses about 4.5).
 ACCEPT_Z = 8.0
-# Magnifications tried for a crop resampled back to the grid size (a 10% crop magnifies by 1.11).
-SCALES = tuple(1.0 + 0.0125 * i for i in range(1, 11))
+# Crops: the received image is read at the sides a crop keeping CROP_KEEP of each side or more would have on the
+# grid, every SIDE_STEP pixels, then at the pixels around the best.
+CROP_KEEP = 0.88
+SIDE_STEP = 3
 # Filter candidates: (a, b) of the kernel family above. Sharpening side first, then the separable blurs.
 FILTERS = tuple((round(a, 3), 0.0) for a in np.arange(-2.4, -0.05, 0.15)) + tuple(
     (round(a, 3), round(a * a, 4)) for a in np.arange(0.05, 0.81, 0.05)
@@ -48,18 +50,19 @@ PAD = 16
 class Grid:
     """Where the grid lies in a received image, once it is resampled to the grid size.
 
-    ``mirrored``: flip left-right first; ``scale``: then shrink by this factor (a crop that was magnified);
-    ``dy, dx``: the content's pixel (i, j) is the grid's pixel (i + dy, j + dx); ``z``: the statistic found."""
+    ``side``: the received image is resampled to side x side (the grid size unless it is a crop: then the side its
+    content has on the grid); ``mirrored``: then flipped left-right; ``dy, dx``: its pixel (i, j) is the grid's
+    pixel (i + dy, j + dx); ``z``: the statistic found."""
 
     z: float
+    side: int = 0  # 0: the grid size
     mirrored: bool = False
-    scale: float = 1.0
     dy: int = 0
     dx: int = 0
 
     @property
     def identity(self) -> bool:
-        return not self.mirrored and self.scale == 1.0 and self.dy == 0 and self.dx == 0
+        return not self.mirrored and self.side == 0 and self.dy == 0 and self.dx == 0
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,49 +136,54 @@ def resize_to(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def apply_grid(img: torch.Tensor, grid: Grid, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, size, size) received image -> (the image on the written grid, (size, size) bool: pixels it covers).
-    Pixels the received image does not cover are filled by replicating its edge."""
-    x = img.flip(-1) if grid.mirrored else img
-    if grid.scale != 1.0:
-        side = max(BLOCK, round(size / grid.scale))
-        x = resize_to(x, side, side)
-    h, w = x.shape[-2:]
+def apply_grid(received: torch.Tensor, grid: Grid, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, H, W) received image (any size) -> (the image on the written grid (1, C, size, size), (size, size)
+    bool: the pixels it covers). Pixels the received image does not cover are filled by replicating its edge."""
+    side = grid.side or size
+    x = resize_to(received, side, side)
+    x = x.flip(-1) if grid.mirrored else x
     out_y0, out_x0 = max(0, grid.dy), max(0, grid.dx)
     in_y0, in_x0 = max(0, -grid.dy), max(0, -grid.dx)
-    hh, ww = min(h - in_y0, size - out_y0), min(w - in_x0, size - out_x0)
+    hh, ww = min(side - in_y0, size - out_y0), min(side - in_x0, size - out_x0)
     covered = torch.zeros(size, size, dtype=torch.bool)
     if hh <= 0 or ww <= 0:
-        return img, covered
+        return resize_to(received, size, size), covered
     canvas = x[..., in_y0 : in_y0 + hh, in_x0 : in_x0 + ww]
     pad = (out_x0, size - out_x0 - ww, out_y0, size - out_y0 - hh)
     covered[out_y0 : out_y0 + hh, out_x0 : out_x0 + ww] = True
     return F.pad(canvas, pad, mode="replicate"), covered
 
 
-def find_grid(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, search: bool = True) -> Grid:
-    """The grid of luma ``y`` (1, 1, size, size): the identity when convincing, else the best of the translation
-    search (as is and mirrored), then of the magnification ladder."""
-    size = y.shape[-1]
-    best = Grid(z=identity_z(y, coeffs, steps, dither))
+def _search_side(y: torch.Tensor, side: int, size: int, coeffs, steps, dither) -> Grid:
+    """The best translation of luma ``y`` (any size) read at ``side`` x ``side``, as it is and mirrored."""
+    small = resize_to(y, side, side)
+    best = Grid(z=0.0)
+    for mirrored in (False, True):
+        g = translation_search(small.flip(-1) if mirrored else small, coeffs, steps, dither)
+        if g.z > best.z:
+            best = Grid(g.z, 0 if side == size else side, mirrored, g.dy, g.dx)
+    return best
+
+
+def find_grid(
+    y: torch.Tensor, size: int, coeffs, steps: torch.Tensor, dither: torch.Tensor, search: bool = True
+) -> Grid:
+    """The grid of the received luma ``y`` (1, 1, H, W), read on a ``size`` grid: the identity when convincing, else
+    the best of the translation search (as it is and mirrored), then of the sides a crop would have."""
+    best = Grid(z=identity_z(resize_to(y, size, size), coeffs, steps, dither))
     if best.z >= ACCEPT_Z or not search:
         return best
-    for mirrored in (False, True):
-        g = translation_search(y.flip(-1) if mirrored else y, coeffs, steps, dither)
-        if g.z > best.z:
-            best = Grid(g.z, mirrored, 1.0, g.dy, g.dx)
+    args = (size, coeffs, steps, dither)
+    moved = _search_side(y, size, *args)
+    best = moved if moved.z > best.z else best
     if best.z >= ACCEPT_Z:
         return best
-    for scale in SCALES:
-        side = round(size / scale)
-        small = resize_to(y, side, side)
-        for mirrored in (False, True):
-            g = translation_search(small.flip(-1) if mirrored else small, coeffs, steps, dither)
-            if g.z > best.z:
-                best = Grid(g.z, mirrored, scale, g.dy, g.dx)
-        if best.z >= ACCEPT_Z:
-            break
-    return best
+    sides = list(range(size - SIDE_STEP, int(size * CROP_KEEP) - 1, -SIDE_STEP))
+    crops = max((_search_side(y, side, *args) for side in sides), key=lambda g: g.z)
+    if crops.z > 0.6 * ACCEPT_Z:  # a grid is there: the sides between the rungs around the best may fit better
+        near = [crops.side + d for d in range(1 - SIDE_STEP, SIDE_STEP) if d and 0 < crops.side + d < size]
+        crops = max([crops, *(_search_side(y, side, *args) for side in near)], key=lambda g: g.z)
+    return crops if crops.z > best.z else best
 
 
 def _response(a: float, b: float, h: int, w: int) -> torch.Tensor:
