@@ -68,8 +68,8 @@ class DigitalConfig:
     """
 
     levels: tuple[Level, ...] = (
-        Level("base", BASE, 2.2, 96, message=True),
-        Level("main", MAIN, 1.1, 240),
+        Level("base", BASE, 2.6, 96, message=True),
+        Level("main", MAIN, 1.0, 240),
         Level("top", TOP, 0.05, 640, floor=3.0),
     )
     size: int = 256

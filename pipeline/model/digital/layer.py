@@ -176,6 +176,43 @@ class DigitalLayer:
     def _codeword(code, data: bytes) -> np.ndarray:
         return code.encode(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
 
+    def written_levels(
+        self,
+        stego: torch.Tensor,
+        cover: torch.Tensor,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+    ) -> list[str | None]:
+        """The most detailed level each stego (B, 3, N, N), read exactly where it was written, carries intact (None:
+        not even the base level): the embed job's verification, cheap where the channel is lossless. A level whose
+        hard readings equal its codeword on every slot of the blocks the cover left active is intact without
+        decoding; one with errors (8-bit rounding and clipping leave the top level's small steps about 2% of them)
+        is decoded from its soft readings, and intact when the decoder gives back exactly the bits written."""
+        b = stego.shape[0]
+        messages = messages or [None] * b
+        c = mod.block_dct(mod.luma(stego * 255))
+        active = self.active_blocks(cover)
+        g = self.grid_blocks
+        best: list[str | None] = [None] * b
+        for i, lv in enumerate(self.config.levels):
+            e = mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
+            read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
+            want = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            errors = ((read != want) & active[..., None]).flatten(1).sum(1)
+            for j in range(b):
+                if errors[j] == 0 or self._decodes_to(i, e[j : j + 1], active[j : j + 1], want[j]):
+                    best[j] = lv.name
+        return best
+
+    def _decodes_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> bool:
+        """Whether level ``i``'s soft readings ``e`` (1, h, w, S), with the written blocks known, decode to the
+        slot bits ``want`` (h, w, S)."""
+        (llr,), _ = mod.soft_read([e], active.float())
+        perm = self.interleaver(i)
+        bits, _ = self.code(i).decode(llr.reshape(-1).double().numpy()[perm])
+        sent = want.reshape(-1).numpy()[perm][: self.code(i).k]
+        return bool(np.array_equal(np.asarray(bits, dtype=np.uint8), sent))
+
     # ------------------------------------------------------------------------------------------------------ read
     def read(self, images: torch.Tensor | list[torch.Tensor], search: bool = True) -> list[DigitalReading]:
         """Read every image ((B, 3, H, W) or a list of (1, 3, H, W), floats in [0, 1], any size) -> one reading

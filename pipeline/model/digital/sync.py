@@ -79,39 +79,33 @@ def phasors(y: torch.Tensor, coeffs: tuple[tuple[int, int], ...], steps: torch.T
     return torch.polar(torch.ones_like(angle), angle)
 
 
-def translation_search(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, weight=None) -> Grid:
-    """The best (dy, dx) for luma ``y`` (1, 1, H, W) against a level's dither (h, w, S) on the grid: every pixel
-    phase, every block offset (an FFT cross-correlation), normalised to z."""
+def translation_search(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor) -> Grid:
+    """The best (dy, dx) for luma ``y`` (1, 1, H, W) against a level's dither (gh, gw, S) on the grid: every pixel
+    phase (all 64 in one batch), every block offset (an FFT cross-correlation), normalised to z."""
     gh, gw, _ = dither.shape
     ph = phasors(y, coeffs, steps)  # (S, H-7, W-7)
-    dph = torch.polar(torch.ones_like(dither), 4 * math.pi * dither).permute(2, 0, 1)  # (S, gh, gw)
-    best = Grid(z=0.0)
+    ha, wa = -(-ph.shape[1] // BLOCK), -(-ph.shape[2] // BLOCK)
+    a = torch.zeros(BLOCK * BLOCK, ph.shape[0], ha, wa, dtype=ph.dtype)
+    w = torch.zeros(BLOCK * BLOCK, 1, ha, wa)
     for py in range(BLOCK):
         for px in range(BLOCK):
-            a = ph[:, py::BLOCK, px::BLOCK]  # (S, ha, wa): the blocks starting at this phase
-            ha, wa = a.shape[-2:]
-            if ha == 0 or wa == 0:
-                continue
-            w = torch.ones(1, ha, wa) if weight is None else weight[py::BLOCK, px::BLOCK][:ha, :wa][None].float()
-            a = a * w
-            size = (ha + gh, wa + gw)
-            fa = torch.fft.fft2(a, s=size)
-            fd = torch.fft.fft2(dph, s=size)
-            corr = torch.fft.ifft2(torch.conj(fa) * fd).sum(0)  # corr[o] = sum conj(a[i]) d[i + o]
-            count = torch.fft.ifft2(
-                torch.conj(torch.fft.fft2(w, s=size)) * torch.fft.fft2(torch.ones(1, gh, gw), s=size)
-            )
-            n = count.real[0].clamp(min=1.0) * len(coeffs)
-            z = corr.abs() / n.sqrt()
-            z = torch.where(count.real[0] >= 0.25 * gh * gw, z, torch.zeros_like(z))  # at least a quarter overlaps
-            i = int(z.argmax())
-            oy, ox = divmod(i, size[1])
-            oy = oy - size[0] if oy >= gh else oy  # negative offsets wrap to the end
-            ox = ox - size[1] if ox >= gw else ox
-            zi = float(z.flatten()[i])
-            if zi > best.z:
-                best = Grid(z=zi, dy=BLOCK * oy - py, dx=BLOCK * ox - px)
-    return best
+            blocks = ph[:, py::BLOCK, px::BLOCK]  # the blocks starting at this phase
+            a[py * BLOCK + px, :, : blocks.shape[1], : blocks.shape[2]] = blocks
+            w[py * BLOCK + px, :, : blocks.shape[1], : blocks.shape[2]] = 1
+    size = (ha + gh, wa + gw)
+    dph = torch.polar(torch.ones_like(dither), 4 * math.pi * dither).permute(2, 0, 1)  # (S, gh, gw)
+    corr = torch.fft.ifft2(torch.conj(torch.fft.fft2(a, s=size)) * torch.fft.fft2(dph, s=size)).sum(1)
+    ones = torch.fft.fft2(torch.ones(1, gh, gw), s=size)
+    count = torch.fft.ifft2(torch.conj(torch.fft.fft2(w, s=size)) * ones).real[:, 0].round()  # overlapping blocks
+    z = corr.abs() / (count.clamp(min=1.0) * len(coeffs)).sqrt()
+    z = torch.where(count >= 0.25 * gh * gw, z, torch.zeros_like(z))  # at least a quarter of the grid overlaps
+    i = int(z.argmax())
+    phase, rest = divmod(i, size[0] * size[1])
+    oy, ox = divmod(rest, size[1])
+    oy = oy - size[0] if oy >= gh else oy  # corr[o] = sum conj(a[i]) d[i + o]; negative offsets wrap to the end
+    ox = ox - size[1] if ox >= gw else ox
+    py, px = divmod(phase, BLOCK)
+    return Grid(z=float(z.flatten()[i]), dy=BLOCK * oy - py, dx=BLOCK * ox - px)
 
 
 def identity_z(y: torch.Tensor, coeffs, steps: torch.Tensor, dither: torch.Tensor, weight=None) -> float:
