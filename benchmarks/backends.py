@@ -108,20 +108,22 @@ def run_benchmark(
     import torch
     from tqdm import tqdm
 
+    from pipeline.model import load_model
     from pipeline.runtime import load_engine
     from pipeline.runtime.probe import cpu_count
 
     threads = threads or cpu_count()
     torch.set_num_threads(threads)  # the compiled backends use every core too: compare like with like
     plan = backend_plan(backends, precisions)
-    reference = load_engine("torch", checkpoint, size)
+    model = load_model(checkpoint)  # once: every engine is built from it
+    reference = load_engine("torch", model, size)
     engines, load_s = {}, {}
     for backend, precision in plan:
         t0 = time.perf_counter()
         engines[backend, precision] = (
             reference
             if (backend, precision) == ("torch", "fp32")
-            else load_engine(backend, checkpoint, size, precision=precision, engines_dir=engines_dir, threads=threads)
+            else load_engine(backend, model, size, precision=precision, engines_dir=engines_dir, threads=threads)
         )
         load_s[backend, precision] = time.perf_counter() - t0
     rows = []

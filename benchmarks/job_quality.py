@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.evaluate.metrics import ssim_u8
+from pipeline.core.metrics import ssim_u8
 from pipeline.io.decode import DecodedImage
 from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize, to_nchw, verify_batch
 from pipeline.jobs.resample import UPSAMPLE, resize_bilinear, to_network_size
@@ -27,7 +27,7 @@ from pipeline.jobs.resample import UPSAMPLE, resize_bilinear, to_network_size
 
 def held_out_photos(data: str) -> tuple[list[str], list[np.ndarray]]:
     """The held-out photos of ``data`` (the training split by name) at full size: names and (H, W, 3) uint8."""
-    from pipeline.train.data import load_photos
+    from pipeline.io.photos import load_photos
 
     _, val_imgs, _, val_names = load_photos(data, 3, 0.2, max_side=8192)  # full size: the job sees it
     return val_names, [img.permute(1, 2, 0).contiguous().numpy() for img in val_imgs]  # uint8 already

@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "extract": "pipeline.jobs.cli:extract",
     "benchmark": "pipeline.jobs.cli:benchmark",
     "evaluate": "pipeline.evaluate.cli:evaluate",
+    "calibrate-detection": "pipeline.evaluate.cli:calibrate_detection",
     "engines": "pipeline.runtime.cli:engines",
     "build-engines": "pipeline.runtime.cli:build_engines",
 }
@@ -74,17 +75,37 @@ def main() -> None:
 )
 @click.option("--size", default=256, show_default=True, help="Image size for the FLOP count.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
-    """The shipped model files (by name, with K, the secrets each cover holds), then the parameter counts and FLOPs
-    of each preset, per part (embed, reveal, discriminator).
+@click.option(
+    "--write-card",
+    type=click.Choice(["k1", "k2", "k4"]),
+    help="Maintainers: (re)write this shipped model's card beside its weights, with --held-out's figures.",
+)
+@click.option(
+    "--held-out",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --write-card: the output of `python -m pipeline validate --data PHOTOS --checkpoint NAME --json`.",
+)
+def model_info(preset: tuple[str, ...], size: int, as_json: bool, write_card: str | None, held_out: str | None) -> None:
+    """The shipped models (by name, with K, the secrets each cover holds) and their cards' held-out figures, then the
+    parameter counts and FLOPs of each preset, per part (embed, reveal, discriminator).
 
     \b
     A shipped model's name works wherever a checkpoint does:
       python -m pipeline embed --checkpoint k2 --secret a.png --secret b.png ...
       load_model("k2")
     """
-    from pipeline.model.info import describe, shipped_models
+    from pipeline.model.card import HELD_OUT_COMMAND
+    from pipeline.model.info import CARD_FIGURES, describe, shipped_models
 
+    if write_card or held_out:
+        if not (write_card and held_out):
+            raise click.UsageError("--write-card and --held-out go together")
+        from pathlib import Path
+
+        from pipeline.model.info import write_card as write
+
+        click.echo(f"wrote {write(write_card, json.loads(Path(held_out).read_text()))}")
+        return
     shipped = shipped_models()
     rows = [describe(name, size) for name in (preset or sorted(PRESETS, key=list(PRESETS).index))]
     if as_json:
@@ -96,6 +117,15 @@ def model_info(preset: tuple[str, ...], size: int, as_json: bool) -> None:
             click.echo(f"{r['name']:>5} {r['num_secrets']:>2} {r['params']:>9,} {r['sha256']:>13}  {r['file']}")
         else:
             click.echo(f"{r['name']:>5} {'':>2} {'':>9} {'':>13}  {r['file']} ({r['note']})")
+    carded = [r for r in shipped if r.get("held_out")]
+    if carded:
+        click.echo("\nheld-out figures from the model cards (pipeline/weights/*.json), measured by")
+        click.echo(f"  {HELD_OUT_COMMAND.format(name='NAME')}")
+        click.echo(f"{'name':>5} {'photos':>6} " + " ".join(f"{h:>11}" for h in CARD_FIGURES.values()) + "  threshold")
+        for r in carded:
+            fig = r["held_out"]
+            cells = " ".join(f"{fig[k]:>11.4f}" if k == "ssim_cover" else f"{fig[k]:>11.2f}" for k in CARD_FIGURES)
+            click.echo(f"{r['name']:>5} {fig['images']:>6} {cells}  {r['detection_threshold']:>9}")
     click.echo()
     header = ("preset", "params", "embed", "reveal", "discrim.", "GFLOPs embed", "GFLOPs reveal")
     widths = (8, 10, 9, 9, 9, 13, 14)
@@ -137,8 +167,10 @@ def distill_score(
     import torch
 
     from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
+    from pipeline.runtime.cli import check_checkpoint_exists
     from pipeline.train.distill import DistillConfig, distill_light_score
 
+    check_checkpoint_exists(checkpoint)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -151,6 +183,51 @@ def distill_score(
     save_checkpoint(model, out, meta=meta, half=half)
     click.echo(json.dumps({k: round(v, 5) for k, v in res.items()}))
     click.echo(f"wrote {out}")
+
+
+def _weighted_checkpoint(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[float, str]]:
+    out = []
+    for v in values:
+        w, sep, path = v.partition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not sep or not path or weight < 0:
+            raise click.BadParameter(f"expected WEIGHT=CHECKPOINT with a weight >= 0, got {v!r}", ctx, param)
+        out.append((weight, path))
+    return out
+
+
+@main.command("average-checkpoints")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, metavar="WEIGHT=CHECKPOINT...", callback=_weighted_checkpoint)
+def average_checkpoints(out: str, sources: list[tuple[float, str]]) -> None:
+    """Write OUT, the weighted mean of the weights of checkpoints of one architecture (fp16), a weight per file.
+
+    For fine-tunes of one start that ended at different points of a trade-off (cover SSIM against the secret after
+    noise): the mean lands between them. Integer buffers come from the first file; OUT's metadata names the sources
+    and their weights.
+
+    \b
+    Example:
+      python -m pipeline average-checkpoints mixed.pt 0.65=runs/a/model.pt 0.35=runs/b/model.pt
+    """
+    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.model.checkpoint import average_checkpoints as average
+    from pipeline.runtime.cli import check_checkpoint_exists
+
+    for _, path in sources:
+        check_checkpoint_exists(path)
+    weights, paths = [w for w, _ in sources], [p for _, p in sources]
+    try:
+        average(paths, weights, out=out)
+    except (CheckpointError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}: " + ", ".join(f"{w:g} x {p}" for w, p in sources))
 
 
 @main.command()
@@ -189,8 +266,8 @@ def distill_score(
     type=click.Choice(["quality", "published"]),
     default="quality",
     show_default=True,
-    help="Which bar sets the exit code: `quality`, the quality bar (issue 3) alone; `published`, the quality bar "
-    "and also the published-image bar (issue 23: JPEG, WebP, resize, shifts). Both are always measured and printed.",
+    help="Which bar sets the exit code: `quality`, the quality bar alone; `published`, the quality bar and also the "
+    "published-image bar (JPEG, WebP, resize, shifts). Both are always measured and printed.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(
@@ -215,6 +292,7 @@ def validate(
     """
     import torch
 
+    from pipeline.core.photos import validation_pairs
     from pipeline.evaluate.published import PUBLISHED, PUBLISHED_BAR
     from pipeline.evaluate.quick import (
         BAR,
@@ -224,9 +302,11 @@ def validate(
         verdict_failed,
         verdict_lines,
     )
+    from pipeline.io.photos import load_photos
     from pipeline.model.checkpoint import CheckpointError, load_model, with_registration
-    from pipeline.train.data import load_photos, validation_pairs
+    from pipeline.runtime.cli import check_checkpoint_exists
 
+    check_checkpoint_exists(checkpoint)
     try:
         model = load_model(checkpoint)
         if register:
@@ -274,7 +354,7 @@ def validate(
             click.echo(f"  each secret: clean / {' / '.join(QUICK_ATTACKS)} (dB)")
             for j in range(1, model.config.num_secrets + 1):
                 click.echo(f"    secret {j}: " + " / ".join(f"{res[f'psnr_secret{j}{n}']:.2f}" for n in names))
-        click.echo("published-image bar (issue 23; real codecs, 8-bit; shifts on the overlap)")
+        click.echo("published-image bar (real codecs, 8-bit; shifts on the overlap)")
         for k in PUBLISHED:
             value = res["psnr_secret_" + k]
             note = f"  ({res['shift_alignment'][k]})" if k in res["shift_alignment"] else ""
@@ -287,164 +367,31 @@ def validate(
     sys.exit(4 if failed else 0)
 
 
+def _train_options(fn: Callable) -> Callable:
+    """The ``train`` options, generated from the fields they set: ``TrainConfig``'s and the model config's (the
+    model overrides), each field's option in its metadata (``pipeline/cli_fields.py``)."""
+    from pipeline.cli_fields import click_options
+
+    return click_options(_train_fields())(fn)
+
+
+def _train_fields() -> list:
+    from pipeline.cli_fields import field_options
+    from pipeline.model.config import ModelConfig
+    from pipeline.train.config import TrainConfig
+
+    train, model = field_options(TrainConfig), field_options(ModelConfig)
+    return train[:3] + model + train[3:]  # --data, --out, --config, then the model's options, then the run's
+
+
 @main.command()
-@click.option(
-    "--data", required=True, help="Folder of photos (JPEG/PNG, any size) or WebDataset shards (dir or s3://)."
-)
-@click.option("--out", required=True, help="Run folder: checkpoints, logs, curves. An existing run there is resumed.")
-@click.option(
-    "--config", "preset", default="small", show_default=True, type=click.Choice(sorted(PRESETS)), help="Model preset."
-)
-@click.option("--baseline", type=click.Choice(["hinet", "unet"]), help="Train a baseline instead of SRIS-Net.")
-@click.option(
-    "--secrets", "num_secrets", default=1, show_default=True, type=click.IntRange(1, 4), help="Secrets per cover (K)."
-)
-@click.option("--channels", default=3, show_default=True, type=click.Choice(["1", "3"]), help="Image channels.")
-@click.option("--no-lpfdd", is_flag=True, help="Ablation: Gaussian pyramid instead of the Laplacian decomposition.")
-@click.option("--no-glem-global", is_flag=True, help="Ablation: GLEM without its global branch.")
-@click.option("--no-sfm", is_flag=True, help="Ablation: add shallow and deep features instead of SFM.")
-@click.option("--no-score-map", is_flag=True, help="Ablation: embed without the discriminator's score map.")
-@click.option(
-    "--no-realfake",
-    is_flag=True,
-    help="Ablation: the discriminator learns its score map alone (the texture target), without the real/fake task "
-    "and without an adversarial loss for the embedder.",
-)
-@click.option(
-    "--no-thumbnail-code", is_flag=True, help="Ablation: no analytic thumbnail code (the learned paths only)."
-)
-@click.option(
-    "--residual-gain",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="The residual code: write what reveal still misses at the 2x2-block level into the stego's free "
-    "checkerboard coefficients at this gain (secret units per coefficient); reveal adds it back where it survived. "
-    "0 = off; the shipped model uses 0.06.",
-)
-@click.option(
-    "--thumbnail-amplitude",
-    type=click.FloatRange(1.0, 40.0),
-    help="The thumbnail code's amplitude in grey levels [default: the preset's, 10]: with K secrets each has its "
-    "own code, so K = 2 or 4 needs a lower one to keep the cover's quality.",
-)
-@click.option(
-    "--detail-secrets",
-    type=click.IntRange(1, 4),
-    help="How many secrets (the first ones) the thumbnail code's 4x4 detail code carries, each in its own "
-    "coefficient [default: 1]. More lifts those secrets' clean figures and costs the cover.",
-)
-@click.option(
-    "--code-last",
-    is_flag=True,
-    help="Write the thumbnail code after the learned residual, cancelling it in the code's coefficients as the "
-    "cover's, so the learned path cannot disturb the code (the K = 2 and K = 4 files use it).",
-)
-@click.option(
-    "--base-layout",
-    type=click.Choice(["low", "quiet"]),
-    help="The base code's coefficients [default: low]: quiet puts secrets 3 and 4 where photos have little energy, "
-    "so K = 3 or 4 costs the cover less (and resists blur and JPEG less).",
-)
-@click.option(
-    "--deblur",
-    is_flag=True,
-    help="Reveal first estimates a 3x3 blur from the thumbnail code's pilots and undoes it (no weights); training "
-    "reveals the attacked stegos the same way, so the learned path learns on what it will see.",
-)
-@click.option(
-    "--base-tile",
-    is_flag=True,
-    help="The thumbnail code writes a DCT over each 4x4 group of 8x8 block means, each frequency at its own gain, "
-    "instead of the means themselves (the same code power, spent where noise hurts least).",
-)
-@click.option(
-    "--mirror",
-    type=click.Choice(["pilot", "pattern", "none"]),
-    help="How reveal recognises a mirrored stego: 'pilot' reads the thumbnail code's pilot (nothing added to the "
-    "cover), 'pattern' has embed add a faint fixed pattern, 'none' does not look [default: the preset's, 'pattern'].",
-)
-@click.option(
-    "--light-score",
-    is_flag=True,
-    help="Embed with a light score head distilled (during training) from the discriminator's score map: a faster "
-    "embed engine (see `distill-score` for a trained model).",
-)
-@click.option("--crop", type=int, help="Training crop size [default: 128, 256 for the paper preset].")
-@click.option("--batch", default=16, show_default=True)
-@click.option("--steps", default=6000, show_default=True, help="Length of the schedule (cosine decay ends here).")
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option(
-    "--thumbnail-lr",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.02,
-    show_default=True,
-    help="Learning-rate multiplier of the thumbnail code's linear maps; 0 keeps the analytic code fixed. Trained, "
-    "the code drifts towards a cheaper cover and a noisier reading.",
-)
-@click.option("--cover-psnr-target", default=38.5, show_default=True, help="Training constraint on cover PSNR (dB).")
-@click.option("--ssim-target", default=0.975, show_default=True, help="Training constraint on cover SSIM.")
-@click.option(
-    "--attack-mix",
-    default="bar",
-    show_default=True,
-    type=click.Choice(["bar", "job", "wide", "blur", "noise", "noise-heavy", "noise-most", "published"]),
-    help="Training distortions: 'bar' = the conditions the quality bar measures; 'job' = those plus the batch job's "
-    "resampling of large images; 'wide' = stronger noise/blur/JPEG; 'blur' = 'job' weighted towards the mean and "
-    "Gaussian filters (for models with --residual-gain, whose code carries the clean figure); 'noise' = 'blur' with "
-    "more and stronger Gaussian noise (sigma 3-7); 'noise-heavy' = 'noise' with the filters' shares moved to noise; "
-    "'noise-most' = noise in 70% of the batches; 'published' = JPEG at quality 50-95 and resizing down by "
-    "0.4-0.9 in half the batches, the laboratory conditions in the rest.",
-)
-@click.option("--init-from", type=click.Path(exists=True), help="Start from this checkpoint's weights (fine-tuning).")
-@click.option(
-    "--lambda-ssim",
-    type=click.FloatRange(min=0.01, max=1000.0),
-    help="Start the SSIM constraint's weight here (a fine-tune otherwise keeps its training state's): lower trades "
-    "cover SSIM for the secret.",
-)
-@click.option(
-    "--lambda-cover",
-    type=click.FloatRange(min=0.01, max=30.0),
-    help="Start the cover-PSNR constraint's weight here (as --lambda-ssim).",
-)
-@click.option(
-    "--reveal-only",
-    is_flag=True,
-    help="Train the reveal path alone (with --init-from: a trained model's embedder, score heads and discriminator "
-    "stay frozen, so the cover figures cannot change).",
-)
-@click.option(
-    "--synthetic-secrets",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
-    help="Fraction of the training secrets drawn as random synthetic graphics (shapes, checkerboards, colour waves) "
-    "instead of photo crops: for watermarks that are logos or patterns. Validation keeps photo secrets.",
-)
-@click.option("--w-guide", default=0.03, show_default=True, help="Weight of the score-map guidance loss.")
+@_train_options
 @click.option(
     "--scale-warmups",
     is_flag=True,
     help="Shrink the from-scratch warm-ups (discriminator, 8-bit rounding, fidelity ramp) in proportion to --steps "
-    "below the default 6000, for short equal-budget runs (scripts/ablations.py).",
+    "below the default 6000, for short equal-budget runs (research/ablations.py).",
 )
-@click.option("--max-minutes", type=float, help="Stop (resumably) after this much wall time.")
-@click.option(
-    "--minutes",
-    type=float,
-    help="A wall-time schedule: the learning-rate decay and the target ramp run over this many minutes of training "
-    "instead of --steps (ignored then), and the run ends there. For a machine lent for a fixed time.",
-)
-@click.option("--val-every", default=250, show_default=True, help="Validate every N steps.")
-@_noise_draws_option(
-    "--val-noise-draws",
-    "Average the validation's noise figure over this many draws (as `validate --noise-draws`): a steadier "
-    "figure for choosing best.pt, at one more reveal of the held-out photos per draw.",
-)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
-@click.option("--threads", type=int, help="CPU threads for torch (default: all cores).")
-@click.option("--seed", default=0, show_default=True)
 def train(**kw) -> None:
     """Train SRIS-Net (or a baseline / ablation) on random crops of photos; resumes an existing run in OUT.
 
@@ -452,68 +399,23 @@ def train(**kw) -> None:
     that `load_model` and every other command accept), OUT/train_log.parquet, OUT/val_log.parquet and
     OUT/curves.png.
     """
-    from pipeline.train.loop import TrainConfig
+    from pipeline.cli_fields import field_options
+    from pipeline.model.config import SHORT_NAMES, ModelConfig
+    from pipeline.train.config import TrainConfig
     from pipeline.train.loop import train as run_train
 
-    overrides: dict = {"num_secrets": kw["num_secrets"], "channels": int(kw["channels"])}
-    if kw["baseline"]:
-        overrides["arch"] = kw["baseline"]
-    for flag, field_name in (
-        ("no_lpfdd", "lpfdd"),
-        ("no_glem_global", "glem_global"),
-        ("no_sfm", "sfm"),
-        ("no_score_map", "score_map"),
-        ("no_thumbnail_code", "thumbnail_code"),
-    ):
-        if kw[flag]:
-            overrides[field_name] = False
-    if kw["light_score"]:
-        overrides["light_score"] = True
-    if kw["residual_gain"]:
-        overrides["residual_gain"] = kw["residual_gain"]
-    if kw["thumbnail_amplitude"]:
-        overrides["thumbnail_amplitude"] = kw["thumbnail_amplitude"]
-    if kw["detail_secrets"]:
-        overrides["detail_secrets"] = kw["detail_secrets"]
-    if kw["code_last"]:
-        overrides["code_last"] = True
-    if kw["base_layout"]:
-        overrides["base_layout"] = kw["base_layout"]
-    if kw["deblur"]:
-        overrides["deblur"] = True
-    if kw["base_tile"]:
-        overrides["base_tile"] = True
-    if kw["mirror"]:
-        overrides["mirror"] = kw["mirror"]
-    crop = kw["crop"] or (256 if kw["preset"] == "paper" else 128)
-    tc = TrainConfig(
-        data=kw["data"],
-        out=kw["out"],
-        preset=kw["preset"],
-        model_overrides=overrides,
-        crop=crop,
-        batch=kw["batch"],
-        steps=kw["steps"],
-        lr=kw["lr"],
-        thumbnail_lr=kw["thumbnail_lr"],
-        cover_psnr_target=kw["cover_psnr_target"],
-        ssim_target=kw["ssim_target"],
-        max_minutes=kw["max_minutes"],
-        minutes=kw["minutes"],
-        val_every=kw["val_every"],
-        val_noise_draws=kw["val_noise_draws"],
-        device=kw["device"],
-        threads=kw["threads"],
-        seed=kw["seed"],
-        w_guide=kw["w_guide"],
-        attack_mix=kw["attack_mix"],
-        init_from=kw["init_from"],
-        reveal_only=kw["reveal_only"],
-        realfake=not kw["no_realfake"],
-        synthetic_secrets=kw["synthetic_secrets"],
-        lambda_cover_start=kw["lambda_cover"],
-        lambda_ssim_start=kw["lambda_ssim"],
-    )
+    short = {path: name for name, path in SHORT_NAMES.items()}
+    overrides = {short[o.path]: o.field_value(kw[o.dest]) for o in field_options(ModelConfig) if o.given(kw[o.dest])}
+    run = {}
+    for o in field_options(TrainConfig):
+        value = kw[o.dest]
+        if o.is_flag:
+            if value:  # a flag not given leaves the field's default
+                run[o.path] = o.flag_value
+        elif value is not None:
+            run[o.path] = o.field_value(value)
+    run["crop"] = run.get("crop") or (256 if run["preset"] == "paper" else 128)
+    tc = TrainConfig(**run, model_overrides=overrides)
     if tc.works_from_step_zero:
         tc = tc.without_warmups()
     elif kw["scale_warmups"]:

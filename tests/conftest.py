@@ -23,6 +23,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt", meta={"note": "untrained test model"})
 
 
+def flat_config(preset: str, **overrides: object) -> dict:
+    """A preset's config as a flat dict in the short names (the version-1/2 vocabulary), without ``version`` and
+    ``legacy``: the raw material of the old-checkpoint tests."""
+    from pipeline.model.config import SHORT_NAMES, get_config
+
+    cfg = get_config(preset, **overrides)
+    out = {}
+    for name, path in SHORT_NAMES.items():
+        if name not in ("legacy", "hinet_blocks", "unet_depth"):  # version 2 kept the baseline depths in ``extra``
+            value = cfg
+            for part in path.split("."):
+                value = getattr(value, part)
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def synthetic_photo(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
     """A photo-like uint8 image (H, W, C): smooth gradients, a few shapes and mild noise."""
     rng = np.random.default_rng(seed)

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from jobkit import job_args, photo_shard, png_bytes, rows, tar_names, tree
 
 from pipeline.cli import main
+from pipeline.model.checkpoint import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -244,8 +246,9 @@ def test_first_run_says_it_builds_engines_and_the_summary_keeps_startup_apart(
     res = run(*args)
     assert res.exit_code == 0, res.output
     err = res.stderr.splitlines()
+    folder = engines / file_sha256(tiny_checkpoint)[:12]  # the model's own folder in --engines-dir
     assert err[0] == (
-        f"building ONNX fp32 engines for {tiny_checkpoint} at {SIZE}x{SIZE} into {engines}/ "
+        f"building ONNX fp32 engines for {tiny_checkpoint} at {SIZE}x{SIZE} into {folder}/ "
         "(once; about a minute on a small CPU)..."
     )
     assert re.fullmatch(r"engines built in \d+ s", err[1]), err
@@ -388,6 +391,78 @@ def test_help_texts_hold_no_measured_figures(name) -> None:
 def test_quick_start_outputs_are_ignored_by_git() -> None:
     lines = (REPO / ".gitignore").read_text().splitlines()
     assert "/out/" in lines and "/revealed/" in lines
+
+
+def test_a_secret_that_is_not_an_image_is_a_usage_error(tmp_path, src, tiny_checkpoint) -> None:
+    """A --secret or --reference file that is not an image (or is cut short) is a wrong command line: exit 2 with
+    the option and the path, before any engine is loaded or anything written."""
+    notes, cut = tmp_path / "notes.png", tmp_path / "cut.png"
+    notes.write_text("not a picture")
+    cut.write_bytes(png_bytes(np.zeros((64, 64, 3), np.uint8) + 90)[:60])
+    out = tmp_path / "out"
+    for args, message in (
+        (job_args("embed", src, out, tiny_checkpoint, SIZE, "--secret", notes), f"--secret {notes}: not an image"),
+        (job_args("embed", src, out, tiny_checkpoint, SIZE, "--secret", cut), f"--secret {cut}: not a usable image"),
+        (job_args("extract", src, out, tiny_checkpoint, SIZE, "--reference", notes), f"--reference {notes}: not an"),
+    ):
+        res = run(*args)
+        assert res.exit_code == 2, res.output
+        assert message in error_text(res)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["embed", "extract", "validate", "distill-score", "benchmark"])
+def test_an_unknown_model_name_lists_the_shipped_ones(tmp_path, src, secret, command, monkeypatch) -> None:
+    """``--checkpoint k3`` (no such file, no such shipped model) says so and names the shipped models; a path
+    that does not exist is only said to be missing."""
+    monkeypatch.chdir(tmp_path)
+    args = {
+        "embed": job_args("embed", src, tmp_path / "out", "k3", SIZE, "--secret", secret),
+        "extract": job_args("extract", src, tmp_path / "out", "k3", SIZE),
+        "validate": ["validate", "--data", src, "--checkpoint", "k3"],
+        "distill-score": ["distill-score", "--data", src, "--out", tmp_path / "o.pt", "--checkpoint", "k3"],
+        "benchmark": ["benchmark", "--checkpoint", "k3"],
+    }[command]
+    res = run(*args)
+    assert res.exit_code == 2, res.output
+    assert "--checkpoint k3: no such file, nor a shipped model (shipped: k1, k2, k4)" in error_text(res)
+    res = run(*[a if a != "k3" else tmp_path / "k3.pt" for a in args])
+    assert res.exit_code == 2 and error_text(res).strip().endswith(f"--checkpoint {tmp_path / 'k3.pt'}: no such file")
+
+
+@pytest.mark.parametrize("command", ["embed", "extract"])
+def test_the_progress_bar_counts_the_shards_of_the_job(tmp_path, src, secret, tiny_checkpoint, command) -> None:
+    """The job knows its shards: the bar shows them as its total, with the images and images/s so far."""
+    extra = ["--secret", secret] if command == "embed" else []
+    res = run(*job_args(command, src, tmp_path / "out", tiny_checkpoint, SIZE, *extra, "--progress"))
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.replace("\r", "\n").splitlines()
+    assert any(re.search(rf"{command}:   0%\|.*\| 0\.0/2 shards \[", ln) for ln in lines), lines
+    assert any(re.search(rf"{command}: 100%\|.*\| 2\.0/2 shards \[.*<00:00, 4 img, [\d.]+ img/s\]", ln) for ln in lines)
+
+
+def test_the_progress_bar_moves_within_a_shard_and_gives_an_eta() -> None:
+    """A batch moves the bar by the part of its shard it was read from (bytes of a tar, files of a folder), so a
+    long shard shows progress and an estimate of the time left before it ends."""
+    from pipeline.io.listing import ShardRef
+    from pipeline.jobs.batch import Sample
+    from pipeline.jobs.runners import JobProgress, shard_share
+
+    tar = ShardRef("a", "/a.tar", "tar", "f", size=1000)
+    folder = ShardRef("b", "/b", "folder", "f", files=("1.jpg", "2.jpg", "3.jpg", "4.jpg"))
+    batch = [Sample("k1", {}, data=b"x" * 200), Sample("k2", {}, data=b"x" * 50)]
+    assert shard_share(tar, batch) == 0.25 and shard_share(folder, batch) == 0.5
+    assert shard_share(ShardRef("c", "s3://c.tar", "tar", "f"), batch) == 0.0  # size unknown: moves at the end
+    bar = JobProgress("embed", 2, True)
+    bar.start_shard()
+    time.sleep(0.2)
+    bar.add(0.5, 3)
+    assert re.search(r"\| 0\.5/2 shards \[00:00<00:0\d, 3 img, [\d.]+ img/s\]", str(bar.bar)), str(bar.bar)
+    bar.add(0.9, 3)  # a share estimate never completes a shard: its commit does
+    assert bar.bar.n < 1
+    bar.end_shard()
+    assert bar.bar.n == pytest.approx(1.0)
+    bar.close()
 
 
 def test_jobs_take_a_shipped_model_by_name(tmp_path, monkeypatch) -> None:

@@ -9,13 +9,14 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import flat_config
 from PIL import Image
 
-from pipeline.evaluate.metrics import psnr
+from pipeline.core import distortions as D
+from pipeline.core.metrics import psnr
 from pipeline.model import build_model, get_config
 from pipeline.model.codes import deblur
 from pipeline.model.codes.register import Registration
-from pipeline.train import attacks as A
 
 
 def _photos(photo_factory, n: int, size: int = 128, seed: int = 0) -> torch.Tensor:
@@ -45,7 +46,7 @@ def _pair(deblurring: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
 @pytest.mark.parametrize("a", [0.1, 0.274, 1 / 3])
 def test_the_wiener_filter_undoes_a_blur_of_the_family(a: float, photo_factory) -> None:
     x = _photos(photo_factory, 2)
-    blurred = A._filter(x, deblur.blur_kernel(a))
+    blurred = D.filter_image(x, deblur.blur_kernel(a))
     restored = deblur.wiener(blurred, torch.full((2,), a))
     before = psnr(blurred * 255, x * 255).mean().item()
     after = psnr(restored * 255, x * 255).mean().item()
@@ -74,7 +75,7 @@ def test_the_estimate_inverts_the_calibration() -> None:
 def test_calibration_falls_with_the_blur() -> None:
     _, model = _pair()
     model.restore(torch.full((1, 3, 64, 64), 0.5))
-    cal = model._deblur.calibration
+    cal = model.restoration.deblur.calibration
     assert cal.rho4[0] == 1.0 and cal.rho8[0] == 1.0 and min(cal.clean) > 0
     assert all(b < a for a, b in zip(cal.rho4, cal.rho4[1:], strict=False))
     assert all(b < a for a, b in zip(cal.rho8, cal.rho8[1:], strict=False))
@@ -99,19 +100,19 @@ def test_the_pilot_tells_how_strong_the_blur_was(attack: str, lo: float, hi: flo
     cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        stego = A.quantize(model.embed(cover, secret))
+        stego = D.quantize(model.embed(cover, secret))
         seen = {
             "clean": lambda x: x,
-            "noise5": lambda x: A.gaussian_noise(x, 5.0, gen),
-            "sharpen": A.sharpen,
-            "gauss0.5": lambda x: A.gaussian_filter(x, 0.5),
-            "gauss1": lambda x: A.gaussian_filter(x, 1.0),
-            "mean3": A.mean_filter,
-            "mirror+mean3": lambda x: A.mean_filter(x.flip(-1)),
+            "noise5": lambda x: D.gaussian_noise(x, 5.0, gen),
+            "sharpen": D.sharpen,
+            "gauss0.5": lambda x: D.gaussian_filter(x, 0.5),
+            "gauss1": lambda x: D.gaussian_filter(x, 1.0),
+            "mean3": D.mean_filter,
+            "mirror+mean3": lambda x: D.mean_filter(x.flip(-1)),
             "jpeg75": lambda x: _jpeg(x, 75),
         }[attack](stego)
         model.restore(stego[:1])
-        a = model._deblur.blur_of(A.quantize(seen))
+        a = model.restoration.deblur.blur_of(D.quantize(seen))
     assert ((a >= lo) & (a <= hi)).all(), a
 
 
@@ -121,12 +122,12 @@ def test_a_deblurring_model_gives_more_secret_back_after_a_blur(photo_factory) -
     plain, model = _pair()
     cover, secret = _photos(photo_factory, 2, seed=30), _photos(photo_factory, 2, seed=40)
     with torch.no_grad():
-        stego = A.quantize(model.embed(cover, secret))
-        assert torch.equal(stego, A.quantize(plain.embed(cover, secret)))  # embed is not touched
+        stego = D.quantize(model.embed(cover, secret))
+        assert torch.equal(stego, D.quantize(plain.embed(cover, secret)))  # embed is not touched
         for seen in (stego, stego.flip(-1)):
             assert torch.equal(model.reveal(seen), plain.reveal(seen))
-        for attack in (A.mean_filter, A.gaussian_filter):
-            seen = A.quantize(attack(stego))
+        for attack in (D.mean_filter, D.gaussian_filter):
+            seen = D.quantize(attack(stego))
             without = psnr(plain.reveal(seen) * 255, secret * 255).mean().item()
             with_it = psnr(model.reveal(seen) * 255, secret * 255).mean().item()
             assert with_it > without + 0.3, (attack.__name__, without, with_it)
@@ -134,7 +135,7 @@ def test_a_deblurring_model_gives_more_secret_back_after_a_blur(photo_factory) -
 
 def test_training_reveals_through_the_deblur_with_a_gradient(photo_factory) -> None:
     _, model = _pair()
-    stego = A.mean_filter(_photos(photo_factory, 1, seed=50)).requires_grad_(True)
+    stego = D.mean_filter(_photos(photo_factory, 1, seed=50)).requires_grad_(True)
     out = model.restore(stego)
     assert not torch.equal(out, stego)
     out.sum().backward()
@@ -147,10 +148,11 @@ def test_deblur_without_the_thumbnail_code_is_refused() -> None:
 
 
 def test_checkpoints_without_the_deblur_load_without_it() -> None:
-    from pipeline.model.config import ModelConfig
+    from pipeline.model.migrate import config_from_dict
 
-    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "deblur"})
-    assert cfg.deblur is False
+    old = {k: v for k, v in flat_config("fast").items() if k != "deblur"}  # a version-2 file from before it
+    cfg = config_from_dict({"version": 2, **old})
+    assert cfg.codes.deblur.enabled is False
 
 
 @pytest.mark.parametrize("base_layout", ["low", "quiet"])
@@ -162,9 +164,9 @@ def test_four_secrets_in_either_layout_register_and_measure_a_mean_filter(base_l
     cover = _photos(photo_factory, 2, seed=30)
     secrets = torch.cat([_photos(photo_factory, 2, seed=40 + 10 * j) for j in range(4)], dim=1)
     with torch.no_grad():
-        seen = A.quantize(A.mean_filter(A.quantize(model.embed(cover, secrets))))
+        seen = D.quantize(D.mean_filter(D.quantize(model.embed(cover, secrets))))
         model.restore(seen[:1])
-        a = model._deblur.blur_of(seen)
-        found = Registration(model.revealer.thumbnail).search(seen)
+        a = model.restoration.deblur.blur_of(seen)
+        found = Registration(model.thumbnail.reader).search(seen)
     assert ((a >= 0.2) & (a <= 0.45)).all(), a
     assert (found.dy == 0).all() and (found.dx == 0).all() and not found.mirrored.any(), found

@@ -17,13 +17,13 @@ from jobkit import make_tar, png_bytes, rows, tar_members
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core.distortions import quantize
+from pipeline.core.photos import center_square
 from pipeline.model import load_model
 from pipeline.model.checkpoint import default_checkpoint_path, read_checkpoint, update_meta
 from pipeline.model.codes.mirror import mirror_image
 from pipeline.model.codes.register import IDENTITY, Registration
 from pipeline.runtime import load_engine
-from pipeline.train.attacks import quantize
-from pipeline.train.data import center_square
 
 SIZE = 256
 
@@ -51,7 +51,7 @@ def test_unmoved_statistics_are_the_search_at_no_translation(shipped, photos) ->
     covers = torch.stack([as_tensor(p) for p in photos[:4]])
     with torch.inference_mode():
         stegos = quantize(shipped.embed(covers, covers.roll(1, 0)))
-        reg = Registration(shipped.revealer.thumbnail)
+        reg = Registration(shipped.thumbnail.reader)
         for x in (stegos, mirror_image(stegos), covers):
             quick = reg.unmoved_statistics(x)
             assert torch.allclose(quick[:, 0], reg.statistics(x)[:, IDENTITY], atol=1e-4)

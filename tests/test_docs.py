@@ -86,3 +86,13 @@ def test_readme_and_model_card_stay_short() -> None:
     )  # the history is CHANGELOG's and docs/history.md's
     assert len((ROOT / "pipeline/weights/MODEL_CARD.md").read_text(encoding="utf-8").splitlines()) <= 300
     assert (ROOT / "CHANGELOG.md").is_file() and (ROOT / "docs/history.md").is_file()
+
+
+def test_the_model_card_keeps_no_history() -> None:
+    """The card describes the model as it is: its history (stages, the commits and runs they came from, the issues
+    that asked for them) is docs/history.md's."""
+    card = (ROOT / "pipeline/weights/MODEL_CARD.md").read_text(encoding="utf-8")
+    assert re.findall(r"\bstages? \d+", card, flags=re.IGNORECASE) == []
+    assert re.findall(r"\bissues? \d+", card, flags=re.IGNORECASE) == []
+    assert COMMIT.findall(card) == []
+    assert re.findall(r"\bruns/[\w-]+", card) == []

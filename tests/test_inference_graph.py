@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.mirror import _highpass, add_template, is_mirrored, mirror_direction, mirror_score, template
 from pipeline.model.folded import fold, upsample_folded
-from pipeline.train import attacks as A
 
 
 def _perturbed(preset: str, **overrides) -> torch.nn.Module:
@@ -57,7 +57,7 @@ def test_inference_graph_equals_the_training_graph(preset: str, overrides: dict,
         stego = model.embed(cover, secrets)
         assert (stego - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max().item() < 1e-5
         assert (stego - cover).abs().mean().item() > 1e-3  # something was embedded
-        seen = A.quantize(stego)
+        seen = D.quantize(stego)
         seen[1] = seen[1].flip(-1)  # a mirrored one: the sync decision is part of the graph
         revealed = model.reveal(seen)
         assert (revealed - model.reveal_raw(seen)[0].clamp(0, 1)).abs().max().item() < 1e-5
@@ -79,7 +79,7 @@ def test_mirror_direction_is_the_mirror_score_numerator() -> None:
     direction = mirror_direction(3, 40, 24, x.float()).double()
     assert torch.allclose((x * direction).sum(dim=(1, 2, 3)), numerator, rtol=1e-5, atol=1e-9)
     smooth = F.interpolate(torch.rand(4, 3, 8, 8), size=(64, 64), mode="bilinear", align_corners=False)
-    stego = A.quantize(add_template(smooth, 1.0))
+    stego = D.quantize(add_template(smooth, 1.0))
     batch = torch.cat([stego, stego.flip(-1)])
     assert torch.equal(is_mirrored(batch), mirror_score(batch) < 0)
     assert is_mirrored(batch).tolist() == [False] * 4 + [True] * 4

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.train.data import is_validation
+from pipeline.core.photos import is_validation
 
 REPO = Path(__file__).resolve().parents[1]
 

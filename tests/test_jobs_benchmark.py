@@ -53,3 +53,26 @@ def test_benchmark_command(tmp_path, tiny_checkpoint) -> None:
         assert all(r[f"{s}_ips"] > 0 for s in STAGES) and r["end_to_end_ips"] > 0 and r["bound_by"] in STAGES
     (mem,) = [r for r in rows if r["kind"] == "memory"]
     assert 50 < mem["peak_rss_mb"] < 4096 and mem["images"] == 1
+
+
+def test_benchmark_writes_under_the_working_folder_and_names_dalis_cpu_mode(
+    tmp_path, tiny_checkpoint, monkeypatch
+) -> None:
+    """By default the results go to ./benchmark-results (never into the package's repository), and DALI without a
+    GPU is measured as what it is: its CPU-only mode, "dali-cpu"."""
+    import torch
+
+    from pipeline.io.decode import dali_available
+
+    monkeypatch.chdir(tmp_path)
+    dali = dali_available()
+    decoders = ["--decoder", "cpu", *(["--decoder", "dali"] if dali else [])]
+    args = ["benchmark", "--size", "32", "--images", "2", "--batch-size", "2", "--backend", "torch", *decoders]
+    res = CliRunner().invoke(main, [*args, "--checkpoint", str(tiny_checkpoint)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (parquet,) = (tmp_path / "benchmark-results").glob("benchmark-*.parquet")
+    names = [r["decoder"] for r in pq.read_table(parquet).to_pylist()]
+    gpu = torch.cuda.is_available()
+    assert names == ["cpu", *(["dali" if gpu else "dali-cpu"] if dali else [])]
+    if dali and not gpu:
+        assert "dali-cpu" in res.output

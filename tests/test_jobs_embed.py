@@ -190,7 +190,7 @@ def test_exit_codes_1_and_2(tmp_path, tiny_checkpoint, secret) -> None:
     bad_secret = tmp_path / "bad.png"
     bad_secret.write_bytes(b"nope")
     res = run(*embed_args(src, tmp_path / "o3", tiny_checkpoint, bad_secret))
-    assert res.exit_code == 1 and "cannot use the --secret image" in res.output
+    assert res.exit_code == 2 and f"--secret {bad_secret}: not an image" in res.output  # a usage error
     res = run("embed", "--shards", src, "--secret", secret)  # no --out
     assert res.exit_code == 2
     res = run(*embed_args(src, tmp_path / "o4", tiny_checkpoint, secret), "--format", "gif")

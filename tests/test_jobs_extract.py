@@ -113,3 +113,67 @@ def test_two_secrets_naming(tmp_path, photo_factory) -> None:
         got, want = decode_png(members[f"img0_000.secret{j}.png"]), decode_png(ref.read_bytes())
         mse = np.mean((got.astype(float) - want.astype(float)) ** 2)
         assert revealed[f"psnr_secret{j}"] == pytest.approx(10 * np.log10(255**2 / mse), abs=0.01)
+
+
+def test_extracting_with_another_model_than_the_embedding_one_warns(tmp_path, tiny_checkpoint, photo_factory) -> None:
+    """The job record names the model; extract with another one says so (summary and manifest) instead of quietly
+    reporting secrets it cannot read (K = 1 stegos read with k2 reported 7 of 9 marked at 10.9 dB)."""
+    import json
+
+    from pipeline.model import build_model, get_config
+    from pipeline.model.checkpoint import file_sha256, save_checkpoint
+
+    torch.manual_seed(1)
+    other = save_checkpoint(build_model(get_config("tiny")), tmp_path / "other.pt")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(photo_factory(48, 48, seed=3)))
+    src, stego = tmp_path / "src", tmp_path / "stego"
+    photo_shard(src / "s.tar", 2, h=40, w=40)
+    assert run(*job_args("embed", src, stego, tiny_checkpoint, SIZE, "--secret", secret)).exit_code == 0
+    made = json.loads((stego / "manifest.json").read_text())["model"]
+    assert made == {"name": "tiny", "sha256": file_sha256(tiny_checkpoint)}
+
+    res = run(*job_args("extract", stego, tmp_path / "same", tiny_checkpoint, SIZE))
+    assert res.exit_code == 0 and "warning" not in res.output
+    res = run(*job_args("extract", stego, tmp_path / "other", other, SIZE))
+    assert res.exit_code == 0, res.output
+    warning = next(line for line in res.stdout.splitlines() if line.startswith("warning: "))
+    assert f"made by model tiny (sha256 {file_sha256(tiny_checkpoint)[:12]})" in warning
+    assert f"not by the model extracting, other (sha256 {file_sha256(other)[:12]})" in warning
+    assert "1 warning(s)" in res.stdout.splitlines()[0]
+    manifest = json.loads((tmp_path / "other" / "manifest.json").read_text())
+    assert manifest["warnings"] == [warning.removeprefix("warning: ")]
+    assert manifest["source_model"]["sha256"] == file_sha256(tiny_checkpoint)
+
+
+def test_each_stego_png_names_its_model_and_extract_reads_it(tmp_path, tiny_checkpoint, photo_factory) -> None:
+    """The stego PNGs carry the model's name and sha256 (tEXt chunks); stegos moved away from their job record are
+    still recognised as another model's by extract."""
+    import json
+    import shutil
+
+    from pipeline.io.encode import read_png_text
+    from pipeline.model import build_model, get_config
+    from pipeline.model.checkpoint import file_sha256, save_checkpoint
+
+    torch.manual_seed(1)
+    other = save_checkpoint(build_model(get_config("tiny")), tmp_path / "other.pt")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(photo_factory(48, 48, seed=3)))
+    src, stego = tmp_path / "src", tmp_path / "stego"
+    photo_shard(src / "s.tar", 2, h=40, w=40)
+    assert run(*job_args("embed", src, stego, tiny_checkpoint, SIZE, "--secret", secret)).exit_code == 0
+    for data in tar_members(stego / "s.tar").values():
+        want = {"sris-pipeline model": "tiny", "sris-pipeline model sha256": file_sha256(tiny_checkpoint)}
+        assert read_png_text(data) == want
+        assert Image.open(io.BytesIO(data)).text == want  # any PNG reader sees them
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(stego / "s.tar", moved / "s.tar")  # the shard alone: no job record beside it
+    res = run(*job_args("extract", moved, tmp_path / "other", other, SIZE))
+    assert res.exit_code == 0, res.output
+    warning = next(line for line in res.stdout.splitlines() if line.startswith("warning: "))
+    assert warning.startswith("warning: 2 of the 2 stegos whose PNG metadata names their model were made by model ")
+    assert json.loads((tmp_path / "other" / "manifest.json").read_text())["warnings"] == [warning[9:]]
+    res = run(*job_args("extract", moved, tmp_path / "same", tiny_checkpoint, SIZE))
+    assert res.exit_code == 0 and "warning" not in res.output

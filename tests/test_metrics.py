@@ -8,7 +8,7 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from pipeline.evaluate.metrics import (
+from pipeline.core.metrics import (
     MS_SSIM_BETAS,
     _ssim_and_cs,
     ms_ssim,

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.model.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
-from pipeline.model.config import ModelConfig
-from pipeline.model.migrate import migrate_config
+from pipeline.model.checkpoint import FORMAT, default_checkpoint_path, load_model, read_checkpoint, save_checkpoint
+from pipeline.model.config import CONFIG_VERSION, ModelConfig, field_paths
+from pipeline.model.migrate import config_from_dict, migrate_config
 
 V1 = Path(__file__).parent / "fixtures" / "v1"
 CASES = {
@@ -26,6 +26,16 @@ CASES = {
     "legacy_flip_head": V1 / "legacy_flip_head.pt",
     "pattern_lean": V1 / "pattern_lean.pt",
 }
+
+
+def _leaf_paths(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if k == "version":
+            continue
+        leaf = not isinstance(v, dict) or f"{prefix}{k}" == "legacy.reveal"
+        out += [prefix + k] if leaf else _leaf_paths(v, f"{prefix}{k}.")
+    return out
 
 
 def _outputs(model: torch.nn.Module, recorded: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -62,20 +72,22 @@ def test_version1_checkpoints_give_their_recorded_outputs(name: str) -> None:
 
 def test_migration_maps_every_version1_option() -> None:
     cfg = read_checkpoint(V1 / "legacy_texture_pattern.pt")["config"]
-    assert cfg["version"] == 2
+    assert cfg["version"] == CONFIG_VERSION
     m = ModelConfig.from_dict(cfg)
-    assert m.thumbnail_code and m.residual_gain == pytest.approx(0.06) and m.mirror == "pattern"
+    assert m.codes.thumbnail.enabled and m.codes.residual.gain == pytest.approx(0.06)
+    assert m.codes.mirror.decision == "pattern"
     assert m.legacy.texture_weighting == pytest.approx(0.5) and not m.legacy.flip_head
     m = load_model(V1 / "legacy_flip_head.pt").config
-    assert not m.thumbnail_code and m.mirror == "none" and m.legacy.flip_head
-    assert m.legacy.reveal == {"width": 12, "level_widths": [12, 12, 12]} and m.extra == {}
-    assert load_model().config.mirror == "pilot" and load_model().config.register  # the shipped file
+    assert not m.codes.thumbnail.enabled and m.codes.mirror.decision == "none" and m.legacy.flip_head
+    assert m.legacy.reveal == {"width": 12, "level_widths": [12, 12, 12]} and m.network.hinet_blocks == 6
+    shipped = load_model().config  # the shipped file
+    assert shipped.codes.mirror.decision == "pilot" and shipped.codes.register.enabled
 
 
 def test_version1_state_dict_keys_are_renamed() -> None:
     payload = read_checkpoint(V1 / "pattern_lean.pt")
     keys = payload["state_dict"]
-    assert any(".thumbnail." in k for k in keys) and not any(".carrier." in k for k in keys)
+    assert any("thumbnail." in k for k in keys) and not any("carrier." in k for k in keys)
 
 
 @pytest.mark.parametrize(
@@ -92,16 +104,45 @@ def test_version1_state_dict_keys_are_renamed() -> None:
 )
 def test_version1_mirror_and_code_fields(v1: dict, expected: dict) -> None:
     """Files from before the mirror pattern had the flip head only; files from before the carrier had none."""
-    got = migrate_config(v1)
+    got = config_from_dict(v1)
     for key, value in expected.items():
-        assert got[key] == value, key
+        want = got.with_overrides(**{key: value})  # the expected value, put where its short name points
+        assert got == want, key
+
+
+def test_version2_files_get_every_field_written_out() -> None:
+    """The shipped K = 1 file says version 2 but predates three fields (the detail count, the code order and the
+    base layout): the migration writes them out with the values its code used, not whatever today's defaults say."""
+    raw = torch.load(default_checkpoint_path(), map_location="cpu", weights_only=True)["config"]
+    assert raw["version"] == 2 and not {"detail_secrets", "code_last", "base_layout"} & set(raw)
+    migrated = migrate_config(raw)
+    assert migrated["version"] == CONFIG_VERSION
+    assert sorted(_leaf_paths(migrated)) == sorted(field_paths(ModelConfig))
+    t = migrated["codes"]["thumbnail"]
+    assert (t["detail_secrets"], t["code_last"], t["base_layout"]) == (1, False, "low")
+    with pytest.raises(ValueError, match=r"without codes\.residual\.gain"):  # today's reader takes no gap for a default
+        ModelConfig.from_dict({**migrated, "codes": {**migrated["codes"], "residual": {}}})
+
+
+def test_version2_state_dict_keys_move_with_the_parts() -> None:
+    """The thumbnail code's maps and the legacy flip head are parts of their own since version 3."""
+    raw = torch.load(V1 / "legacy_flip_head.pt", map_location="cpu", weights_only=True)
+    old_keys = set(raw["state_dict"])
+    keys = set(read_checkpoint(V1 / "legacy_flip_head.pt")["state_dict"])
+    assert any(k.startswith("revealer.flip.") for k in old_keys)
+    assert any(k.startswith("flip_head.") for k in keys) and not any(k.startswith("revealer.flip.") for k in keys)
+    shipped = set(read_checkpoint(None)["state_dict"])
+    assert any(k.startswith("thumbnail.writer.") for k in shipped) and any(
+        k.startswith("thumbnail.reader.") for k in shipped
+    )
+    assert not any(".thumbnail." in k for k in shipped)
 
 
 def test_saving_writes_the_current_version_and_round_trips(tmp_path: Path) -> None:
     model = load_model(V1 / "legacy_texture_pattern.pt")
-    path = save_checkpoint(model, tmp_path / "v2.pt")
+    path = save_checkpoint(model, tmp_path / "v3.pt")
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert raw["format"] == FORMAT and raw["config"]["version"] == 2
+    assert raw["format"] == FORMAT and raw["config"]["version"] == CONFIG_VERSION
     again = load_model(path)
     assert again.config == model.config
     for k, v in model.state_dict().items():

@@ -10,12 +10,13 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from conftest import flat_config
 from PIL import Image
 
+from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.mirror import add_template, is_mirrored, mirror_score, template, unmirror
-from pipeline.model.config import ModelConfig
-from pipeline.train import attacks as A
+from pipeline.model.migrate import config_from_dict
 
 
 def sample_photos(size: int = 256) -> torch.Tensor:
@@ -47,12 +48,12 @@ def test_template_is_a_fixed_block_pattern_tiled_across_sizes() -> None:
 
 ATTACKS = {
     "none": lambda x: x,
-    "mean 3x3": A.mean_filter,
-    "gaussian s1": lambda x: A.gaussian_filter(x, 1.0),
-    "gaussian s2": lambda x: A.gaussian_filter(x, 2.0),
-    "sharpen": A.sharpen,
-    "noise s10": lambda x: A.gaussian_noise(x, 10.0, torch.Generator().manual_seed(0)),
-    "jpeg 75": lambda x: A.jpeg_real(x, 75),
+    "mean 3x3": D.mean_filter,
+    "gaussian s1": lambda x: D.gaussian_filter(x, 1.0),
+    "gaussian s2": lambda x: D.gaussian_filter(x, 2.0),
+    "sharpen": D.sharpen,
+    "noise s10": lambda x: D.gaussian_noise(x, 10.0, torch.Generator().manual_seed(0)),
+    "jpeg 75": lambda x: D.jpeg(x, 75),
 }
 
 
@@ -61,17 +62,17 @@ def test_detection_on_photos_survives_the_distortions(attack: str) -> None:
     """One grey level of pattern, 8-bit rounding, then the distortion: the sign is right on every photo, mirrored
     or not, and above the score of every photo that holds no pattern at all."""
     photos = sample_photos()
-    stego = A.quantize(add_template(photos, 1.0))
+    stego = D.quantize(add_template(photos, 1.0))
     f = ATTACKS[attack]
-    plain = mirror_score(A.quantize(f(stego)))
-    mirrored = mirror_score(A.quantize(f(stego.flip(-1))))
-    unmarked = mirror_score(A.quantize(f(photos))).abs()
+    plain = mirror_score(D.quantize(f(stego)))
+    mirrored = mirror_score(D.quantize(f(stego.flip(-1))))
+    unmarked = mirror_score(D.quantize(f(photos))).abs()
     assert (plain > 0).all() and (mirrored < 0).all()
     assert plain.min() > unmarked.max() and (-mirrored).min() > unmarked.max()
 
 
 def test_unmirror_flips_only_the_mirrored_images() -> None:
-    stego = A.quantize(add_template(sample_photos(), 1.0))
+    stego = D.quantize(add_template(sample_photos(), 1.0))
     mixed = torch.cat([stego[:2], stego[2:].flip(-1)])
     assert is_mirrored(mixed).tolist() == [False, False] + [True] * (len(stego) - 2)
     assert torch.equal(unmirror(mixed), stego)
@@ -83,10 +84,10 @@ def test_model_reveals_a_mirrored_stego_as_the_original(arch: str) -> None:
     mirror."""
     torch.manual_seed(0)
     model = build_model(get_config("tiny", arch=arch)).eval()
-    assert model.config.mirror == "pattern" and not model.config.legacy.flip_head
+    assert model.config.codes.mirror.decision == "pattern" and not model.config.legacy.flip_head
     covers = sample_photos(64)[:2]
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, covers.flip(0)))
+        stego = D.quantize(model.embed(covers, covers.flip(0)))
         assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
         # The pattern is part of the stego: one grey level on average.
         no_sync = build_model(get_config("tiny", arch=arch, mirror="none")).eval()
@@ -107,34 +108,34 @@ def test_the_base_pilot_tells_a_mirror_after_the_distortions(attack: str) -> Non
     model, photos = _pilot_model(), sample_photos()
     f = ATTACKS[attack]
     with torch.inference_mode():
-        stego = A.quantize(model.embed(photos, photos.roll(1, 0)))
-        reader = model.revealer.thumbnail
-        assert not reader.mirrored(A.quantize(f(stego))).any()
-        assert reader.mirrored(A.quantize(f(stego.flip(-1)))).all()
-    marked = mirror_score(A.quantize(add_template(photos, 1.0)))
+        stego = D.quantize(model.embed(photos, photos.roll(1, 0)))
+        reader = model.thumbnail.reader
+        assert not reader.mirrored(D.quantize(f(stego))).any()
+        assert reader.mirrored(D.quantize(f(stego.flip(-1)))).all()
+    marked = mirror_score(D.quantize(add_template(photos, 1.0)))
     assert mirror_score(stego).abs().max() < marked.min() / 2
 
 
 def test_a_pilot_mirrored_model_reveals_a_mirror_as_the_original_and_adds_no_pattern() -> None:
-    from dataclasses import replace
 
     model, covers = _pilot_model(), sample_photos(64)[:2]
-    synced = build_model(replace(model.config, mirror="pattern")).eval()
+    synced = build_model(model.config.with_overrides(mirror="pattern")).eval()
     synced.load_state_dict(model.state_dict())
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, covers.flip(0)))
+        stego = D.quantize(model.embed(covers, covers.flip(0)))
         assert torch.equal(model.reveal(stego.flip(-1)), model.reveal(stego))
         # Without the residual code's own reading in between, the two embeds differ by the pattern alone.
-        for m in (model, synced):
-            m.config = replace(m.config, residual_gain=0.0)
-        diff = synced.embed_raw(covers, covers.flip(0)) - model.embed_raw(covers, covers.flip(0))
+        plain, plain_synced = (build_model(m.config.with_overrides(residual_gain=0.0)).eval() for m in (model, synced))
+        plain.load_state_dict(model.state_dict())
+        plain_synced.load_state_dict(model.state_dict())
+        diff = plain_synced.embed_raw(covers, covers.flip(0)) - plain.embed_raw(covers, covers.flip(0))
         assert torch.allclose(diff, template(64, 64, diff) / 255, atol=1e-6)
     with pytest.raises(ValueError, match="mirror='pilot'"):
         get_config("fast", mirror="pilot", thumbnail_code=False)
 
 
 def test_checkpoints_from_before_the_pattern_keep_their_learned_flip_head() -> None:
-    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    old = {k: v for k, v in flat_config("tiny").items() if k != "mirror"}
     old["carrier"] = old.pop("thumbnail_code")  # a version-1 dict without flip_sync: the first checkpoints
-    cfg = ModelConfig.from_dict(old)
-    assert cfg.legacy.flip_head and cfg.mirror == "none"
+    cfg = config_from_dict(old)
+    assert cfg.legacy.flip_head and cfg.codes.mirror.decision == "none"

@@ -13,10 +13,11 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.model import PRESETS, build_model, get_config
-from pipeline.model.baselines import BaselineModel, HaarDWT, HiNetBaseline, UNetBaseline
+from pipeline.model.baselines import HaarDWT, HiNetEmbedder, HiNetRevealer, UNetEmbedder, UNetRevealer
 from pipeline.model.checkpoint import CheckpointError, load_model, save_checkpoint
+from pipeline.model.hiding import HidingModel
 from pipeline.model.sris.lpfdd import LaplacianPyramid
-from pipeline.model.sris.net import SRISNet
+from pipeline.model.sris.net import SRISEmbedder, SRISRevealer
 from pipeline.train.loop import TrainConfig, Trainer
 
 ARCHS = ("sris", "hinet", "unet")
@@ -111,7 +112,7 @@ def test_embed_and_reveal_shapes(arch: str, preset: str, k: int, channels: int) 
     # An untrained model starts near the identity on the cover (output layers initialised small). SRIS-Net's
     # thumbnail code also cancels the cover's own coefficients of the code, large on these white-noise covers: measure
     # that part on its own.
-    code = model.embedder.thumbnail(cover, secrets) if getattr(model.embedder, "thumbnail", None) else 0
+    code = model.thumbnail.writer(cover, secrets) if model.thumbnail is not None else 0
     assert (stego - cover - code).abs().mean() < 0.1
 
 
@@ -133,27 +134,34 @@ def test_reveal_unmirrors_by_the_flip_decision(arch: str) -> None:
     stego = torch.rand(2, 3, 32, 32)
     ones, zeros = torch.ones(2), torch.zeros(2)
     with torch.inference_mode():
-        forced, _ = model.revealer(stego.flip(-1), ones)
-        assert torch.equal(forced, model.revealer(stego, zeros)[0])
-        model.revealer.flip.fc.bias.fill_(50.0)  # the head now says "mirrored" for every image
+        forced, _ = model.reveal_aligned(stego.flip(-1), ones)
+        assert torch.equal(forced, model.reveal_aligned(stego, zeros)[0])
+        model.flip_head.fc.bias.fill_(50.0)  # the head now says "mirrored" for every image
         decided, logit = model.reveal_raw(stego.flip(-1))
         assert (logit > 0).all()
         assert torch.equal(decided, forced)
-        model.revealer.flip.fc.bias.fill_(-50.0)
-        assert torch.equal(model.reveal_raw(stego)[0], model.revealer(stego, zeros)[0])
+        model.flip_head.fc.bias.fill_(-50.0)
+        assert torch.equal(model.reveal_raw(stego)[0], model.reveal_aligned(stego, zeros)[0])
 
 
 @pytest.mark.parametrize("arch", ["hinet", "unet"])
-def test_baseline_rejects_a_size_it_cannot_take(arch: str) -> None:
-    model = build_model(get_config("small", arch=arch))
+def test_baseline_paths_reject_a_size_they_cannot_take_and_the_model_pads_it(arch: str) -> None:
+    model = build_model(get_config("small", arch=arch)).eval()
+    cover, secret = torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30)
     with pytest.raises(ValueError, match="multiple of"):
-        model.embed(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 30, 30))
+        model.embed_raw(cover, secret)  # the training graph takes what the network takes
+    with torch.inference_mode():
+        assert model.reveal(model.embed(cover, secret)).shape == (1, 3, 30, 30)  # the public API pads and crops
 
 
-def test_build_model_returns_the_right_class() -> None:
-    assert type(build_model(get_config("tiny"))) is SRISNet
-    assert type(build_model(get_config("tiny", arch="hinet"))) is HiNetBaseline
-    assert type(build_model(get_config("tiny", arch="unet"))) is UNetBaseline
+def test_build_model_puts_the_learned_network_of_the_config_in_place() -> None:
+    kinds = {"sris": (SRISEmbedder, SRISRevealer), "hinet": (HiNetEmbedder, HiNetRevealer)}
+    kinds["unet"] = (UNetEmbedder, UNetRevealer)
+    for arch, (embedder, revealer) in kinds.items():
+        model = build_model(get_config("tiny", arch=arch))
+        assert type(model) is HidingModel
+        assert type(model.embedder) is embedder and type(model.revealer) is revealer
+        assert (model.thumbnail is not None) == (arch == "sris")  # our codes ride with SRIS-Net only
 
 
 # ------------------------------------------------------------------------------------------------ gradients
@@ -237,7 +245,7 @@ def test_baselines_ignore_the_score_map(arch: str) -> None:
     """The score map is SRIS-Net's part; baselines embed uniformly whatever score they are given."""
     torch.manual_seed(0)
     model = build_model(get_config("tiny", arch=arch)).eval()
-    assert isinstance(model, BaselineModel)
+    assert isinstance(model.embedder, (HiNetEmbedder, UNetEmbedder))
     cover, secrets = _inputs(model.config, 32)
     with torch.inference_mode():
         assert torch.equal(model.score_map(cover), torch.ones(2, 1, 32, 32))
@@ -343,7 +351,7 @@ def test_wider_revealer_from_config_extra_round_trips(tmp_path: Path) -> None:
 
 def test_fixture_checkpoint_loads(tiny_checkpoint: Path) -> None:
     model = load_model(tiny_checkpoint)
-    assert isinstance(model, SRISNet) and model.checkpoint_path == str(tiny_checkpoint)
+    assert isinstance(model.embedder, SRISEmbedder) and model.checkpoint_path == str(tiny_checkpoint)
 
 
 def test_bad_checkpoints_raise_checkpoint_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -385,7 +393,7 @@ def test_distill_score_adds_a_fitted_head_and_changes_nothing_else(photo_factory
     assert result.exit_code == 0, result.output
     fit = json.loads(result.output[result.output.rindex('{"train_l1"') :].splitlines()[0])
     model = load_model(out)
-    assert model.config.light_score and model.light_score is not None
+    assert model.config.network.light_score and model.light_score is not None
     after = model.state_dict()
     assert set(after) - set(before) == {k for k in after if k.startswith("light_score.")}
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -404,13 +412,13 @@ def test_distill_score_adds_a_fitted_head_and_changes_nothing_else(photo_factory
 
 
 # ------------------------------------------------------------------------------------------------ ablation switches
-# Each switch of the ablation study (scripts/ablations.py) and the state-dict entries it may change: nothing else.
+# Each switch of the ablation study (research/ablations.py) and the state-dict entries it may change: nothing else.
 ABLATED_PARTS = {
     "lpfdd": r"(embedder|revealer)\.pyramid\.",
     "glem_global": r"(embedder|revealer)\.glems\.\d+\.(context|gate)\.",
     "sfm": r"(embedder|revealer)\.dms\.(fuse\.\d+|out_fuse)\.",
     "score_map": r"$^",
-    "thumbnail_code": r"(embedder|revealer)\.thumbnail\.|revealer\.stem\.weight$",
+    "thumbnail_code": r"thumbnail\.(writer|reader)\.|revealer\.stem\.weight$",
 }
 
 
@@ -447,7 +455,7 @@ def test_no_lpfdd_is_a_learned_stack_of_the_same_flops() -> None:
         for key in ("gflops_embed", "gflops_reveal"):
             assert abs(ablated[key] - full[key]) <= 0.02 * full[key], (preset, key)
     pyramid = build_model(get_config("tiny", lpfdd=False)).embedder.pyramid
-    assert pyramid.kernels.requires_grad and pyramid.kernels.shape[0] == get_config("tiny").levels
+    assert pyramid.kernels.requires_grad and pyramid.kernels.shape[0] == get_config("tiny").network.levels
     x = torch.rand(1, 4, 32, 32)
     assert [t.shape[-1] for t in pyramid.decompose(x)] == [32, 16, 8][: len(pyramid.decompose(x))]
 

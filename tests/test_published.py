@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core import distortions as D
+from pipeline.core.metrics import mse, psnr, to_255
 from pipeline.evaluate import published as P
-from pipeline.evaluate.metrics import mse, psnr, to_255
 
 NAMES = [
     "jpeg90",
@@ -101,7 +102,7 @@ def test_the_overlap_metric_finds_either_alignment(photos: torch.Tensor, k: int)
     secret = to_255(photos)
     h, w = secret.shape[-2:]
     # Revealed shifted with the stego: exact on the overlap, far off over the whole frame.
-    moved = P.shift(secret, k)
+    moved = D.shift(secret, k)
     values, alignment = P.overlap_psnr(moved, secret, k)
     assert alignment == "with-stego" and torch.isinf(values).all()
     assert psnr(moved, secret).max() < 30

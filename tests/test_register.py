@@ -4,17 +4,15 @@ scores how strongly an image carries the mark."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 from test_mirror import sample_photos
 
-from pipeline.evaluate.metrics import psnr, to_255
-from pipeline.evaluate.published import shift
+from pipeline.core import distortions as D
+from pipeline.core.distortions import shift
+from pipeline.core.metrics import psnr, to_255
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.register import Registration, realign
-from pipeline.train import attacks as A
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +21,7 @@ def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     cfg = get_config("fast", light_score=True, residual_gain=0.06, base_tile=True, mirror="pilot")
     plain = build_model(cfg).eval()
-    registered = build_model(replace(cfg, register=True)).eval()
+    registered = build_model(cfg.with_overrides(register=True)).eval()
     registered.load_state_dict(plain.state_dict())
     return plain, registered
 
@@ -47,12 +45,12 @@ def test_realign_undoes_a_shift() -> None:
 def test_the_pilot_finds_a_shift_and_a_mirror(models, pairs, k: int) -> None:
     _, model = models
     covers, secrets = pairs
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
-        found = reg.search(A.quantize(shift(stego, k)))
+        stego = D.quantize(model.embed(covers, secrets))
+        found = reg.search(D.quantize(shift(stego, k)))
         assert found.dy.tolist() == found.dx.tolist() == [k] * len(covers) and not found.mirrored.any()
-        found = reg.search(A.quantize(shift(stego.flip(-1), k)))
+        found = reg.search(D.quantize(shift(stego.flip(-1), k)))
         # Un-mirrored, content cropped at the left moves right: the translation to undo is (k, -k).
         assert found.dy.tolist() == [k] * len(covers) and found.dx.tolist() == [-k] * len(covers)
         assert found.mirrored.all()
@@ -62,10 +60,10 @@ def test_registration_brings_a_shifted_secret_back_and_leaves_a_clean_one_alone(
     plain, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         assert torch.equal(model.reveal(stego), plain.reveal(stego))
-        assert torch.equal(model.reveal(A.mean_filter(stego)), plain.reveal(A.mean_filter(stego)))
-        shifted = A.quantize(shift(stego, 5))
+        assert torch.equal(model.reveal(D.mean_filter(stego)), plain.reveal(D.mean_filter(stego)))
+        shifted = D.quantize(shift(stego, 5))
         ref = to_255(secrets[..., 5:, 5:])
         without = psnr(to_255(plain.reveal(shifted)[..., 5:, 5:]), ref).mean()
         with_ = psnr(to_255(model.reveal(shifted)[..., 5:, 5:]), ref).mean()
@@ -76,10 +74,10 @@ def test_detect_tells_marked_from_unmarked(models, pairs) -> None:
     _, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         marked = model.detect(stego)
         unmarked = model.detect(covers)
-        shifted = model.detect(A.quantize(shift(stego, 3)))
+        shifted = model.detect(D.quantize(shift(stego, 3)))
     assert marked.min() > 2 * unmarked.max(), (marked, unmarked)
     assert shifted.min() > 2 * unmarked.max()
 
@@ -110,7 +108,7 @@ def test_validate_register_measures_the_same_weights_with_registration(tmp_path,
     registered = json.loads(CliRunner().invoke(main, [*args, "--json", "--register"]).output)
     assert registered["psnr_secret"] == plain["psnr_secret"] and registered["psnr_cover"] == plain["psnr_cover"]
     model = load_model(tiny_checkpoint)
-    assert not model.config.register and with_registration(model).config.register
+    assert not model.config.codes.register.enabled and with_registration(model).config.codes.register.enabled
     with pytest.raises(ValueError, match="thumbnail code"):
         with_registration(build_model(get_config("tiny", arch="unet")))
 
@@ -119,7 +117,7 @@ def test_an_aligned_reveal_skips_the_search_and_reads_a_fresh_stego_the_same(mod
     _, model = models
     covers, secrets = pairs
     with torch.inference_mode():
-        stego = A.quantize(model.embed(covers, secrets))
+        stego = D.quantize(model.embed(covers, secrets))
         assert torch.equal(model.reveal(stego, aligned=True), model.reveal(stego))
         moved = shift(stego, 5)
         searched, skipped = model.reveal(moved), model.reveal(moved, aligned=True)
@@ -133,7 +131,7 @@ def test_the_search_finds_the_same_as_one_hypothesis_at_a_time(models, pairs) ->
     from pipeline.model.codes.thumbnail import pilot
 
     _, model = models
-    reg = Registration(model.revealer.thumbnail)
+    reg = Registration(model.thumbnail.reader)
     x = torch.rand(2, 3, 72, 88)
     z = reg.statistics(x)
     y = torch.nn.functional.conv2d(x, reg.reader.base_kernel()).sum(dim=1)  # every block, at every pixel offset

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flat_config
 
-from pipeline.evaluate.metrics import psnr
+from pipeline.core import distortions as D
+from pipeline.core.metrics import psnr
 from pipeline.model import build_model, get_config
 from pipeline.model.codes import residual
 from pipeline.model.codes.mirror import template
 from pipeline.model.codes.thumbnail import CodeLayout, dct_basis
-from pipeline.train import attacks as A
 
 
 def _photos(photo_factory, n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -79,7 +80,7 @@ def test_what_is_written_reads_back_and_corrects_the_estimate(photo_factory) -> 
     estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)  # a 4x4 thumbnail
     stego = residual.write(stripped, secret, estimate, 0.06, 1)
     corrected = estimate + residual.read(residual.strip(stego, 1)[1], 0.06, 1)
-    rounded = estimate + residual.read(residual.strip(A.quantize(stego), 1)[1], 0.06, 1)
+    rounded = estimate + residual.read(residual.strip(D.quantize(stego), 1)[1], 0.06, 1)
     # What the code can carry: the projected correction outside the probe blocks.
     ideal = estimate + residual.spread(residual.carried(secret - estimate, 1), 1)
     images = (estimate, corrected, rounded, ideal)
@@ -96,14 +97,14 @@ def test_the_code_shuts_itself_off_where_it_did_not_survive(attack: str, photo_f
     secret = _photos(photo_factory, 2, seed=10)
     stripped = residual.strip(_photos(photo_factory, 2, seed=20), 1)[0]
     estimate = F.avg_pool2d(secret, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)
-    stego = A.quantize(residual.write(stripped, secret, estimate, 0.06, 1))
+    stego = D.quantize(residual.write(stripped, secret, estimate, 0.06, 1))
     gen = torch.Generator().manual_seed(0)
     seen = {
-        "mean3": lambda x: A.mean_filter(x),
-        "gauss1": lambda x: A.gaussian_filter(x, 1.0),
-        "noise20": lambda x: A.gaussian_noise(x, 20.0, gen),
+        "mean3": lambda x: D.mean_filter(x),
+        "gauss1": lambda x: D.gaussian_filter(x, 1.0),
+        "noise20": lambda x: D.gaussian_noise(x, 20.0, gen),
     }[attack](stego)
-    correction = residual.read(residual.strip(A.quantize(seen), 1)[1], 0.06, 1)
+    correction = residual.read(residual.strip(D.quantize(seen), 1)[1], 0.06, 1)
     # Left on, the code would add its full amplitude of noise; gated, it adds (almost) nothing.
     assert (correction * 255).square().mean().sqrt().item() < 1.0
 
@@ -119,9 +120,9 @@ def test_a_model_with_the_residual_code_gives_more_secret_back_clean(photo_facto
     with torch.no_grad():
         figures = {}
         for name, model in (("plain", plain), ("coded", coded)):
-            stego = A.quantize(model.embed(cover, secret))
-            for attack, seen in (("clean", stego), ("flip", stego.flip(-1)), ("mean3", A.mean_filter(stego))):
-                rec = model.reveal(A.quantize(seen))
+            stego = D.quantize(model.embed(cover, secret))
+            for attack, seen in (("clean", stego), ("flip", stego.flip(-1)), ("mean3", D.mean_filter(stego))):
+                rec = model.reveal(D.quantize(seen))
                 figures[name, attack] = psnr(rec * 255, secret * 255).mean().item()
     assert figures["coded", "clean"] > figures["plain", "clean"] + 2, figures
     assert figures["coded", "flip"] > figures["plain", "flip"] + 2, figures
@@ -129,7 +130,8 @@ def test_a_model_with_the_residual_code_gives_more_secret_back_clean(photo_facto
 
 
 def test_checkpoints_without_the_residual_code_load_without_it() -> None:
-    from pipeline.model.config import ModelConfig
+    from pipeline.model.migrate import config_from_dict
 
-    cfg = ModelConfig.from_dict({k: v for k, v in get_config("fast").to_dict().items() if k != "residual_gain"})
-    assert cfg.residual_gain == 0.0
+    old = {k: v for k, v in flat_config("fast").items() if k != "residual_gain"}  # a version-2 file from before it
+    cfg = config_from_dict({"version": 2, **old})
+    assert cfg.codes.residual.gain == 0.0

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.evaluate.metrics import psnr, to_255
+from pipeline.core.metrics import psnr, to_255
 from pipeline.model.checkpoint import default_checkpoint_path
 from pipeline.runtime import load_engine
 from pipeline.runtime.probe import probe_backend

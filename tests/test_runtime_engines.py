@@ -22,8 +22,8 @@ from click.testing import CliRunner
 
 from pipeline.model import build_model, get_config
 from pipeline.model.checkpoint import file_sha256, load_model, save_checkpoint
-from pipeline.runtime import EngineMismatchError, EngineNotBuiltError, load_engine
-from pipeline.runtime.manifest import read_manifest
+from pipeline.runtime import EngineError, EngineMismatchError, EngineNotBuiltError, load_engine
+from pipeline.runtime.manifest import model_folder, model_folders, read_manifest
 from pipeline.runtime.probe import probe_backend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +71,16 @@ def race(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Rac
 
 
 @pytest.fixture(scope="module")
-def engines_dir(race: RaceResult) -> Path:
+def engines_root(race: RaceResult) -> Path:
+    """The engines folder the race built into (``--engines-dir``)."""
     assert race.returncodes == [0, 0], "\n".join(race.logs)
     return race.engines_dir
+
+
+@pytest.fixture(scope="module")
+def engines_dir(engines_root: Path, tiny_checkpoint: Path) -> Path:
+    """The tiny model's own folder in it."""
+    return model_folder(engines_root, file_sha256(tiny_checkpoint))
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +111,21 @@ def test_concurrent_first_use_builds_each_engine_once(race: RaceResult, tiny_che
     assert all("loaded onnxruntime fp32" in log for log in race.logs)
     builds = [line for log in race.logs for line in log.splitlines() if "building it now (first use)" in line]
     assert len(builds) == 2, builds  # embed and reveal, each built by exactly one of the two processes
-    entries = read_manifest(race.engines_dir)
+    folder = model_folder(race.engines_dir, file_sha256(tiny_checkpoint))
+    assert [p.name for p in model_folders(race.engines_dir)] == [folder.name]  # one folder per model
+    entries = read_manifest(folder)
     assert set(entries) == {f"onnx/fp32/{SIZE}/embed", f"onnx/fp32/{SIZE}/reveal"}
     for e in entries.values():
-        assert file_sha256(race.engines_dir / e.file) == e.sha256
+        assert file_sha256(folder / e.file) == e.sha256
         assert e.checkpoint_sha256 == file_sha256(tiny_checkpoint)
         assert (e.size, e.precision, e.batch_min, e.batch_max) == (SIZE, "fp32", 1, None)
         assert e.verify_max_abs_diff is not None and e.verify_max_abs_diff <= TOL
         assert {"torch", "onnx", "onnxruntime"} <= set(e.versions)
-    assert not list(race.engines_dir.glob(".build-*")), "staging folders left behind"
+    assert not list(race.engines_dir.rglob(".build-*")), "staging folders left behind"
 
 
-def test_onnxruntime_matches_torch(engines_dir: Path, tiny_checkpoint: Path, tiny_model, photo_factory) -> None:
-    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_dir), build=False)
+def test_onnxruntime_matches_torch(engines_root: Path, tiny_checkpoint: Path, tiny_model, photo_factory) -> None:
+    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_root), build=False)
     cover, secret = _photos(photo_factory, 3, 0), _photos(photo_factory, 3, 10)
     stego_ref, revealed_ref = _torch_outputs(tiny_model, cover, secret)
     stego = engine.embed(cover, secret)
@@ -130,10 +139,15 @@ def test_onnxruntime_matches_torch(engines_dir: Path, tiny_checkpoint: Path, tin
 
 @needs_openvino
 def test_openvino_fp32_built_on_first_use_and_matches_torch(
-    engines_dir: Path, tiny_checkpoint: Path, tiny_model, photo_factory, caplog: pytest.LogCaptureFixture
+    engines_root: Path,
+    engines_dir: Path,
+    tiny_checkpoint: Path,
+    tiny_model,
+    photo_factory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="pipeline.runtime")
-    engine = load_engine("openvino", str(tiny_checkpoint), SIZE, precision="fp32", engines_dir=str(engines_dir))
+    engine = load_engine("openvino", str(tiny_checkpoint), SIZE, precision="fp32", engines_dir=str(engines_root))
     assert sum("building it now (first use)" in r.getMessage() for r in caplog.records) == 2
     entries = read_manifest(engines_dir)
     for part in ("embed", "reveal"):
@@ -149,16 +163,16 @@ def test_openvino_fp32_built_on_first_use_and_matches_torch(
     assert engine.info.backend == "openvino" and engine.info.precision == "fp32"
 
 
-def test_batches_above_the_engine_limit_are_split(engines_dir: Path, tiny_checkpoint: Path, photo_factory) -> None:
-    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_dir), build=False)
+def test_batches_above_the_engine_limit_are_split(engines_root: Path, tiny_checkpoint: Path, photo_factory) -> None:
+    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_root), build=False)
     cover, secret = _photos(photo_factory, 5, 40), _photos(photo_factory, 5, 50)
     whole = engine.embed(cover, secret)
     engine.max_batch = 2  # as a TensorRT engine compiled for batches up to 2 would be
     np.testing.assert_array_equal(engine.embed(cover, secret), whole)
 
 
-def test_bad_inputs_get_clear_errors(engines_dir: Path, tiny_checkpoint: Path) -> None:
-    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_dir), build=False)
+def test_bad_inputs_get_clear_errors(engines_root: Path, tiny_checkpoint: Path) -> None:
+    engine = load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(engines_root), build=False)
     ok = np.zeros((2, 3, SIZE, SIZE), np.float32)
     with pytest.raises(ValueError, match=r"cover must have shape \(B, 3, 64, 64\)"):
         engine.embed(np.zeros((2, 3, 32, 32), np.float32), ok)
@@ -170,25 +184,52 @@ def test_bad_inputs_get_clear_errors(engines_dir: Path, tiny_checkpoint: Path) -
         engine.reveal(torch.zeros(1, 3, SIZE, SIZE))
 
 
-def test_engine_of_another_checkpoint_is_refused_not_replaced(engines_dir: Path, other_checkpoint: Path) -> None:
-    before = {p.name: file_sha256(p) for p in engines_dir.glob("*.onnx")}
-    manifest = (engines_dir / "manifest.json").read_bytes()
+def test_models_take_turns_in_one_engines_folder(
+    engines_root: Path, engines_dir: Path, tiny_checkpoint: Path, other_checkpoint: Path, photo_factory
+) -> None:
+    """Another model finds no engines of its own and builds them in its own folder beside the first model's, which
+    stay as they were; then each loads with no build (the old one-folder layout refused the second model and its
+    printed rebuild command broke the first)."""
+    before = {p.name: file_sha256(p) for p in engines_dir.iterdir() if p.is_file() and p.name != ".lock"}
+    other = load_engine("onnxruntime", str(other_checkpoint), SIZE, engines_dir=str(engines_root))
+    assert other.build_seconds > 0 and other.info.model_sha256 == file_sha256(other_checkpoint)
+    other_dir = model_folder(engines_root, file_sha256(other_checkpoint))
+    assert {e.checkpoint_sha256 for e in read_manifest(other_dir).values()} == {file_sha256(other_checkpoint)}
+    assert {p.name: file_sha256(p) for p in engines_dir.iterdir() if p.is_file() and p.name != ".lock"} == before
+    cover, secret = _photos(photo_factory, 1, 0), _photos(photo_factory, 1, 10)
+    for ckpt in (tiny_checkpoint, other_checkpoint, tiny_checkpoint):
+        engine = load_engine("onnxruntime", str(ckpt), SIZE, engines_dir=str(engines_root), build=False)
+        assert engine.build_seconds == 0 and engine.info.model_sha256 == file_sha256(ckpt)
+        reference = load_model(ckpt)
+        with torch.inference_mode():
+            want = reference.embed(torch.from_numpy(cover), torch.from_numpy(secret)).numpy()
+        assert np.abs(engine.embed(cover, secret) - want).max() <= TOL
+
+
+def test_a_folder_of_another_checkpoint_is_refused_not_replaced(
+    engines_dir: Path, other_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Engines copied by hand under another model's folder name are refused, never used or silently replaced."""
+    root = tmp_path / "engines"
+    wrong = model_folder(root, file_sha256(other_checkpoint))
+    shutil.copytree(engines_dir, wrong)
+    manifest = (wrong / "manifest.json").read_bytes()
     with pytest.raises(EngineMismatchError) as err:
-        load_engine("onnxruntime", str(other_checkpoint), SIZE, engines_dir=str(engines_dir))  # build=True too
+        load_engine("onnxruntime", str(other_checkpoint), SIZE, engines_dir=str(root))  # build=True too
     msg = str(err.value)
     assert "was built from checkpoint" in msg and str(other_checkpoint) in msg
     assert "python build_engines.py" in msg and f"--checkpoint {other_checkpoint}" in msg
-    assert {p.name: file_sha256(p) for p in engines_dir.glob("*.onnx")} == before
-    assert (engines_dir / "manifest.json").read_bytes() == manifest
+    assert (wrong / "manifest.json").read_bytes() == manifest
 
 
-def test_changed_engine_file_is_refused(engines_dir: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "engines"
-    shutil.copytree(engines_dir, copy)
-    with open(copy / f"reveal-{SIZE}-fp32.onnx", "ab") as f:
-        f.write(b"\0")
-    with pytest.raises(EngineMismatchError, match="changed after it was built"):
-        load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(copy))
+def test_the_older_one_folder_layout_gets_a_clear_message(
+    engines_dir: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "engines"
+    shutil.copytree(engines_dir, old)  # what an older version left: manifest.json at the top of --engines-dir
+    with pytest.raises(EngineError, match="older one-model layout"):
+        load_engine("onnxruntime", str(tiny_checkpoint), SIZE, engines_dir=str(old))
+    assert not model_folders(old)  # nothing built beside it
 
 
 def test_missing_engine_refused_when_building_is_off(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -199,24 +240,24 @@ def test_missing_engine_refused_when_building_is_off(tiny_checkpoint: Path, tmp_
 
 
 def test_auto_picks_and_logs_the_best_backend(
-    engines_dir: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+    engines_root: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     expected = next(n for n in ("openvino", "onnxruntime", "torch") if probe_backend(n).available)
     if probe_backend("tensorrt").available:
         pytest.skip("this machine has TensorRT: auto's GPU choice is covered by test_runtime_tensorrt.py")
     caplog.set_level("INFO", logger="pipeline.runtime")
-    engine = load_engine("auto", str(tiny_checkpoint), SIZE, precision="fp32", engines_dir=str(engines_dir))
+    engine = load_engine("auto", str(tiny_checkpoint), SIZE, precision="fp32", engines_dir=str(engines_root))
     assert engine.info.backend == expected
     assert any(f"backend auto -> {expected}" in r.getMessage() for r in caplog.records)
 
 
 def test_engines_command_lists_engines_and_backends(
-    engines_dir: Path, tiny_checkpoint: Path, other_checkpoint: Path
+    engines_root: Path, engines_dir: Path, tiny_checkpoint: Path, other_checkpoint: Path
 ) -> None:
     from pipeline.cli import main
 
     runner = CliRunner()
-    res = runner.invoke(main, ["engines", "--engines-dir", str(engines_dir), "--checkpoint", str(tiny_checkpoint)])
+    res = runner.invoke(main, ["engines", "--engines-dir", str(engines_root), "--checkpoint", str(tiny_checkpoint)])
     assert res.exit_code == 0, res.output
     assert f"onnx/fp32/{SIZE}/embed" in res.output and "runs here" in res.output
     for name in ("tensorrt", "openvino", "onnxruntime", "torch", "auto ->"):
@@ -224,40 +265,44 @@ def test_engines_command_lists_engines_and_backends(
     trt = probe_backend("tensorrt")
     if not trt.available:
         assert f"tensorrt     no   {trt.reason}" in res.output
+    assert f"{engines_dir.name}/  from {tiny_checkpoint}  (in use)" in res.output
     res = runner.invoke(
-        main, ["engines", "--engines-dir", str(engines_dir), "--checkpoint", str(other_checkpoint), "--json"]
+        main, ["engines", "--engines-dir", str(engines_root), "--checkpoint", str(other_checkpoint), "--json"]
     )
     assert res.exit_code == 0, res.output
     listing = json.loads(res.output)
-    assert {r["status"] for r in listing["engines"]} == {"stale"}
+    tiny_rows = [r for r in listing["engines"] if r["folder"] == engines_dir.name]
+    assert tiny_rows and {(r["status"], r["in_use"]) for r in tiny_rows} == {("ok", False)}  # another model's
+    assert listing["checkpoint_folder"] == model_folder(engines_root, file_sha256(other_checkpoint)).name
     assert listing["machine"]["cores"] >= 1 and "torch" in listing["versions"]
 
 
 def test_build_engines_command_keeps_current_engines_and_reports_skips(
-    engines_dir: Path, tiny_checkpoint: Path
+    engines_root: Path, engines_dir: Path, tiny_checkpoint: Path
 ) -> None:
     from pipeline.cli import main
 
     trt = probe_backend("tensorrt")
     targets = "onnx" if trt.available else "onnx,tensorrt"  # a real TensorRT build belongs to the GPU tests
     before = (engines_dir / "manifest.json").read_bytes()
-    args = ["build-engines", "--checkpoint", str(tiny_checkpoint), "--size", str(SIZE), "--out", str(engines_dir)]
+    args = ["build-engines", "--checkpoint", str(tiny_checkpoint), "--size", str(SIZE), "--out", str(engines_root)]
     res = CliRunner().invoke(main, [*args, "--targets", targets, "--no-progress"])
     assert res.exit_code == 0, res.output
     assert f"up to date  onnx/fp32/{SIZE}/embed" in res.output
     if not trt.available:
         assert f"skipped because {trt.reason}" in res.output
     assert (engines_dir / "manifest.json").read_bytes() == before
+    assert f"manifest: {engines_dir / 'manifest.json'}" in res.output
 
 
 @needs_openvino
-def test_benchmark_script_measures_and_saves(engines_dir: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_benchmark_script_measures_and_saves(engines_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_backends", REPO / "benchmarks" / "backends.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     df = bench.run_benchmark(
         str(tiny_checkpoint),
-        str(engines_dir),
+        str(engines_root),
         SIZE,
         batches=(1, 2),
         backends=("torch", "onnxruntime", "openvino"),
@@ -309,7 +354,7 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     """A model with the blind deblur: the engines' reveal graph does not hold it, the engine runs it first, and a
     blurred stego gives what torch gives (the stage is in the compiled engines' common base: one backend shows it)."""
     backend = "onnxruntime"
-    from pipeline.train import attacks as A
+    from pipeline.core import distortions as D
 
     torch.manual_seed(0)
     model = build_model(get_config("tiny", residual_gain=0.06, deblur=True)).eval()
@@ -318,10 +363,10 @@ def test_deblur_runs_before_the_compiled_reveal(tmp_path: Path, photo_factory) -
     cover, secret = _photos(photo_factory, 2, 40), _photos(photo_factory, 2, 50)
     torch_model = load_model(ckpt)
     stego, _ = _torch_outputs(torch_model, cover, secret)
-    blurred = A.quantize(A.mean_filter(torch.from_numpy(stego)))
+    blurred = D.quantize(D.mean_filter(torch.from_numpy(stego)))
     with torch.inference_mode():
         ref = torch_model.reveal(blurred).numpy()
-        assert (torch_model._deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
+        assert (torch_model.restoration.deblur.blur_of(blurred) > 0.2).all()  # the stage acts on these images
         assert np.abs(torch_model.reveal_core(blurred).numpy() - ref).max() > 1e-2
     assert np.abs(engine.reveal(blurred.numpy()) - ref).max() <= TOL
 

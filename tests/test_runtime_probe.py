@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.model.checkpoint import CheckpointError, load_model
+from pipeline.model.checkpoint import CheckpointError, file_sha256, load_model
 from pipeline.runtime import BackendUnavailableError, EngineError, load_engine, resolve_backend
 from pipeline.runtime.build import build_engines
-from pipeline.runtime.manifest import engines_lock, read_manifest
+from pipeline.runtime.manifest import engines_lock, model_folder, read_manifest
 from pipeline.runtime.probe import (
     BACKENDS,
     cpu_description,
@@ -81,12 +81,14 @@ def test_bad_checkpoint_and_size_are_refused(tiny_checkpoint: Path, tmp_path: Pa
 
 
 def test_corrupt_manifest_is_reported(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text("{not json")
+    folder = model_folder(tmp_path, file_sha256(tiny_checkpoint))  # the model's own folder
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{not json")
     with pytest.raises(EngineError, match=r"cannot read .*manifest\.json"):
         load_engine("onnxruntime", str(tiny_checkpoint), 64, engines_dir=str(tmp_path))
-    (tmp_path / "manifest.json").write_text('{"format": "something-else"}')
+    (folder / "manifest.json").write_text('{"format": "something-else"}')
     with pytest.raises(EngineError, match="not an sris-pipeline engines manifest"):
-        read_manifest(tmp_path)
+        read_manifest(folder)
 
 
 @pytest.mark.skipif(TRT.available, reason="TensorRT is usable here: test_runtime_tensorrt.py builds real engines")

@@ -14,7 +14,7 @@ import torch
 
 from pipeline.model.checkpoint import file_sha256, load_model
 from pipeline.runtime import load_engine
-from pipeline.runtime.manifest import read_manifest
+from pipeline.runtime.manifest import model_folder, read_manifest
 from pipeline.runtime.probe import gpu_description, probe_backend
 
 TRT = probe_backend("tensorrt")
@@ -45,7 +45,8 @@ def test_tensorrt_fp16_matches_torch(trt_engine, tiny_checkpoint: Path, photo_fa
 
 
 def test_tensorrt_manifest_ties_engine_to_gpu_and_checkpoint(trt_engine, tiny_checkpoint: Path) -> None:
-    _, engines_dir = trt_engine
+    _, engines_root = trt_engine
+    engines_dir = model_folder(engines_root, file_sha256(tiny_checkpoint))
     entries = read_manifest(engines_dir)
     for part in ("embed", "reveal"):
         e = entries[f"tensorrt/fp16/{SIZE}/{part}"]

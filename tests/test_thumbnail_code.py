@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flat_config
 
+from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
 from pipeline.model.codes.thumbnail import (
     BASE_LAYOUTS,
@@ -23,9 +25,8 @@ from pipeline.model.codes.thumbnail import (
     detail_of,
     pilot,
 )
-from pipeline.model.config import ModelConfig
 from pipeline.model.legacy import texture_weight
-from pipeline.train import attacks as A
+from pipeline.model.migrate import config_from_dict
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -75,7 +76,7 @@ def test_rounding_to_8_bits_costs_little(photo_factory) -> None:
     covers, secrets = _covers(photo_factory, 64), torch.rand(2, 3, 64, 64)
     writer, reader = ThumbnailWriter(3, 1, 10.0), ThumbnailReader(3, 1, 10.0)
     with torch.no_grad():
-        thumbs = reader.thumbnails(A.quantize(covers + writer(covers, secrets)))
+        thumbs = reader.thumbnails(D.quantize(covers + writer(covers, secrets)))
     err = (thumbs - F.avg_pool2d(secrets, 4)).abs()
     assert err.mean() < 0.03
 
@@ -105,16 +106,16 @@ def test_sris_net_starts_as_the_thumbnail_code() -> None:
     for coded in (True, False):
         model = build_model(get_config("tiny", thumbnail_code=coded)).eval()
         with torch.inference_mode():
-            rec = model.reveal(A.quantize(model.embed(covers, secrets)))
+            rec = model.reveal(D.quantize(model.embed(covers, secrets)))
         psnr[coded] = (10 * torch.log10(1 / (rec - secrets).square().mean())).item()
     assert psnr[True] > 20 and psnr[False] < 15
 
 
 def test_checkpoints_from_before_the_code_load_without_it() -> None:
-    old = {k: v for k, v in get_config("tiny").to_dict().items() if k not in ("version", "mirror", "legacy")}
+    old = {k: v for k, v in flat_config("tiny").items() if k != "mirror"}
     del old["thumbnail_code"], old["thumbnail_amplitude"]  # a version-1 dict from before the code (the carrier)
     old["flip_sync"] = True
-    assert not ModelConfig.from_dict(old).thumbnail_code
+    assert not config_from_dict(old).codes.thumbnail.enabled
     assert get_config("tiny").multiple == 8 and get_config("tiny", thumbnail_code=False).multiple == 4
 
 
@@ -125,13 +126,13 @@ def test_legacy_texture_weighting_moves_the_code_out_of_flat_regions() -> None:
     g = torch.Generator().manual_seed(0)
     cover = torch.full((1, 3, 64, 64), 0.5)
     cover[..., 32:] += 0.2 * torch.randn(1, 3, 64, 32, generator=g)  # right half textured, left half flat
-    cover = A.quantize(cover.clamp(0, 1))
+    cover = D.quantize(cover.clamp(0, 1))
     secrets = torch.rand(1, 3, 64, 64, generator=g)
     energy = {}
     for a in (0.0, 0.8):
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            code = model.embedder.thumbnail(cover, secrets, texture_weight(cover, a))
+            code = model.thumbnail.writer(cover, secrets, texture_weight(cover, a))
             energy[a] = (code[..., :32].square().mean().item(), code[..., 32:].square().mean().item())
             assert (model.embed(cover, secrets) - model.embed_raw(cover, secrets).clamp(0, 1)).abs().max() < 1e-5
     flat0, tex0 = energy[0.0]
@@ -143,7 +144,7 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     """The reader divides the texture weight back out, computed from the 8-bit stego (reveal never sees the cover):
     on photo-like covers it then reads the weighted code about as well as the uniform code, and far better than
     without the division."""
-    from pipeline.evaluate.metrics import psnr, to_255
+    from pipeline.core.metrics import psnr, to_255
 
     torch.manual_seed(0)
     covers = _covers(photo_factory, 64)
@@ -152,8 +153,8 @@ def test_texture_weighted_code_is_read_back_through_the_weight_estimated_from_th
     for a in (0.0, 0.8):
         model = build_model(get_config("fast", legacy={"texture_weighting": a})).eval()
         with torch.no_grad():
-            stego = A.quantize(model.embed(covers, secrets))
-            reader = model.revealer.thumbnail
+            stego = D.quantize(model.embed(covers, secrets))
+            reader = model.thumbnail.reader
             weight = texture_weight(stego, a)
             read[a, "divided"] = psnr(to_255(reader(stego, weight)), to_255(secrets)).mean().item()
             read[a, "not divided"] = psnr(to_255(reader(stego)), to_255(secrets)).mean().item()
@@ -203,8 +204,8 @@ def test_code_last_keeps_the_learned_residual_out_of_the_code(code_last: bool, p
     with torch.no_grad():
         model.embedder.head.weight.normal_(std=0.05)  # a learned residual of several grey levels
         covers, secrets = _covers(photo_factory), torch.rand(2, 6, 32, 32)
-        stego = covers + model.embedder(covers, secrets, model.score_map(covers))
-        reader = model.revealer.thumbnail
+        stego = covers + model.embed_residual(covers, secrets, model.score_map(covers))
+        reader = model.thumbnail.reader
         base = reader.base_coefficients(stego)
         detail = reader.detail_coefficients(F.pixel_unshuffle(stego, 4))
     expected_base = F.avg_pool2d(secrets, 8) - 0.5 + PILOT * pilot(4, 4, stego)

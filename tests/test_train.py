@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.core.photos import center_square, is_validation, square_crops
 from pipeline.model import build_model
 from pipeline.model.checkpoint import load_model
-from pipeline.train.data import center_square, is_validation, square_crops
+from pipeline.model.hiding import REVEAL_PATH
 from pipeline.train.loop import TrainConfig, Trainer, train
 
 VAL_FRACTION = 0.2  # the default of TrainConfig and of the CLI
@@ -63,7 +64,7 @@ def test_training_run_writes_checkpoints_logs_and_curves(photos: Path, tmp_path:
     for name in ("last.pt", "best.pt", "model.pt", "split.json", "train_config.json"):
         assert (out / name).is_file(), name
     model = load_model(out / "model.pt")
-    assert model.config.arch == "sris" and model.checkpoint_meta["step"] == 4
+    assert model.config.network.arch == "sris" and model.checkpoint_meta["step"] == 4
     assert load_model(out / "best.pt").checkpoint_meta["validation"] is not None
     with torch.inference_mode():
         stego = model.embed(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
@@ -134,8 +135,7 @@ def test_cli_trains_every_baseline_and_ablation(variant: str, photos: Path, tmp_
     result = CliRunner().invoke(main, ["train", "--data", str(photos), "--out", str(out), *CLI_COMMON, *flags])
     assert result.exit_code == 0, result.output + repr(result.exception)
     model = load_model(out / "model.pt")
-    for field, value in expected.items():
-        assert getattr(model.config, field) == value, field
+    assert model.config == model.config.with_overrides(**expected)  # each expected field holds its value
     assert model.checkpoint_meta["step"] == 2
     assert _steps(out / "val_log.parquet") == [2]  # (the CLI logs training rows every 25 steps)
 
@@ -212,7 +212,7 @@ def test_attack_mixtures_draw_only_their_conditions() -> None:
 
 
 def test_shrink_keeps_the_size_and_loses_the_finest_detail() -> None:
-    from pipeline.train.attacks import shrink
+    from pipeline.core.distortions import shrink
 
     stripes = torch.zeros(2, 3, 64, 48, requires_grad=True)
     with torch.no_grad():
@@ -224,7 +224,7 @@ def test_shrink_keeps_the_size_and_loses_the_finest_detail() -> None:
 
 
 def test_rescale_attack_is_a_mild_blur_that_keeps_the_image() -> None:
-    from pipeline.train.attacks import rescale
+    from pipeline.core.distortions import rescale
 
     torch.manual_seed(0)
     smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 68, 68), 5, stride=1)  # (1, 3, 64, 64), smooth
@@ -278,7 +278,7 @@ def test_reveal_only_training_moves_the_revealer_and_nothing_else(photos: Path, 
     assert row["l_d"] == 0 and row["l_adv"] == 0
     after = trainer.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith("revealer.") for k in changed)
+    assert changed and all(k.startswith(REVEAL_PATH) for k in changed)
     assert (trainer.cover_c.log_weight, trainer.ssim_c.log_weight) == weights
 
 
@@ -304,7 +304,8 @@ def test_wall_time_schedule_decays_over_minutes_and_ends_the_run(photos: Path, t
 
 def test_crops_are_drawn_on_the_training_device(photos: Path) -> None:
     """On a GPU the photos and every crop live there; the "meta" device checks the placement without one."""
-    from pipeline.train.data import CropSampler, load_photos
+    from pipeline.io.photos import load_photos
+    from pipeline.train.data import CropSampler
 
     train_imgs = load_photos(str(photos))[0]
     sampler = CropSampler(train_imgs, 64, device="meta")
@@ -315,8 +316,9 @@ def test_crops_are_drawn_on_the_training_device(photos: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 def test_crops_and_seeded_noise_are_the_same_on_cpu_and_gpu(photos: Path) -> None:
-    from pipeline.train.attacks import gaussian_noise
-    from pipeline.train.data import CropSampler, load_photos
+    from pipeline.core.distortions import gaussian_noise
+    from pipeline.io.photos import load_photos
+    from pipeline.train.data import CropSampler
 
     train_imgs = load_photos(str(photos))[0]
     cpu, gpu = CropSampler(train_imgs, 64, seed=3), CropSampler(train_imgs, 64, seed=3, device="cuda")
@@ -368,10 +370,11 @@ def test_validate_can_hide_graphics_instead_of_photos(photos: Path, tmp_path: Pa
 def test_validate_averages_the_noise_figure_over_independent_draws(photos: Path, tmp_path: Path) -> None:
     """``--noise-draws N``: the noise figure is the mean of the N seeded draws (draw 0 is the single draw) with its
     standard error; every other figure is unchanged."""
-    from pipeline.evaluate.metrics import to_255
+    from pipeline.core.metrics import to_255
+    from pipeline.core.photos import validation_pairs
     from pipeline.evaluate.quick import _secret_psnr, noise_draw
+    from pipeline.io.photos import load_photos
     from pipeline.model.checkpoint import load_model
-    from pipeline.train.data import load_photos, validation_pairs
 
     out = train(_config(photos, tmp_path / "run", steps=2))
     args = ["validate", "--data", str(photos), "--checkpoint", str(out / "model.pt"), "--size", "64", "--json"]
@@ -453,16 +456,16 @@ def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path)
     fresh = build_model(wide.config)
     inputs = (
         "embedder.stem_secret.weight",
-        "embedder.thumbnail.base_write.weight",
-        "embedder.thumbnail.detail_write.weight",
+        "thumbnail.writer.base_write.weight",
+        "thumbnail.writer.detail_write.weight",
     )
     for name in inputs:  # input channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         n = old.shape[1]
         assert new.shape[1] == 2 * n and torch.equal(new[:, :n], old)
-        rest = fresh.state_dict()[name][:, n:] if ".thumbnail." in name else torch.zeros_like(new[:, n:])
+        rest = fresh.state_dict()[name][:, n:] if name.startswith("thumbnail.") else torch.zeros_like(new[:, n:])
         assert torch.equal(new[:, n:], rest), name
-    outputs = ("revealer.head.weight", "revealer.thumbnail.base_read.weight", "revealer.thumbnail.detail_read.weight")
+    outputs = ("revealer.head.weight", "thumbnail.reader.base_read.weight", "thumbnail.reader.detail_read.weight")
     for name in outputs:  # output channels by K
         old, new = source.state_dict()[name], wide.state_dict()[name]
         assert torch.equal(new[: old.shape[0]], old), name
@@ -470,7 +473,7 @@ def test_a_one_secret_model_seeds_a_two_secret_one(photos: Path, tmp_path: Path)
     # The cancellation maps keep what training changed in the source's and cancel the new secrets' coefficients too
     # (a copied source map left them full of the cover: the second secret read at 17 dB instead of 26).
     fresh_source = build_model(source.config)
-    for name in ("embedder.thumbnail.base_cancel.weight", "embedder.thumbnail.detail_cancel.weight"):
+    for name in ("thumbnail.writer.base_cancel.weight", "thumbnail.writer.detail_cancel.weight"):
         change = source.state_dict()[name] - fresh_source.state_dict()[name]
         assert torch.allclose(wide.state_dict()[name], fresh.state_dict()[name] + change, atol=1e-6), name
         assert not torch.allclose(wide.state_dict()[name], source.state_dict()[name]), name
@@ -491,3 +494,24 @@ def test_square_crops_are_seeded_and_start_with_the_centre_when_asked() -> None:
     assert with_centre.shape == (9, 3, 32, 32)
     assert torch.equal(with_centre[0], center_square(photos[0], 32))
     assert torch.equal(with_centre[1:3], plain[:2])  # the same random crops after the centre
+
+
+def test_train_options_are_generated_from_the_config_fields() -> None:
+    """``train``'s options come from ``TrainConfig``'s and the model config's fields (their metadata): each one sets a
+    field, with the field's default; none is written by hand but --scale-warmups (which transforms a config)."""
+    import click
+
+    from pipeline.cli_fields import field_options
+    from pipeline.model.config import ModelConfig
+    from pipeline.train.config import TrainConfig
+
+    command = main.get_command(click.Context(main), "train")
+    params = {p.opts[0]: p for p in command.params if isinstance(p, click.Option) and p.opts[0] != "--help"}
+    fields_ = field_options(TrainConfig) + field_options(ModelConfig)
+    assert set(params) == {o.flag for o in fields_} | {"--scale-warmups"}
+    defaults = {f.name: f.default for f in __import__("dataclasses").fields(TrainConfig)}
+    for o in field_options(TrainConfig):
+        if o.default is not None and not o.is_flag:
+            assert params[o.flag].default == (str(o.default) if params[o.flag].type.name == "choice" else o.default)
+            assert o.default == defaults[o.path], o.flag
+    assert len(params) >= 43  # every option the command had by hand

@@ -1,7 +1,7 @@
 """Evaluation images: a folder of photos (or WebDataset shards), prepared exactly like the training validation set.
 
-Each photo is decoded like the training data (``pipeline.train.data.decode_photo``) and its centre square resized to
-N (``center_square``); photo i hides photos i+1 .. i+K of the same set, cyclically (as ``validation_pairs`` does).
+Each photo is decoded like the training data (``pipeline.core.photos.decode_photo``) and its centre square resized
+to N (``center_square``); photo i hides photos i+1 .. i+K of the same set, cyclically (as ``validation_pairs`` does).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.train.data import center_square, decode_photo, is_validation, list_photos
+from pipeline.core.photos import center_square, cyclic_secrets, decode_photo, is_validation
+from pipeline.io.photos import list_photos
 
 SUBSETS = ("all", "validation", "train")
 
@@ -77,4 +78,4 @@ def secrets_for(covers: torch.Tensor, num_secrets: int) -> torch.Tensor:
     n = len(covers)
     if n < num_secrets + 1:
         raise ValueError(f"{num_secrets} secrets per cover need at least {num_secrets + 1} photos, got {n}")
-    return torch.cat([covers[[(i + k + 1) % n for i in range(n)]] for k in range(num_secrets)], dim=1)
+    return cyclic_secrets(covers, num_secrets)

@@ -1,8 +1,9 @@
-"""Where published images go (issue 23): the real codecs, resizes and crops a stego meets once it is posted.
+"""Where published images go: the real codecs, resizes and crops a stego meets once it is posted.
 
 Every condition takes and returns (B, C, H, W) float images in [0, 1] of the same shape, and goes through real
-8-bit code (Pillow's libjpeg and libwebp, OpenCV's resize): evaluation only, not differentiable. ``PUBLISHED`` holds
-them under their report names; ``PUBLISHED_BAR`` is issue 23's bar on the secret PSNR (dB) after each.
+8-bit code (``pipeline.core.distortions``: Pillow's libjpeg and libwebp, OpenCV's resize): evaluation only, not
+differentiable. ``PUBLISHED`` holds them under their report names; ``PUBLISHED_BAR`` is the published-image bar on
+the secret PSNR (dB) after each.
 
 A shift drops rows and columns, so the revealed secret can only be compared with the original on the region both
 share: ``overlap_pair`` chooses the crops (see there), and every figure of a shift is measured on them.
@@ -10,72 +11,14 @@ share: ``overlap_pair`` chooses the crops (see there), and every figure of a shi
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import psnr
-from pipeline.train.attacks import jpeg_real
+from pipeline.core.distortions import jpeg, resize, shift, webp
+from pipeline.core.metrics import psnr
 
 SHIFTS = tuple(range(1, 8))
-
-
-def _u8_images(x: torch.Tensor) -> list[np.ndarray]:
-    """(B, C, H, W) float in [0, 1] -> B uint8 arrays (H, W, C): the image as saved before it is published."""
-    return [a.copy() for a in (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]
-
-
-def _from_u8(arrs: list[np.ndarray], like: torch.Tensor) -> torch.Tensor:
-    out = torch.stack([torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1) for a in arrs])
-    return out.to(like.device, like.dtype) / 255.0
-
-
-def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Pillow JPEG at ``quality`` with its default 4:2:0 chroma subsampling, decoded back (``attacks.jpeg_real``)."""
-    return jpeg_real(x, quality)
-
-
-def webp(x: torch.Tensor, quality: int = 80) -> torch.Tensor:
-    """Pillow WebP, lossy at ``quality`` (libwebp's defaults otherwise), decoded back. One-channel images are saved
-    as RGB (WebP has no grey mode) and read back as grey."""
-    from PIL import Image
-
-    out = []
-    for arr in _u8_images(x):
-        grey = arr.shape[2] == 1
-        img = Image.fromarray(arr[..., 0], "L") if grey else Image.fromarray(arr, "RGB")
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, format="WEBP", quality=quality, lossless=False)
-        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L" if grey else "RGB"))
-        out.append(dec[..., None] if grey else dec)
-    return _from_u8(out, x)
-
-
-def resize(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """OpenCV ``INTER_AREA`` down to ``factor`` of the size (rounded, at least 1 px; the published image, 8-bit),
-    then ``INTER_LINEAR`` back up to the original size (what the receiver does before revealing), 8-bit."""
-    import cv2
-
-    h, w = x.shape[-2:]
-    small = (max(1, round(w * factor)), max(1, round(h * factor)))  # cv2's dsize is (width, height)
-    out = []
-    for arr in _u8_images(x):
-        down = cv2.resize(arr, small, interpolation=cv2.INTER_AREA)
-        up = cv2.resize(down, (w, h), interpolation=cv2.INTER_LINEAR)
-        out.append(up.reshape(h, w, arr.shape[2]))  # cv2 drops a single channel's axis
-    return _from_u8(out, x)
-
-
-def shift(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Drop ``k`` rows at the top and ``k`` columns at the left (a crop), then reflect-pad (reflect-101, as
-    ``torch``'s and OpenCV's default reflection) ``k`` rows at the bottom and ``k`` columns at the right back to
-    the original size: ``shift(x, k)[..., :H-k, :W-k] == x[..., k:, k:]``, the content moved up-left by ``k``."""
-    if k == 0:
-        return x
-    return F.pad(x[..., k:, k:], (0, k, 0, k), mode="reflect")
 
 
 def _alignments(revealed: torch.Tensor, secret: torch.Tensor, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

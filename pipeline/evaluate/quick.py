@@ -12,24 +12,24 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.core import distortions as D
+from pipeline.core.metrics import psnr, ssim, to_255
 from pipeline.evaluate import published as P
-from pipeline.evaluate.metrics import psnr, ssim, to_255
-from pipeline.train import attacks as A
 
 BAR = {"psnr_cover": 36.0, "ssim_cover": 0.95, "psnr_secret": 28.0, "psnr_secret_attacked": 24.0}
 
 
 def noise_draw(x: torch.Tensor, seed: int) -> torch.Tensor:
     """Gaussian noise sigma 5/255, drawn from a seeded CPU generator: the same draw on every device and run."""
-    return A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(seed))
+    return D.gaussian_noise(x, 5.0, torch.Generator().manual_seed(seed))
 
 
 QUICK_ATTACKS = {
-    "mean3": A.mean_filter,
-    "gauss1": lambda x: A.gaussian_filter(x, 1.0),
-    "sharpen": A.sharpen,
+    "mean3": D.mean_filter,
+    "gauss1": lambda x: D.gaussian_filter(x, 1.0),
+    "sharpen": D.sharpen,
     "noise5": lambda x: noise_draw(x, 0),
-    "hflip": A.hflip,
+    "hflip": D.hflip,
 }
 
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.core.files import write_atomic
+from pipeline.core.metrics import MS_SSIM_BETAS
 from pipeline.evaluate import steganalysis as S
-from pipeline.evaluate.metrics import MS_SSIM_BETAS
 from pipeline.evaluate.published import PUBLISHED_BAR, SHIFT_OF
 
 if TYPE_CHECKING:
-    from pipeline.evaluate.run import ModelResult
+    from pipeline.evaluate.results import ModelResult
 
 # The SRIS-Net paper's own headline figures, as the project brief (issue 4) cites them. We print nothing else of the
 # paper's: we could not read its other tables.
@@ -398,7 +399,7 @@ def write_report(
                     m["label"],
                     f"`{m['path']}`",
                     m["sha256"][:12],
-                    m["config"]["arch"],
+                    m["config"]["network"]["arch"],
                     m["config"]["num_secrets"],
                     m["seconds"],
                 ]
@@ -446,8 +447,4 @@ def write_report(
         "- `run.json`: configuration, checkpoints (sha256, config, training metadata), photo list, versions.",
         "",
     ]
-    path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+    return write_atomic(out / "report.md", "\n".join(lines).encode())

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,15 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from pipeline.core import distortions as D
+from pipeline.core.files import atomic_path
+from pipeline.core.metrics import ms_ssim, ms_ssim_scales, mse, psnr, psnr_y, scc, ssim
+from pipeline.core.versions import library_versions
 from pipeline.evaluate import published as P
+from pipeline.evaluate import report
 from pipeline.evaluate import steganalysis as S
 from pipeline.evaluate.data import EncodedPhotos, read_photos, secrets_for
-from pipeline.evaluate.metrics import ms_ssim, ms_ssim_scales, mse, psnr, psnr_y, scc, ssim
+from pipeline.evaluate.results import ModelResult
 from pipeline.model.checkpoint import (
     CheckpointError,
     default_checkpoint_path,
@@ -35,7 +40,6 @@ from pipeline.model.checkpoint import (
     load_model,
     resolve_checkpoint,
 )
-from pipeline.train.attacks import Attack, evaluation_attacks
 
 ARCH_NAMES = {"sris": "SRIS-Net", "hinet": "HiNet-style", "unet": "U-Net"}
 ABLATIONS = {"lpfdd": "no LPFDD", "glem_global": "no GLEM global", "sfm": "no SFM", "score_map": "no score map"}
@@ -105,11 +109,13 @@ def model_name(model: torch.nn.Module, path: Path) -> str:
     if meta.get("name"):
         return str(meta["name"])
     cfg = model.config
-    parts = [ARCH_NAMES.get(cfg.arch, cfg.arch)]
+    parts = [ARCH_NAMES.get(cfg.network.arch, cfg.network.arch)]
     preset = (meta.get("train_config") or {}).get("preset")
     if preset:
         parts.append(preset)
-    extras = [text for flag, text in ABLATIONS.items() if not getattr(cfg, flag, True) and cfg.arch == "sris"]
+    extras = [
+        text for flag, text in ABLATIONS.items() if not getattr(cfg.ablation, flag) and cfg.network.arch == "sris"
+    ]
     if cfg.num_secrets > 1:
         extras.append(f"K={cfg.num_secrets}")
     name = " ".join(parts)
@@ -144,11 +150,31 @@ def load_models(specs: Sequence[str], device: str) -> list[ModelEntry]:
     return entries
 
 
+@dataclass(frozen=True)
+class Attack:
+    """A named distortion of the report's robustness table."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+
 def report_attacks(seed: int = 0) -> list[Attack]:
-    """The robustness conditions of the report, in order: ``attacks.evaluation_attacks`` (the paper's), less its two
-    real-JPEG extras, then the published-image conditions (``published.PUBLISHED``), whose ``jpeg90`` and ``jpeg75``
-    are those extras, the same Pillow round trip, under the published set's names."""
-    paper = [a for a in evaluation_attacks(seed) if a.name not in ("jpeg 90", "jpeg 75")]
+    """The robustness conditions of the report, in order: the paper's (Tables 4-5; noise drawn from one generator
+    seeded with ``seed``, so every model meets the same draws), then the published-image conditions
+    (``published.PUBLISHED``: real JPEG, WebP, resizing and shifts)."""
+    gen = torch.Generator().manual_seed(seed)
+    paper = [
+        Attack("clean", lambda x: x),
+        Attack("mean 3x3", D.mean_filter),
+        Attack("gaussian 3x3 s0.5", lambda x: D.gaussian_filter(x, 0.5)),
+        Attack("gaussian 3x3 s1", lambda x: D.gaussian_filter(x, 1.0)),
+        Attack("gaussian 3x3 s2", lambda x: D.gaussian_filter(x, 2.0)),
+        Attack("sharpen", D.sharpen),
+        Attack("noise s1", lambda x: D.gaussian_noise(x, 1.0, gen)),
+        Attack("noise s5", lambda x: D.gaussian_noise(x, 5.0, gen)),
+        Attack("noise s10", lambda x: D.gaussian_noise(x, 10.0, gen)),
+        Attack("h-flip", D.hflip),
+    ]
     return paper + [Attack(name, fn) for name, fn in P.PUBLISHED.items()]
 
 
@@ -238,19 +264,6 @@ def _metric_rows(
                     {**base, "image": names[i + j], "secret_index": k, **{n: float(v[j]) for n, v in m.items()}}
                 )
     return rows
-
-
-@dataclass
-class ModelResult:
-    label: str
-    stegos: torch.Tensor  # (N, C, H, W) uint8
-    recovered: torch.Tensor  # (N, K*C, H, W) uint8, clean
-    secrets: torch.Tensor  # (N, K*C, H, W) uint8
-    covers: torch.Tensor  # (N, C, H, W) uint8
-    names: list[str]
-    quality: list[dict]
-    robustness: list[dict]
-    seconds: float
 
 
 def evaluate_model(entry: ModelEntry, photos: EncodedPhotos, cfg: EvalConfig, attacks: Sequence[Attack]) -> ModelResult:
@@ -381,28 +394,19 @@ def write_table(rows: list[dict], name: str, out: Path) -> Path:
     schema = SCHEMAS[name]
     table = pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema=schema)
     path = out / f"{name}.parquet"
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
     return path
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": str(os.cpu_count())}
-    for pkg in ("torch", "numpy", "sris-pipeline"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    libraries = library_versions(("torch", "numpy", "sris-pipeline"), missing="not installed")
+    machine = {"platform": platform.platform(), "cpu_count": str(os.cpu_count())}
+    return {"python": libraries.pop("python"), **machine, **libraries}
 
 
 def run_evaluation(cfg: EvalConfig) -> Path:
     """Run every table and write the report; returns the path of ``report.md``."""
-    from pipeline.evaluate import report
-
     cfg = cfg.resolved()
     if cfg.size < 16:
         raise ValueError(f"--size must be at least 16 px, got {cfg.size}")

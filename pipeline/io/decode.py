@@ -244,7 +244,8 @@ def _cuda_device() -> int | None:
 
 
 class DaliDecoder(CpuDecoder):
-    """DALI's image decoder on batches: ``mixed`` (nvJPEG) when a GPU is visible, CPU-only otherwise.
+    """DALI's image decoder on batches: ``mixed`` (nvJPEG) when a GPU is visible, CPU-only otherwise (its ``name``
+    then says ``dali-cpu``).
 
     One DALI pipeline per thread is built lazily for a fixed maximum batch size; each call feeds encoded bytes through
     ``external_source``. Header checks (pixel limit, mode) happen first on the CPU; images with alpha, 16-bit, palette,
@@ -268,6 +269,8 @@ class DaliDecoder(CpuDecoder):
         super().__init__(workers, max_pixels, pool)
         self.batch_size = max(1, batch_size)
         self.device_id = _cuda_device() if device_id == -1 else device_id
+        # What ran, for the manifest and the benchmark: nvJPEG on a GPU, or DALI's CPU-only mode.
+        self.name = "dali" if self.device_id is not None else "dali-cpu"
         self.threads = self.workers
         self._local = threading.local()
 

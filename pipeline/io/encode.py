@@ -43,8 +43,11 @@ def _deflate(raw: bytes | memoryview, level: int) -> bytes:
     return zlib.compress(raw, level)
 
 
-def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, level: int = DEFAULT_PNG_LEVEL) -> bytes:
-    """(H, W, 3) uint8 [+ (H, W) alpha] -> 8-bit RGB or RGBA PNG bytes. ``level`` 0 (stored) to 9 (smallest)."""
+def encode_png(
+    rgb: np.ndarray, alpha: np.ndarray | None = None, level: int = DEFAULT_PNG_LEVEL, text: dict[str, str] | None = None
+) -> bytes:
+    """(H, W, 3) uint8 [+ (H, W) alpha] -> 8-bit RGB or RGBA PNG bytes. ``level`` 0 (stored) to 9 (smallest);
+    ``text``: tEXt chunks (keyword -> Latin-1 text) written before the image data (``read_png_text`` reads them)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"encode_png expects (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
     img = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
@@ -59,7 +62,26 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, level: int = DE
     color_type = 2 if c == 3 else 6
     ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     idat = _deflate(memoryview(filtered).cast("B"), level)
-    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", ihdr), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+    texts = [_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1")) for k, v in (text or {}).items()]
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", ihdr), *texts, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+
+
+def read_png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks that come before the image data of PNG ``data`` (where ``encode_png`` writes them), without
+    decoding the image; empty for a PNG without any and for other formats."""
+    out: dict[str, str] = {}
+    if not data.startswith(_PNG_SIGNATURE):
+        return out
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8 : pos + 8 + size].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        pos += 12 + size
+    return out
 
 
 def encode_webp(rgb: np.ndarray, alpha: np.ndarray | None = None, level: int = 0) -> bytes:
@@ -79,11 +101,16 @@ def encode_jpeg(rgb: np.ndarray, alpha: np.ndarray | None = None, quality: int =
 
 
 def get_encoder(
-    fmt: str, png_level: int = DEFAULT_PNG_LEVEL, jpeg_quality: int = DEFAULT_JPEG_QUALITY, webp_level: int = 0
+    fmt: str,
+    png_level: int = DEFAULT_PNG_LEVEL,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    webp_level: int = 0,
+    text: dict[str, str] | None = None,
 ) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
-    """A function (rgb, alpha) -> bytes for ``fmt`` in png / webp / jpeg, with its options bound."""
+    """A function (rgb, alpha) -> bytes for ``fmt`` in png / webp / jpeg, with its options bound; ``text``: PNG tEXt
+    chunks (the other formats carry none)."""
     if fmt == "png":
-        return lambda rgb, alpha: encode_png(rgb, alpha, png_level)
+        return lambda rgb, alpha: encode_png(rgb, alpha, png_level, text)
     if fmt == "webp":
         return lambda rgb, alpha: encode_webp(rgb, alpha, webp_level)
     if fmt == "jpeg":

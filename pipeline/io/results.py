@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.shards import get_fs, join, read_bytes, retry, write_bytes_atomic
+from pipeline.io.filesystem import get_fs, join, retry
+from pipeline.io.tar_writer import write_bytes_atomic
 
 META_KEY = b"sris.job"
-STATUSES = ("ok", "error", "skipped")
 
 SCHEMA = pa.schema(
     [
@@ -90,11 +90,6 @@ def write_results(dst: str, shard_name: str, rows: list[dict[str, Any]], meta: d
     return write_bytes_atomic(dst, results_name(shard_name), buf.getvalue(), job_id)
 
 
-def read_results_meta(dst: str, shard_name: str) -> dict[str, Any] | None:
-    """The footer metadata of ``DST/SHARD.parquet``, or None when it is missing or unreadable (= not done)."""
-    return read_results_state(dst, shard_name)[1]
-
-
 def read_results_state(dst: str, shard_name: str) -> tuple[bool, dict[str, Any] | None]:
     """(whether ``DST/SHARD.parquet`` exists, its footer metadata or None when missing or unreadable)."""
     fs, base = get_fs(dst)
@@ -115,11 +110,6 @@ def read_results_state(dst: str, shard_name: str) -> tuple[bool, dict[str, Any] 
     except (OSError, ValueError, pa.ArrowException):
         meta = None
     return found, meta
-
-
-def read_results(url: str) -> pa.Table:
-    """Read one results file (local path or s3:// URL)."""
-    return pq.read_table(io.BytesIO(read_bytes(url)))
 
 
 def is_done(meta: dict[str, Any] | None, config_hash: str, source_fingerprint: str) -> bool:

@@ -24,7 +24,6 @@ encode ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluate.metrics import ssim_u8
+from pipeline.core.metrics import psnr_from_mse, ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
 from pipeline.jobs.resample import UPSAMPLE, compose, quantize, resize_bilinear, to_network_size
@@ -58,8 +57,9 @@ class JobSettings:
     def ext(self) -> str:
         return EXTENSIONS[self.fmt]
 
-    def encoder(self) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
-        return get_encoder(self.fmt, self.png_level, self.jpeg_quality)
+    def encoder(self, text: dict[str, str] | None = None) -> Callable[[np.ndarray, np.ndarray | None], bytes]:
+        """The output encoder; ``text``: metadata the PNG outputs carry (tEXt chunks)."""
+        return get_encoder(self.fmt, self.png_level, self.jpeg_quality, text=text)
 
 
 @dataclass
@@ -118,12 +118,8 @@ def to_nchw(batch: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(batch).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
-def psnr_from_sse(sse: float, count: int) -> float:
-    return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * count / sse)
-
-
 def per_image_metrics(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PSNR and SSIM (as ``pipeline.evaluate.metrics``) of uint8 image pairs (B, N, N, 3): two (B,) float64 arrays.
+    """PSNR and SSIM (as ``pipeline.core.metrics``) of uint8 image pairs (B, N, N, 3): two (B,) float64 arrays.
 
     Both with OpenCV (the squared error as ``cv2.norm``, exact in integers; SSIM as ``ssim_u8``): on every image of
     a job they were the verify stage's largest cost in torch. SSIM agrees with the float64 reference of the
@@ -133,9 +129,7 @@ def per_image_metrics(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     sse = np.array([cv2.norm(x, y, cv2.NORM_L2SQR) for x, y in zip(a, b, strict=True)])
-    with np.errstate(divide="ignore"):
-        psnr = 10.0 * np.log10(255.0**2 * a[0].size / sse)
-    return psnr, ssim_u8(a, b)
+    return psnr_from_mse(sse / a[0].size), ssim_u8(a, b)
 
 
 def secret_id(blobs: Sequence[bytes]) -> str:
@@ -261,7 +255,7 @@ def embed_batch(
     t2 = time.perf_counter()
     for s, sn in zip(active, stego_n, strict=True):
         s.result, sse = compose(s.image.rgb, s.cover_n, sn, upsample)
-        s.row["psnr_cover"] = psnr_from_sse(sse, s.result.size)
+        s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
     t3 = time.perf_counter()
     for s in active:
         s.row["infer_ms"] = 1000 * (t3 - t0) / b

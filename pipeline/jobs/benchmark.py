@@ -34,7 +34,6 @@ import numpy as np
 import simplejpeg
 
 STAGES = ("read", "decode", "preprocess", "embed", "compose", "verify", "encode", "write")
-KNOWN_BACKENDS = ("tensorrt", "openvino", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class BenchmarkConfig:
     workers: int | None = None
     memory_mp: float | None = None
     memory_images: int = 3
-    out: str = "benchmarks/results"
+    out: str = "benchmark-results"
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -118,7 +117,7 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
     """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder."""
     from pipeline.io.decode import make_decoder
     from pipeline.io.results import new_row, to_table
-    from pipeline.io.shards import TarShardWriter
+    from pipeline.io.tar_writer import TarShardWriter
     from pipeline.jobs.batch import JobSettings
     from pipeline.jobs.embed import EmbedJob
     from pipeline.jobs.runners import LocalRunner
@@ -178,7 +177,8 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
         raise RuntimeError(f"end-to-end run processed {e2e_job.totals.images_ok} of {n} images")
     rates = {f"{k}_ips": n / v if v > 0 else math.inf for k, v in secs.items()}
     bound = min(STAGES, key=lambda k: rates[f"{k}_ips"])
-    return {**rates, "end_to_end_ips": n / e2e, "bound_by": bound, "end_to_end_s": e2e}
+    # The decoder as it ran: DALI without a GPU says "dali-cpu" (its CPU-only mode), not "dali".
+    return {**rates, "end_to_end_ips": n / e2e, "bound_by": bound, "end_to_end_s": e2e, "decoder": decoder.name}
 
 
 def memory_check(cfg: BenchmarkConfig, backend: str, secret_path: Path, work: Path) -> dict:
@@ -258,12 +258,16 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
-    """Run everything the config asks for; print the table; write Parquet + PNG. Returns the rows."""
+def run_benchmark(cfg: BenchmarkConfig, model: Any = None) -> list[dict]:
+    """Run everything the config asks for; print the table; write Parquet + PNG. Returns the rows. ``model``: the
+    model of ``cfg.checkpoint`` when the caller loaded it (every backend's engines are built from it)."""
     import click
 
     from pipeline.io.decode import dali_available
+    from pipeline.model.checkpoint import load_model
     from pipeline.runtime import load_engine
+
+    model = load_model(cfg.checkpoint) if model is None else model
 
     decoders = list(cfg.decoders) or (["cpu", "dali"] if dali_available() else ["cpu"])
     rows: list[dict] = []
@@ -281,7 +285,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
             shard = write_shard(work / f"in-{h}x{w}" / "bench.tar", cfg.images, h, w)
             for backend in backends:
                 try:
-                    engine = load_engine(backend, cfg.checkpoint, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
+                    engine = load_engine(backend, model, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
                 except Exception as exc:  # a backend that does not load here is reported, not fatal
                     click.echo(f"skipping backend {backend}: {exc}", err=True)
                     continue
@@ -323,7 +327,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> list[dict]:
 def print_table(rows: list[dict], memory: dict | None, peak: float) -> None:
     import click
 
-    head = f"{'backend':14} {'decoder':7} {'input':>11} " + " ".join(f"{s:>10}" for s in STAGES)
+    head = f"{'backend':14} {'decoder':8} {'input':>11} " + " ".join(f"{s:>10}" for s in STAGES)
     click.echo(
         f"\nimages/s per stage (each alone) and end to end (all stages overlapping)\n{head} {'end2end':>8}  bound"
     )
@@ -331,7 +335,7 @@ def print_table(rows: list[dict], memory: dict | None, peak: float) -> None:
         stages = " ".join(f"{r[f'{s}_ips']:>10.1f}" for s in STAGES)
         backend = f"{r['backend']}/{r['precision']}"
         click.echo(
-            f"{backend:14} {r['decoder']:7} {r['width']:>5}x{r['height']:<5} {stages} "
+            f"{backend:14} {r['decoder']:8} {r['width']:>5}x{r['height']:<5} {stages} "
             f"{r['end_to_end_ips']:>8.1f}  {r['bound_by']}"
         )
     click.echo(f"peak RSS of the benchmark process: {peak:.0f} MB")

@@ -164,7 +164,10 @@ def _local(url: str) -> bool:
 
 
 def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
-    from pipeline.io.shards import read_bytes
+    """The bytes of each image an option names; a path that is missing, a folder or not a decodable image is a usage
+    error (exit 2) naming the option and the path, before any engine is loaded."""
+    from pipeline.io.decode import ImageDecodeError, decode_image
+    from pipeline.io.filesystem import read_bytes
 
     out = []
     for p in paths:
@@ -172,9 +175,15 @@ def _read_images(paths: tuple[str, ...], option: str) -> list[bytes]:
             what = "a folder, not an image" if Path(p).is_dir() else "no such file"
             raise click.UsageError(f"{option} {p}: {what}")
         try:
-            out.append(read_bytes(p))
+            data = read_bytes(p)
         except OSError as exc:
             _fail(f"{option} {p}: cannot read it ({getattr(exc, 'strerror', None) or exc})")
+        try:
+            decode_image(data)
+        except ImageDecodeError as exc:
+            why = str(exc) if str(exc).startswith("not an image") else f"not a usable image ({exc})"
+            raise click.UsageError(f"{option} {p}: {why}") from None
+        out.append(data)
     return out
 
 
@@ -196,7 +205,7 @@ def check_shards(src: str, dst: str) -> None:
     """A local --shards path must exist and hold shards or images; it must not be the output folder."""
     if not _local(src):
         return
-    from pipeline.io.shards import list_shards
+    from pipeline.io.listing import list_shards
 
     try:
         list_shards(src)
@@ -206,15 +215,15 @@ def check_shards(src: str, dst: str) -> None:
         raise click.UsageError(f"--out {dst} is the --shards folder: the outputs would replace the inputs")
 
 
-def read_model_config(checkpoint: str | None) -> Any:
-    """The checkpoint's model config (read before any engine is built, so that options are checked first)."""
-    from pipeline.model.checkpoint import CheckpointError
-    from pipeline.runtime.build import CheckpointRef
+def load_job_model(checkpoint: str | None) -> Any:
+    """The job's model, loaded once (one read, one hash of the file) before any engine is built, so that the
+    options that depend on it are checked first; the engines are built from it and its stages run on it."""
+    from pipeline.model.checkpoint import CheckpointError, load_model
     from pipeline.runtime.cli import check_checkpoint_exists, checkpoint_message
 
     check_checkpoint_exists(checkpoint)
     try:
-        return CheckpointRef.load(checkpoint).config
+        return load_model(checkpoint)
     except CheckpointError as exc:
         _fail(checkpoint_message(checkpoint, exc))
 
@@ -245,7 +254,8 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         raise click.UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor go with --runner ray")
     check_out(kw["dst"])
     check_shards(kw["src"], kw["dst"])
-    check_model(read_model_config(kw["checkpoint"]))
+    model = load_job_model(kw["checkpoint"])
+    check_model(model.config)
 
     from pipeline.io.decode import make_decoder
     from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError
@@ -262,7 +272,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
             spec = EngineSpec(
                 kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], kw["engines_dir"]
             )
-            engine = spec.planning_engine()  # the driver only plans; every worker loads `spec` on its own node
+            engine = spec.planning_engine(model)  # the driver only plans; every worker loads `spec` on its own node
             runner = RayRunner(
                 spec, address=kw["ray_address"], actors=kw["ray_actors"], cpus_per_actor=kw["workers"],
                 gpus_per_actor=kw["ray_gpus_per_actor"], decoder=kw["decoder"], batch_size=kw["batch_size"],
@@ -271,7 +281,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         else:
             engine = load_engine(
                 kw["backend"],
-                kw["checkpoint"],
+                model,
                 kw["size"],
                 kw["device"],
                 kw["precision"],
@@ -462,7 +472,12 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its peak RSS.",
 )
 @click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
-@click.option("--out", default="benchmarks/results", show_default=True, help="Where the Parquet and PNG go.")
+@click.option(
+    "--out",
+    default="benchmark-results",
+    show_default=True,
+    help="Folder the Parquet and PNG go into (relative to the working folder).",
+)
 def benchmark(**kw: Any) -> None:
     """Images/s per stage (read, decode, preprocess, embed, compose, verify, encode, write) and end to end, per
     backend and decoder; prints a table and writes a Parquet + PNG chart. Optionally a peak-RSS check on large photos.
@@ -476,9 +491,9 @@ def benchmark(**kw: Any) -> None:
     from pipeline.runtime.cli import checkpoint_message
 
     check_out(kw["out"])
-    read_model_config(kw["checkpoint"])
+    model = load_job_model(kw["checkpoint"])
     try:
-        run_benchmark(BenchmarkConfig(**kw))
+        run_benchmark(BenchmarkConfig(**kw), model)
     except KeyboardInterrupt:
         from pipeline.jobs.common import EXIT_INTERRUPTED
 

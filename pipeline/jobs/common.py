@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import secrets as pysecrets
 import time
 from collections.abc import Iterator
@@ -20,14 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.versions import library_versions
 from pipeline.io.decode import CpuDecoder
-from pipeline.io.results import new_row, read_results_state, redo_reason, results_name, write_results
-from pipeline.io.shards import IMAGE_EXTS, Member, ShardRef, iter_members, list_shards, write_bytes_atomic
+from pipeline.io.listing import IMAGE_EXTS, ShardRef, list_shards
+from pipeline.io.results import new_row, read_results_state, redo_reason, write_results
+from pipeline.io.tar_reader import Member, iter_members
+from pipeline.io.tar_writer import write_bytes_atomic
 from pipeline.jobs.batch import JobSettings, Sample, encode_sample, probe_samples
 from pipeline.runtime import Engine
 
 # Exit statuses of the batch commands (also in their --help); 130 = interrupted (Ctrl-C), as shells report SIGINT.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130  # 2, a usage error, is click's own
 # The job record written at the top of DST by every run (the last run's; the results Parquets hold each shard's own).
 MANIFEST_NAME = "manifest.json"
 
@@ -39,6 +41,15 @@ class JobError(RuntimeError):
 class JobUsageError(JobError):
     """The job was asked for something its options cannot give (secrets for another model, a missing --shards
     path...): the command line is wrong, exit status 2 with this message."""
+
+
+# The tEXt keywords of a stego PNG that name the model that made it.
+MODEL_NAME_KEY, MODEL_SHA256_KEY = "sris-pipeline model", "sris-pipeline model sha256"
+
+
+def model_text(info: Any) -> dict[str, str]:
+    """The tEXt chunks that name a model (an engine's ``info``) in the PNGs it makes."""
+    return {MODEL_NAME_KEY: info.model_name, MODEL_SHA256_KEY: info.model_sha256}
 
 
 def new_job_id() -> str:
@@ -120,29 +131,8 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def versions() -> dict[str, str]:
-    import PIL
-    import pyarrow
-    import simplejpeg
-    import torch
-
-    import pipeline
-
-    v = {
-        "python": platform.python_version(),
-        "sris-pipeline": pipeline.__version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
-        "pillow": PIL.__version__,
-        "simplejpeg": simplejpeg.__version__,
-    }
-    try:
-        import isal
-
-        v["isal"] = isal.__version__
-    except ImportError:
-        pass
-    return v
+    """The libraries that shape a job's outputs, as installed (the manifest records them)."""
+    return library_versions(("sris-pipeline", "torch", "numpy", "pyarrow", "pillow", "simplejpeg", "isal"))
 
 
 class ShardJob:
@@ -168,7 +158,7 @@ class ShardJob:
         self.src, self.dst = src, dst.rstrip("/")
         self.engine, self.settings, self.decoder, self.force = engine, settings, decoder, force
         self.job_id = job_id or new_job_id()
-        self.encoder = settings.encoder()
+        self.encoder = self.make_encoder()
         self.started = time.time()
         self.totals = Totals()
         self.todo: list[ShardRef] = []
@@ -183,6 +173,8 @@ class ShardJob:
         self.engine_build_seconds: float = 0.0
         # What actually ran; a distributed runner replaces it (its workers' engines, not the driver's planning one).
         self.runner_info: dict[str, Any] = {"runner": "local"}
+        # What the user must know about the outputs (say, the stegos were made by another model): summary + manifest.
+        self.warnings: list[str] = []
         if engine.info.channels != 3:
             raise JobError(f"the batch jobs handle RGB models only; this model has {engine.info.channels} channel(s)")
 
@@ -339,6 +331,7 @@ class ShardJob:
             "mode": self.mode,
             "source": self.src,
             "destination": self.dst,
+            "model": self.model_record(),
             "config": self.config(),
             "config_hash": self.config_hash,
             "settings": asdict(self.settings),
@@ -359,8 +352,27 @@ class ShardJob:
                 "startup_seconds": self.startup_seconds,
                 "engine_build_seconds": self.engine_build_seconds,
             },
+            "warnings": self.job_warnings(),
             **self.manifest_extra(),
         }
+
+    def make_encoder(self) -> Any:
+        """The encoder of this job's outputs (a PNG carries ``output_text``)."""
+        return self.settings.encoder(self.output_text())
+
+    def output_text(self) -> dict[str, str]:
+        """Metadata the job's PNG outputs carry (tEXt chunks); none by default."""
+        return {}
+
+    def job_warnings(self) -> list[str]:
+        """What the user must know about the outputs: the summary and the manifest list them."""
+        return list(self.warnings)
+
+    def model_record(self) -> dict[str, Any]:
+        """The model this job ran, as the job record names it: its name (a shipped model's, else the file's stem) and
+        the sha256 of its checkpoint."""
+        info = self.engine.info
+        return {"name": info.model_name, "sha256": info.model_sha256}
 
     def write_manifest(self) -> str:
         """Write the job record to ``DST/manifest.json`` (atomically, replacing the previous run's); returns its URL."""
@@ -430,13 +442,12 @@ class ShardJob:
             metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:
             parts.append(", ".join(metrics))
-        return " | ".join(parts) + f" -> {self.dst}"
+        warnings = self.job_warnings()
+        if warnings:
+            parts.append(f"{len(warnings)} warning(s), below")
+        return " | ".join(parts) + f" -> {self.dst}" + "".join(f"\nwarning: {w}" for w in warnings)
 
 
 def _names(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def results_url(dst: str, shard_name: str) -> str:
-    return f"{dst.rstrip('/')}/{results_name(shard_name)}"

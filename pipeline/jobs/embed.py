@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.decode import CpuDecoder, ImageDecodeError
-from pipeline.io.shards import IMAGE_EXTS, Member
+from pipeline.io.listing import IMAGE_EXTS
+from pipeline.io.tar_reader import Member
 from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
-from pipeline.jobs.common import JobError, JobUsageError, ShardJob, sha256_hex
+from pipeline.jobs.common import JobError, JobUsageError, ShardJob, model_text, sha256_hex
 from pipeline.runtime import Engine
 
 
@@ -90,6 +91,10 @@ class EmbedJob(ShardJob):
         else:
             cfg["secrets_sha256"] = self.secret_hashes
         return cfg
+
+    def output_text(self) -> dict[str, str]:
+        """Each stego PNG names the model that made it (``extract`` warns when another one reads it)."""
+        return model_text(self.engine.info)
 
     def compound_exts(self) -> tuple[str, ...]:
         return tuple(self.secret_exts)

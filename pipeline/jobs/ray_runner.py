@@ -47,12 +47,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.io.decode import make_decoder
 from pipeline.io.shards import ShardRef
 from pipeline.jobs.common import JobError, ShardJob, ShardResult, Totals
-from pipeline.jobs.runners import DEFAULT_PIXEL_BUDGET, LocalRunner
+from pipeline.jobs.runners import DEFAULT_PIXEL_BUDGET, JobProgress, LocalRunner
 from pipeline.runtime import Engine, load_engine
 
 log = logging.getLogger(__name__)
@@ -112,13 +111,14 @@ class EngineSpec:
             threads=threads,
         )
 
-    def planning_engine(self) -> Engine:
-        """The engine the driver needs to plan: the torch reference on the CPU, which any head node can load.
+    def planning_engine(self, model: Any = None) -> Engine:
+        """The engine the driver needs to plan: the torch reference on the CPU, which any head node can load, of
+        ``model`` when the driver has loaded it already (else of ``checkpoint``).
 
         Planning only reads the model's hash and shape (the configuration fingerprint is backend-independent);
         the images go through the engines the actors load.
         """
-        return load_engine("torch", self.checkpoint, self.size, "cpu")
+        return load_engine("torch", self.checkpoint if model is None else model, self.size, "cpu")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -145,7 +145,8 @@ def detach_job(job: ShardJob) -> ShardJob:
 def attach_job(detached: ShardJob, engine: Engine, decoder: Any, expected_config_hash: str) -> ShardJob:
     """Give a detached job this worker's engine and decoder; refuse a worker whose model is not the planned one."""
     job = copy.copy(detached)
-    job.engine, job.decoder, job.encoder = engine, decoder, job.settings.encoder()
+    job.engine, job.decoder = engine, decoder
+    job.encoder = job.make_encoder()  # after the engine: the outputs' metadata names its model
     if job.config_hash != expected_config_hash:
         raise JobError(
             f"worker {socket.gethostname()} loaded model {engine.info.model_sha256[:12]} (configuration "
@@ -240,33 +241,6 @@ class ShardWorker:
         return json.dumps(process_shard(self.job, shard_from_json(shard_json), self.runner), default=str)
 
 
-_PROCESS_WORKER: dict[str, ShardWorker] = {}
-
-
-def process_worker(
-    job: ShardJob,
-    spec: EngineSpec,
-    config_hash: str,
-    *,
-    decoder: str = "auto",
-    workers: int = 1,
-    batch_size: int = 8,
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-    gpu: bool = False,
-) -> ShardWorker:
-    """This process's ``ShardWorker`` for a job, built on first use and then reused: one engine per process for
-    engines that run many tasks in one long-lived Python process (a Spark executor's Python worker, a process pool).
-
-    Args as ``ShardWorker``; ``job`` is the driver's ``detach_job(job)``. A worker of an earlier job is dropped
-    first, so a process never holds two engines.
-    """
-    key = f"{job.job_id}:{config_hash}"
-    if key not in _PROCESS_WORKER:
-        _PROCESS_WORKER.clear()
-        _PROCESS_WORKER[key] = ShardWorker(job, spec, decoder, workers, batch_size, pixel_budget, config_hash, gpu)
-    return _PROCESS_WORKER[key]
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The runner
 
@@ -285,7 +259,7 @@ class RayRunner:
     """Runs a planned ``ShardJob`` on a Ray cluster, with the same outputs as ``LocalRunner``.
 
     Args:
-        engine: how each actor loads its engine (the CLI's --backend, --checkpoint, --size, --device, --precision,
+        spec: how each actor loads its engine (the CLI's --backend, --checkpoint, --size, --device, --precision,
             --engines-dir).
         address: Ray's own ``address``: None starts a local cluster (or joins the one ``RAY_ADDRESS`` names),
             ``"auto"`` joins the cluster this node belongs to, ``"ray://host:10001"`` goes through Ray Client.
@@ -298,13 +272,13 @@ class RayRunner:
             engine can use one, else 0].
         decoder: auto, cpu or dali, resolved in each actor (auto takes DALI on a GPU when installed).
         batch_size, pixel_budget: per batch inside an actor, as the local runner's.
-        progress: tqdm bar on the driver (images/s, shards done) [default: when on a terminal].
+        progress: a bar on the driver (shards done of all, ETA, images/s) [default: when on a terminal].
         runtime_env: passed to ``ray.init`` when this runner starts or joins the cluster (e.g. ``{"pip": [...]}``).
     """
 
     def __init__(
         self,
-        engine: EngineSpec,
+        spec: EngineSpec,
         address: str | None = None,
         actors: int | None = None,
         cpus_per_actor: float | None = None,
@@ -319,7 +293,7 @@ class RayRunner:
             raise ValueError(f"actors must be at least 1, got {actors}")
         if (cpus_per_actor is not None and cpus_per_actor <= 0) or (gpus_per_actor is not None and gpus_per_actor < 0):
             raise ValueError("cpus_per_actor must be > 0 and gpus_per_actor >= 0")
-        self.engine = engine.resolved()
+        self.spec = spec.resolved()
         self.address = address
         self.actors = actors
         self.cpus_per_actor = cpus_per_actor
@@ -343,7 +317,7 @@ class RayRunner:
         gpu_nodes = [n for n in nodes if n.get("GPU", 0) > 0]
         per_gpu = self.gpus_per_actor
         if per_gpu is None:
-            per_gpu = 1.0 if gpu_nodes and self.engine.wants_gpu() else 0.0
+            per_gpu = 1.0 if gpu_nodes and self.spec.wants_gpu() else 0.0
         if per_gpu > 0 and not gpu_nodes:
             raise JobError(f"{per_gpu:g} GPU(s) per actor asked, but no node of the Ray cluster has a GPU")
         if per_gpu > 0:
@@ -416,7 +390,7 @@ class RayRunner:
             num_gpus=plan.gpus_per_actor or None,
             fn_constructor_kwargs={
                 "job": detach_job(job),
-                "spec": self.engine,
+                "spec": self.spec,
                 "decoder": self.decoder,
                 "workers": workers,
                 "batch_size": self.batch_size,
@@ -430,12 +404,7 @@ class RayRunner:
     def _collect(self, ray: Any, job: ShardJob, rows: Iterable[dict[str, Any]], plan: RayPlan) -> list[ShardResult]:
         results: list[ShardResult] = []
         ran: dict[str, dict[str, Any]] = {}
-        bar = tqdm(
-            desc=f"{job.mode} (ray)",
-            unit="img",
-            disable=None if self.progress is None else not self.progress,
-            dynamic_ncols=True,
-        )
+        bar = JobProgress(f"{job.mode} (ray)", len(job.todo), self.progress)
         try:
             for row in rows:
                 report = json.loads(row["report"])
@@ -448,8 +417,8 @@ class RayRunner:
                 entry["shards"] += 1
                 if report["host"] not in entry["hosts"]:
                     entry["hosts"].append(report["host"])
-                bar.update(res.ok + res.error)
-                bar.set_postfix(shards=f"{len(results)}/{len(job.todo)}", refresh=False)
+                bar.add(0.0, res.ok + res.error)  # a worker reports a shard once it is done
+                bar.end_shard()
         except (ray.exceptions.RayError, ray.exceptions.UserCodeException) as exc:
             raise JobError(f"the Ray job failed (completed shards are kept; rerun to finish): {_cause(exc)}") from exc
         finally:

@@ -32,7 +32,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.io.shards import ShardRef, TarShardWriter
+from pipeline.io.listing import ShardRef
+from pipeline.io.tar_writer import TarShardWriter
 from pipeline.jobs.batch import Sample
 from pipeline.jobs.common import ShardJob, ShardResult
 
@@ -61,6 +62,7 @@ class _Batch:
     shard: ShardRef
     samples: list[Sample]
     futures: list[Future] = field(default_factory=list)
+    share: float = 0.0  # the part of its shard this batch read (progress: a shard is 1)
 
 
 @dataclass
@@ -137,7 +139,7 @@ class LocalRunner:
                     return
                 try:
                     for samples in self.batches(job, shard):
-                        if not p.put(out, _Batch(shard, samples)):
+                        if not p.put(out, _Batch(shard, samples, share=shard_share(shard, samples))):
                             return
                 except Exception as exc:  # the source failed for good (after retries): this shard only
                     p.put(out, _Failed(shard, exc))
@@ -195,9 +197,7 @@ class LocalRunner:
         ]
         for t in threads:
             t.start()
-        bar = tqdm(
-            desc=job.mode, unit="img", disable=None if self.progress is None else not self.progress, dynamic_ncols=True
-        )
+        bar = progress_bar(job, self.progress)
         results: list[ShardResult] = []
         try:
             self._write(p, job, q_enc, bar, results)
@@ -216,7 +216,9 @@ class LocalRunner:
         job.encode(s)
         return time.perf_counter() - t
 
-    def _write(self, p: _Pipeline, job: ShardJob, inq: queue.Queue, bar: tqdm, results: list[ShardResult]) -> None:
+    def _write(
+        self, p: _Pipeline, job: ShardJob, inq: queue.Queue, bar: JobProgress, results: list[ShardResult]
+    ) -> None:
         writer: TarShardWriter | None = None
         rows: list[dict[str, Any]] = []
         failed = False  # the current shard already failed: drain its remaining items
@@ -233,10 +235,11 @@ class LocalRunner:
                 try:
                     if isinstance(item, _Start):
                         writer, rows, failed = None, [], False
+                        bar.start_shard()
                         writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
                     elif isinstance(item, _Batch):
                         self._write_batch(job, writer, item, rows)
-                        bar.update(sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
+                        bar.add(item.share, sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
                     elif isinstance(item, _End):
                         t = time.perf_counter()
                         writer.commit()  # the output shard first: the results file is what marks the shard done
@@ -246,7 +249,7 @@ class LocalRunner:
                         totals.add_stage("write", time.perf_counter() - t)
                         results.append(self._finish_shard(job, item.shard, rows))
                         job.committing.discard(item.shard.name)
-                        bar.set_postfix(shards=f"{totals.shards_done}/{len(job.todo)}", refresh=False)
+                        bar.end_shard()
                     elif isinstance(item, _Failed):
                         raise item.error
                 except Exception as exc:  # the source or the destination failed for this shard (after retries)
@@ -255,6 +258,7 @@ class LocalRunner:
                         writer = None
                     failed = not isinstance(item, _End | _Failed)  # drain until the next shard starts
                     results.append(self._fail_shard(job, item.shard, exc))
+                    bar.end_shard()
         except BaseException:  # Ctrl-C (KeyboardInterrupt) or the job failing: the open shard is never committed
             if writer is not None:
                 writer.abort()
@@ -292,3 +296,50 @@ class LocalRunner:
         if not any(f["shard"] == shard.name for f in job.totals.shards_failed):
             job.totals.shards_failed.append({"shard": shard.name, "error": message})
         return ShardResult(shard.name, failed=message)
+
+
+def shard_share(shard: ShardRef, samples: list[Sample]) -> float:
+    """The part of ``shard`` these samples were read from, for the progress bar: their bytes over the tar's size, or
+    their files over the folder's; 0 when the shard's size is unknown (the bar then moves when the shard ends)."""
+    if shard.kind == "folder" and shard.files:
+        return sum(1 + len(s.secret_data or ()) for s in samples) / len(shard.files)
+    if shard.size:
+        return sum(len(s.data or b"") + sum(map(len, s.secret_data or ())) for s in samples) / shard.size
+    return 0.0
+
+
+class JobProgress:
+    """The job's progress bar, counted in shards (the job knows how many it has to do) and moved within a shard as
+    its members are written, so it shows a total and an ETA; the images and images/s so far ride along."""
+
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} shards [{elapsed}<{remaining}{postfix}]"
+
+    def __init__(self, desc: str, shards: int, enabled: bool | None) -> None:
+        # ``enabled`` None: tqdm's own choice, on when stderr is a terminal.
+        disable = None if enabled is None else not enabled
+        self.bar = tqdm(desc=desc, total=shards, unit="shard", bar_format=self.BAR_FORMAT, disable=disable)
+        self.images = 0
+        self.in_shard = 0.0
+        self.t0 = time.perf_counter()
+
+    def start_shard(self) -> None:
+        self.in_shard = 0.0
+
+    def add(self, share: float, images: int) -> None:
+        step = max(0.0, min(share, 0.999 - self.in_shard))  # the last bit comes with the commit
+        self.in_shard += step
+        self.images += images
+        rate = self.images / max(1e-9, time.perf_counter() - self.t0)
+        self.bar.set_postfix_str(f"{self.images} img, {rate:.1f} img/s", refresh=False)
+        self.bar.update(step)
+
+    def end_shard(self) -> None:
+        self.bar.update(1.0 - self.in_shard)
+        self.in_shard = 0.0
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(job: ShardJob, enabled: bool | None) -> JobProgress:
+    return JobProgress(job.mode, len(job.todo), enabled)

@@ -1,23 +1,18 @@
-"""SRIS-Net and its baselines.
+"""The hiding model: SRIS-Net (or a baseline) with our analytic codes, assembled from named parts.
 
-Layout: ``sris/`` holds the paper's parts (LPFDD, GLEM, DMSubNet, the dual-task discriminator, the embed/reveal net
-and its folded inference graph); ``codes/`` holds our own analytic parts (the thumbnail code, the residual code, the
-blind deblur, the mirror decision); ``baselines.py`` the HiNet-style and U-Net baselines; ``config.py`` the
-``ModelConfig``; ``checkpoint.py`` and ``migrate.py`` saving and loading checkpoints of any version; ``legacy.py``
-what only old checkpoints use. ``build_model(config)`` makes an untrained network, ``load_model(path)`` a trained one.
+Layout: ``sris/`` holds the paper's learned parts (LPFDD, GLEM, DMSubNet, the dual-task discriminator, the embed and
+reveal paths) and nothing of ours; ``codes/`` holds our analytic parts (the thumbnail code, the residual code, the
+mirror decision, registration and deblur, the restore stage); ``baselines.py`` the HiNet-style and U-Net learned
+networks; ``legacy.py`` what only old checkpoints use; ``hiding.py`` the ``HidingModel`` (how an image flows through
+the parts) and ``compose.py`` how the parts are built from a config; ``inference.py`` the folded inference graph the
+engines export; ``config.py`` the ``ModelConfig``; ``checkpoint.py``, ``migrate.py`` and ``card.py`` saving and
+loading checkpoints of any version and the shipped models' cards. ``build_model(config)`` makes an untrained model,
+``load_model(path)`` a trained one.
 """
 
+from pipeline.model.compose import build_model
 from pipeline.model.config import PRESETS, ModelConfig, get_config
-from pipeline.model.sris.net import SRISNet
-
-
-def build_model(cfg: ModelConfig):
-    """An untrained network for ``cfg`` (SRIS-Net or a baseline), all with ``embed`` / ``reveal``."""
-    if cfg.arch == "sris":
-        return SRISNet(cfg)
-    from pipeline.model import baselines
-
-    return baselines.build(cfg)
+from pipeline.model.hiding import HidingModel
 
 
 def load_model(path=None, device="cpu"):
@@ -28,4 +23,4 @@ def load_model(path=None, device="cpu"):
     return _load(path, device)
 
 
-__all__ = ["PRESETS", "ModelConfig", "SRISNet", "build_model", "get_config", "load_model"]
+__all__ = ["PRESETS", "HidingModel", "ModelConfig", "build_model", "get_config", "load_model"]

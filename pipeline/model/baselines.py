@@ -1,21 +1,21 @@
-"""Baselines with exactly SRIS-Net's interface, so the same Trainer, evaluation and engines run them unchanged.
+"""Baselines: learned networks with SRIS-Net's two paths, so the same hiding model, Trainer, evaluation and engines
+run them unchanged (``compose.build_model`` puts them in a ``HidingModel`` in SRIS-Net's place).
 
 - ``hinet``: a HiNet-style invertible network (Jing et al., ICCV 2021): Haar DWT, affine coupling blocks, inverse DWT.
 - ``unet``: a plain U-Net encoder/decoder for embedding and another for revealing.
 
-Both expose what ``SRISNet`` exposes: ``config``, ``embedder(cover, secrets, score) -> residual``,
-``revealer(stego) -> (secrets_raw, flip_logit or None)``, ``discriminator`` (the same ``DualTaskDiscriminator``, so
-the adversarial loss is identical) and ``score_map`` / ``embed_raw`` / ``reveal_raw`` / ``embed`` / ``reveal``.
-The score map is SRIS-Net's contribution and is *not* part of the baselines: their embedder ignores ``score`` and
-``score_map`` returns ones. Mirror handling is SRIS-Net's (the mirror pattern of ``config.mirror``, or a legacy
-checkpoint's ``FlipHead``), so the comparison is about the trunk.
+Both give ``embedder(cover, secrets, score) -> residual`` and ``revealer(stego) -> secrets`` (unclamped); the hiding
+model adds the same ``DualTaskDiscriminator`` (so the adversarial loss is identical). The score map is SRIS-Net's
+contribution and is *not* part of the baselines: their embedder ignores ``score`` and the hiding model gives it ones.
+Mirror handling is the hiding model's (the mirror pattern of ``config.codes.mirror``, or a legacy checkpoint's
+``FlipHead``), so the comparison is about the trunk.
 
 Fairness choices (named in the model card): both baselines work at the same internal resolution as SRIS-Net of the
-same preset (``config.stem_stride``: HiNet applies log2(stem_stride) Haar levels, the U-Net folds pixel blocks the
-way SRIS-Net's stem does), and their widths derive from ``config.width`` so that embed + reveal costs about SRIS-Net's
-FLOPs (an invertible net shares its weights between embed and reveal, so it has far fewer parameters; the counts are
-in the model card). ``config.extra["hinet_blocks"]`` (default 6) and ``config.extra["unet_depth"]`` (default 3)
-override depths.
+same preset (``config.network.stem_stride``: HiNet applies log2(stem_stride) Haar levels, the U-Net folds pixel blocks
+the way SRIS-Net's stem does), and their widths derive from ``config.network.width`` so that embed + reveal costs about
+SRIS-Net's FLOPs (an invertible net shares its weights between embed and reveal, so it has far fewer parameters; the
+counts are in the model card). ``config.network.hinet_blocks`` (default 6) and ``config.network.unet_depth`` (default
+3) set the depths.
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ from torch import nn
 
 from pipeline.model.config import ModelConfig
 from pipeline.model.folded import fold, unfold
-from pipeline.model.hiding import HidingModel
-from pipeline.model.legacy import FlipHead
 
-HINET_BLOCKS = 6
-UNET_DEPTH = 3
 # HiNet bounds the log-scale of its affine coupling with clamp * (2 sigmoid(.) - 1); it uses clamp = 2.
 COUPLING_CLAMP = 2.0
 # Output layers start near zero (HiNet zero-initialises them): the stego starts close to the cover. Not exactly zero,
@@ -55,22 +51,6 @@ def _check_size(x: torch.Tensor, multiple: int) -> None:
     h, w = x.shape[-2:]
     if h % multiple or w % multiple:
         raise ValueError(f"image size {h}x{w} must be a multiple of {multiple} for this model")
-
-
-def _unflip(
-    flip: FlipHead | None, stego: torch.Tensor, flipped: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Un-mirror ``stego`` (B, C, N, N) exactly as SRIS-Net's reveal does; returns it and the flip logit (B,).
-
-    Training passes the true ``flipped`` mask (B,) (teacher forcing); at inference the head decides, hard
-    (``logit > 0``).
-    """
-    if flip is None:
-        return stego, None
-    logit = flip(stego)
-    decision = (logit > 0).to(stego.dtype) if flipped is None else flipped.to(stego.dtype)
-    p = decision.reshape(-1, 1, 1, 1)
-    return p * stego.flip(-1) + (1 - p) * stego, logit
 
 
 class HaarDWT(nn.Module):
@@ -157,12 +137,12 @@ class CouplingBlock(nn.Module):
 
 def hinet_dims(cfg: ModelConfig) -> tuple[int, int, int]:
     """(Haar levels, coupling blocks, sub-net growth) of the HiNet baseline for ``cfg``."""
-    s = cfg.stem_stride
+    s = cfg.network.stem_stride
     if s & (s - 1):
         raise ValueError(f"the HiNet baseline needs a power-of-two stem_stride, got {s}")
     levels = max(1, int(math.log2(s)))
-    blocks = int(cfg.extra.get("hinet_blocks", HINET_BLOCKS))
-    growth = max(4, cfg.width // 3)
+    blocks = cfg.network.hinet_blocks
+    growth = max(4, cfg.network.width // 3)
     return levels, blocks, growth
 
 
@@ -217,21 +197,17 @@ class HiNetEmbedder(nn.Module):
 
 
 class HiNetRevealer(nn.Module):
-    """stego (B, C, N, N) [, true flip mask (B,) in training] -> (secrets (B, K*C, N, N), unclamped; flip logit).
+    """stego (B, C, N, N) -> secrets (B, K*C, N, N), unclamped.
 
     Shares its coupling blocks with the embedder (one set of weights, run backwards).
     """
 
-    def __init__(self, trunk: InvertibleTrunk, cfg: ModelConfig) -> None:
+    def __init__(self, trunk: InvertibleTrunk) -> None:
         super().__init__()
-        self.flip = FlipHead(cfg.channels) if cfg.legacy.flip_head else None
         self.trunk = trunk
 
-    def forward(
-        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, flip_logit = _unflip(self.flip, stego, flipped)
-        return self.trunk.recover(x), flip_logit
+    def forward(self, stego: torch.Tensor) -> torch.Tensor:
+        return self.trunk.recover(stego)
 
 
 class ConvBlock(nn.Sequential):
@@ -273,7 +249,7 @@ class UNet(nn.Module):
 
 def unet_dims(cfg: ModelConfig) -> tuple[int, int]:
     """(base width, depth) of the U-Net baseline for ``cfg``."""
-    return max(4, cfg.width * 3 // 4), int(cfg.extra.get("unet_depth", UNET_DEPTH))
+    return max(4, cfg.network.width * 3 // 4), cfg.network.unet_depth
 
 
 class UNetEmbedder(nn.Module):
@@ -285,7 +261,7 @@ class UNetEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s, c, k = cfg.stem_stride, cfg.channels, cfg.num_secrets
+        s, c, k = cfg.network.stem_stride, cfg.channels, cfg.num_secrets
         width, depth = unet_dims(cfg)
         self.stride = s
         self.net = UNet((1 + k) * c * s * s, c * s * s, width, depth)
@@ -298,55 +274,30 @@ class UNetEmbedder(nn.Module):
 
 
 class UNetRevealer(nn.Module):
-    """stego (B, C, N, N) [, true flip mask (B,) in training] -> (secrets (B, K*C, N, N), unclamped; flip logit)."""
+    """stego (B, C, N, N) -> secrets (B, K*C, N, N), unclamped."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        s, c, k = cfg.stem_stride, cfg.channels, cfg.num_secrets
+        s, c, k = cfg.network.stem_stride, cfg.channels, cfg.num_secrets
         width, depth = unet_dims(cfg)
         self.stride = s
-        self.flip = FlipHead(c) if cfg.legacy.flip_head else None
         self.net = UNet(c * s * s, k * c * s * s, width, depth)
 
-    def forward(
-        self, stego: torch.Tensor, flipped: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, stego: torch.Tensor) -> torch.Tensor:
         _check_size(stego, self.stride)
-        x, flip_logit = _unflip(self.flip, stego, flipped)
-        return unfold(self.net(fold(x - 0.5, self.stride)), self.stride) + 0.5, flip_logit
+        return unfold(self.net(fold(stego - 0.5, self.stride)), self.stride) + 0.5
 
 
-class BaselineModel(HidingModel):
-    """A baseline: SRIS-Net's interface (``pipeline/model/hiding.py``); it embeds uniformly (``score_map`` is ones
-    and the embedder ignores ``score``).
+def build_paths(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """The untrained (embedder, revealer) of the baseline ``cfg.network.arch``, ``hinet`` or ``unet``.
+
+    HiNet's trunk is registered under both paths (its state_dict keys appear twice, holding the same tensors), so
+    each path is a self-contained module for export and parameter counts.
     """
-
-
-class HiNetBaseline(BaselineModel):
-    """HiNet-style invertible hiding network; embed and reveal share one set of coupling blocks."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg)
+    arch = cfg.network.arch
+    if arch == "hinet":
         trunk = InvertibleTrunk(cfg)
-        # The trunk is registered under both paths (its state_dict keys appear twice, holding the same tensors), so
-        # ``embedder`` and ``revealer`` are self-contained modules for export and parameter counts.
-        self.embedder = HiNetEmbedder(trunk)
-        self.revealer = HiNetRevealer(trunk, cfg)
-
-
-class UNetBaseline(BaselineModel):
-    """Plain U-Net embed and reveal networks."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__(cfg)
-        self.embedder = UNetEmbedder(cfg)
-        self.revealer = UNetRevealer(cfg)
-
-
-def build(cfg: ModelConfig) -> BaselineModel:
-    """An untrained baseline for ``cfg.arch`` in {"hinet", "unet"}."""
-    if cfg.arch == "hinet":
-        return HiNetBaseline(cfg)
-    if cfg.arch == "unet":
-        return UNetBaseline(cfg)
-    raise ValueError(f"no baseline called {cfg.arch!r}: expected hinet or unet")
+        return HiNetEmbedder(trunk), HiNetRevealer(trunk)
+    if arch == "unet":
+        return UNetEmbedder(cfg), UNetRevealer(cfg)
+    raise ValueError(f"no baseline called {arch!r}: expected hinet or unet")

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from pipeline.core.files import atomic_path
+from pipeline.model.card import CardError, check_card, read_card
 from pipeline.model.config import ModelConfig
 from pipeline.model.migrate import migrate
 
@@ -71,10 +73,8 @@ def save_checkpoint(
 def _write(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a reader never sees half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -106,35 +106,63 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _build(config: dict[str, Any], state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The model of a checkpoint's config with ``state`` loaded, float weights as fp32, in eval mode."""
-    from pipeline.model import build_model
+    """The model of a checkpoint's config with ``state`` loaded, float weights as fp32, in eval mode.
 
-    model = build_model(ModelConfig.from_dict(config))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    Built outside inference mode whatever the caller's mode: weights made inside ``torch.inference_mode()`` are
+    inference tensors, and a later reveal outside it fails on them ("Inference tensors cannot be saved for
+    backward")."""
+    from pipeline.model.compose import build_model
+
+    with torch.inference_mode(False):
+        model = build_model(ModelConfig.from_dict(config))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.eval()
+
+
+def model_card(path: str | os.PathLike[str] | None, sha256: str) -> dict[str, Any] | None:
+    """The model card beside the checkpoint (``pipeline/model/card.py``; the shipped models have one), checked
+    against the weights' ``sha256``; None where the checkpoint has no card."""
+    path = resolve_checkpoint(path)
+    try:
+        card = read_card(path)
+        if card is not None:
+            check_card(card, path, sha256)
+    except CardError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return card
 
 
 def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Load a trained model for inference (eval mode, fp32): ``None`` the shipped default model, a shipped model's
-    name (``"k2"``: two secrets per cover; ``SHIPPED``) or a checkpoint file."""
+    name (``"k2"``: two secrets per cover; ``SHIPPED``) or a checkpoint file.
+
+    The file is read once and hashed once. A shipped model goes through its card (``NAME.json`` beside the weights):
+    weights whose sha256 is not the card's are refused. The model carries where it came from: ``checkpoint_path``,
+    ``checkpoint_sha256``, ``checkpoint_meta``, ``card`` (or None) and ``model_name`` (the shipped name, else the
+    file's stem)."""
     path = resolve_checkpoint(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    sha256 = file_sha256(path)
+    card = model_card(path, sha256)
     payload = read_checkpoint(path)
     model = _build(payload["config"], payload["state_dict"])
     model.checkpoint_path = str(path)
+    model.checkpoint_sha256 = sha256
     model.checkpoint_meta = payload.get("meta", {})
+    model.card = card
+    model.model_name = card["name"] if card else path.stem
     return model.to(device).eval()
 
 
 def with_registration(model: torch.nn.Module) -> torch.nn.Module:
     """The same trained model with ``config.register`` on (reveal first moves a shifted or mirrored stego back into
     register, ``pipeline/model/codes/register.py``); the weights are shared, nothing is retrained."""
-    from dataclasses import replace
-
     if not model.config.coded:
         raise ValueError("registration reads the thumbnail code's pilot: this model has no thumbnail code")
-    out = _build(replace(model.config, register=True).to_dict(), model.state_dict())
-    out.checkpoint_path = getattr(model, "checkpoint_path", None)
-    out.checkpoint_meta = getattr(model, "checkpoint_meta", {})
+    out = _build(model.config.with_overrides(register=True).to_dict(), model.state_dict())
+    for name in ("checkpoint_path", "checkpoint_sha256", "checkpoint_meta", "card", "model_name"):
+        setattr(out, name, getattr(model, name, None))
     return out
 
 

@@ -1,6 +1,7 @@
 """What only old checkpoints do: they load and give their outputs, and nothing new is trained with it.
 
-- ``FlipHead``: the first models' learned mirror classifier (superseded by the mirror pattern, then the pilot).
+- ``FlipHead``: the first models' learned mirror classifier (superseded by the mirror pattern, then the pilot); the
+  hiding model runs it before its revealer (SRIS-Net and the baselines alike).
 - ``texture_weight``: an experiment that scaled the thumbnail code per block by the cover's texture.
 - ``reveal_config``: an experiment with a revealer wider than the embedder.
 
@@ -8,8 +9,6 @@ The fields that switch them on live in ``ModelConfig.legacy`` (``LegacyConfig``)
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +37,14 @@ class FlipHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.net(x - 0.5).mean(dim=(2, 3))).squeeze(1)
 
+    def unflip(self, stego: torch.Tensor, flipped: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-mirror the images of ``stego`` (B, C, N, N) the head calls mirrored; returns them and its logit (B,).
+        ``flipped`` (B,) teacher-forces the decision (training); at inference the head decides, hard."""
+        logit = self(stego)
+        decision = (logit > 0).to(stego.dtype) if flipped is None else flipped.to(stego.dtype)
+        p = decision.reshape(-1, 1, 1, 1)
+        return p * stego.flip(-1) + (1 - p) * stego, logit
+
 
 def texture_weight(image: torch.Tensor, a: float) -> torch.Tensor | None:
     """(B, C, N, N) -> (B, 1, N, N): ``(1 - a) + a * texture`` (smoothed over 15x15), at unit RMS per image; None
@@ -52,6 +59,7 @@ def texture_weight(image: torch.Tensor, a: float) -> torch.Tensor | None:
 
 def reveal_config(cfg: ModelConfig) -> ModelConfig:
     """The revealer's own config: ``cfg`` with ``cfg.legacy.reveal`` applied (a revealer wider or deeper than the
-    embedder, e.g. ``{"width": 48, "level_widths": [48, 96, 96, 96], "dms_widths": [48, 96]}``)."""
+    embedder, e.g. ``{"width": 48, "level_widths": [48, 96, 96, 96], "dms_widths": [48, 96]}``, short names of the
+    network section)."""
     over = cfg.legacy.reveal
-    return replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}) if over else cfg
+    return cfg.with_overrides(**over) if over else cfg

@@ -1,6 +1,6 @@
-"""Runtime backends: one ``Engine`` interface (see ``base.py``) implemented by torch, ONNX Runtime, OpenVINO and
-TensorRT. ``load_engine`` is the one entry point the jobs use; ``build_engines`` (``python build_engines.py``)
-compiles the engines ahead of time.
+"""Runtime backends: one ``Engine`` class (see ``base.py``) implemented by torch, ONNX Runtime, OpenVINO and
+TensorRT, each built complete by its constructor (graphs, the model's analytic stages, threshold). ``load_engine`` is
+the one entry point the jobs use; ``build_engines`` (``python build_engines.py``) compiles the engines ahead of time.
 
 Backend libraries are imported only when their backend is used (OpenVINO and torch-tensorrt take seconds to
 import, and torch-tensorrt raises a bare ``Exception`` on a machine without the NVIDIA libraries).
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
+import torch
 
 from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
+from pipeline.runtime.manifest import check_layout, model_folder
 from pipeline.runtime.probe import BACKENDS, normalize_precision, probe_backend
+from pipeline.runtime.stages import AnalyticStages
 
 if TYPE_CHECKING:
     from pipeline.runtime.build import CheckpointRef
@@ -82,63 +83,30 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
     return p
 
 
-def torch_stages(checkpoint: str | os.PathLike[str], engine: Engine) -> None:
-    """Give a compiled ``engine`` the model's analytic stages, which run in torch on the CPU in fp32 beside it: the
-    restore (blind deblur, registration) before its reveal graph, detection with its calibrated threshold, and both
-    with one registration search (``reveal_and_detect``)."""
-    import torch
-
-    from pipeline.model.checkpoint import load_model
-
-    model = load_model(checkpoint).float().eval()
-    cfg = model.config
-    if cfg.deblur or cfg.register:
-
-        def restore(stego: np.ndarray, aligned: bool = False) -> np.ndarray:
-            with torch.inference_mode():
-                return model.restore(torch.from_numpy(stego), aligned).numpy()
-
-        engine.restore = restore
-    if cfg.coded:
-
-        def detect(stego: np.ndarray, threshold: float | None) -> np.ndarray:
-            with torch.inference_mode():
-                return model.detect(torch.from_numpy(np.ascontiguousarray(stego)), threshold).numpy()
-
-        engine.detector = detect
-        engine.detect_threshold = model.detect_threshold
-    if cfg.coded and cfg.register:
-
-        def restore_and_detect(stego: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
-            with torch.inference_mode():
-                restored, scores = model.restore_and_detect(torch.from_numpy(np.ascontiguousarray(stego)))
-                return restored.numpy(), scores.numpy()
-
-        engine.restore_and_detect = restore_and_detect
-
-
 def engines_to_build(
     fmt: str, precision: str, ckpt: CheckpointRef, size: int, engines_dir: str | os.PathLike[str]
 ) -> list[str]:
-    """Keys of the engines that loading would build now: absent from ``engines_dir`` (or its manifest).
+    """Keys of the engines that loading would build now: absent from the model's folder of ``engines_dir`` (or its
+    manifest).
 
     A cheap look before the locked check that ``open_engines`` does; a problem it cannot judge (an unreadable
     manifest, an engine of another checkpoint) counts as nothing to build: ``open_engines`` reports it.
     """
     from pipeline.runtime.build import entry_problem
-    from pipeline.runtime.manifest import PARTS, engine_key, read_manifest
+    from pipeline.runtime.manifest import PARTS, engine_key, model_folder, read_manifest
 
+    folder = model_folder(engines_dir, ckpt.sha256)
     try:
-        entries = read_manifest(engines_dir)
+        entries = read_manifest(folder)
     except EngineError:
         return []
     keys = [engine_key(fmt, precision, size, part) for part in PARTS]
-    return [k for k in keys if k not in entries or entry_problem(entries[k], Path(engines_dir), ckpt)[0] == "missing"]
+    return [k for k in keys if k not in entries or entry_problem(entries[k], folder, ckpt)[0] == "missing"]
 
 
 def load_engine(
     backend: str = "auto",
-    checkpoint: str | None = None,
+    checkpoint: str | os.PathLike[str] | torch.nn.Module | None = None,
     size: int = 256,
     device: str | None = None,
     precision: str | None = None,
@@ -148,25 +116,31 @@ def load_engine(
     threads: int | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> Engine:
-    """Load the embed + reveal engine for ``checkpoint`` (None = shipped default) at image size ``size``.
+    """Load the embed + reveal engine of a model at image size ``size``, with the model's analytic stages.
 
     Args:
+        checkpoint: the model, loaded by ``pipeline.model.load_model`` (a job loads it once and hands it down: it is
+            not read again here), or what ``load_model`` takes (None = the shipped default, a shipped model's name,
+            a checkpoint file), loaded here.
         backend: auto, torch, onnxruntime, openvino or tensorrt (``resolve_backend`` says what auto picks).
         device: cpu (default for CPU backends) or cuda[:i] (TensorRT's default; torch and onnxruntime-gpu too).
         precision: fp32, bf16 or fp16; None = the backend's default (OpenVINO: bf16 where the CPU runs it, else
             fp32; TensorRT: fp16; others fp32). A precision the machine cannot run is refused, never replaced.
-        engines_dir: folder with ``manifest.json`` and the built engines (not used by torch).
+        engines_dir: the engines folder (not used by torch): each model's engines live in its own subfolder
+            (``manifest.model_folder``), so models take turns in one folder with no rebuild.
         build: build a missing engine now (logged), or refuse with the command that builds it.
         threads: CPU threads for ONNX Runtime / OpenVINO (default: every core this process may use).
         notify: called with a line before a missing engine is built and with another when it is done (the CLI
-            prints them: a first run otherwise builds for a minute in silence). The build's seconds are left in
-            ``engine.build_seconds`` (0 when nothing was built).
+            prints them: a first run otherwise builds for a minute in silence). The engine's ``build_seconds``
+            says how long the build took (0 when nothing was built).
 
     Raises:
         CheckpointError: checkpoint missing or unreadable. ValueError: bad name or size.
         EngineMismatchError: the engine on disk was built from another checkpoint / GPU, or changed since.
         EngineNotBuiltError: missing and ``build`` is False. BackendUnavailableError: library or hardware missing.
+        EngineError: an engines folder of the older one-model layout.
     """
+    from pipeline.model.checkpoint import load_model
     from pipeline.runtime.build import CheckpointRef, open_engines
 
     backend = resolve_backend(backend, device)
@@ -179,50 +153,49 @@ def load_engine(
     if not status.available:
         raise BackendUnavailableError(f"backend {backend} is not usable here: {status.reason}")
     precision = resolve_precision(backend, precision, device)
-    ckpt = CheckpointRef.load(checkpoint)
+    model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_model(checkpoint)
+    ckpt = CheckpointRef.of(model)
     ckpt.check_size(size)
     cfg = ckpt.config
 
     if backend == "torch":
-        from pipeline.model.checkpoint import load_model
-
-        return TorchEngine(load_model(ckpt.path), size, ckpt.sha256, device, precision)
+        return TorchEngine(model, size, device, precision)
     if engines_dir is None:
         raise ValueError(f"the {backend} backend needs an engines_dir")
+    stages = AnalyticStages(model) if cfg.coded else None  # registration, deblur, detection: beside the graphs
 
-    def make(entries: dict) -> Engine:
-        folder = Path(engines_dir)
+    def make(entries: dict, build_seconds: float) -> Engine:
+        folder = model_folder(engines_dir, ckpt.sha256)
         files = tuple((folder / entries[p].file) for p in ("embed", "reveal"))
         hashes = tuple((entries[p].file, entries[p].sha256) for p in ("embed", "reveal"))
-        info = EngineInfo(backend, precision, size, cfg.channels, cfg.num_secrets, ckpt.sha256, device, hashes)
+        info = EngineInfo(
+            backend, precision, size, cfg.channels, cfg.num_secrets, ckpt.sha256, device, hashes, model.model_name
+        )
         if backend == "onnxruntime":
             from pipeline.runtime.onnxruntime_engine import OnnxRuntimeEngine
 
-            return OnnxRuntimeEngine(*files, info, threads)
+            return OnnxRuntimeEngine(*files, info, stages, threads, build_seconds)
         if backend == "openvino":
             from pipeline.runtime.openvino_engine import OpenVINOEngine
 
-            return OpenVINOEngine(*files, info, threads)
+            return OpenVINOEngine(*files, info, stages, threads, build_seconds)
         from pipeline.runtime.tensorrt_engine import TensorRTEngine
 
-        return TensorRTEngine(*files, info, max_batch=int(entries["embed"].batch_max))
+        return TensorRTEngine(*files, info, int(entries["embed"].batch_max), stages, build_seconds)
 
     fmt = ENGINE_FORMAT[backend]
+    check_layout(engines_dir)
     to_build = engines_to_build(fmt, precision, ckpt, size, engines_dir) if build else []
     say = notify or log.info
     if to_build:
         where = "minutes on the GPU" if fmt == "tensorrt" else "about a minute on a small CPU"
         say(
             f"building {BUILD_LABEL[fmt]} {precision} engines for {ckpt.path} at {size}x{size} into "
-            f"{os.path.join(engines_dir, '')} (once; {where})..."
+            f"{os.path.join(model_folder(engines_dir, ckpt.sha256), '')} (once; {where})..."
         )
-    t0 = time.perf_counter()
-    engine = open_engines(fmt, precision, ckpt, size, Path(engines_dir), build, make, device)
+    engine = open_engines(fmt, precision, model, size, Path(engines_dir), build, make, device)
     if to_build:
-        engine.build_seconds = time.perf_counter() - t0
         say(f"engines built in {engine.build_seconds:.0f} s")
-    if cfg.deblur or cfg.register or cfg.coded:
-        torch_stages(ckpt.path, engine)
     log.info("engine ready: %s %s at %dx%d on %s (%s)", backend, precision, size, size, device, os.fspath(engines_dir))
     return engine
 

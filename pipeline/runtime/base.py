@@ -1,32 +1,36 @@
 """The engine interface every backend implements, and the reference PyTorch backend.
 
-An engine runs the two compiled paths of a model at one static image size N with a dynamic batch:
+An engine runs the two compiled paths of a model at one static image size N with a dynamic batch, with the model's
+analytic stages beside them (``stages.py``):
 
-    embed(cover, secrets) -> stego     cover (B, C, N, N), secrets (B, K*C, N, N), float32 numpy in [0, 1]
-    reveal(stego) -> secrets           stego (B, C, N, N) -> (B, K*C, N, N), float32 numpy in [0, 1]
-    detect(stego) -> scores            stego (B, C, N, N) -> (B,) float32 mark scores, or None (no mark to read)
-
-Detection (``HidingModel.detect``) is analytic and runs in torch beside every backend; ``detect_threshold`` is the
-score from which an image counts as marked (the checkpoint's calibrated value).
+    embed(cover, secrets) -> stego       cover (B, C, N, N), secrets (B, K*C, N, N), float32 numpy in [0, 1]
+    reveal(stego) -> secrets             stego (B, C, N, N) -> (B, K*C, N, N), float32 numpy in [0, 1]
+    restore(stego) -> stego              registration and deblur before the reveal graph (identity without)
+    detect(stego) -> scores              (B,) float32 mark scores, or None (no mark to read)
+    restore_and_detect, reveal_and_detect    both at once, with one registration search where the model registers
+    detect_threshold                     the score from which an image counts as marked (the checkpoint's value)
 
 Outputs are clamped to [0, 1] (not rounded: rounding to 8 bits happens where images are written). Engines take and
-return numpy arrays so that the job code does not care which library runs the network.
+return numpy arrays so that the job code does not care which library runs the network. Every engine is complete
+when its constructor returns: its graphs, its stages and threshold, how long its build took.
 """
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from pipeline.runtime.stages import AnalyticStages
+
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """What runs: backend, precision, image size N, model shape and checkpoint hash; ``engine_files`` holds the
-    (file name, sha256) of the compiled engines (empty for torch), for job manifests."""
+    """What runs: backend, precision, image size N, model shape, checkpoint hash and name; ``engine_files`` holds
+    the (file name, sha256) of the compiled engines (empty for torch), for job manifests."""
 
     backend: str
     precision: str
@@ -36,17 +40,25 @@ class EngineInfo:
     model_sha256: str
     device: str = "cpu"
     engine_files: tuple[tuple[str, str], ...] = ()
+    model_name: str = ""
 
 
 class Engine(ABC):
-    """A loaded embed + reveal pair. Subclasses set ``info``."""
+    """A loaded embed + reveal pair and the model's analytic stages: every method the jobs call.
 
-    info: EngineInfo
-    # Seconds ``load_engine`` spent building missing engines for this one (0: they were built already).
-    build_seconds: float = 0.0
-    # The model's detection (stego, threshold) -> scores and its calibrated threshold; None without a mark to read.
-    detector: Callable[[np.ndarray, float | None], np.ndarray] | None = None
-    detect_threshold: float | None = None
+    ``stages``: the analytic stages (None for a model without any); ``build_seconds``: what ``load_engine`` spent
+    building missing engines for this one (0: they were built already).
+    """
+
+    def __init__(self, info: EngineInfo, stages: AnalyticStages | None = None, build_seconds: float = 0.0) -> None:
+        self.info = info
+        self.stages = stages
+        self.build_seconds = build_seconds
+
+    @property
+    def detect_threshold(self) -> float | None:
+        """The calibrated detection threshold (None: never calibrated, or no mark to read)."""
+        return None if self.stages is None else self.stages.threshold
 
     @abstractmethod
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray: ...
@@ -56,11 +68,23 @@ class Engine(ABC):
         """``aligned``: the stego sits where it was embedded (the embed job's verify), so a model with registration
         skips its search (``HidingModel.restore``); the result is the same for such a stego."""
 
+    def restore(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
+        """The restore stage (registration, deblur) on (B, C, N, N) float32 stegos; identity without one."""
+        if self.stages is None or not self.stages.restores:
+            return stego
+        return self.stages.restore(stego, aligned)
+
     def detect(self, stego: np.ndarray) -> np.ndarray | None:
         """(B, C, N, N) float32 in [0, 1] -> (B,) float32 mark scores; None when the model has no mark to read."""
-        if self.detector is None:
+        if self.stages is None or not self.stages.detects:
             return None
-        return self.detector(stego, self.detect_threshold)
+        return self.stages.detect(stego, self.detect_threshold)
+
+    def restore_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``restore`` and ``detect`` of the same stegos; a model that registers does both with one search."""
+        if self.stages is not None and self.stages.searches:
+            return self.stages.restore_and_detect(stego)
+        return self.restore(stego), self.detect(stego)
 
     def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``reveal`` and ``detect`` of the same stegos (the extract job); engines of a model that registers do both
@@ -92,19 +116,28 @@ class RevealModule(torch.nn.Module):
 
 
 class TorchEngine(Engine):
-    """Reference backend: the PyTorch model in fp32 (CPU) or fp16/fp32 (CUDA), eager."""
+    """Reference backend: the PyTorch model in fp32 (CPU) or fp16/fp32 (CUDA), eager. ``model``: a model loaded by
+    ``load_model`` (it carries its checkpoint's sha256 and name); moved to another device or precision, a copy runs
+    and the caller's model stays as it was."""
 
-    def __init__(
-        self, model: torch.nn.Module, size: int, model_sha256: str, device: str = "cpu", precision: str = "fp32"
-    ) -> None:
+    def __init__(self, model: torch.nn.Module, size: int, device: str = "cpu", precision: str = "fp32") -> None:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            model = copy.deepcopy(model)
         self.model = model.to(self.device, self.dtype).eval()
         cfg = model.config
-        self.info = EngineInfo("torch", precision, size, cfg.channels, cfg.num_secrets, model_sha256, str(self.device))
-        if cfg.coded:
-            self.detector = lambda stego, threshold: self._run(lambda x: self.model.detect(x, threshold), stego)
-            self.detect_threshold = model.detect_threshold
+        info = EngineInfo(
+            "torch",
+            precision,
+            size,
+            cfg.channels,
+            cfg.num_secrets,
+            model.checkpoint_sha256,
+            str(self.device),
+            model_name=model.model_name,
+        )
+        super().__init__(info, AnalyticStages(self.model, self.device, self.dtype))
 
     def _run(self, fn, *arrays: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -118,7 +151,7 @@ class TorchEngine(Engine):
         return self._run(lambda x: self.model.reveal(x, aligned), stego)
 
     def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.detector is None:  # no mark to read
+        if not self.stages.detects:  # no mark to read
             return super().reveal_and_detect(stego)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(stego)).to(self.device, self.dtype)

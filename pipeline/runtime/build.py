@@ -1,13 +1,16 @@
-"""Build engines from a checkpoint, check them against torch, record them in the manifest; open them safely.
+"""Build engines from a model, check them against torch, record them in its manifest; open them safely.
 
-``build_engines`` is what ``python build_engines.py`` runs. ``open_engines`` is what ``load_engine`` runs: it checks
-the manifest against the checkpoint in use, builds a missing engine on first use (under the folder's exclusive lock,
-so concurrent processes build it once), and loads the files under the shared lock.
+``build_engines`` is what ``python build_engines.py`` runs. ``open_engines`` is what ``load_engine`` runs: in the
+model's own subfolder of the engines folder (``manifest.model_folder``) it checks the manifest against the model in
+use, builds a missing engine on first use (under the folder's exclusive lock, so concurrent processes build it once),
+and loads the files under the shared lock. Both build from the model the caller loaded: the checkpoint is not read
+again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -25,9 +28,11 @@ from pipeline.runtime.errors import BackendUnavailableError, EngineError, Engine
 from pipeline.runtime.manifest import (
     PARTS,
     EngineEntry,
+    check_layout,
     engine_filename,
     engine_key,
     engines_lock,
+    model_folder,
     read_manifest,
     rebuild_command,
     staging_dir,
@@ -49,7 +54,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "bf16": None}
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """The checkpoint engines are built from: its path, sha256 and model config (weights are loaded only to build)."""
+    """The checkpoint engines are built from: its path, sha256 and model config."""
 
     path: Path
     sha256: str
@@ -57,12 +62,21 @@ class CheckpointRef:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike[str] | None) -> CheckpointRef:
+        """Read a checkpoint's identity only (the ``engines`` listing); a job has the model: ``of``."""
         path = resolve_checkpoint(checkpoint)
         if not path.is_file():
             hint = " (the shipped default model is not installed yet; pass --checkpoint)" if not checkpoint else ""
             raise CheckpointError(f"checkpoint not found: {path}{hint}")
         payload = read_checkpoint(path)
         return cls(path, file_sha256(path), ModelConfig.from_dict(payload["config"]))
+
+    @classmethod
+    def of(cls, model: Any) -> CheckpointRef:
+        """The checkpoint a model was loaded from (``load_model`` records its path and sha256 on it)."""
+        sha256 = getattr(model, "checkpoint_sha256", None)
+        if not sha256:
+            raise ValueError("engines are built from a model loaded by load_model: its checkpoint's sha256 keys them")
+        return cls(Path(model.checkpoint_path), sha256, model.config)
 
     def check_size(self, size: int) -> None:
         m = self.config.multiple
@@ -143,11 +157,13 @@ def _tensorrt_version() -> str:
 
 
 class Builder:
-    """Builds the engines of one checkpoint at one size into ``engines_dir`` (call under the exclusive lock)."""
+    """Builds the engines of one model (loaded from ``ckpt``) at one size into its folder ``engines_dir`` (call under
+    the exclusive lock)."""
 
     def __init__(
         self,
         ckpt: CheckpointRef,
+        model: Any,
         size: int,
         engines_dir: Path,
         device: str | None = None,
@@ -157,16 +173,8 @@ class Builder:
         lo, opt, hi = batch_range
         if not 1 <= lo <= opt <= hi:
             raise ValueError(f"batch range must satisfy 1 <= min <= opt <= max, got {batch_range}")
-        self.ckpt, self.size, self.dir, self.device, self.batch_range = ckpt, size, engines_dir, device, batch_range
-        self._model: Any = None
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            from pipeline.model.checkpoint import load_model
-
-            self._model = load_model(self.ckpt.path)
-        return self._model
+        self.ckpt, self.model, self.size, self.dir = ckpt, model, size, engines_dir
+        self.device, self.batch_range = device, batch_range
 
     def build(self, fmt: str, precision: str, part: str, entries: dict[str, EngineEntry]) -> EngineEntry:
         """Build one engine, check it against torch, move it into place, and return its manifest entry."""
@@ -304,8 +312,8 @@ class Builder:
         if not torch.cuda.is_available():
             raise BackendUnavailableError("building TensorRT engines needs a CUDA GPU, and torch sees none")
         device = self.device if self.device and self.device.startswith("cuda") else "cuda"
-        meta = compile_tensorrt(self.model, part, self.size, precision, path, device, self.batch_range)
-        self._model = None  # compile_tensorrt moved and cast the model; reload it for the reference
+        # compile_tensorrt moves and casts what it compiles: a copy, so the reference stays the fp32 CPU model.
+        meta = compile_tensorrt(copy.deepcopy(self.model), part, self.size, precision, path, device, self.batch_range)
         meta["gpu"] = {**gpu_description(device), "tensorrt": _tensorrt_version()}
         args, ref = self._verify_inputs(part)
         module = import_torch_tensorrt().load(str(path)).module()
@@ -343,7 +351,7 @@ def _plan(targets: Sequence[str], precisions: Sequence[str] | None) -> tuple[lis
 
 
 def build_engines(
-    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | Any | None = None,
     size: int = 256,
     targets: Sequence[str] = TARGETS,
     precisions: Sequence[str] | None = None,
@@ -353,7 +361,8 @@ def build_engines(
     batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE,
     progress: bool | None = None,
 ) -> list[BuildOutcome]:
-    """Build embed and reveal engines of ``checkpoint`` for each target and precision into ``out``.
+    """Build embed and reveal engines of ``checkpoint`` (a loaded model, or what ``load_model`` takes) for each
+    target and precision into its subfolder of the engines folder ``out``.
 
     Engines that are already current (same checkpoint, unchanged files) are kept unless ``force``; stale ones
     (another checkpoint) are rebuilt. Targets this machine cannot build are reported as skipped, with the reason.
@@ -361,9 +370,13 @@ def build_engines(
     """
     from tqdm import tqdm
 
-    ckpt = CheckpointRef.load(checkpoint)
-    engines_dir = Path(out)
-    builder = Builder(ckpt, size, engines_dir, device, batch_range)
+    from pipeline.model.checkpoint import load_model
+
+    check_layout(out)
+    model = checkpoint if isinstance(checkpoint, _module_type()) else load_model(checkpoint)
+    ckpt = CheckpointRef.of(model)
+    engines_dir = model_folder(out, ckpt.sha256)
+    builder = Builder(ckpt, model, size, engines_dir, device, batch_range)
     todo, report = _plan(targets, precisions)
     jobs = [(t, p, part) for t, p in todo for part in PARTS]
     with engines_lock(engines_dir, exclusive=True):
@@ -390,47 +403,61 @@ def build_engines(
     return sorted(report, key=lambda r: TARGETS.index(r.key.split("/")[0]))  # stable: plan order within a target
 
 
+def _module_type() -> type:
+    import torch
+
+    return torch.nn.Module
+
+
 def open_engines(
     fmt: str,
     precision: str,
-    ckpt: CheckpointRef,
+    model: Any,
     size: int,
-    engines_dir: Path,
+    engines_root: Path,
     build: bool,
-    loader: Callable[[dict[str, EngineEntry]], T],
+    loader: Callable[[dict[str, EngineEntry], float], T],
     device: str | None = None,
     batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE,
 ) -> T:
-    """Check the embed and reveal engines of (``fmt``, ``precision``, ``size``) and ``loader`` them.
+    """Check the embed and reveal engines of (``fmt``, ``precision``, ``size``) for ``model`` (loaded by
+    ``load_model``) in its subfolder of ``engines_root``, and ``loader(entries, build_seconds)`` them.
 
     Raises ``EngineMismatchError`` for an engine of another checkpoint (or GPU/TensorRT) or one changed on disk,
     and ``EngineNotBuiltError`` for a missing one when ``build`` is False; otherwise a missing engine is built
-    here, once, even when several processes ask for it at the same moment.
+    here from ``model``, once, even when several processes ask for it at the same moment. ``build_seconds``: the
+    time this call spent building (0 when every engine was there).
     """
+    ckpt = CheckpointRef.of(model)
     ckpt.check_size(size)
+    check_layout(engines_root)
+    engines_dir = model_folder(engines_root, ckpt.sha256)
     keys = {part: engine_key(fmt, precision, size, part) for part in PARTS}
+    built = 0.0
     for _ in range(3):  # build, then load; a concurrent rebuild between the two sends us round once more
         with engines_lock(engines_dir, exclusive=False):
             entries = read_manifest(engines_dir)
-            missing = _usable(entries, keys, engines_dir, ckpt, fmt, precision, size)
+            missing = _usable(entries, keys, engines_dir, ckpt, fmt, precision, size, engines_root)
             if not missing:
-                return loader({part: entries[k] for part, k in keys.items()})
+                return loader({part: entries[k] for part, k in keys.items()}, built)
         if not build:
             raise EngineNotBuiltError(
                 f"no {fmt} {precision} engine for size {size} in {engines_dir} ({', '.join(missing)} missing). "
-                f"Build it with: {rebuild_command(str(ckpt.path), size, fmt, precision, engines_dir)}"
+                f"Build it with: {rebuild_command(str(ckpt.path), size, fmt, precision, engines_root)}"
             )
+        t0 = time.perf_counter()
         with engines_lock(engines_dir, exclusive=True):
             entries = read_manifest(engines_dir)
-            missing = _usable(entries, keys, engines_dir, ckpt, fmt, precision, size)
+            missing = _usable(entries, keys, engines_dir, ckpt, fmt, precision, size, engines_root)
             if missing:
-                builder = Builder(ckpt, size, engines_dir, device, batch_range)
+                builder = Builder(ckpt, model, size, engines_dir, device, batch_range)
                 for key in missing:
                     log.info("engine %s is not built yet in %s: building it now (first use)", key, engines_dir)
                     part = key.rsplit("/", 1)[1]
                     entries[key] = builder.build(fmt, precision, part, entries)
                     write_manifest(engines_dir, entries)
                     log.info("built %s in %.1f s", engines_dir / entries[key].file, entries[key].build_seconds)
+        built += time.perf_counter() - t0
     raise EngineError(f"the engines in {engines_dir} kept changing while loading them; is a build running?")
 
 
@@ -442,6 +469,7 @@ def _usable(
     fmt: str,
     precision: str,
     size: int,
+    engines_root: Path,
 ) -> list[str]:
     """Keys that are missing; raises ``EngineMismatchError`` for a stale or corrupt one."""
     missing = []
@@ -453,7 +481,7 @@ def _usable(
         elif kind:
             raise EngineMismatchError(
                 f"refusing engine {key}: {message}. Rebuild it with: "
-                f"{rebuild_command(str(ckpt.path), size, fmt, precision, engines_dir)} "
+                f"{rebuild_command(str(ckpt.path), size, fmt, precision, engines_root)} "
                 f"(or point --engines-dir at another folder)"
             )
     return missing

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ def checkpoint_message(checkpoint: str | None, exc: Exception) -> str:
     if checkpoint is None:  # the shipped model
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "the shipped model cannot be read"
     if not resolve_checkpoint(checkpoint).exists():
-        return f"--checkpoint {checkpoint}: no such file"
+        return missing_checkpoint_message(checkpoint)
     cause = exc.__cause__
     detail = f" ({str(cause).strip().splitlines()[0]})" if isinstance(cause, ValueError) and str(cause).strip() else ""
     return f"--checkpoint {checkpoint}: not an sris-pipeline checkpoint{detail}"
@@ -35,7 +36,17 @@ def check_checkpoint_exists(checkpoint: str | None) -> None:
     """A --checkpoint path that does not exist is a usage error (exit 2), as click's own path checks give; a shipped
     model's name (``k2``) is its file in the package."""
     if checkpoint is not None and not resolve_checkpoint(checkpoint).exists():
-        raise click.UsageError(f"--checkpoint {checkpoint}: no such file")
+        raise click.UsageError(missing_checkpoint_message(checkpoint))
+
+
+def missing_checkpoint_message(checkpoint: str) -> str:
+    """A --checkpoint that names nothing: a bare word (``k3``) was meant as a shipped model's name, so the names are
+    listed; a path (``runs/x.pt``) is only said to be missing."""
+    from pipeline.model.checkpoint import SHIPPED
+
+    if "/" in checkpoint or os.sep in checkpoint or "." in checkpoint:
+        return f"--checkpoint {checkpoint}: no such file"
+    return f"--checkpoint {checkpoint}: no such file, nor a shipped model (shipped: {', '.join(SHIPPED)})"
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -94,8 +105,10 @@ def build_engines(
 ) -> None:
     """Compile the embed and reveal paths of a checkpoint into engines: ONNX, OpenVINO IR, TensorRT FP16.
 
-    Each engine has a dynamic batch and the static size N, is checked against torch on random inputs, and is
-    recorded in OUT/manifest.json (file, sha256, checkpoint sha256, size, batch range, precision, versions).
+    Engines go to the model's own folder, OUT/<first 12 hex digits of the checkpoint's sha256>/, so several models
+    share one OUT. Each engine has a dynamic batch and the static size N, is checked against torch on random inputs,
+    and is recorded in that folder's manifest.json (file, sha256, checkpoint sha256, size, batch range, precision,
+    versions).
     Exit status: 0 when every requested engine is built or up to date (skipped targets are reported, with the
     reason), 1 when one failed.
 
@@ -103,14 +116,17 @@ def build_engines(
     Example:
       python build_engines.py --checkpoint runs/small-v1/model.pt --size 256 --out engines/
     """
-    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.model.checkpoint import CheckpointError, load_model
     from pipeline.runtime.build import build_engines as run_build
+    from pipeline.runtime.manifest import model_folder
 
     check_checkpoint_exists(checkpoint)
     _setup_logging()
     try:
+        model = load_model(checkpoint)
+        report_folder = model_folder(out, model.checkpoint_sha256)
         report = run_build(
-            checkpoint,
+            model,
             size,
             _split(targets) or list(TARGETS),
             _split(precisions),
@@ -129,16 +145,17 @@ def build_engines(
     for r in report:
         seconds = f"{r.seconds:6.1f} s" if r.seconds else " " * 8
         click.echo(f"{r.status:>10}  {r.key:28} {seconds}  {r.detail}")
-    click.echo(f"manifest: {Path(out) / 'manifest.json'}")
+    click.echo(f"manifest: {report_folder / 'manifest.json'}")
     sys.exit(1 if any(r.status == "failed" for r in report) else 0)
 
 
 def engines_overview(engines_dir: str, checkpoint: str | None) -> dict[str, Any]:
-    """Machine, backends (usable or why not) and every engine in ``engines_dir`` with its status here."""
+    """Machine, backends (usable or why not) and every engine in ``engines_dir``'s model folders with its status
+    here; the folder of ``checkpoint`` (default: the shipped model) is marked as the one it uses."""
     from pipeline.model.checkpoint import CheckpointError, default_checkpoint_path
     from pipeline.runtime import resolve_backend
     from pipeline.runtime.build import CheckpointRef, entry_problem
-    from pipeline.runtime.manifest import read_manifest
+    from pipeline.runtime.manifest import model_folder, model_folders, read_manifest
     from pipeline.runtime.probe import cpu_description, library_versions, probe_backends
 
     backends = probe_backends()
@@ -150,26 +167,35 @@ def engines_overview(engines_dir: str, checkpoint: str | None) -> dict[str, Any]
             ckpt_note = "no checkpoint given and no shipped model: engines checked for integrity only"
     except CheckpointError as exc:
         ckpt_note = checkpoint_message(checkpoint, exc)
+    root = Path(engines_dir)
+    layout_note = ""
+    if (root / "manifest.json").is_file():
+        layout_note = f"{root / 'manifest.json'}: the older one-model layout, not used (delete it and its engines)"
+    in_use = None if ckpt is None else model_folder(root, ckpt.sha256)
     rows = []
-    for key, entry in read_manifest(engines_dir).items():
-        status, why = _entry_status(entry, Path(engines_dir), ckpt, entry_problem)
-        runner = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}[entry.format]
-        b = backends[runner]
-        runnable = b.available and entry.precision in b.precisions
-        rows.append(
-            {
-                "key": key,
-                "file": entry.file,
-                "precision": entry.precision,
-                "size": entry.size,
-                "batch": f"{entry.batch_min}-{entry.batch_max or 'any'}",
-                "checkpoint_sha256": entry.checkpoint_sha256,
-                "status": status,
-                "problem": why,
-                "runs_here": runnable,
-                "runner": runner,
-            }
-        )
+    for folder in model_folders(root):
+        for key, entry in read_manifest(folder).items():
+            mine = folder == in_use
+            status, why = _entry_status(entry, folder, ckpt if mine else None, entry_problem)
+            runner = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}[entry.format]
+            b = backends[runner]
+            rows.append(
+                {
+                    "folder": folder.name,
+                    "key": key,
+                    "file": entry.file,
+                    "precision": entry.precision,
+                    "size": entry.size,
+                    "batch": f"{entry.batch_min}-{entry.batch_max or 'any'}",
+                    "checkpoint": entry.checkpoint,
+                    "checkpoint_sha256": entry.checkpoint_sha256,
+                    "in_use": mine,
+                    "status": status,
+                    "problem": why,
+                    "runs_here": b.available and entry.precision in b.precisions,
+                    "runner": runner,
+                }
+            )
     return {
         "machine": cpu_description(),
         "versions": library_versions(),
@@ -186,22 +212,28 @@ def engines_overview(engines_dir: str, checkpoint: str | None) -> dict[str, Any]
         "auto": resolve_backend("auto"),
         "engines_dir": str(engines_dir),
         "checkpoint": None if ckpt is None else {"path": str(ckpt.path), "sha256": ckpt.sha256},
+        "checkpoint_folder": None if in_use is None else in_use.name,
         "checkpoint_note": ckpt_note,
+        "layout_note": layout_note,
         "engines": rows,
     }
 
 
-def _entry_status(entry: Any, engines_dir: Path, ckpt: Any, entry_problem: Any) -> tuple[str, str]:
-    """ok / stale / corrupt / missing with the reason; without a checkpoint only the files are checked."""
+def _entry_status(entry: Any, folder: Path, ckpt: Any, entry_problem: Any) -> tuple[str, str]:
+    """ok / stale / corrupt / missing with the reason: against ``ckpt`` for the folder in use; elsewhere the files
+    and that the entry belongs to its folder's model."""
     from pipeline.model.checkpoint import file_sha256
+    from pipeline.runtime.manifest import MODEL_FOLDER_DIGITS
 
     if ckpt is not None:
-        kind, why = entry_problem(entry, engines_dir, ckpt)
+        kind, why = entry_problem(entry, folder, ckpt)
         return kind or "ok", why
     files = {entry.file: entry.sha256, **entry.extra_files}
-    if any(not (engines_dir / f).is_file() for f in files):
+    if any(not (folder / f).is_file() for f in files):
         return "missing", "file missing"
-    if any(file_sha256(engines_dir / f) != h for f, h in files.items()):
+    if entry.checkpoint_sha256[:MODEL_FOLDER_DIGITS] != folder.name:
+        return "stale", f"built from checkpoint {entry.checkpoint_sha256[:12]}, not this folder's model"
+    if any(file_sha256(folder / f) != h for f, h in files.items()):
         return "corrupt", "file changed after it was built"
     return "ok", ""
 
@@ -211,11 +243,12 @@ def _entry_status(entry: Any, engines_dir: Path, ckpt: Any, entry_problem: Any) 
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False),
-    help="Check the engines against this checkpoint [default: the shipped model].",
+    help="The model whose engines to check: a file or a shipped model by name [default: the shipped model].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def engines(engines_dir: str, checkpoint: str | None, as_json: bool) -> None:
-    """List the built engines and what this machine can run (backends, precisions, why not)."""
+    """List the built engines, one folder per model, and what this machine can run (backends, precisions, why
+    not)."""
     from pipeline.runtime.errors import EngineError
 
     check_checkpoint_exists(checkpoint)
@@ -240,13 +273,25 @@ def engines(engines_dir: str, checkpoint: str | None, as_json: bool) -> None:
             click.echo(f"  {name:12} no   {b['reason']}")
     click.echo(f"  auto -> {ov['auto']}")
     ck = ov["checkpoint"]
-    against = f"checked against {ck['path']} (sha256 {ck['sha256'][:12]})" if ck else ov["checkpoint_note"]
-    click.echo(f"engines in {ov['engines_dir']}: {against}")
+    if ck:
+        against = f"the model in use is {ck['path']} (sha256 {ck['sha256'][:12]}), folder {ov['checkpoint_folder']}"
+    else:
+        against = ov["checkpoint_note"]
+    click.echo(f"engines in {ov['engines_dir']}, one folder per model; {against}")
+    if ov["layout_note"]:
+        click.echo(f"  note: {ov['layout_note']}")
     if not ov["engines"]:
-        click.echo("  none built: python build_engines.py --out " + ov["engines_dir"])
+        click.echo(
+            "  none built: they are built on first use, or by python build_engines.py --out " + ov["engines_dir"]
+        )
+    folder = None
     for r in ov["engines"]:
+        if r["folder"] != folder:
+            folder = r["folder"]
+            mark = "  (in use)" if r["in_use"] else ""
+            click.echo(f"  {folder}/  from {r['checkpoint']}{mark}")
         here = "runs here" if r["runs_here"] else f"not here ({r['runner']})"
         click.echo(
-            f"  {r['key']:26} {r['file']:24} batch {r['batch']:6} from {r['checkpoint_sha256'][:12]}  "
-            f"{r['status']:8} {here}" + (f"  [{r['problem']}]" if r["problem"] else "")
+            f"    {r['key']:26} {r['file']:24} batch {r['batch']:6} {r['status']:8} {here}"
+            + (f"  [{r['problem']}]" if r["problem"] else "")
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.runtime.base import Engine, EngineInfo
+from pipeline.runtime.stages import AnalyticStages
 
 
 def check_images(name: str, x: object, channels: int, size: int) -> np.ndarray:
@@ -25,20 +26,23 @@ def check_images(name: str, x: object, channels: int, size: int) -> np.ndarray:
 
 
 class CompiledEngine(Engine):
-    """Base of the engines that run two compiled graphs: validates inputs, splits batches above ``max_batch``.
+    """Base of the engines that run two compiled graphs: validates inputs, runs the model's analytic stages (torch,
+    CPU, fp32) before the reveal graph, splits batches above ``max_batch``.
 
-    Subclasses implement ``_run(part, inputs)`` for one chunk: ``inputs`` maps the graph input names to
-    (b, C', N, N) float32 arrays and the result is the single output, (b, C'', N, N) float32.
+    Subclasses build their graphs in their constructor, call this one's with the rest, and implement ``_run(part,
+    inputs)`` for one chunk: ``inputs`` maps the graph input names to (b, C', N, N) float32 arrays and the result is
+    the single output, (b, C'', N, N) float32.
     """
 
-    info: EngineInfo
-    max_batch: int | None = None
-    # The model's restore stage (a blind deblur; ``HidingModel.restore``), run in torch on the CPU before the reveal
-    # graph, which does not hold it (``load_engine`` sets it for models that have one).
-    restore: Callable[[np.ndarray, bool], np.ndarray] | None = None
-    # Registration and detection with one search (``HidingModel.reveal_and_detect``'s first half): stego, threshold
-    # -> (the registered, deblurred stego, mark scores); set by ``load_engine`` for models that register.
-    restore_and_detect: Callable[[np.ndarray, float | None], tuple[np.ndarray, np.ndarray]] | None = None
+    def __init__(
+        self,
+        info: EngineInfo,
+        stages: AnalyticStages | None = None,
+        build_seconds: float = 0.0,
+        max_batch: int | None = None,
+    ) -> None:
+        super().__init__(info, stages, build_seconds)
+        self.max_batch = max_batch
 
     def _run(self, part: str, inputs: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -51,18 +55,17 @@ class CompiledEngine(Engine):
             raise ValueError(f"cover and secrets must have the same batch, got {len(cover)} and {len(secrets)}")
         return self._chunked(lambda s: self._run("embed", {"cover": cover[s], "secrets": secrets[s]}), len(cover))
 
-    def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
-        stego = check_images("stego", stego, self.info.channels, self.info.size)
-        if self.restore is not None:
-            stego = self.restore(stego, aligned)
+    def _reveal_graph(self, stego: np.ndarray) -> np.ndarray:
         return self._chunked(lambda s: self._run("reveal", {"stego": stego[s]}), len(stego))
 
-    def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.restore_and_detect is None:
-            return super().reveal_and_detect(stego)
+    def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
         stego = check_images("stego", stego, self.info.channels, self.info.size)
-        restored, scores = self.restore_and_detect(stego, self.detect_threshold)
-        return self._chunked(lambda s: self._run("reveal", {"stego": restored[s]}), len(stego)), scores
+        return self._reveal_graph(self.restore(stego, aligned))
+
+    def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        stego = check_images("stego", stego, self.info.channels, self.info.size)
+        restored, scores = self.restore_and_detect(stego)
+        return self._reveal_graph(restored), scores
 
     def _chunked(self, run: Callable[[slice], np.ndarray], batch: int) -> np.ndarray:
         step = self.max_batch or batch

@@ -1,17 +1,22 @@
-"""The engines folder: ``manifest.json`` (what was built from what), a lock for concurrent builders, atomic writes.
+"""The engines folder: one subfolder per model, each with ``manifest.json`` (what was built from what), a lock for
+concurrent builders, and its engine files, all written atomically.
 
-Layout of an engines folder::
+Layout of an engines folder (``--engines-dir``, default ``engines``)::
 
-    engines/manifest.json            {"format": ..., "engines": {KEY: entry, ...}}
-    engines/embed-256-fp32.onnx      ONNX (onnxruntime backend; also the source of the OpenVINO IR)
-    engines/embed-256-bf16.xml/.bin  OpenVINO IR whose inference precision is bf16
-    engines/embed-256-fp16.trt.ep    TensorRT FP16 engine inside a torch ExportedProgram (torch-tensorrt)
-    engines/.lock                    flock(2) lock: shared while loading, exclusive while building
+    engines/0502becd8598/                    the engines of one model: the first 12 hex digits of its sha256
+    engines/0502becd8598/manifest.json       {"format": ..., "engines": {KEY: entry, ...}}
+    engines/0502becd8598/embed-256-fp32.onnx      ONNX (onnxruntime backend; also the source of the OpenVINO IR)
+    engines/0502becd8598/embed-256-bf16.xml/.bin  OpenVINO IR whose inference precision is bf16
+    engines/0502becd8598/embed-256-fp16.trt.ep    TensorRT FP16 engine inside a torch ExportedProgram
+    engines/0502becd8598/.lock               flock(2) lock: shared while loading, exclusive while building
+    engines/f84858cf85b6/...                 another model's engines, beside them
 
-A KEY is ``FORMAT/PRECISION/SIZE/PART`` (``onnx/fp32/256/embed``). One folder holds the engines of one checkpoint
-per key: an entry built from another checkpoint is refused (never silently used, never silently replaced).
-Every file is written under a temporary name and renamed into place, and the manifest is rewritten the same way,
-so a reader never sees half a file.
+A KEY is ``FORMAT/PRECISION/SIZE/PART`` (``onnx/fp32/256/embed``). Each model finds (or builds, on first use) its
+engines in its own subfolder, so models take turns in one engines folder with no rebuild. An entry whose checkpoint
+is not the folder's model (a folder copied by hand) is refused, never silently used or replaced. Every file is
+written under a temporary name and renamed into place, and the manifest is rewritten the same way, so a reader
+never sees half a file. Folders of the older one-model layout (``engines/manifest.json``) are refused with what to
+do (``check_layout``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.files import write_atomic
 from pipeline.runtime.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT = "sris-pipeline/engines-1"
-ENGINE_FORMATS = ("onnx", "openvino", "tensorrt")
 PARTS = ("embed", "reveal")
 EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".trt.ep"}
 
@@ -44,6 +49,33 @@ PART_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "embed": (("cover", "secrets"), ("stego",)),
     "reveal": (("stego",), ("secrets",)),
 }
+
+
+MODEL_FOLDER_DIGITS = 12  # of the checkpoint's sha256: the name of a model's subfolder
+
+
+def model_folder(engines_dir: str | os.PathLike[str], checkpoint_sha256: str) -> Path:
+    """The subfolder of ``engines_dir`` that holds the engines of the checkpoint with this sha256."""
+    return Path(engines_dir) / checkpoint_sha256[:MODEL_FOLDER_DIGITS]
+
+
+def model_folders(engines_dir: str | os.PathLike[str]) -> list[Path]:
+    """The model subfolders of ``engines_dir`` that hold a manifest, sorted by name."""
+    root = Path(engines_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+
+
+def check_layout(engines_dir: str | os.PathLike[str]) -> None:
+    """Refuse an engines folder of the older one-model layout (``manifest.json`` at its top), saying what to do."""
+    root = Path(engines_dir)
+    if (root / MANIFEST).is_file():
+        raise EngineError(
+            f"{root} holds engines in the older one-model layout ({root / MANIFEST}); engines now live in one "
+            f"subfolder per model ({os.path.join(root, '<sha256 prefix>', '')}) and are built there on first use. "
+            f"Delete {root / MANIFEST} and the engine files beside it (or point --engines-dir at a new folder)"
+        )
 
 
 def engine_key(fmt: str, precision: str, size: int, part: str) -> str:
@@ -107,7 +139,8 @@ def read_manifest(engines_dir: str | os.PathLike[str]) -> dict[str, EngineEntry]
         return {}
     except (OSError, ValueError) as exc:
         raise EngineError(
-            f"cannot read {path}: {exc}. Delete it and rebuild with `python build_engines.py --out {engines_dir}`"
+            f"cannot read {path}: {exc}. Delete it and rebuild with "
+            f"`python build_engines.py --out {Path(engines_dir).parent}`"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EngineError(f"{path} is not an sris-pipeline engines manifest (format {FORMAT!r} expected)")
@@ -126,18 +159,7 @@ def write_manifest(engines_dir: str | os.PathLike[str], entries: dict[str, Engin
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; other users' jobs read the manifest too
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data)  # mode 0644: other users' jobs read the manifest too
 
 
 @contextlib.contextmanager
@@ -181,6 +203,7 @@ def staging_dir(engines_dir: Path) -> Iterator[Path]:
 
 
 def rebuild_command(checkpoint: str, size: int, fmt: str, precision: str, engines_dir: str | os.PathLike[str]) -> str:
+    """The command that builds these engines (``engines_dir``: the engines folder, not the model's subfolder)."""
     return (
         f"python build_engines.py --checkpoint {checkpoint} --size {size} --targets {fmt} "
         f"--precision {precision} --out {engines_dir}"

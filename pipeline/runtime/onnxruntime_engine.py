@@ -11,6 +11,7 @@ from pipeline.runtime.base import EngineInfo
 from pipeline.runtime.common import CompiledEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError
 from pipeline.runtime.probe import cpu_count
+from pipeline.runtime.stages import AnalyticStages
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,15 @@ def session_options(threads: int | None):
 class OnnxRuntimeEngine(CompiledEngine):
     """Embed and reveal ONNX graphs run by ONNX Runtime (fp32)."""
 
-    def __init__(self, embed_path: Path, reveal_path: Path, info: EngineInfo, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        embed_path: Path,
+        reveal_path: Path,
+        info: EngineInfo,
+        stages: AnalyticStages | None = None,
+        threads: int | None = None,
+        build_seconds: float = 0.0,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -49,7 +58,7 @@ class OnnxRuntimeEngine(CompiledEngine):
             providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        self.info = info
+        super().__init__(info, stages, build_seconds)
         self.threads = threads or cpu_count()
         opts = session_options(self.threads)
         try:

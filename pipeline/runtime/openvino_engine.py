@@ -20,6 +20,7 @@ from pipeline.runtime.common import CompiledEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError
 from pipeline.runtime.export import OPENVINO_PRECISION
 from pipeline.runtime.probe import cpu_count, openvino_cpu_precisions
+from pipeline.runtime.stages import AnalyticStages
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,15 @@ log = logging.getLogger(__name__)
 class OpenVINOEngine(CompiledEngine):
     """Embed and reveal OpenVINO IR run on the CPU in ``info.precision`` (fp32, or bf16/fp16 where the CPU has it)."""
 
-    def __init__(self, embed_xml: Path, reveal_xml: Path, info: EngineInfo, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        embed_xml: Path,
+        reveal_xml: Path,
+        info: EngineInfo,
+        stages: AnalyticStages | None = None,
+        threads: int | None = None,
+        build_seconds: float = 0.0,
+    ) -> None:
         try:
             import openvino as ov
         except ImportError as exc:
@@ -38,7 +47,7 @@ class OpenVINOEngine(CompiledEngine):
                 f"this CPU cannot run OpenVINO in {info.precision} (it can: {', '.join(runnable)}); OpenVINO would "
                 f"silently run fp32 instead. Use --precision fp32"
             )
-        self.info = info
+        super().__init__(info, stages, build_seconds)
         self.threads = threads or cpu_count()
         self._ov = ov
         self._core = ov.Core()

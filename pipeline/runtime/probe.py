@@ -11,13 +11,13 @@ import functools
 import os
 import platform
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
+
+from pipeline.core.versions import library_versions as installed_versions
 
 BACKENDS = ("tensorrt", "openvino", "onnxruntime", "torch")
 """Runtime backends, in the order ``auto`` prefers them."""
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 _ALIASES = {
     "fp32": "fp32",
@@ -94,13 +94,7 @@ def cpu_description() -> dict[str, Any]:
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries engines depend on (absent ones left out)."""
-    out = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return installed_versions(_LIBRARIES)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pipeline.runtime.base import EngineInfo
 from pipeline.runtime.common import CompiledEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError
 from pipeline.runtime.probe import import_torch_tensorrt
+from pipeline.runtime.stages import AnalyticStages
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +23,19 @@ log = logging.getLogger(__name__)
 class TensorRTEngine(CompiledEngine):
     """Embed and reveal TensorRT engines on ``info.device`` (fp16 by default)."""
 
-    def __init__(self, embed_path: Path, reveal_path: Path, info: EngineInfo, max_batch: int) -> None:
+    def __init__(
+        self,
+        embed_path: Path,
+        reveal_path: Path,
+        info: EngineInfo,
+        max_batch: int,
+        stages: AnalyticStages | None = None,
+        build_seconds: float = 0.0,
+    ) -> None:
         if not torch.cuda.is_available():
             raise BackendUnavailableError("the tensorrt backend needs a CUDA GPU, and torch sees none")
         torch_tensorrt = import_torch_tensorrt()
-        self.info = info
-        self.max_batch = max_batch
+        super().__init__(info, stages, build_seconds, max_batch)
         self.device = torch.device(info.device)
         self.dtype = torch.float16 if info.precision == "fp16" else torch.float32
         try:

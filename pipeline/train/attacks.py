@@ -1,158 +1,31 @@
-"""Distortions between embedding and revealing.
+"""Training's distortions: the attack mixtures a training batch draws one distortion from.
 
-The paper gives no attack parameters; ours: mean filter 3x3; Gaussian filter 3x3 of sigma 1 (also 0.5 and 2);
-sharpening with [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]; Gaussian noise of sigma 1, 5 and 10 on the 0-255 scale; a
-horizontal flip (the receiver gets the flipped image as it is); JPEG quality 90 and 75.
-
-All take and return (B, C, H, W) float images in [0, 1]. The same definitions serve training (differentiable; JPEG
-through kornia's differentiable codec) and evaluation (``jpeg_real`` runs Pillow's real encoder). ``quantize`` is
-the 8-bit rounding every saved image goes through, with a straight-through gradient.
+The distortions themselves are ``pipeline.core.distortions`` (shared with evaluation); this module only says which
+of them a batch meets, in what shares and parameter ranges (``TRAIN_MIXES``, ``sample_train_attack``).
 """
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-SHARPEN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
-
-
-def straight_through(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Value of ``y``, gradient of ``x``."""
-    return x + (y - x).detach()
-
-
-def clamp_st(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] with a straight-through gradient (a hard clamp kills the gradient outside the range)."""
-    return straight_through(x, x.clamp(0, 1))
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to [0, 1] and round to 8 bits, with a straight-through gradient (the image as saved)."""
-    return straight_through(x, (x.clamp(0, 1) * 255).round() / 255)
-
-
-def _filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
-    k = kernel.to(x.device, x.dtype)
-    pad = k.shape[-1] // 2
-    # Reflect-101 padding: what OpenCV's blur / GaussianBlur / filter2D do by default.
-    return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), k.expand(c, 1, *k.shape), groups=c)
-
-
-def mean_filter(x: torch.Tensor, size: int = 3) -> torch.Tensor:
-    return _filter(x, torch.full((size, size), 1.0 / size**2))
-
-
-def gaussian_kernel(size: int = 3, sigma: float = 1.0) -> torch.Tensor:
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-(r**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g).float()
-
-
-def gaussian_filter(x: torch.Tensor, sigma: float = 1.0, size: int = 3) -> torch.Tensor:
-    return _filter(x, gaussian_kernel(size, sigma))
-
-
-def sharpen(x: torch.Tensor) -> torch.Tensor:
-    return _filter(x, SHARPEN).clamp(0, 1)
-
-
-def gaussian_noise(x: torch.Tensor, sigma255: float = 5.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    # Drawn on the generator's device, then moved: a seeded CPU generator gives the same noise on every device.
-    device = generator.device if generator is not None else x.device
-    noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-    return (x + noise * (sigma255 / 255.0)).clamp(0, 1)
-
-
-def rescale(x: torch.Tensor, factor: float = 4.0) -> torch.Tensor:
-    """What the batch job does to the residual of an image larger than the network's size: upsampled bilinearly to
-    full resolution, then resized back down (antialiased bilinear) by verify/extract; together a mild blur of the
-    code. Training applies it to the residual only (stego - cover), as the job does."""
-    h, w = x.shape[-2:]
-    up = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    return F.interpolate(up, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-
-
-def shrink(x: torch.Tensor, factor: float = 0.5) -> torch.Tensor:
-    """A published image's resize: down by ``factor`` < 1 (antialiased bilinear, close to OpenCV's INTER_AREA) and
-    back up to the original size (bilinear), differentiable."""
-    h, w = x.shape[-2:]
-    size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    down = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+from pipeline.core.distortions import (
+    gaussian_filter,
+    gaussian_noise,
+    jpeg_differentiable,
+    mean_filter,
+    rescale,
+    sharpen,
+    shrink,
+)
 
 
 def acts_on_residual(label: str) -> bool:
     """Whether the training attack ``label`` (from ``sample_train_attack``) applies to the residual (stego - cover)
     only: the job resamples the residual, while the cover at full size stays the original."""
     return label.startswith("rescale")
-
-
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    return x.flip(-1)
-
-
-def jpeg_differentiable(x: torch.Tensor, quality: float = 75.0) -> torch.Tensor:
-    """Kornia's differentiable JPEG (RGB only; H, W padded to multiples of 16 and cropped back)."""
-    from kornia.enhance import jpeg_codec_differentiable
-
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % 16, (-w) % 16
-    xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-    q = torch.tensor([float(quality)], device=x.device, dtype=x.dtype)
-    return jpeg_codec_differentiable(xp, q)[..., :h, :w].clamp(0, 1)
-
-
-def jpeg_real(x: torch.Tensor, quality: int = 75) -> torch.Tensor:
-    """A real JPEG round trip through Pillow (libjpeg), 4:2:0 chroma as Pillow defaults to; not differentiable."""
-    from PIL import Image
-
-    out = []
-    for img in x.detach().cpu():
-        arr = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        mode = "L" if arr.shape[2] == 1 else "RGB"
-        buf = io.BytesIO()
-        Image.fromarray(arr[..., 0] if mode == "L" else arr, mode).save(buf, format="JPEG", quality=quality)
-        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert(mode))
-        dec = dec[..., None] if dec.ndim == 2 else dec
-        out.append(torch.from_numpy(dec.copy()).permute(2, 0, 1))
-    return torch.stack(out).to(x.device, x.dtype) / 255.0
-
-
-@dataclass(frozen=True)
-class Attack:
-    """A named distortion for evaluation tables."""
-
-    name: str
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    flips: bool = False
-
-
-def evaluation_attacks(seed: int = 0) -> list[Attack]:
-    """The robustness conditions of the evaluation (paper Tables 4-5 plus JPEG extras), in report order."""
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        Attack("clean", lambda x: x),
-        Attack("mean 3x3", mean_filter),
-        Attack("gaussian 3x3 s0.5", lambda x: gaussian_filter(x, 0.5)),
-        Attack("gaussian 3x3 s1", lambda x: gaussian_filter(x, 1.0)),
-        Attack("gaussian 3x3 s2", lambda x: gaussian_filter(x, 2.0)),
-        Attack("sharpen", sharpen),
-        Attack("noise s1", lambda x: gaussian_noise(x, 1.0, gen)),
-        Attack("noise s5", lambda x: gaussian_noise(x, 5.0, gen)),
-        Attack("noise s10", lambda x: gaussian_noise(x, 10.0, gen)),
-        Attack("h-flip", hflip, flips=True),
-        Attack("jpeg 90", lambda x: jpeg_real(x, 90)),
-        Attack("jpeg 75", lambda x: jpeg_real(x, 75)),
-    ]
 
 
 # Training mixtures: probability of each attack per batch (besides the independent per-sample mirror) and its

@@ -7,7 +7,6 @@ distil it inside the training loop; this is for checkpoints trained before it ex
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -15,8 +14,10 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model.sris.discriminator import LightScore
-from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.data import CropSampler
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def distill_light_score(model: torch.nn.Module, dc: DistillConfig, progress: boo
     same on the embedding gain the score map sets), ``train_l1`` (last 100 steps), ``minutes``.
     """
     cfg = model.config
-    if cfg.arch != "sris" or not cfg.score_map:
+    if cfg.network.arch != "sris" or not cfg.ablation.score_map:
         raise ValueError("only SRIS-Net with its score map has a score head to distil")
     torch.manual_seed(dc.seed)
     train_imgs, val_imgs, _, _ = load_photos(dc.data, cfg.channels, dc.val_fraction)
@@ -69,11 +70,11 @@ def distill_light_score(model: torch.nn.Module, dc: DistillConfig, progress: boo
         bar.set_postfix(l1=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
     light.eval().requires_grad_(False)
     model.light_score = light
-    model.config = dataclasses.replace(cfg, light_score=True)
+    model.config = cfg.with_overrides(light_score=True)
     res = {"train_l1": sum(losses[-100:]) / len(losses[-100:]), "minutes": (time.perf_counter() - t0) / 60}
     if val_imgs:
         covers, _ = validation_pairs(val_imgs, dc.val_size)
         with torch.no_grad():
             res["val_l1"] = _l1(light, model, covers).item()
-            res["val_gain_l1"] = res["val_l1"] * (1 - cfg.score_floor)
+            res["val_gain_l1"] = res["val_l1"] * (1 - cfg.network.score_floor)
     return res

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,139 +26,26 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.model import build_model, get_config
+from pipeline.core import distortions as D
+from pipeline.core.files import atomic_path
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
+from pipeline.model import build_model
 from pipeline.model.checkpoint import save_checkpoint
-from pipeline.model.config import ModelConfig
-from pipeline.model.migrate import migrate, migrate_overrides
+from pipeline.model.config import CONFIG_VERSION
+from pipeline.model.hiding import REVEAL_PATH, THUMBNAIL
+from pipeline.model.migrate import config_from_dict, config_version, migrate
 from pipeline.model.sris.discriminator import texture_target
 from pipeline.model.sris.lpfdd import LaplacianPyramid
 from pipeline.train import attacks as A
-from pipeline.train.data import CropSampler, load_photos, validation_pairs
+from pipeline.train.config import TrainConfig, model_config
+from pipeline.train.data import CropSampler
 from pipeline.train.graphics import GraphicsSampler
 from pipeline.train.losses import Constraint, bce, db_loss, guidance_loss, normalized_mse, psnr01, ssim_loss
 
 STATE_FORMAT = "sris-pipeline/train-state-1"
 
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; saved in every checkpoint and in ``OUT/train_config.json``."""
-
-    data: str
-    out: str
-    preset: str = "small"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    crop: int = 128
-    batch: int = 16
-    steps: int = 6000
-    lr: float = 1e-3
-    lr_d: float = 2e-4
-    warmup: int = 200
-    min_lr_ratio: float = 0.05
-    cover_psnr_target: float = 38.5
-    ssim_target: float = 0.975
-    # The constraint targets start loose and tighten linearly until ``target_ramp`` x steps: a revealer first learns
-    # to read a strong residual, then the residual is squeezed (a run that started at the final targets sat at
-    # 15 dB secret while the cover was already at 40 dB).
-    cover_psnr_start: float = 30.0
-    ssim_start: float = 0.85
-    target_ramp: float = 0.6
-    w_low: float = 1.0
-    w_adv: float = 0.02
-    # The discriminator's real/fake task (ablation: off = its trunk and score head learn the texture target alone,
-    # and the embedder gets no adversarial loss; the score map is then not trained against real/fake).
-    realfake: bool = True
-    w_guide: float = 0.03
-    w_flip: float = 1.0
-    w_score: float = 1.0
-    d_warmup: int = 300
-    quantize_from: int = 600
-    fidelity_from: int = 0
-    fidelity_ramp: int = 1000
-    flip_prob: float = 0.25
-    attack_mix: str = "bar"
-    # Learning-rate multiplier of the thumbnail code's linear maps (SRIS-Net): at the full rate the untrained deep
-    # paths' gradients rewrote half of the analytic code in 250 steps and the secret fell from 25 to 16 dB.
-    thumbnail_lr: float = 0.02
-    # Initial constraint weights: tiny for a from-scratch code (the revealer must first learn to read a strong
-    # residual); a model that already works starts where a trained one ended, so the cover holds from step 1.
-    lambda_cover_init: float = 0.05
-    lambda_ssim_init: float = 0.05
-    # Constraint weights to start from whatever else says (a fine-tune otherwise keeps its training state's): how a
-    # fine-tune trades cover quality for the secret. Dual ascent moves a weight by ~e^0.2 per 1000 steps, so a
-    # relaxed target alone barely loosened a weight that a tighter one had raised to 160 (``--lambda-ssim``).
-    lambda_cover_start: float | None = None
-    lambda_ssim_start: float | None = None
-    # Start from a trained model's weights (a model checkpoint or a run's last.pt); layers whose names and shapes
-    # match are copied, the rest keep their fresh initialisation. Ignored when the run resumes.
-    init_from: str | None = None
-    # Train the reveal path alone on a trained model's stegos (embedder, score heads and discriminator frozen): the
-    # cover side cannot move, so whatever the revealer gains is free; no discriminator step, no constraint updates.
-    reveal_only: bool = False
-    # Fraction of the secrets drawn as random synthetic graphics (``graphics.py``: shapes, checkerboards, colour
-    # waves) instead of photo crops: watermarks are often logos, and a revealer trained on photos alone reads them
-    # worse. Validation keeps photo secrets (the quality bar's).
-    synthetic_secrets: float = 0.0
-    clip: float = 1.0
-    val_fraction: float = 0.2
-    val_size: int = 256
-    val_every: int = 250
-    # Draws of sigma-5 noise the validation's noise figure averages (``quick_validation``): one draw moves it by about
-    # 0.1 dB, enough to pick the wrong best.pt when runs sit at the bar.
-    val_noise_draws: int = 1
-    log_every: int = 25
-    ckpt_minutes: float = 3.0
-    max_minutes: float | None = None
-    # A wall-time schedule: the cosine decay and the target ramp run over this many minutes of training instead of
-    # ``steps``, and the run ends there (a GPU lent for a fixed time; steps/s is unknown until it runs).
-    minutes: float | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @property
-    def works_from_step_zero(self) -> bool:
-        """Fine-tuning, or SRIS-Net with its thumbnail code: the model hides and reveals before training."""
-        cfg = model_config(self)
-        return self.init_from is not None or cfg.coded
-
-    def without_warmups(self) -> TrainConfig:
-        """The schedule of a model that works from step 0: none of the from-scratch warm-ups (unrounded stego,
-        phased-in fidelity, loose targets, discriminator warm-up), which exist so that a code can be found at all; the
-        targets hold from the first step, with constraint weights where the first run (small-v1) ended."""
-        return replace(
-            self,
-            quantize_from=0,
-            d_warmup=0,
-            fidelity_ramp=0,
-            cover_psnr_start=self.cover_psnr_target,
-            ssim_start=self.ssim_target,
-            warmup=50 if self.init_from else self.warmup,
-            lambda_cover_init=0.3,
-            lambda_ssim_init=5.0,
-        )
-
-    def warmups_scaled(self, reference_steps: int = 6000) -> TrainConfig:
-        """The from-scratch warm-ups (discriminator, 8-bit rounding, fidelity ramp, learning-rate warm-up) shrunk in
-        proportion for a run shorter than ``reference_steps`` (the CLI's default schedule they were tuned on): a
-        400-step run would otherwise never round its stegos to 8 bits. Longer runs keep them as they are."""
-        f = min(1.0, self.steps / reference_steps)
-        return replace(
-            self,
-            d_warmup=round(self.d_warmup * f),
-            quantize_from=round(self.quantize_from * f),
-            fidelity_ramp=round(self.fidelity_ramp * f),
-            warmup=round(self.warmup * f),
-        )
-
-
-def model_config(tc: TrainConfig) -> ModelConfig:
-    return get_config(tc.preset, **migrate_overrides(tc.model_overrides))
+__all__ = ["TrainConfig", "Trainer", "model_config", "train"]
 
 
 def lr_factor(step: int, tc: TrainConfig, progress: float | None = None) -> float:
@@ -187,7 +73,7 @@ class Trainer:
         self.model = build_model(self.cfg).to(self.device)
         if tc.reveal_only:
             for n, p in self.model.named_parameters():
-                p.requires_grad_(n.startswith("revealer."))
+                p.requires_grad_(n.startswith(REVEAL_PATH))
         # The discriminator and the light score head distilled from it learn in the discriminator's step.
         d_params = [p for n, p in self.model.named_parameters() if n.startswith(("discriminator.", "light_score."))]
         named = [
@@ -196,8 +82,8 @@ class Trainer:
             if p.requires_grad and not n.startswith(("discriminator.", "light_score."))
         ]
         groups = [
-            {"params": [p for n, p in named if ".thumbnail." not in n], "lr_scale": 1.0},
-            {"params": [p for n, p in named if ".thumbnail." in n], "lr_scale": tc.thumbnail_lr},
+            {"params": [p for n, p in named if not n.startswith(THUMBNAIL)], "lr_scale": 1.0},
+            {"params": [p for n, p in named if n.startswith(THUMBNAIL)], "lr_scale": tc.thumbnail_lr},
         ]
         self.opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=tc.lr)
         self.opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=(0.5, 0.999))
@@ -253,9 +139,8 @@ class Trainer:
         }
 
     def save_state(self) -> None:
-        tmp = self.out / "last.pt.tmp"
-        torch.save(self._state(), tmp)
-        os.replace(tmp, self.out / "last.pt")
+        with atomic_path(self.out / "last.pt") as tmp:
+            torch.save(self._state(), tmp)
         self._write_logs()
 
     def _resume(self) -> None:
@@ -265,6 +150,12 @@ class Trainer:
         st = torch.load(path, map_location=self.device, weights_only=False)
         if st.get("format") != STATE_FORMAT:
             raise RuntimeError(f"{path} is not a training state of this project")
+        version = config_version(st["model_config"])
+        if version != CONFIG_VERSION:  # the parameters' order (the optimiser's state) changed with the version
+            raise RuntimeError(
+                f"{path} was written by an older version of the model code (config version {version}) and cannot "
+                f"be resumed; start a new --out with --init-from {path} to keep its weights"
+            )
         if st["model_config"] != self.cfg.to_dict():
             raise RuntimeError(f"{path} was trained with another model config; use a new --out")
         self.model.load_state_dict(st["model"])
@@ -292,7 +183,7 @@ class Trainer:
             raise RuntimeError(f"{path} holds neither a model checkpoint nor a training state")
         own = self.model.state_dict()
         taken = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
-        src_cfg = ModelConfig.from_dict(raw_config) if raw_config else None
+        src_cfg = config_from_dict(raw_config) if raw_config else None
         if src_cfg is not None and src_cfg.coded and src_cfg.code_layout != self.model.config.code_layout:
             taken.update(widened_for_more_secrets(src, own, build_model(src_cfg).state_dict()))
         elif src_cfg is None or src_cfg.num_secrets != self.model.config.num_secrets:
@@ -305,12 +196,11 @@ class Trainer:
     def _write_logs(self) -> None:
         for name, rows in (("train_log.parquet", self.log_rows), ("val_log.parquet", self.val_rows)):
             if rows:
-                tmp = self.out / (name + ".tmp")
                 # Columns from every row, not the first: a resumed run may log a figure its earlier rows lack (say
                 # the noise figure's standard error after --val-noise-draws changed); missing cells are nulls.
                 keys = dict.fromkeys(k for r in rows for k in r)
-                pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
-                os.replace(tmp, self.out / name)
+                with atomic_path(self.out / name) as tmp:
+                    pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
 
     # ----------------------------------------------------------------------------------------------- step
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,12 +241,12 @@ class Trainer:
         cover, secrets = self._batch()
 
         logit_real, score_real = m.discriminator(cover)
-        score = score_real.detach() if self.cfg.score_map else torch.ones_like(score_real)
-        residual = m.embedder(cover, secrets, score)
+        score = score_real.detach() if self.cfg.ablation.score_map else torch.ones_like(score_real)
+        residual = m.embed_residual(cover, secrets, score)
         # Warm-up without 8-bit rounding: a fresh embedder's residual is far below one grey level, so rounding would
         # erase it and the revealer would have nothing to learn from (a first run collapsed to a zero residual).
-        quantize = A.quantize if self.step >= tc.quantize_from else A.clamp_st
-        stego = quantize(m.write_residual_code(m.add_mirror_pattern(cover + residual), secrets))
+        quantize = D.quantize if self.step >= tc.quantize_from else D.clamp_st
+        stego = quantize(m.finish_stego(cover + residual, secrets))
         flipped = (torch.rand(cover.shape[0], device=self.device) < tc.flip_prob).float()
         mask = flipped.reshape(-1, 1, 1, 1)
 
@@ -392,7 +282,7 @@ class Trainer:
             l_adv = bce(m.discriminator(stego)[0], 1.0)
             loss = loss + tc.w_adv * l_adv
         # Guidance only where the embedder uses the score map (SRIS-Net): baselines ignore it by design.
-        guide_on = self.cfg.arch == "sris" and self.cfg.score_map and self.step >= tc.d_warmup and ramp > 0
+        guide_on = m.uses_score_map and self.step >= tc.d_warmup and ramp > 0
         l_guide = guidance_loss(residual, score) if guide_on else torch.zeros(())
         loss = loss + tc.w_guide * l_guide
         l_flip = bce(flip_logit, flipped) if flip_logit is not None else torch.zeros(())
@@ -571,7 +461,7 @@ def widened_for_more_secrets(
     for k, v in src.items():
         if k not in own or own[k].dim() != v.dim():
             continue
-        code = ".thumbnail." in k and k in src_fresh
+        code = k.startswith(THUMBNAIL) and k in src_fresh
         if own[k].shape == v.shape:
             if code:
                 out[k] = own[k].detach().float() + (v.float() - src_fresh[k].float())

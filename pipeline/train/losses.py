@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import ssim
+from pipeline.core.metrics import psnr_from_mse, ssim
 
 
 def db_loss(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-7) -> torch.Tensor:
@@ -38,9 +38,9 @@ def normalized_mse(a: torch.Tensor, b: torch.Tensor, psnr_db: float) -> torch.Te
 
 
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batch-mean PSNR (dB) of [0, 1] images, for logging and the constraint updates."""
+    """Batch-mean PSNR (dB) of [0, 1] images in float32, for logging and the constraint updates (MSE floor 1e-10)."""
     m = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-10)
-    return (-10 * torch.log10(m)).mean()
+    return psnr_from_mse(m, 1.0).mean()
 
 
 def ssim_loss(stego: torch.Tensor, cover: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -145,11 +145,6 @@ class Deblur:
         self._cal: Calibration | None = None
         self._maps: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def forget(self) -> None:
-        """Drop the calibration and the maps (training: the thumbnail code's weights moved)."""
-        self._cal = None
-        self._maps.clear()
-
     @property
     def calibration(self) -> Calibration:
         if self._cal is None:

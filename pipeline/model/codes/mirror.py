@@ -16,6 +16,7 @@ module then only supplies the un-mirroring. Everything is tensor arithmetic on c
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -110,3 +111,35 @@ def unmirror(x: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Ten
     when another signal decided (a per-image select, exportable)."""
     flag = (is_mirrored(x) if mirrored is None else mirrored).reshape(-1, 1, 1, 1)
     return torch.where(flag, mirror_image(x), x)
+
+
+class MirrorDecision:
+    """The mirror handling of a hiding model (``ModelConfig.codes.mirror``): ``mark`` what embed adds to a raw stego,
+    ``unmirror`` what reveal does first.
+
+    ``decision``: ``pattern`` adds the template at ``pattern_amplitude`` grey levels and un-mirrors the images that
+    hold its mirror; ``pilot`` adds nothing and un-mirrors the images ``mirrored`` (B, C, N, N) -> (B,) bool flags
+    (the thumbnail code's pilot, ``ThumbnailReader.mirrored``); ``none`` does neither.
+    """
+
+    def __init__(
+        self,
+        decision: str,
+        pattern_amplitude: float = 1.0,
+        mirrored: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if decision == "pilot" and mirrored is None:
+            raise ValueError("the pilot's mirror decision reads the thumbnail code: give its reader's `mirrored`")
+        self.decision, self.pattern_amplitude, self.mirrored = decision, pattern_amplitude, mirrored
+
+    def mark(self, stego: torch.Tensor) -> torch.Tensor:
+        """A raw stego (B, C, N, N) with the mirror pattern added (``pattern`` only)."""
+        return add_template(stego, self.pattern_amplitude) if self.decision == "pattern" else stego
+
+    def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
+        """The images of ``stego`` (B, C, N, N) that were mirrored after embedding, mirrored back."""
+        if self.decision == "pattern":
+            return unmirror(stego)
+        if self.decision == "pilot":
+            return unmirror(stego, self.mirrored(stego))
+        return stego

@@ -79,15 +79,18 @@ def _sign_bank(gh: int, gw: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The pilot signs every hypothesis expects on a (gh, gw) grid of blocks, grouped by pixel phase: a bank (64,
     gh * gw, n) float32 (phase py * 8 + px, block, hypothesis of that phase; 0 where a block lies before the
     original's first, the content having moved down/right by a block or more, and in unused columns) and the
-    hypotheses' indices (64, n) (-1 where unused). Built once per grid size, on the CPU."""
+    hypotheses' indices (64, n) (-1 where unused). Built once per grid size, on the CPU, outside inference mode
+    whatever the caller's: a cached inference tensor would break every later search that autograd records."""
     n = max(len(index) for index, _ in BY_PHASE.values())
-    bank = torch.zeros(BASE_BLOCK**2, gh * gw, n)
-    where = torch.full((BASE_BLOCK**2, n), -1, dtype=torch.long)
-    for (py, px), (index, offsets) in BY_PHASE.items():
-        for j, (i, (oy, ox)) in enumerate(zip(index, offsets, strict=True)):
-            full = pilot(gh + max(oy, 0), gw + max(ox, 0), bank)[0, 0, max(oy, 0) :, max(ox, 0) :]
-            bank[py * BASE_BLOCK + px, :, j] = F.pad(full, (max(-ox, 0), 0, max(-oy, 0), 0))[:gh, :gw].reshape(-1)
-            where[py * BASE_BLOCK + px, j] = i
+    with torch.inference_mode(False):
+        bank = torch.zeros(BASE_BLOCK**2, gh * gw, n)
+        where = torch.full((BASE_BLOCK**2, n), -1, dtype=torch.long)
+        for (py, px), (index, offsets) in BY_PHASE.items():
+            for j, (i, (oy, ox)) in enumerate(zip(index, offsets, strict=True)):
+                full = pilot(gh + max(oy, 0), gw + max(ox, 0), bank)[0, 0, max(oy, 0) :, max(ox, 0) :]
+                row = F.pad(full, (max(-ox, 0), 0, max(-oy, 0), 0))[:gh, :gw].reshape(-1)
+                bank[py * BASE_BLOCK + px, :, j] = row
+                where[py * BASE_BLOCK + px, j] = i
     return bank, where
 
 

@@ -179,3 +179,28 @@ def read(u: torch.Tensor, gain: float, layout: CodeLayout | int) -> torch.Tensor
     wiener = (1 - 1 / ratio).clamp(0, 1) * ((g - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0, 1)
     wiener = wiener * ((ratio - SNR_LO) / (SNR_HI - SNR_LO)).clamp(0, 1)
     return spread(wiener * z * (1 - probe) / (g.clamp_min(GATE_LO) * gain), layout)
+
+
+class ResidualCode:
+    """The residual code as one part of a hiding model with C = ``channels`` and the thumbnail code's ``layout``: it
+    carries what reveal misses of the first secret, at ``gain`` (no weights)."""
+
+    def __init__(self, gain: float, layout: CodeLayout, channels: int) -> None:
+        self.gain, self.layout, self.channels = gain, layout, channels
+
+    def strip(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``strip``: (B, C, N, N) -> (the image without the code's subspace, its coordinates there)."""
+        return strip(x, self.layout)
+
+    def write(self, stripped: torch.Tensor, secrets: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+        """The stego with the code: ``stripped`` (B, C, N, N) from ``strip``, ``secrets`` (B, K*C, N, N), ``read``
+        what reveal reads from ``stripped`` (B, K*C, N, N), unclamped; the code carries the first secret."""
+        c = self.channels
+        return write(stripped, secrets[:, :c], read[:, :c].clamp(0, 1), self.gain, self.layout)
+
+    def add(self, secrets: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Add the code's correction, read from its coordinates ``y`` (``strip``), to the first secret of
+        ``secrets`` (B, K*C, N, N)."""
+        c = self.channels
+        first = secrets[:, :c] + read(y, self.gain, self.layout)
+        return torch.cat([first, secrets[:, c:]], dim=1) if secrets.shape[1] > c else first

@@ -64,7 +64,7 @@ DETAIL_BOOST = 3.0
 # The gains are the optimal linear power allocation for MMSE over additive white noise (power to each frequency in
 # proportion to its standard deviation, minus the noise; Lee and Petersen's classic result), for the base code at 10
 # grey levels under noise of sigma 5, from the spectrum of the 37 training photos' 8x8 means at 256 px
-# (``scripts/base_tile_gains.py``), scaled so the expected code power stays that of the plain code. The tile's mean
+# (``research/base_tile_gains.py``), scaled so the expected code power stays that of the plain code. The tile's mean
 # (0.72) gives up half its power to the weaker frequencies (1.5x to 3.4x): with a Wiener reader that is 29.5 dB on
 # the means under that noise against 26.3 dB for the plain code on the same photos.
 TILE = 4
@@ -385,3 +385,13 @@ class ThumbnailReader(nn.Module):
     def forward(self, stego: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         thumbs = self.thumbnails(stego, weight=weight)
         return F.interpolate(thumbs, scale_factor=DETAIL_BLOCK, mode="bilinear", align_corners=False)
+
+
+class ThumbnailCode(nn.Module):
+    """The thumbnail code as one part of a hiding model: ``writer`` (embed, ``ThumbnailWriter``) and ``reader``
+    (reveal, ``ThumbnailReader``), built with the same amplitude, tile code and layout."""
+
+    def __init__(self, writer: ThumbnailWriter, reader: ThumbnailReader) -> None:
+        super().__init__()
+        self.writer = writer
+        self.reader = reader

@@ -24,7 +24,7 @@ _KV = (
 
 def score_logits_to_map(logits: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
     """Score logits at N/4 (B, 1, h, w) -> the score map (B, 1, *size) in [0, 1]: bilinear up, then sigmoid (both
-    score heads; the inference graph does the same on folded tensors, ``pipeline/model/sris/inference.py``)."""
+    score heads; the inference graph does the same on folded tensors, ``pipeline/model/inference.py``)."""
     return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
 
 

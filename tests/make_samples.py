@@ -1,6 +1,6 @@
-"""Regenerate the sample shards and secret image shipped in pipeline/samples/ (see its README for sources/licences).
+"""Make the sample shards and secret image shipped in pipeline/samples/ (see its README for sources/licences).
 
-    python scripts/make_samples.py [--out pipeline/samples]
+    python tests/make_samples.py [--out pipeline/samples]      # needs scikit-image (the test extras)
 
 Cover photos come from scikit-image's bundled data (astronaut: public domain, NASA; coffee and chelsea: CC0; rocket:
 public domain), downscaled. The secret is drawn here (synthetic). Output is deterministic: same bytes every run.
@@ -62,12 +62,10 @@ def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
             tf.addfile(ti, io.BytesIO(data))
 
 
-def main() -> None:
+def make_samples(out: Path) -> list[Path]:
+    """Write ``out/shards/shard-000000.tar``, ``out/shards/shard-000001.tar`` and ``out/secret.png``."""
     from skimage import data
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "pipeline" / "samples"))
-    out = Path(ap.parse_args().out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
     astronaut, coffee, chelsea, rocket = (
         downscale(f()) for f in (data.astronaut, data.coffee, data.chelsea, data.rocket)
@@ -88,8 +86,15 @@ def main() -> None:
         [("rocket.jpg", jpeg(rocket)), ("coffee-gray.jpg", jpeg(gray)), ("chelsea-alpha.png", png(rgba))],
     )
     (out / "secret.png").write_bytes(png(secret_image()))
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix in (".tar", ".png"))
-    print(f"wrote {out}/shards/*.tar and {out}/secret.png ({total / 1024:.0f} KiB)")
+    return [out / "shards" / "shard-000000.tar", out / "shards" / "shard-000001.tar", out / "secret.png"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "pipeline" / "samples"))
+    files = make_samples(Path(ap.parse_args().out))
+    total = sum(p.stat().st_size for p in files)
+    print(f"wrote {', '.join(map(str, files))} ({total / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ablation study (issue 25): what each of the paper's parts and of our codes adds, at an equal budget.
+"""The ablation study: what each of the paper's parts and of our codes adds, at an equal budget.
 
 Every row trains from scratch with the shipped model's recipe (preset ``fast``, the published-image attack mix, 30%
 graphics secrets, the same targets), the same photos, the same number of steps and the same seed; only the part the
@@ -7,7 +7,7 @@ then measured on the held-out photos at 256 px, 8-bit (photo i hides photo i+1):
 after the paper's five distortions, after JPEG 75 and after a 3 px shift (registration on where the model has the
 codes), and steganalysis P_E (SRM + FLD ensemble, wavelet + FLD; five pair-aware splits of all photos' centre crops).
 
-    python scripts/ablations.py --data PHOTOS [--steps 400] [--runs runs/ablations] \
+    python research/ablations.py --data PHOTOS [--steps 400] [--runs runs/ablations] \
         [--out docs/evaluation/ablations.md] [--rows full,no-sfm]
 
 Training is resumable: a row whose run already reached ``--steps`` is only measured. Writes the Markdown table, a
@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.core.metrics import to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate import steganalysis as S
-from pipeline.evaluate.metrics import to_255
 from pipeline.evaluate.quick import quick_validation
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.checkpoint import with_registration
-from pipeline.train.data import load_photos, validation_pairs
 
 # The shipped model's recipe (its last full training stage's attack mix and targets), at the preset's crop size.
 RECIPE = [
@@ -128,7 +129,7 @@ def write(rows: list[dict], out: Path, steps: int) -> None:
         "# Ablations at an equal budget",
         "",
         f"Every row: trained from scratch for {steps} steps (batch 8, 128 px crops, one CPU thread), seed 0 unless "
-        "named, the shipped model's recipe (`scripts/ablations.py`); measured on the 8 held-out photos at 256 px, "
+        "named, the shipped model's recipe (`research/ablations.py`); measured on the 8 held-out photos at 256 px, "
         "8-bit. Secret PSNR in dB; shift3 on the overlap, registration on for the rows with the codes. P_E: "
         "steganalysis error (0.5 = undetectable) on all photos' centre crops, five pair-aware splits. The budget is "
         "the step count; train min is wall time, which varied with whatever else the machine ran.",

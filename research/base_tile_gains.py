@@ -1,7 +1,7 @@
 """The tile-coded base's gains (``TILE_GAINS`` in pipeline/model/codes/thumbnail.py), and the analytic codes compared.
 
-    python scripts/base_tile_gains.py --data ../shared/photos             # the gains, from the training photos
-    python scripts/base_tile_gains.py --data ../shared/photos --compare   # plain vs tile-coded, analytic codes alone
+    python research/base_tile_gains.py --data PHOTOS             # the gains, from the training photos
+    python research/base_tile_gains.py --data PHOTOS --compare   # plain vs tile-coded, analytic codes alone
 
 The base code writes a value per 8x8 block at ``gain = 8 x 10 / 255`` per unit; noise of sigma 5 grey levels adds
 ``N = (5/255)^2`` to each slot. For the frequencies k of a TILE x TILE DCT of the means, with powers ``var_k`` over the
@@ -20,10 +20,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import psnr, ssim, to_255
+from pipeline.core.metrics import psnr, ssim, to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate.quick import QUICK_ATTACKS
+from pipeline.io.photos import load_photos
 from pipeline.model.codes.thumbnail import BASE_BLOCK, TILE, ThumbnailReader, ThumbnailWriter, tile_dct
-from pipeline.train.data import load_photos, validation_pairs
 
 GAIN, NOISE = BASE_BLOCK * 10 / 255, (5 / 255) ** 2
 

@@ -1,4 +1,4 @@
-"""How much of the revealed secret the analytic codes carry and how much the learned paths add (issue 23, part 6).
+"""How much of the revealed secret the analytic codes carry and how much the learned paths add.
 
 For each condition, three readings of the same attacked stego (held-out photos, photo i hides photo i+1, 8-bit):
 
@@ -9,7 +9,7 @@ For each condition, three readings of the same attacked stego (held-out photos, 
 and the cover the embed paid for them. The rows of a shift are read with registration on (``with_registration``) and
 measured on the overlap with the original. Writes a Markdown table, a Parquet and a PNG (``--out``).
 
-    python scripts/code_share.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/code_share.md]
+    python research/code_share.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/code_share.md]
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from pipeline.evaluate.metrics import psnr, ssim
-from pipeline.evaluate.published import jpeg, overlap_psnr, resize, shift, webp
+from pipeline.core import distortions as D
+from pipeline.core.distortions import jpeg, resize, shift, webp
+from pipeline.core.metrics import psnr, ssim
+from pipeline.core.photos import validation_pairs
+from pipeline.evaluate.published import overlap_psnr
+from pipeline.evaluate.readings import READINGS, part_readings
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.checkpoint import with_registration
-from pipeline.model.codes import residual
-from pipeline.model.sris.inference import reveal_without_residual
-from pipeline.train import attacks as A
-from pipeline.train.data import load_photos, validation_pairs
 
 CONDITIONS = {
     "clean": lambda x: x,
-    "noise5": lambda x: A.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
+    "noise5": lambda x: D.gaussian_noise(x, 5.0, torch.Generator().manual_seed(0)),
     "jpeg90": lambda x: jpeg(x, 90),
     "jpeg75": lambda x: jpeg(x, 75),
     "jpeg50": lambda x: jpeg(x, 50),
@@ -41,24 +42,12 @@ CONDITIONS = {
     "resize0.5": lambda x: resize(x, 0.5),
     "shift3": lambda x: shift(x, 3),
 }
-READINGS = ("thumbnail code", "+ learned path", "+ residual code")
-
-
-def readings(model: torch.nn.Module, attacked: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The three readings (B, K*C, N, N) of one attacked batch, clamped to [0, 1]."""
-    x = model.unmirror(model.restore(attacked))
-    stripped, _ = residual.strip(x, model.config.code_layout)
-    return {
-        READINGS[0]: model.revealer.thumbnail(stripped).clamp(0, 1),
-        READINGS[1]: reveal_without_residual(model, stripped).clamp(0, 1),
-        READINGS[2]: model.reveal(attacked),
-    }
 
 
 def measure(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor) -> list[dict]:
     registered = with_registration(model)
     with torch.inference_mode():
-        stegos = A.quantize(model.embed(covers, secrets))
+        stegos = D.quantize(model.embed(covers, secrets))
         cover = {
             "cover psnr": psnr(stegos * 255, covers * 255).mean().item(),
             "cover ssim": ssim(stegos * 255, covers * 255).mean().item(),
@@ -67,7 +56,7 @@ def measure(model: torch.nn.Module, covers: torch.Tensor, secrets: torch.Tensor)
         for name, attack in tqdm(CONDITIONS.items(), desc="conditions", unit="cond"):
             k = int(name[5:]) if name.startswith("shift") else 0
             reader = registered if k else model
-            for reading, revealed in readings(reader, A.quantize(attack(stegos))).items():
+            for reading, revealed in part_readings(reader, D.quantize(attack(stegos))).items():
                 value = overlap_psnr(revealed * 255, secrets * 255, k)[0]
                 rows.append({"condition": name, "reading": reading, "secret psnr": value.mean().item(), **cover})
     return rows
@@ -120,7 +109,7 @@ def main() -> None:
     plot(rows, out.with_suffix(".png"))
     text = table(rows)
     head = (
-        f"# What the codes carry\n\n`python scripts/code_share.py --data PHOTOS"
+        f"# What the codes carry\n\n`python research/code_share.py --data PHOTOS"
         f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}` ({len(covers)} held-out photos, "
         f"{args.size} px; cover {rows[0]['cover psnr']:.2f} dB / SSIM {rows[0]['cover ssim']:.4f}). "
         "Secret PSNR (dB).\n\n"

@@ -1,16 +1,20 @@
 """Image-quality metrics on 8-bit images: PSNR, SSIM and the others the paper's tables report.
 
 Inputs are (B, C, H, W) tensors on the 0-255 scale (uint8 or float holding integers); every function returns one
-value per image, shape (B,), so tables can report means and standard deviations over images.
+value per image, shape (B,), so tables can report means and standard deviations over images. ``psnr_from_mse`` is
+the project's one PSNR formula: training's log, the batch job's per-image figures and evaluation all go through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+MSE = TypeVar("MSE", torch.Tensor, np.ndarray, float)
 
 
 def to_255(x: torch.Tensor) -> torch.Tensor:
@@ -22,9 +26,19 @@ def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a.double() - b.double()) ** 2).flatten(1).mean(1)
 
 
+def psnr_from_mse(m: MSE, data_range: float = 255.0) -> MSE:
+    """PSNR in dB of mean squared errors on a ``data_range`` scale: 10 log10(range^2 / MSE), +inf where the MSE is 0.
+
+    Takes a tensor (kept on its device and dtype, differentiable), a NumPy array or a float (float64 results)."""
+    if isinstance(m, torch.Tensor):
+        return 10 * torch.log10(data_range**2 / m)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(data_range**2 / np.asarray(m, dtype=np.float64))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """PSNR in dB over all channels; identical images give +inf."""
-    return 10 * torch.log10(data_range**2 / mse(a, b))
+    """PSNR in dB over all channels, (B, C, H, W) pairs -> (B,); identical images give +inf."""
+    return psnr_from_mse(mse(a, b), data_range)
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -165,23 +179,20 @@ def ms_ssim(
     return (stack ** betas[:, None]).prod(0)
 
 
-SCC_HIGH_PASS = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, 8.0, -1.0], [-1.0, -1.0, -1.0]])
-
-
 def scc(a: torch.Tensor, b: torch.Tensor, window: int = 8, eps: float = 1e-6) -> torch.Tensor:
     """Spatial correlation coefficient per image, the ``sewar.full_ref.scc`` convention: (B, C, H, W) -> (B,).
 
-    Both images are high-passed with ``SCC_HIGH_PASS`` (symmetric border); local variances and covariance come from a
-    ``window`` x ``window`` box filter over the zero-padded result ("same" size, as scipy's ``convolve2d``); the map
-    cov / (sd_a * sd_b) is averaged over pixels and channels. Windows where either image is flat (local variance
-    below ``eps``, on the 0-255 scale) count as 0, as sewar does. We compute in float64 with this epsilon because
-    torchmetrics' version (same convention) runs in float32 and tests the denominator for exact zero, so rounding
-    noise in flat windows can give arbitrary values there.
+    Both images are high-passed with [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] (symmetric border); local variances
+    and covariance come from a ``window`` x ``window`` box filter over the zero-padded result ("same" size, as
+    scipy's ``convolve2d``); the map cov / (sd_a * sd_b) is averaged over pixels and channels. Windows where either
+    image is flat (local variance below ``eps``, on the 0-255 scale) count as 0, as sewar does. We compute in float64
+    with this epsilon because torchmetrics' version (same convention) runs in float32 and tests the denominator for
+    exact zero, so rounding noise in flat windows can give arbitrary values there.
     """
     a, b = a.double(), b.double()
 
     def high_pass(x: torch.Tensor) -> torch.Tensor:
-        # SCC_HIGH_PASS = 9 * centre - (3x3 box sum), with a symmetric border (replicate = scipy's "reflect" for a
+        # The high-pass = 9 * centre - (3x3 box sum), with a symmetric border (replicate = scipy's "reflect" for a
         # one-pixel pad). sewar applies it through scipy's generic_laplace, i.e. once per axis: twice the filter.
         # The factor cancels in the coefficient; we keep it so that ``eps`` means the same as in sewar's units.
         return 2 * (9 * x - _separable_valid_(F.pad(x, (1, 1, 1, 1), mode="replicate"), [1.0, 1.0, 1.0]))

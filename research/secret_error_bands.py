@@ -1,6 +1,6 @@
 """Where a model's secret error lies: the 8x8 block means against the detail within the blocks, per attack.
 
-    python scripts/secret_error_bands.py --data ../shared/photos CKPT [CKPT ...]
+    python research/secret_error_bands.py --data PHOTOS CKPT [CKPT ...]
 
 The 8 held-out photos at 256 px, photo i hiding photo i+1 (as `validate`). The recovered secret's error splits into two
 orthogonal parts, its 8x8 block means (what the thumbnail code's base carries) and the rest; each is printed as the
@@ -15,11 +15,12 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from pipeline.evaluate.metrics import to_255
+from pipeline.core.metrics import to_255
+from pipeline.core.photos import validation_pairs
 from pipeline.evaluate.quick import QUICK_ATTACKS
+from pipeline.io.photos import load_photos
 from pipeline.model.checkpoint import load_model
 from pipeline.model.codes.thumbnail import BASE_BLOCK
-from pipeline.train.data import load_photos, validation_pairs
 
 ATTACKS = ("clean", "noise5", "mean3")
 
@@ -38,7 +39,7 @@ def main() -> None:
     true_means = F.avg_pool2d(secrets, BASE_BLOCK)
     for path in args.checkpoints:
         model = load_model(path)
-        reader = model.revealer.thumbnail
+        reader = model.thumbnail.reader
         with torch.no_grad():
             stego = to_255(model.embed(covers, secrets)) / 255
             for name in ATTACKS:

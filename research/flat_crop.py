@@ -6,7 +6,7 @@ over all photos, leaving out windows with clipped pixels. The figure shows the c
 x10 at 100% (one image pixel per screen pixel) and enlarged x3 (nearest neighbour), with the crop's PSNR and the
 whole stego's in the title.
 
-    python scripts/flat_crop.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/flat_crop.png]
+    python research/flat_crop.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/flat_crop.png]
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from pipeline.evaluate.metrics import psnr, to_255
+from pipeline.core.metrics import psnr, to_255
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
-from pipeline.train.data import load_photos, validation_pairs
 from pipeline.train.graphics import VALIDATION_SEED, GraphicsSampler
 
 

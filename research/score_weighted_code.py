@@ -1,4 +1,4 @@
-"""Does the score map earn a job as the guide of the thumbnail code's energy? (issue 25: a measured job for it.)
+"""Does the score map earn a job as the guide of the thumbnail code's energy?
 
 The K = 2 layout's analytic code (a detail coefficient per secret, the tile-coded base), untrained, on the held-out
 photos (photo i hides photos i+1 and i+2, 256 px, 8-bit): each row writes the code either flat or scaled per block
@@ -7,7 +7,8 @@ shipped model), so the energy moves from flat regions to textured ones at equal 
 it divides out the map computed from the stego (or the noisy stego), whose error is the price. Lowering the
 amplitude is the other way to buy SSIM, so both are in the table.
 
-    python scripts/score_weighted_code.py --data PHOTOS [--checkpoint k1] [--out docs/evaluation/score_weighted_code.md]
+    python research/score_weighted_code.py --data PHOTOS [--checkpoint k1] \\
+        [--out docs/evaluation/score_weighted_code.md]
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.evaluate.metrics import psnr, ssim
+from pipeline.core import distortions as D
+from pipeline.core.metrics import psnr, ssim
+from pipeline.core.photos import validation_pairs
+from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.codes.thumbnail import CodeLayout, ThumbnailReader, ThumbnailWriter
-from pipeline.train import attacks as A
-from pipeline.train.data import load_photos, validation_pairs
 
 K = 2
 AMPLITUDES = (5.0, 6.0)
@@ -47,8 +49,8 @@ def secret_psnr(read: torch.Tensor, secrets: torch.Tensor) -> float:
 def row(model, covers, secrets, amplitude: float, floor: float | None) -> dict:
     layout = CodeLayout.of(K, K)
     writer, reader = ThumbnailWriter(3, K, amplitude, True, layout), ThumbnailReader(3, K, amplitude, True, layout)
-    stego = A.quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
-    noisy = A.quantize(A.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
+    stego = D.quantize(covers + writer(covers, secrets, weight_map(model, covers, floor)))
+    noisy = D.quantize(D.gaussian_noise(stego, 5.0, torch.Generator().manual_seed(0)))
     return {
         "amplitude": amplitude,
         "weighting": "flat" if floor is None else f"score, floor {floor}",
@@ -98,7 +100,7 @@ def main() -> None:
     lines = [
         "# The score map as the guide of the code's energy",
         "",
-        f"`python scripts/score_weighted_code.py --data PHOTOS` ({len(covers)} held-out photos, 256 px, K = {K}, the"
+        f"`python research/score_weighted_code.py --data PHOTOS` ({len(covers)} held-out photos, 256 px, K = {K}, the"
         " analytic code untrained; secret PSNR is the mean of the two secrets).",
         "",
         "| amplitude | code weighting | cover PSNR | cover SSIM | secret clean | secret noise 5 |",

@@ -12,7 +12,7 @@ Variants (``VARIANTS``):
                     (2,1), so chroma subsampling and chroma quantisation do not touch the code
     luma low        the same in lower frequencies, (1,2), (2,1), (2,2): smaller JPEG steps, more cover to cancel
 
-    python scripts/code_tradeoff.py --data PHOTOS [--out docs/evaluation/code_tradeoff.md]
+    python research/code_tradeoff.py --data PHOTOS [--out docs/evaluation/code_tradeoff.md]
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pipeline.evaluate.metrics import psnr
-from pipeline.evaluate.published import jpeg, resize, webp
+from pipeline.core.distortions import jpeg, quantize, resize, webp
+from pipeline.core.metrics import psnr
+from pipeline.core.photos import square_crops
+from pipeline.io.photos import load_photos
 from pipeline.model.codes.thumbnail import dct_basis
-from pipeline.train.attacks import quantize
-from pipeline.train.data import load_photos, square_crops
 
 BLOCK = 8
 # Orthonormal opponent colour transform (rows): Y' = (R + G + B) / sqrt(3), O1 = (R - B) / sqrt(2), O2 = (R - 2G + B)
@@ -151,7 +151,7 @@ def main() -> None:
     lines = [
         "# The cover a block-DCT code pays for published images",
         "",
-        f"`python scripts/code_tradeoff.py --data PHOTOS` ({len(covers)} crops of {args.size} px, photo i hides photo"
+        f"`python research/code_tradeoff.py --data PHOTOS` ({len(covers)} crops of {args.size} px, photo i hides photo"
         f" i+1; the code alone, no network). The secret's 8x8 means, upsampled, reach {ceiling:.2f} dB at best.",
         "",
         "| variant | amplitude | " + " | ".join(names) + " |",

@@ -1,0 +1,617 @@
+"""Every measured figure README.md and the model card quote is checked against the file it was measured into.
+
+``FIGURES`` maps a pattern of a document (whitespace-insensitive; each group one figure as printed) to the sources
+of its figures, in group order: ``(source, key...)``. A figure matches when its source, rounded to the printed
+digits, reads the same. The sources:
+
+- ``validate``: a JSON file in ``docs/evaluation/validate/``, the output of ``python -m pipeline validate --json`` with
+  the options that file records (held-out figures of each shipped model);
+- ``robustness`` / ``quality`` / ``pe``: the evaluation Parquet of ``docs/evaluation/`` (means over images, as the
+  report prints them; P_E through ``steganalysis.summarise_pe``);
+- ``detection``: a shipped checkpoint's ``meta["detection"]`` (``calibrate-detection --write-threshold``);
+- ``benchmark`` / ``job``: the Parquet files of ``benchmarks/results/``;
+- ``ablation`` / ``share``: the studies' Parquet files in ``docs/evaluation/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README, CARD = "README.md", "pipeline/weights/MODEL_CARD.md"
+N = r"([\d.,]+)"
+
+
+# The shipped models' held-out figures live in their cards (``pipeline/weights/*.json``); other validate runs (all
+# photos, 64 noise draws, graphics secrets) in ``docs/evaluation/validate/``.
+CARDS = {"k1": "sris_fast", "k2": "sris_fast_k2", "k4": "sris_fast_k4"}
+
+
+@cache
+def _validate(name: str) -> dict:
+    if name in CARDS:
+        return json.loads((ROOT / "pipeline/weights" / f"{CARDS[name]}.json").read_text())["held_out"]["figures"]
+    return json.loads((ROOT / "docs/evaluation/validate" / f"{name}.json").read_text())["figures"]
+
+
+@cache
+def _table(rel: str) -> list[dict]:
+    return pq.read_table(ROOT / rel).to_pylist()
+
+
+def _mean(rel: str, column: str, **where: object) -> float:
+    values = [r[column] for r in _table(rel) if all(r[k] == v for k, v in where.items())]
+    assert values, (rel, where)
+    return float(np.mean(values))
+
+
+@cache
+def _pe() -> dict:
+    from pipeline.evaluate.steganalysis import summarise_pe
+
+    return summarise_pe(_table("docs/evaluation/security.parquet"))
+
+
+@cache
+def _detection(name: str) -> dict:
+    from pipeline.model.checkpoint import read_checkpoint
+
+    return read_checkpoint(name)["meta"]["detection"]
+
+
+def _paper() -> dict:
+    from pipeline.evaluate.report import PAPER
+
+    return PAPER
+
+
+def _published_bar() -> dict:
+    from pipeline.evaluate.published import PUBLISHED_BAR
+
+    return PUBLISHED_BAR
+
+
+@cache
+def _samples_job() -> float:
+    """The README's quick start (the shipped model on the package's samples), on the torch backend: the mean secret
+    PSNR of its rows."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        res = CliRunner().invoke(main, ["embed", "--samples", "--out", str(out), "--backend", "torch", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        rows = [r for f in sorted(out.glob("*.parquet")) for r in pq.read_table(f).to_pylist() if r["status"] == "ok"]
+    return float(np.mean([r["psnr_secret"] for r in rows]))
+
+
+SOURCES: dict[str, Callable[..., float]] = {
+    "validate": lambda name, key: _validate(name)[key],
+    "validate-min": lambda name, *keys: min(_validate(name)[k] for k in keys),
+    "validate-max": lambda name, *keys: max(_validate(name)[k] for k in keys),
+    "robustness": lambda attack: _mean("docs/evaluation/robustness.parquet", "psnr", attack=attack),
+    "pe": lambda detector, stat="pe": _pe()[detector][stat],
+    "detection": lambda model, key: _detection(model)[key],
+    "tpr": lambda model, condition: _detection(model)["true_positive_rate"][condition],
+    "tpr%": lambda model, condition: 100 * _detection(model)["true_positive_rate"][condition],
+    "tpr-range": lambda model, *conditions: [_detection(model)["true_positive_rate"][c] for c in conditions],
+    "unmarked-max": lambda: max(
+        r["score"] for r in _table("docs/evaluation/detection.parquet") if r["kind"] == "unmarked"
+    ),
+    "benchmark": lambda stamp, megapixels: next(
+        r["end_to_end_ips"]
+        for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
+        if r["kind"] == "stages" and abs(r["megapixels"] - megapixels) < 0.01
+    ),
+    "job": lambda name, column: _mean(f"benchmarks/results/{name}.parquet", column),
+    "ablation": lambda row, column: _mean("docs/evaluation/ablations.parquet", column, row=row),
+    "ablation-full": lambda column: np.mean(
+        [_mean("docs/evaluation/ablations.parquet", column, row=r) for r in ("full", "full-seed1")]
+    ),
+    "share": lambda condition, reading: _mean(
+        "docs/evaluation/code_share.parquet", "secret psnr", condition=condition, reading=reading
+    ),
+}
+
+V1, V1_ALL, V1_GFX, V1_ALL_GFX, V1_64, V1_ALL_64 = (
+    "k1", "k1-all", "k1-graphics", "k1-all-graphics", "k1-noise64", "k1-all-noise64"
+)  # fmt: skip
+LAB_RESIZE_SHIFT = ("clean", "hflip", "mean3", "gauss1", "sharpen", "noise5", "jpeg90", "resize0.5", "resize0.75",
+                    *(f"shift{k}" for k in range(1, 8)))  # fmt: skip
+BAR_FIGURES = ("psnr_cover", "psnr_secret", "psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen",
+               "psnr_secret_noise5", "psnr_secret_hflip")  # fmt: skip
+PUBLISHED = ["jpeg90", "jpeg75", "jpeg50", "webp80", "resize0.5", "resize0.75", *(f"shift{k}" for k in range(1, 8))]
+
+
+def _v(name: str, *keys: str) -> list[tuple]:
+    return [("validate", name, k) for k in keys]
+
+
+FIGURES: list[tuple[str, str, list[tuple]]] = [
+    # README: the model files and the paper table
+    (
+        README,
+        rf"K = 2 keeps a {N} dB cover with {N} and {N} dB secrets, K = 4 {N} dB with {N}-{N}",
+        [
+            *_v("k2-noise64", "psnr_cover", "psnr_secret1", "psnr_secret2"),
+            ("validate", "k4", "psnr_cover"),
+            ("validate-min", "k4", "psnr_secret1", "psnr_secret2", "psnr_secret3", "psnr_secret4"),
+            ("validate-max", "k4", "psnr_secret1", "psnr_secret2", "psnr_secret3", "psnr_secret4"),
+        ],
+    ),
+    (
+        README,
+        rf"the analytic codes carry the model \({N} dB clean\).*without the codes the same budget gives {N} dB",
+        [("ablation-full", "psnr_secret"), ("ablation", "no-codes", "psnr_secret")],
+    ),
+    (
+        README,
+        rf"\| cover/stego PSNR \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v(V1, "psnr_cover"), *_v(V1_ALL, "psnr_cover"), ("paper", "cover_psnr")],
+    ),
+    (
+        README,
+        rf"\| cover/stego SSIM \| {N} \(all 45 photos: {N}\) \| {N} \|",
+        [*_v(V1, "ssim_cover"), *_v(V1_ALL, "ssim_cover"), ("paper", "cover_ssim")],
+    ),
+    (
+        README,
+        rf"\| secret/recovery PSNR, clean \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v(V1, "psnr_secret"), *_v(V1_ALL, "psnr_secret"), ("paper", "secret_psnr")],
+    ),
+    (
+        README,
+        rf"sharpening \| {N} / {N} / {N} / {N} dB",
+        _v(V1, "psnr_secret_hflip", "psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen"),
+    ),
+    (
+        README,
+        rf"after Gaussian noise sigma 5 \| {N} \+- {N} dB \(mean of 64 draws\)",
+        _v(V1_64, "psnr_secret_noise5", "psnr_secret_noise5_se"),
+    ),
+    (
+        README,
+        rf"WebP 80 \| {N} / {N} / {N}, {N} dB",
+        _v(V1, "psnr_secret_jpeg90", "psnr_secret_jpeg75", "psnr_secret_jpeg50", "psnr_secret_webp80"),
+    ),
+    (
+        README,
+        rf"a shift of 1-7 px \| {N} / {N}; {N}-{N} dB",
+        [
+            *_v(V1, "psnr_secret_resize0.5", "psnr_secret_resize0.75"),
+            ("validate-min", V1, *(f"psnr_secret_shift{k}" for k in range(1, 8))),
+            ("validate-max", V1, *(f"psnr_secret_shift{k}" for k in range(1, 8))),
+        ],
+    ),
+    (
+        README,
+        rf"cover PSNR / SSIM \| {N} dB; {N} dB / {N} \|",
+        [
+            ("job", "job_quality", "psnr_secret job"),
+            ("job", "job_quality", "psnr_cover job"),
+            ("job", "job_quality", "ssim_cover job"),
+        ],
+    ),
+    (README, rf"cover SSIM \| {N} dB; {N} \|", _v(V1_ALL_GFX, "psnr_secret", "ssim_cover")),
+    (
+        README,
+        rf"come back at {N} dB clean on the held-out covers but {N}-{N} dB after JPEG and WebP",
+        [
+            *_v(V1_GFX, "psnr_secret"),
+            (
+                "validate-min",
+                V1_GFX,
+                "psnr_secret_jpeg90",
+                "psnr_secret_jpeg75",
+                "psnr_secret_jpeg50",
+                "psnr_secret_webp80",
+            ),
+            (
+                "validate-max",
+                V1_GFX,
+                "psnr_secret_jpeg90",
+                "psnr_secret_jpeg75",
+                "psnr_secret_jpeg50",
+                "psnr_secret_webp80",
+            ),
+        ],
+    ),
+    (
+        README,
+        rf"but {N}% after JPEG 75, {N}% after WebP 80 and {N}% after JPEG 50",
+        [("tpr%", "k1", "jpeg75"), ("tpr%", "k1", "webp80"), ("tpr%", "k1", "jpeg50")],
+    ),
+    (
+        README,
+        rf"cover SSIM is {N}, under 0.95; `--upsample smooth` keeps it at {N} for a {N} dB secret",
+        [
+            ("job", "job_quality", "ssim_cover job"),
+            ("job", "job_quality-smooth", "ssim_cover job"),
+            ("job", "job_quality-smooth", "psnr_secret job"),
+        ],
+    ),
+    (
+        README,
+        rf"P_E {N} \(SRM \+ FLD\), {N} \(XuNet\), {N} \(wavelet \+ FLD\)",
+        [("pe", "srm-fld"), ("pe", "xunet"), ("pe", "wavelet-fld")],
+    ),
+    (
+        README,
+        rf"{N} images/s end to end at 256 px, {N} at 1 MP .*?\), {N} at 256 px on another such machine",
+        [
+            ("benchmark", "20261127T111549Z", 0.0655),
+            ("benchmark", "20261127T111549Z", 1.0),
+            ("benchmark", "20261202T014743Z", 0.0655),
+        ],
+    ),
+    # The model card
+    (
+        CARD,
+        rf"\| cover/stego PSNR \| {N} dB \|.*\| cover/stego SSIM \| {N} \|.*\| secret/recovery PSNR, clean \| {N} dB",
+        _v(V1, "psnr_cover", "ssim_cover", "psnr_secret"),
+    ),
+    (
+        CARD,
+        rf"after a horizontal flip \| {N} dB.*after a 3x3 mean \| {N} dB.*sigma 1 \| {N} dB.*sharpening \| {N} dB",
+        _v(V1, "psnr_secret_hflip", "psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen"),
+    ),
+    (
+        CARD,
+        rf"sigma 5 \| {N} dB on the bar's draw; {N} \+- {N} dB on 64 draws",
+        [*_v(V1, "psnr_secret_noise5"), *_v(V1_64, "psnr_secret_noise5", "psnr_secret_noise5_se")],
+    ),
+    (
+        CARD,
+        rf"cover {N} dB / SSIM {N} \({N} above the bar;.*secret {N} dB clean, {N} / {N} / {N} / {N} dB "
+        rf"after mean / Gaussian / sharpening / noise, {N} \+- {N} dB on the mean of 64",
+        [
+            *_v(V1_ALL, "psnr_cover", "ssim_cover"),
+            ("ssim-over-bar", V1_ALL),
+            *_v(
+                V1_ALL,
+                "psnr_secret",
+                "psnr_secret_mean3",
+                "psnr_secret_gauss1",
+                "psnr_secret_sharpen",
+                "psnr_secret_noise5",
+            ),
+            *_v(V1_ALL_64, "psnr_secret_noise5", "psnr_secret_noise5_se"),
+        ],
+    ),
+    (
+        CARD,
+        rf"codes carry everything \({N} dB clean\); without them {N} dB at a {N} dB cover, HiNet-style {N} at {N}",
+        [
+            ("ablation-full", "psnr_secret"),
+            ("ablation", "no-codes", "psnr_secret"),
+            ("ablation", "no-codes", "psnr_cover"),
+            ("ablation", "hinet", "psnr_secret"),
+            ("ablation", "hinet", "psnr_cover"),
+        ],
+    ),
+    *[
+        (
+            CARD,
+            rf"\| {label} \| {N} dB \| {N} dB \| {N} dB \| {N} \|",
+            [
+                ("job", name, f"psnr_secret {size}"),
+                ("job", name, f"psnr_secret mirrored {size}"),
+                ("job", name, f"psnr_cover {size}"),
+                ("job", name, f"ssim_cover {size}"),
+            ],
+        )
+        for label, name, size in (
+            (r"network at 256 px \(the whole photo squeezed\)", "job_quality", "network size"),
+            (r"job at 1 MP, `--upsample exact` \(default\)", "job_quality", "job"),
+            (r"job at 1 MP, `--upsample smooth`", "job_quality-smooth", "job"),
+        )
+    ],
+    (
+        CARD,
+        rf"secret {N} dB clean, {N} / {N} / {N} / {N} dB after mean / Gaussian / sharpening / noise; cover {N} "
+        rf"dB / SSIM {N}, under the bar, as for every model measured \(the 8 held-out covers alone: {N} dB clean, "
+        rf"cover {N} dB / {N}\)",
+        [
+            *_v(
+                V1_ALL_GFX,
+                "psnr_secret",
+                "psnr_secret_mean3",
+                "psnr_secret_gauss1",
+                "psnr_secret_sharpen",
+                "psnr_secret_noise5",
+            ),
+            *_v(V1_ALL_GFX, "psnr_cover", "ssim_cover"),
+            *_v(V1_GFX, "psnr_secret", "psnr_cover", "ssim_cover"),
+        ],
+    ),
+    (
+        CARD,
+        rf"{N} images/s end to end at 256 px and {N} at 1 MP.*another such machine, {N} images/s at 256 px",
+        [
+            ("benchmark", "20261127T111549Z", 0.0655),
+            ("benchmark", "20261127T111549Z", 1.0),
+            ("benchmark", "20261202T014743Z", 0.0655),
+        ],
+    ),
+    (
+        CARD,
+        rf"\| {N} \| {N} \| {N} / {N} / {N} \| {N} \| {N} / {N} / {N} \| {N} \| {N} / {N} \|",
+        [
+            ("robustness", a)
+            for a in (
+                "clean",
+                "mean 3x3",
+                "gaussian 3x3 s0.5",
+                "gaussian 3x3 s1",
+                "gaussian 3x3 s2",
+                "sharpen",
+                "noise s1",
+                "noise s5",
+                "noise s10",
+                "h-flip",
+                "jpeg90",
+                "jpeg75",
+            )
+        ],
+    ),
+    (
+        CARD,
+        rf"FLD ensemble {N} \+- {N}, XuNet {N} \+- {N}, Lyu-Farid wavelet statistics with an FLD {N} \+- {N}",
+        [("pe", d, s) for d in ("srm-fld", "xunet", "wavelet-fld") for s in ("pe", "pe_std")],
+    ),
+    (
+        CARD,
+        rf"P_E {N}-{N}, below",
+        [("pe", "srm-fld"), ("pe", "xunet")],
+    ),
+    (
+        CARD,
+        r"\| photo secrets \| " + r" \| ".join([f"{N} / {N} / {N}", N, f"{N} / {N}", " / ".join([N] * 7)]) + r" \|",
+        _v(V1, *(f"psnr_secret_{c}" for c in PUBLISHED)),
+    ),
+    (
+        CARD,
+        r"\| graphics secrets \(`--graphics-secrets`\) \| "
+        + r" \| ".join([f"{N} / {N} / {N}", N, f"{N} / {N}", " / ".join([N] * 7)])
+        + r" \|",
+        _v(V1_GFX, *(f"psnr_secret_{c}" for c in PUBLISHED)),
+    ),
+    (
+        CARD,
+        rf"their clean figure is {N} dB \(cover {N} dB / SSIM {N}\)",
+        _v(V1_GFX, "psnr_secret", "psnr_cover", "ssim_cover"),
+    ),
+    *[
+        (
+            CARD,
+            rf"\| {reading} \| " + r" \| ".join([N] * 8) + r" \|",
+            [("share", c, reading.replace("\\", "")) for c in conds],
+        )
+        for conds in [("clean", "noise5", "jpeg90", "jpeg75", "jpeg50", "webp80", "resize0.5", "shift3")]
+        for reading in ("thumbnail code", r"\+ learned path", r"\+ residual code")
+    ],
+    (
+        CARD,
+        rf"the highest of {N} unmarked scores is {N}, so threshold {N} has no false positive there \(95% bound on "
+        r"the rate ([\d.e-]+)\)",
+        [
+            ("detection", "k1", "unmarked_images"),
+            ("unmarked-max",),
+            ("detection", "k1", "threshold"),
+            ("detection", "k1", "false_positive_rate_95_upper"),
+        ],
+    ),
+    (
+        CARD,
+        rf"True-positive rates at {N}: {N} clean, mirrored, sharpened, after noise sigma 5 and JPEG 90; {N}-{N} "
+        rf"after Gaussian sigma 1, resizing and shifts 1-7; {N} mean 3x3; {N} JPEG 75; {N} WebP 80; {N} JPEG 50",
+        [
+            ("detection", "k1", "threshold"),
+            *[("tpr", "k1", c) for c in ("clean",)],
+            ("tpr-min", "k1", "gauss1", "resize0.5", "resize0.75", *(f"shift{k}" for k in range(1, 8))),
+            ("tpr-max", "k1", "gauss1", "resize0.5", "resize0.75", *(f"shift{k}" for k in range(1, 8))),
+            *[("tpr", "k1", c) for c in ("mean3", "jpeg75", "webp80", "jpeg50")],
+        ],
+    ),
+    *[
+        (
+            CARD,
+            rf"\| `sris_fast_{k}.pt` \| {N} dB / {N} \| " + r" \| ".join([f"{N} / {N} / {N}"] * n),
+            [
+                *_v(name, "psnr_cover", "ssim_cover"),
+                *[
+                    src
+                    for j in range(1, n + 1)
+                    for src in _v(name, f"psnr_secret{j}", f"psnr_secret{j}_noise5", f"psnr_secret{j}_mean3")
+                ],
+            ],
+        )
+        for k, name, n in (("k2", "k2-noise64", 2), ("k4", "k4", 4))
+    ],
+    (
+        CARD,
+        rf"for K = 2, after a 3x3 mean \({N}\), JPEG 75 / 50 \({N} / {N}\) and WebP 80 \({N}\); for K = 4 after a "
+        rf"3x3 mean \({N}\), Gaussian 1 \({N}\), JPEG 75 / 50 \({N} / {N}\), WebP 80 \({N}\) and resize 0.5 \({N}\)",
+        [
+            *[("tpr", "k2", c) for c in ("mean3", "jpeg75", "jpeg50", "webp80")],
+            *[("tpr", "k4", c) for c in ("mean3", "gauss1", "jpeg75", "jpeg50", "webp80", "resize0.5")],
+        ],
+    ),
+    (
+        CARD,
+        rf"through the job at 1 MP the cover SSIM is {N}, under 0.95; `--upsample smooth` keeps {N} for a {N} dB "
+        rf"secret. Graphics secrets cost more cover \(SSIM {N} at 256 px\)",
+        [
+            ("job", "job_quality", "ssim_cover job"),
+            ("job", "job_quality-smooth", "ssim_cover job"),
+            ("job", "job_quality-smooth", "psnr_secret job"),
+            *_v(V1_ALL_GFX, "ssim_cover"),
+        ],
+    ),
+    (CARD, rf"P_E {N}-{N} against three steganalysers", [("pe", "srm-fld"), ("pe", "xunet")]),
+    (README, rf"the two seeds' spread \({N} dB\)", [("seed-spread",)]),
+    (
+        README,
+        rf"`marked` is found in {N}-{N}% of stegos after the laboratory distortions, JPEG 90, resizing and shifts",
+        [("tpr%-min", "k1", *LAB_RESIZE_SHIFT), ("tpr%-max", "k1", *LAB_RESIZE_SHIFT)],
+    ),
+    (README, rf"the quick start's sample secret comes back at about {N} dB", [("samples-job",)]),
+    (
+        README,
+        rf"third and fourth secrets read {N} and {N} dB after a 3x3 mean",
+        _v("k4", "psnr_secret3_mean3", "psnr_secret4_mean3"),
+    ),
+    (
+        CARD,
+        rf"shifts of 4-7 px leave it {N}-{N} dB under the bar",
+        [
+            ("under-bar-min", V1, "shift4", "shift5", "shift6", "shift7"),
+            ("under-bar-max", V1, "shift4", "shift5", "shift6", "shift7"),
+        ],
+    ),
+    (CARD, rf"beyond the spread of two seeds of the full model \({N} dB\)", [("seed-spread",)]),
+    (CARD, rf"sample secret comes back at about {N} dB", [("samples-job",)]),
+    (
+        CARD,
+        rf"Clean: code {N} dB, learned path \+{N}, residual code \+{N}; after JPEG 50 the learned path gives {N} of "
+        rf"{N} dB",
+        [
+            ("share", "clean", "thumbnail code"),
+            ("share-gain", "clean", "thumbnail code", "+ learned path"),
+            ("share-gain", "clean", "+ learned path", "+ residual code"),
+            ("share-gain", "jpeg50", "thumbnail code", "+ learned path"),
+            ("share", "jpeg50", "+ residual code"),
+        ],
+    ),
+    (
+        CARD,
+        rf"The paper's figures \({N} dB / {N} / {N} dB; ours {N} / {N} / {N}\)",
+        [
+            ("paper", "cover_psnr"),
+            ("paper", "cover_ssim"),
+            ("paper", "secret_psnr"),
+            *_v(V1, "psnr_cover", "ssim_cover", "psnr_secret"),
+        ],
+    ),
+    (
+        CARD,
+        rf"\| cover/stego PSNR \| {N} dB \| >= 36 \| {N} \|.*\| cover/stego SSIM \| {N} \| >= 0.95 \| {N} \|.*"
+        rf"\| secret/recovery PSNR, clean \| {N} dB \| >= 28 \| {N} \|",
+        [
+            *_v(V1, "psnr_cover"),
+            ("paper", "cover_psnr"),
+            *_v(V1, "ssim_cover"),
+            ("paper", "cover_ssim"),
+            *_v(V1, "psnr_secret"),
+            ("paper", "secret_psnr"),
+        ],
+    ),
+]
+SOURCES["tpr%-min"] = lambda model, *c: 100 * min(SOURCES["tpr-range"](model, *c))
+SOURCES["tpr%-max"] = lambda model, *c: 100 * max(SOURCES["tpr-range"](model, *c))
+SOURCES["paper"] = lambda key: _paper()[key]
+SOURCES["seed-spread"] = lambda: max(
+    abs(
+        _mean("docs/evaluation/ablations.parquet", c, row="full")
+        - _mean("docs/evaluation/ablations.parquet", c, row="full-seed1")
+    )
+    for c in BAR_FIGURES
+)
+SOURCES["under-bar-min"] = lambda name, *c: min(_published_bar()[k] - _validate(name)[f"psnr_secret_{k}"] for k in c)
+SOURCES["under-bar-max"] = lambda name, *c: max(_published_bar()[k] - _validate(name)[f"psnr_secret_{k}"] for k in c)
+SOURCES["share-gain"] = lambda condition, a, b: SOURCES["share"](condition, b) - SOURCES["share"](condition, a)
+SOURCES["samples-job"] = lambda: _samples_job()
+SOURCES["ssim-over-bar"] = lambda name: _validate(name)["ssim_cover"] - 0.95
+SOURCES["tpr-min"] = lambda model, *c: min(SOURCES["tpr-range"](model, *c))
+SOURCES["tpr-max"] = lambda model, *c: max(SOURCES["tpr-range"](model, *c))
+
+
+def _text(rel: str) -> str:
+    return re.sub(r"\s+", " ", (ROOT / rel).read_text(encoding="utf-8"))
+
+
+def _printed(shown: str) -> tuple[float, int]:
+    """A figure as printed -> (value, decimals); ``4,275`` is 4275, ``7e-4`` is 0.0007 (to one significant digit)."""
+    shown = shown.replace(",", "").rstrip(".")
+    return float(shown), len(shown.split(".")[1]) if "." in shown else 0
+
+
+def _matches(shown: str, value: float) -> bool:
+    if "e" in shown:  # scientific: to its significant digits
+        mantissa = shown.split("e")[0]
+        digits = len(mantissa.replace(".", "")) - 1
+        return float(f"{float(value):.{digits}e}") == float(shown)
+    number, decimals = _printed(shown)
+    return round(float(value), decimals) == number or abs(float(value) - number) <= 0.5 * 10**-decimals + 1e-12
+
+
+@pytest.mark.parametrize(("doc", "pattern", "sources"), FIGURES, ids=lambda x: x[:40] if isinstance(x, str) else "")
+def test_figure_matches_its_source(doc: str, pattern: str, sources: list[tuple]) -> None:
+    m = re.search(pattern, _text(doc))
+    assert m, f"{doc}: no text matches {pattern!r}"
+    assert len(m.groups()) == len(sources), (pattern, len(m.groups()), len(sources))
+    wrong = []
+    for shown, (name, *args) in zip(m.groups(), sources, strict=True):
+        value = SOURCES[name](*args)
+        if not _matches(shown, value):
+            wrong.append(f"{shown} (source {name}{tuple(args)}: {value:.6g})")
+    assert wrong == [], f"{doc}: figures differ from their sources: {wrong}"
+
+
+def test_every_validate_source_records_its_command() -> None:
+    for path in sorted((ROOT / "docs/evaluation/validate").glob("*.json")):
+        data = json.loads(path.read_text())
+        assert data["command"].startswith("python -m pipeline validate --data PHOTOS --json"), path
+        assert set(data) == {"command", "figures"}, path
+
+
+def test_a_drifted_figure_is_caught() -> None:
+    assert _matches("37.38", 37.3834) and not _matches("37.39", 37.3834)
+    assert _matches("4,275", 4275) and _matches("0.800", 0.8) and not _matches("81", 80.0)
+    assert _matches("7e-4", 0.000702) and not _matches("8e-4", 0.000702)
+
+
+# Numbers shaped like measurements (before dB, %, images/s; after SSIM or P_E) that are not measurements: bars,
+# shares of a training mix, a rate's confidence level.
+NOT_MEASURED = (
+    "SSIM 0.95 at full size",
+    "later 30% of them",
+    "at 2% of the learning rate",
+    "mirror of 25% of the images",
+    "at 100% a faint",
+    "visible at 100% in flat sky",
+    "(95% bound on the rate",
+    "visible at 100% where",
+    "at a 36 dB cover",
+)
+MEASURED = re.compile(r"(\d+(?:\.\d+)?)(?= ?(?:dB|%|images/s))|(?<=SSIM )(0\.\d+)|(?<=P_E )(0\.\d+)")
+
+
+@pytest.mark.parametrize("doc", [README, CARD])
+def test_every_measured_figure_has_a_row(doc: str) -> None:
+    """Every number shaped like a measurement is one a row of ``FIGURES`` checks (or a bar, in ``NOT_MEASURED``):
+    a new figure in the documents needs its source."""
+    text = re.sub(r"```.*?```", lambda m: " " * len(m.group()), _text(doc))  # commands, not figures
+    spans = []
+    for d, pattern, _ in FIGURES:
+        m = re.search(pattern, text) if d == doc else None
+        spans += [m.span(i) for i in range(1, len(m.groups()) + 1)] if m else []
+    allowed = [(m.start(), m.end()) for phrase in NOT_MEASURED for m in re.finditer(re.escape(phrase), text)]
+    loose = []
+    for m in MEASURED.finditer(text):
+        start, end = next(m.span(i) for i in range(1, 4) if m.group(i))
+        if not any(a <= start and end <= b for a, b in spans + allowed):
+            loose.append(text[max(0, start - 40) : end + 5])
+    assert loose == []
