@@ -10,11 +10,8 @@ coefficients and steps were chosen, and what each level carries under each condi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
-
-DIGITAL_VERSION = 1
-
 
 @dataclass(frozen=True)
 class Level:
@@ -55,9 +52,10 @@ TOP = ((0, 7), (7, 0), (6, 2), (2, 6), (2, 7), (7, 2), (1, 1), (1, 3), (3, 1), (
 
 @dataclass(frozen=True)
 class DigitalConfig:
-    """The digital layer of a hiding model.
+    """The digital layer of a hiding model (the ``digital`` section of ``ModelConfig``).
 
     Attributes:
+        enabled: the model writes and reads the digital layer.
         levels: the protection levels, most robust first.
         size: the analysis grid (the network size N); any image is read on it after a resample.
         flat_std: blocks whose cover luma standard deviation (grey levels) is under this carry nothing.
@@ -65,7 +63,13 @@ class DigitalConfig:
             ``flat_std``: writing raises a block's deviation).
         alpha: distortion compensation of the QIM (1 = plain dithered QIM).
         max_message: longest per-image message in bytes.
+        analog_gain: the analog path's change to the cover is scaled by this where the digital layer rides with it:
+            the cover budget's split between the two (the model card's curve).
+        analog_flat_gain: and by this too in the blocks the digital layer leaves flat, so flat sky stays at about
+            one grey level of change.
     """
+
+    enabled: bool = False
 
     levels: tuple[Level, ...] = (
         Level("base", BASE, 2.6, 96, message=True),
@@ -77,7 +81,8 @@ class DigitalConfig:
     reader_flat_std: float = 3.0
     alpha: float = 1.0
     max_message: int = 32
-    version: int = field(default=DIGITAL_VERSION)
+    analog_gain: float = 1.0
+    analog_flat_gain: float = 1.0
 
     def __post_init__(self) -> None:
         levels = tuple(lv if isinstance(lv, Level) else Level(**lv) for lv in self.levels)
@@ -94,6 +99,8 @@ class DigitalConfig:
             raise ValueError(f"the grid size must be a multiple of 8, got {self.size}")
         if sum(lv.message for lv in levels) > 1:
             raise ValueError("the message rides in one level")
+        if not (0 <= self.analog_gain <= 1 and 0 <= self.analog_flat_gain <= 1):
+            raise ValueError("the analog gains are fractions of the analog path's change, between 0 and 1")
 
     @property
     def blocks(self) -> int:
@@ -104,8 +111,4 @@ class DigitalConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DigitalConfig:
-        d = dict(d)
-        if int(d.get("version", DIGITAL_VERSION)) > DIGITAL_VERSION:
-            raise ValueError(f"digital layer version {d['version']} is newer than this code's {DIGITAL_VERSION}")
-        d["levels"] = tuple(Level(**lv) if isinstance(lv, dict) else lv for lv in d.get("levels", ()))
         return cls(**d)
