@@ -100,7 +100,7 @@ class EmbedModule(torch.nn.Module):
         self.model = model
 
     def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        return self.model.embed(cover, secrets)
+        return self.model.embed_analog(cover, secrets)
 
 
 class RevealModule(torch.nn.Module):
@@ -145,10 +145,10 @@ class TorchEngine(Engine):
             return fn(*ts).float().cpu().numpy()
 
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:
-        return self._run(self.model.embed, cover, secrets)
+        return self._run(self.model.embed_analog, cover, secrets)
 
     def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
-        return self._run(lambda x: self.model.reveal(x, aligned), stego)
+        return self._run(lambda x: self.model.reveal_analog(x, aligned), stego)
 
     def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.stages.detects:  # no mark to read

@@ -67,6 +67,7 @@ class DigitalReading:
     level: str | None = None  # that level's name
     message: bytes | None = None
     score: float = 0.0  # the base level's z on the grid found: the continuous detection score
+    aligned: torch.Tensor | None = None  # (1, 3, N, N) in [0, 1]: the image moved back onto the grid (None: unmoved)
 
     @property
     def marked(self) -> bool:
@@ -228,6 +229,7 @@ class DigitalLayer:
         lv0 = self.config.levels[0]  # the base level: the most robust readings find the grid and the filter
         args = (lv0.coeffs, self.steps(0), self.dither(0))
         covered = torch.ones(n, n, dtype=torch.bool)
+        aligned = None
         grid, filt = find_grid(mod.luma(x), n, *args, search=False), None
         if search and grid.z < ACCEPT_Z:
             # A filter blurs the readings off their lattices on the right grid; a move puts the grid elsewhere.
@@ -245,8 +247,9 @@ class DigitalLayer:
         if search and grid.z < ACCEPT_Z:
             moved = find_grid(mod.luma(received), n, *args, search=True)
             if moved.z > grid.z:
-                grid = moved
+                grid, filt = moved, None
                 x, covered = apply_grid(received, grid, n)
+                aligned = x / 255
                 if grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
                     filt = find_filter(mod.luma(x), *args, self._inside(covered))
                     if filt is not None:
@@ -255,7 +258,9 @@ class DigitalLayer:
             filt = find_filter(mod.luma(x), *args)
             if filt is not None:
                 x = inverse_filter(x, *filt)
-        return self._decode(x, grid, filt, self._inside(covered))
+        reading = self._decode(x, grid, filt, self._inside(covered))
+        reading.aligned = aligned
+        return reading
 
     @staticmethod
     def _inside(covered: torch.Tensor) -> torch.Tensor:
