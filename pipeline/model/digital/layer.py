@@ -46,6 +46,15 @@ class PreparedSecrets:
     def num_secrets(self) -> int:
         return len(self.streams[0])
 
+    def decoded(self, level: int, size: int) -> list[np.ndarray]:
+        """The K secrets a reader gets from ``level`` (size, size, 3) uint8: its streams decoded (once)."""
+        return _decoded(self, level, size)
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded(prepared: PreparedSecrets, level: int, size: int) -> list[np.ndarray]:
+    return [decode_secret(s.codec, s.data, size) for s in prepared.streams[level]]
+
 
 @dataclass
 class LevelReading:
