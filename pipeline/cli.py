@@ -378,6 +378,10 @@ def validate(
         click.echo(f"{len(imgs)} photos at {size}x{size}, 8-bit PNG-equivalent; bar in brackets")
         click.echo(f"  cover/stego PSNR   {res['psnr_cover']:6.2f} dB   [>= {BAR['psnr_cover']}]")
         click.echo(f"  cover/stego SSIM   {res['ssim_cover']:6.4f}      [>= {BAR['ssim_cover']}]")
+        click.echo(
+            f"  flat blocks PSNR   {res['psnr_cover_flat']:6.2f} dB   (worst image {res['psnr_cover_flat_worst']:.2f}; "
+            "cover blocks of luma std < 1.5)"
+        )
         click.echo(f"  secret PSNR clean  {res['psnr_secret']:6.2f} dB   [>= {BAR['psnr_secret']}]")
         for k in ("mean3", "gauss1", "sharpen", "noise5", "hflip"):
             spread = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.core import distortions as D
-from pipeline.core.metrics import psnr, ssim, to_255
+from pipeline.core.metrics import psnr, psnr_flat, ssim, to_255
 from pipeline.evaluate import published as P
 
 BAR = {"psnr_cover": 36.0, "ssim_cover": 0.95, "psnr_secret": 28.0, "psnr_secret_attacked": 24.0}
@@ -54,9 +54,13 @@ def quick_validation(
     spans = range(0, len(covers), batch)
     stegos = torch.cat([model.embed(covers[i : i + batch], secrets[i : i + batch]) for i in spans])
     stego8 = to_255(stegos)
+    flat = psnr_flat(stego8, to_255(covers))
     res = {
         "psnr_cover": psnr(stego8, to_255(covers)).mean().item(),
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
+        # Over the covers' flat blocks: the mean and the worst image's (of the covers that have such blocks).
+        "psnr_cover_flat": flat.nanmean().item(),
+        "psnr_cover_flat_worst": flat.nan_to_num(float("inf")).min().item(),
     }
     x8 = stego8 / 255
     k = secrets.shape[1] // covers.shape[1]  # secrets per cover

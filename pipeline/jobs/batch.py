@@ -274,8 +274,9 @@ def embed_batch(
     secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
     cover_in = to_nchw([s.cover_n for s in active])
     t1 = time.perf_counter()
-    digital_only = layers == "digital"
-    stego_n = cover_in if digital_only else engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+    # The digital layer alone, or an analog share of 0 (the network's change scaled away): no network runs.
+    no_network = engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
+    stego_n = cover_in if no_network else engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
     if engine.digital:
         messages = [s.message for s in active] if message_room is not None else None
         stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)

@@ -271,10 +271,12 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
     check_out(kw["dst"])
     check_shards(kw["src"], kw["dst"])
     key = _job_key(kw["key_file"])
-    if kw["layers"] == "digital" and kw["backend"] == "auto":
-        kw["backend"] = "torch"  # no network runs: no engine to build or load
     model = load_job_model(kw["checkpoint"])
     check_model(model.config)
+    digital = model.config.digital
+    if digital.enabled and (kw["layers"] == "digital" or digital.analog_gain == 0) and kw["backend"] == "auto":
+        # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
+        kw["backend"] = "torch"
 
     from pipeline.io.decode import make_decoder
     from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError

@@ -177,10 +177,11 @@ class HidingModel(nn.Module):
         """(B, C, H, W), (B, K*C, H, W) -> stego (B, C, H, W) in [0, 1]: the analog path, then the digital layer
         where the model has one, written with ``key`` (``digital.keys.resolve_key``: the ``SRIS_KEY`` environment
         variable's key, else the public key) and carrying ``messages`` (one per image, bytes) in its base level."""
-        stego = self.embed_analog(cover, secrets)
         if self.digital is None:
-            return stego
-        return self.digital.embed(cover, stego, secrets, key, messages)
+            return self.embed_analog(cover, secrets)
+        # At an analog share of 0 the network's change is scaled away: it does not run.
+        analog = cover if self.digital.config.analog_gain == 0 else self.embed_analog(cover, secrets)
+        return self.digital.embed(cover, analog, secrets, key, messages)
 
     # ---------------------------------------------------------------------------------------------- reveal
     def unmirror(self, stego: torch.Tensor) -> torch.Tensor:

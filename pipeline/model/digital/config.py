@@ -48,7 +48,10 @@ class Level:
 # small to matter to the analog reading, so it also takes some of the detail code's coefficients.
 BASE = ((0, 1), (1, 0), (2, 0), (0, 2))
 MAIN = ((0, 3), (1, 2), (2, 1), (3, 0), (4, 0), (2, 2), (0, 4))
-TOP = ((0, 7), (7, 0), (6, 2), (2, 6), (2, 7), (7, 2), (1, 1), (1, 3), (3, 1), (3, 3), (1, 5), (5, 1))
+TOP = (
+    *((0, 7), (7, 0), (6, 2), (2, 6), (2, 7), (7, 2), (1, 1), (1, 3), (3, 1), (3, 3), (1, 5), (5, 1)),
+    *((3, 4), (4, 3), (4, 4), (1, 6), (6, 1), (3, 5), (5, 3), (4, 5), (5, 4), (6, 3), (3, 6), (1, 7)),
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ class DigitalConfig:
 
     levels: tuple[Level, ...] = (
         Level("base", BASE, 2.6, 96, message=True),
-        Level("main", MAIN, 1.0, 240),
-        Level("top", TOP, 0.05, 640, floor=3.0),
+        Level("main", MAIN, 1.2, 300),
+        Level("top", TOP, 0.05, 1200, floor=3.0),
     )
     size: int = 256
     flat_std: float = 2.0
