@@ -83,7 +83,7 @@ def test_published_stegos_give_the_secret_the_mark_and_the_message(embedded, tmp
     stegos = tar_members(out / "shard-000000.tar")
     make_tar(
         tmp_path / "pub" / "shard-000000.tar",
-        [(n.replace(".png", ".img"), published(d, how)) for n, d in stegos.items()],
+        [(n.replace(".png", ".webp" if how == "webp80" else ".jpg"), published(d, how)) for n, d in stegos.items()],
     )
     got = tmp_path / "revealed"
     run(job_args("extract", tmp_path / "pub", got, "k1", 256, "--reference", secret, "--key-file", key))
