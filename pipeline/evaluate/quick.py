@@ -60,7 +60,7 @@ def quick_validation(
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
         # Over the covers' flat blocks: the mean and the worst image's (of the covers that have such blocks).
         "psnr_cover_flat": flat.nanmean().item(),
-        "psnr_cover_flat_worst": flat.nan_to_num(float("inf")).min().item(),
+        "psnr_cover_flat_worst": flat.nan_to_num(nan=float("inf"), posinf=float("inf")).min().item(),
     }
     x8 = stego8 / 255
     k = secrets.shape[1] // covers.shape[1]  # secrets per cover
