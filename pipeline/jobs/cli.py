@@ -548,6 +548,13 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
 )
 @click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
 @click.option(
+    "--layers",
+    multiple=True,
+    type=click.Choice(["all", "digital"]),
+    help="Which paths the job runs, as embed's --layers; repeat to measure both [default: all]. Each row is also "
+    "divided by invisible-watermark's dwtDct embed speed on the same images when that library is installed.",
+)
+@click.option(
     "--out",
     default="benchmark-results",
     show_default=True,
