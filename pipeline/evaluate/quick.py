@@ -16,6 +16,16 @@ from pipeline.core import distortions as D
 from pipeline.core.metrics import psnr, psnr_flat, ssim, to_255
 from pipeline.evaluate import published as P
 
+# A mean of per-image PSNRs counts an exact copy (a digital level's lossless graphic, an untouched flat block) as
+# this many dB, not as infinity, which would swallow every other image of the mean.
+EXACT_DB = 100.0
+
+
+def mean_db(values: torch.Tensor) -> float:
+    """The mean of per-image PSNRs (dB), an exact copy counted as ``EXACT_DB``; NaN (no such region) left out."""
+    return values.clamp(max=EXACT_DB).nanmean().item()
+
+
 BAR = {"psnr_cover": 36.0, "ssim_cover": 0.95, "psnr_secret": 28.0, "psnr_secret_attacked": 24.0}
 
 
@@ -59,8 +69,8 @@ def quick_validation(
         "psnr_cover": psnr(stego8, to_255(covers)).mean().item(),
         "ssim_cover": ssim(stego8, to_255(covers)).mean().item(),
         # Over the covers' flat blocks: the mean and the worst image's (of the covers that have such blocks).
-        "psnr_cover_flat": flat.nanmean().item(),
-        "psnr_cover_flat_worst": flat.nan_to_num(nan=float("inf"), posinf=float("inf")).min().item(),
+        "psnr_cover_flat": mean_db(flat),
+        "psnr_cover_flat_worst": flat.clamp(max=EXACT_DB).nan_to_num(nan=EXACT_DB).min().item(),
     }
     x8 = stego8 / 255
     k = secrets.shape[1] // covers.shape[1]  # secrets per cover
@@ -116,7 +126,7 @@ def condition_figures(
             values, alignment[name] = P.overlap_psnr(rec, secrets255, P.SHIFT_OF[name])
         else:
             values = psnr(rec, secrets255)
-        res[f"psnr_secret_{name}"] = values.mean().item()
+        res[f"psnr_secret_{name}"] = mean_db(values)
     res["shift_alignment"] = alignment
     return res
 
@@ -157,8 +167,8 @@ def _secret_psnr(
         c = x.shape[1]
         for j in range(want.shape[1] // c):
             part = slice(j * c, (j + 1) * c)
-            res[f"psnr_secret{j + 1}{each}"] = psnr(revealed[:, part], want[:, part]).mean().item()
-    return psnr(revealed, want).mean().item()
+            res[f"psnr_secret{j + 1}{each}"] = mean_db(psnr(revealed[:, part], want[:, part]))
+    return mean_db(psnr(revealed, want))
 
 
 def bar_criteria(res: dict) -> dict[str, float]:

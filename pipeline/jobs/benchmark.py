@@ -117,7 +117,7 @@ def available_backends(requested: tuple[str, ...]) -> list[str]:
 def dwtdct_ips(shard: Path) -> float | None:
     """invisible-watermark's dwtDct embed (a 32-bit mark) over the shard's images, decoded beforehand, one thread, no
     decode or encode timed: the reference our end-to-end figure is divided by. None when the library is missing
-    (``pip install invisible-watermark``)."""
+    (``pip install invisible-watermark``) or the images are under its 256 x 256 minimum."""
     import tarfile
 
     try:
@@ -128,6 +128,8 @@ def dwtdct_ips(shard: Path) -> float | None:
     with tarfile.open(shard) as tf:
         blobs = [tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()]
     images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs]
+    if min(images[0].shape[:2]) < 256:  # dwtDct refuses images under 256 x 256
+        return None
     encoder = WatermarkEncoder()
     encoder.set_watermark("bytes", b"sris")
     threads = cv2.getNumThreads()
@@ -321,7 +323,7 @@ def run_benchmark(cfg: BenchmarkConfig, model: Any = None) -> list[dict]:
             click.echo(f"measuring invisible-watermark dwtDct {w}x{h} (one thread) ...", err=True)
             reference = dwtdct_ips(shard)
             if reference is None:
-                click.echo("invisible-watermark is not installed: no dwtDct ratio", err=True)
+                click.echo("no dwtDct ratio (invisible-watermark not installed, or images under 256 px)", err=True)
             for backend, layers in ((b, ly) for b in backends for ly in layer_sets):
                 try:
                     engine = load_engine(backend, model, cfg.size, engines_dir=cfg.engines_dir, notify=_say)

@@ -261,7 +261,12 @@ class HidingModel(nn.Module):
             moved = reading.aligned is not None
             x = reading.aligned.to(stego.device, stego.dtype) if moved else stego[i : i + 1]
             analog = self.reveal_analog(x, aligned=aligned or moved)[0]
-            out.append(self.digital.choose(reading, analog))
+            revelation = self.digital.choose(reading, analog)
+            if revelation.secrets.shape[-2:] != stego.shape[-2:]:  # a moved grid is read at the grid's size
+                revelation.secrets = F.interpolate(
+                    revelation.secrets[None], size=stego.shape[-2:], mode="bilinear", align_corners=False
+                )[0].clamp(0, 1)
+            out.append(revelation)
         return out
 
     # ---------------------------------------------------------------------------------------------- detection

@@ -99,10 +99,14 @@ class DigitalPart:
 
     # ------------------------------------------------------------------------------------------------------ embed
     def analog_gains(self, cover: torch.Tensor) -> torch.Tensor:
-        """(B, C, N, N) cover in [0, 1] -> (B, 1, N, N): the scale of the analog path's change at each pixel."""
-        flat = mod.flat_blocks(mod.luma(cover * 255), self.config.flat_std).to(cover.dtype)  # (B, N/8, N/8)
+        """(B, C, H, W) cover in [0, 1] -> (B, 1, H, W): the scale of the analog path's change at each pixel (an
+        edge that is not a multiple of 8 is padded by replication for the flatness test)."""
+        h, w = cover.shape[-2:]
+        pad = (0, -w % mod.BLOCK, 0, -h % mod.BLOCK)
+        padded = F.pad(cover, pad, mode="replicate") if any(pad) else cover
+        flat = mod.flat_blocks(mod.luma(padded * 255), self.config.flat_std).to(cover.dtype)  # (B, H/8, W/8)
         gains = self.config.analog_gain * (1 - flat * (1 - self.config.analog_flat_gain))
-        return F.interpolate(gains[:, None], scale_factor=mod.BLOCK, mode="nearest")
+        return F.interpolate(gains[:, None], scale_factor=mod.BLOCK, mode="nearest")[..., :h, :w]
 
     def embed(
         self,
@@ -120,7 +124,7 @@ class DigitalPart:
             message_room = max((len(m) for m in messages if m is not None), default=0)
         layer = self.layer(key)
         n = self.config.size
-        mixed = cover + self.analog_gains(cover) * (analog - cover)
+        mixed = cover if analog is cover else cover + self.analog_gains(cover) * (analog - cover)
         on_grid = mixed.shape[-2:] == (n, n)
         grid_cover, grid_mixed = (cover, mixed) if on_grid else (resize_to(cover, n, n), resize_to(mixed, n, n))
         per_image = to_u8_images(secrets if on_grid else resize_to(secrets, n, n), self.channels)
