@@ -97,11 +97,11 @@ def shipped_models() -> list[dict]:
     return rows
 
 
-def write_card(name: str, held_out: dict) -> Path:
+def write_card(name: str, held_out: dict, command: str | None = None) -> Path:
     """Write the card of shipped model ``name`` beside its weights from the file and its held-out figures
-    (``validate --json``'s output); returns the card's path."""
+    (``validate --json``'s output, measured by ``command`` when not the card's default); returns the card's path."""
     path = shipped_path(name)
-    card = build_card(name, SHIPPED[name], file_sha256(path), read_checkpoint(path), held_out)
+    card = build_card(name, SHIPPED[name], file_sha256(path), read_checkpoint(path), held_out, command)
     out = card_path(path)
     out.write_text(json.dumps(card, indent=1) + "\n")
     return out
