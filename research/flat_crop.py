@@ -7,7 +7,7 @@ x10 at 100% (one image pixel per screen pixel) and enlarged x3 (nearest neighbou
 whole stego's in the title. With ``--job-out``, the same for the full-size job: the photo with the flattest window
 goes through ``python -m pipeline embed`` at its own size (the layer is written on the network's grid and carried to
 full size), and the figure shows that photo's flattest window; the PSNR over its flat 8x8 blocks (cover luma
-standard deviation under 1.5 grey levels) is printed.
+standard deviation under 1.5 grey levels) is printed and written beside the figure (``.json``).
 
     python research/flat_crop.py --data PHOTOS [--checkpoint CKPT] [--out docs/evaluation/flat_crop.png]
         [--job-out docs/evaluation/flat_crop_job.png]
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -108,6 +109,9 @@ def job_figure(photo: np.ndarray, secret: np.ndarray, checkpoint: str | None, wi
     )
     figure([("cover", to_img(cw)), ("stego", to_img(sw)), ("difference x10", diff)], title).save(out)
     whole = psnr(s, c).item()
+    figures = {"command": "python research/flat_crop.py --data PHOTOS --job-out docs/evaluation/flat_crop_job.png",
+               "width": w, "height": h, "psnr_cover_flat": flat, "psnr_cover": whole}  # fmt: skip
+    Path(out).with_suffix(".json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"wrote {out}: full-size job, window ({top}, {left}), flat-block PSNR {flat:.2f} dB, whole {whole:.2f} dB")
 
 

@@ -42,6 +42,14 @@ def _validate(name: str) -> dict:
     return json.loads((ROOT / "docs/evaluation/validate" / f"{name}.json").read_text())["figures"]
 
 
+def _study(name: str, *path: object) -> float:
+    """A figure of a study's JSON in ``docs/evaluation/`` (``name``.json), by keys and list indexes."""
+    value = json.loads((ROOT / "docs/evaluation" / f"{name}.json").read_text())
+    for key in path:
+        value = value[key]
+    return value
+
+
 @cache
 def _table(rel: str) -> list[dict]:
     return pq.read_table(ROOT / rel).to_pylist()
@@ -136,128 +144,199 @@ BAR_FIGURES = ("psnr_cover", "psnr_secret", "psnr_secret_mean3", "psnr_secret_ga
 PUBLISHED = ["jpeg90", "jpeg75", "jpeg50", "webp80", "resize0.5", "resize0.75", *(f"shift{k}" for k in range(1, 8))]
 
 
+DIGITAL_FILTERS = ("psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen")
+DIGITAL_JPEG = ("psnr_secret_jpeg90", "psnr_secret_jpeg75", "psnr_secret_jpeg50")
+SHIFTS = tuple(f"psnr_secret_shift{k}" for k in range(1, 8))
+
+
 def _v(name: str, *keys: str) -> list[tuple]:
     return [("validate", name, k) for k in keys]
 
 
 FIGURES: list[tuple[str, str, list[tuple]]] = [
-    # README: the model files and the paper table
+    # README: the paper table
     (
         README,
-        rf"K = 2 keeps a {N} dB cover with {N} and {N} dB secrets, K = 4 {N} dB with {N}-{N}",
+        rf"\| cover/stego PSNR \| {N} dB \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v("k1", "psnr_cover"), *_v(V1, "psnr_cover"), *_v(V1_ALL, "psnr_cover"), ("paper", "cover_psnr")],
+    ),
+    (
+        README,
+        rf"\| cover/stego SSIM \| {N} \| {N} \(all 45 photos: {N}\) \| {N} \|",
+        [*_v("k1", "ssim_cover"), *_v(V1, "ssim_cover"), *_v(V1_ALL, "ssim_cover"), ("paper", "cover_ssim")],
+    ),
+    (
+        README,
+        rf"\| secret/recovery PSNR, clean \| {N} dB \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
+        [*_v("k1", "psnr_secret"), *_v(V1, "psnr_secret"), *_v(V1_ALL, "psnr_secret"), ("paper", "secret_psnr")],
+    ),
+    (
+        README,
+        rf"sharpening \| {N} / {N} / {N} / {N} dB \| {N} / {N} / {N} / {N} dB",
+        [*_v("k1", "psnr_secret_hflip", *DIGITAL_FILTERS), *_v(V1, "psnr_secret_hflip", *DIGITAL_FILTERS)],
+    ),
+    (
+        README,
+        rf"after Gaussian noise sigma 5 \| {N} dB \| {N} \+- {N} dB \(mean of 64 draws\)",
+        [*_v("k1", "psnr_secret_noise5"), *_v(V1_64, "psnr_secret_noise5", "psnr_secret_noise5_se")],
+    ),
+    (
+        README,
+        rf"WebP 80 \| {N} / {N} / {N}, {N} dB \| {N} / {N} / {N}, {N} dB",
+        [*_v("k1", *DIGITAL_JPEG, "psnr_secret_webp80"), *_v(V1, *DIGITAL_JPEG, "psnr_secret_webp80")],
+    ),
+    (
+        README,
+        rf"after resizing by 0.5 / 0.75 \| {N} / {N} dB \| {N} / {N} dB",
         [
-            *_v("k2-noise64", "psnr_cover", "psnr_secret1", "psnr_secret2"),
-            ("validate", "k4", "psnr_cover"),
-            ("validate-min", "k4", "psnr_secret1", "psnr_secret2", "psnr_secret3", "psnr_secret4"),
-            ("validate-max", "k4", "psnr_secret1", "psnr_secret2", "psnr_secret3", "psnr_secret4"),
-        ],
-    ),
-    (
-        README,
-        rf"the analytic codes carry the model \({N} dB clean\).*without the codes the same budget gives {N} dB",
-        [("ablation-full", "psnr_secret"), ("ablation", "no-codes", "psnr_secret")],
-    ),
-    (
-        README,
-        rf"\| cover/stego PSNR \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
-        [*_v(V1, "psnr_cover"), *_v(V1_ALL, "psnr_cover"), ("paper", "cover_psnr")],
-    ),
-    (
-        README,
-        rf"\| cover/stego SSIM \| {N} \(all 45 photos: {N}\) \| {N} \|",
-        [*_v(V1, "ssim_cover"), *_v(V1_ALL, "ssim_cover"), ("paper", "cover_ssim")],
-    ),
-    (
-        README,
-        rf"\| secret/recovery PSNR, clean \| {N} dB \(all 45 photos: {N}\) \| {N} dB",
-        [*_v(V1, "psnr_secret"), *_v(V1_ALL, "psnr_secret"), ("paper", "secret_psnr")],
-    ),
-    (
-        README,
-        rf"sharpening \| {N} / {N} / {N} / {N} dB",
-        _v(V1, "psnr_secret_hflip", "psnr_secret_mean3", "psnr_secret_gauss1", "psnr_secret_sharpen"),
-    ),
-    (
-        README,
-        rf"after Gaussian noise sigma 5 \| {N} \+- {N} dB \(mean of 64 draws\)",
-        _v(V1_64, "psnr_secret_noise5", "psnr_secret_noise5_se"),
-    ),
-    (
-        README,
-        rf"WebP 80 \| {N} / {N} / {N}, {N} dB",
-        _v(V1, "psnr_secret_jpeg90", "psnr_secret_jpeg75", "psnr_secret_jpeg50", "psnr_secret_webp80"),
-    ),
-    (
-        README,
-        rf"a shift of 1-7 px \| {N} / {N}; {N}-{N} dB",
-        [
+            *_v("k1", "psnr_secret_resize0.5", "psnr_secret_resize0.75"),
             *_v(V1, "psnr_secret_resize0.5", "psnr_secret_resize0.75"),
-            ("validate-min", V1, *(f"psnr_secret_shift{k}" for k in range(1, 8))),
-            ("validate-max", V1, *(f"psnr_secret_shift{k}" for k in range(1, 8))),
         ],
     ),
     (
         README,
-        rf"cover PSNR / SSIM \| {N} dB; {N} dB / {N} \|",
+        rf"a 10% crop \| {N}-{N} dB; {N} dB \| {N}-{N} dB; not searched",
         [
+            ("validate-min", "k1", *SHIFTS),
+            ("validate-max", "k1", *SHIFTS),
+            *_v("k1", "psnr_secret_crop10"),
+            ("validate-min", V1, *SHIFTS),
+            ("validate-max", V1, *SHIFTS),
+        ],
+    ),
+    (
+        README,
+        rf"cover PSNR / SSIM \| {N} dB; {N} dB / {N} \| {N} dB; {N} dB / {N} \|",
+        [
+            ("job", "job_quality_k1", "psnr_secret job"),
+            ("job", "job_quality_k1", "psnr_cover job"),
+            ("job", "job_quality_k1", "ssim_cover job"),
             ("job", "job_quality", "psnr_secret job"),
             ("job", "job_quality", "psnr_cover job"),
             ("job", "job_quality", "ssim_cover job"),
         ],
     ),
-    (README, rf"cover SSIM \| {N} dB; {N} \|", _v(V1_ALL_GFX, "psnr_secret", "ssim_cover")),
     (
         README,
-        rf"come back at {N} dB clean on the held-out covers but {N}-{N} dB after JPEG and WebP",
+        rf"cover SSIM \| {N} / {N} / {N} dB; {N} \| {N} dB clean; {N} \|",
         [
-            *_v(V1_GFX, "psnr_secret"),
-            (
-                "validate-min",
-                V1_GFX,
-                "psnr_secret_jpeg90",
-                "psnr_secret_jpeg75",
-                "psnr_secret_jpeg50",
-                "psnr_secret_webp80",
-            ),
-            (
-                "validate-max",
-                V1_GFX,
-                "psnr_secret_jpeg90",
-                "psnr_secret_jpeg75",
-                "psnr_secret_jpeg50",
-                "psnr_secret_webp80",
-            ),
+            *_v("k1-graphics", "psnr_secret", "psnr_secret_jpeg75", "psnr_secret_jpeg50", "ssim_cover"),
+            *_v(V1_GFX, "psnr_secret", "ssim_cover"),
         ],
     ),
     (
         README,
-        rf"but {N}% after JPEG 75, {N}% after WebP 80 and {N}% after JPEG 50",
+        rf"payload a level carries at this cover sets that secret's PSNR: {N}-{N} dB on the held-out photos",
+        [("validate", "k1", "psnr_secret_jpeg50"), ("validate", "k1", "psnr_secret")],
+    ),
+    (
+        README,
+        rf"\(`k1-analog`: {N}% found after JPEG 75, {N}% after WebP 80 and {N}% after JPEG 50\)",
         [("tpr%", "k1-analog", "jpeg75"), ("tpr%", "k1-analog", "webp80"), ("tpr%", "k1-analog", "jpeg50")],
     ),
     (
         README,
-        rf"cover SSIM is {N}, under 0.95; `--upsample smooth` keeps it at {N} for a {N} dB secret",
-        [
-            ("job", "job_quality", "ssim_cover job"),
-            ("job", "job_quality-smooth", "ssim_cover job"),
-            ("job", "job_quality-smooth", "psnr_secret job"),
-        ],
-    ),
-    (
-        README,
-        rf"P_E {N} \(SRM \+ FLD\), {N} \(XuNet\), {N} \(wavelet \+ FLD\)",
+        rf"P_E {N} SRM \+ FLD, {N} XuNet, {N} wavelet \+ FLD",
         [("pe", "srm-fld"), ("pe", "xunet"), ("pe", "wavelet-fld")],
     ),
+    # The model card: the default (the digital layer)
     (
-        README,
-        rf"{N} images/s end to end at 256 px, {N} at 1 MP .*?\), {N} at 256 px on another such machine",
+        CARD,
+        rf"\| cover PSNR / SSIM \| {N} dB / {N} \| {N} dB / {N} \|",
+        [*_v("k1", "psnr_cover", "ssim_cover"), *_v(V1, "psnr_cover", "ssim_cover")],
+    ),
+    (
+        CARD,
+        rf"\| clean; mirror \| {N} dB; {N} dB \| {N} dB; {N} dB \|",
+        [*_v("k1", "psnr_secret", "psnr_secret_hflip"), *_v(V1, "psnr_secret", "psnr_secret_hflip")],
+    ),
+    (
+        CARD,
+        rf"\| 3x3 mean / Gaussian sigma 1 / sharpening \| {N} / {N} / {N} dB \| {N} / {N} / {N} dB \|",
+        [*_v("k1", *DIGITAL_FILTERS), *_v(V1, *DIGITAL_FILTERS)],
+    ),
+    (
+        CARD,
+        rf"\| Gaussian noise sigma 5 \| {N} dB \| {N} dB \|",
+        [*_v("k1", "psnr_secret_noise5"), *_v(V1, "psnr_secret_noise5")],
+    ),
+    (
+        CARD,
+        rf"\| JPEG 90 / 75 / 50 \| {N} / {N} / {N} dB \| {N} / {N} / {N} dB \|",
+        [*_v("k1", *DIGITAL_JPEG), *_v(V1, *DIGITAL_JPEG)],
+    ),
+    (
+        CARD,
+        rf"\| WebP 80 \| {N} dB \| {N} dB \|",
+        [*_v("k1", "psnr_secret_webp80"), *_v(V1, "psnr_secret_webp80")],
+    ),
+    (
+        CARD,
+        rf"\| resizing to 0.75 / 0.5 and back \| {N} / {N} dB \| {N} / {N} dB \|",
         [
-            ("benchmark", "20261127T111549Z", 0.0655),
-            ("benchmark", "20261127T111549Z", 1.0),
-            ("benchmark", "20261202T014743Z", 0.0655),
+            *_v("k1", "psnr_secret_resize0.75", "psnr_secret_resize0.5"),
+            *_v(V1, "psnr_secret_resize0.75", "psnr_secret_resize0.5"),
         ],
     ),
-    # The model card
+    (
+        CARD,
+        rf"\| shifts of 1-7 px \| {N}-{N} dB \| {N}-{N} dB \|",
+        [
+            ("validate-min", "k1", *SHIFTS),
+            ("validate-max", "k1", *SHIFTS),
+            ("validate-min", V1, *SHIFTS),
+            ("validate-max", V1, *SHIFTS),
+        ],
+    ),
+    (CARD, rf"\| a 10% crop \| {N} dB \|", _v("k1", "psnr_secret_crop10")),
+    (
+        CARD,
+        rf"JPEG 95 / 85 / 60 / 40 {N} / {N} / {N} / {N} dB, WebP 90 / 70 {N} / {N} dB, resizing to 0.9 / 0.6 {N} / {N} "
+        rf"dB, shifts of 12 / 24 px {N} / {N} dB, crops keeping 95% / 85% {N} / {N} dB",
+        _v(
+            "k1",
+            *(
+                f"psnr_secret_{c}"
+                for c in (
+                    "jpeg95",
+                    "jpeg85",
+                    "jpeg60",
+                    "jpeg40",
+                    "webp90",
+                    "webp70",
+                    "resize0.9",
+                    "resize0.6",
+                    "shift12",
+                    "shift24",
+                    "crop5",
+                    "crop15",
+                )
+            ),
+        ),
+    ),
+    (
+        CARD,
+        rf"AVIF at 96 / 300 / 1,200 bytes gives these photos about {N} / {N} / {N} dB",
+        _v("k1", "psnr_secret_jpeg50", "psnr_secret_jpeg75", "psnr_secret"),
+    ),
+    (
+        CARD,
+        rf"carried to the photo's {N} x {N} by bilinear upsampling\) no pattern shows, the flat blocks reading {N} dB",
+        [("flat-job", "width"), ("flat-job", "height"), ("flat-job", "psnr_cover_flat")],
+    ),
+    (
+        CARD,
+        rf"Cover {N} dB / {N}; each secret {N} dB clean \(the bar: 25\), {N} after JPEG 75, {N} after JPEG 50 and "
+        rf"WebP 80, {N} after resizing to 0.5, {N}-{N} after shifts of 1-7 px and {N} after a 10% crop",
+        [
+            *_v("k2", "psnr_cover", "ssim_cover", "psnr_secret1", "psnr_secret_jpeg75", "psnr_secret_jpeg50"),
+            *_v("k2", "psnr_secret_resize0.5"),
+            ("validate-min", "k2", *SHIFTS),
+            ("validate-max", "k2", *SHIFTS),
+            *_v("k2", "psnr_secret_crop10"),
+        ],
+    ),
+    # The model card: the analog model
     (
         CARD,
         rf"\| cover/stego PSNR \| {N} dB \|.*\| cover/stego SSIM \| {N} \|.*\| secret/recovery PSNR, clean \| {N} dB",
@@ -463,12 +542,7 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
     ),
     (CARD, rf"P_E {N}-{N} against three steganalysers", [("pe", "srm-fld"), ("pe", "xunet")]),
     (README, rf"the two seeds' spread \({N} dB\)", [("seed-spread",)]),
-    (
-        README,
-        rf"`marked` is found in {N}-{N}% of stegos after the laboratory distortions, JPEG 90, resizing and shifts",
-        [("tpr%-min", "k1-analog", *LAB_RESIZE_SHIFT), ("tpr%-max", "k1-analog", *LAB_RESIZE_SHIFT)],
-    ),
-    (README, rf"the quick start's sample secret comes back at about {N} dB", [("samples-job",)]),
+    (README, rf"sample secret \(a busy graphic\) comes back at about {N} dB", [("samples-job",)]),
     (
         README,
         rf"third and fourth secrets read {N} and {N} dB after a 3x3 mean",
@@ -476,14 +550,28 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
     ),
     (
         CARD,
-        rf"shifts of 4-7 px leave it {N}-{N} dB under the bar",
+        rf"shifts of 4-7 px leave it at {N}-{N} dB",
         [
-            ("under-bar-min", V1, "shift4", "shift5", "shift6", "shift7"),
-            ("under-bar-max", V1, "shift4", "shift5", "shift6", "shift7"),
+            (
+                "validate-min",
+                V1,
+                "psnr_secret_shift4",
+                "psnr_secret_shift5",
+                "psnr_secret_shift6",
+                "psnr_secret_shift7",
+            ),
+            (
+                "validate-max",
+                V1,
+                "psnr_secret_shift4",
+                "psnr_secret_shift5",
+                "psnr_secret_shift6",
+                "psnr_secret_shift7",
+            ),
         ],
     ),
     (CARD, rf"beyond the spread of two seeds of the full model \({N} dB\)", [("seed-spread",)]),
-    (CARD, rf"sample secret comes back at about {N} dB", [("samples-job",)]),
+    (CARD, rf"sample secret \(a busy graphic that codes poorly\) comes back at about {N} dB", [("samples-job",)]),
     (
         CARD,
         rf"Clean: code {N} dB, learned path \+{N}, residual code \+{N}; after JPEG 50 the learned path gives {N} of "
@@ -534,6 +622,8 @@ SOURCES["under-bar-min"] = lambda name, *c: min(_published_bar()[k] - _validate(
 SOURCES["under-bar-max"] = lambda name, *c: max(_published_bar()[k] - _validate(name)[f"psnr_secret_{k}"] for k in c)
 SOURCES["share-gain"] = lambda condition, a, b: SOURCES["share"](condition, b) - SOURCES["share"](condition, a)
 SOURCES["samples-job"] = lambda: _samples_job()
+SOURCES["flat-job"] = lambda key: json.loads((ROOT / "docs/evaluation/flat_crop_job.json").read_text())[key]
+SOURCES["study"] = lambda name, *path: _study(name, *path)
 SOURCES["ssim-over-bar"] = lambda name: _validate(name)["ssim_cover"] - 0.95
 SOURCES["tpr-min"] = lambda model, *c: min(SOURCES["tpr-range"](model, *c))
 SOURCES["tpr-max"] = lambda model, *c: max(SOURCES["tpr-range"](model, *c))
@@ -596,6 +686,10 @@ NOT_MEASURED = (
     "(95% bound on the rate",
     "visible at 100% where",
     "at a 36 dB cover",
+    "| a 10% crop |",
+    "a crop keeping 90% of",
+    "a 10% crop |",
+    "crops keeping 95% / 85%",
 )
 MEASURED = re.compile(r"(\d+(?:\.\d+)?)(?= ?(?:dB|%|images/s))|(?<=SSIM )(0\.\d+)|(?<=P_E )(0\.\d+)")
 
