@@ -1,5 +1,4 @@
-"""What the cover would have to give for more secret after JPEG: the digital layer's `main` level made wider and
-stronger, and the cover's PSNR and SSIM it costs.
+"""What the cover would have to give for more secret after JPEG: the digital layer's main level, wider and stronger.
 
 The `main` level (the one JPEG 75-90 leaves readable) takes the `top` level's coefficients with the smallest JPEG
 quantiser steps, and a larger step of its own; its
