@@ -30,7 +30,7 @@ from pipeline.io.photos import load_photos
 from pipeline.model import build_model, load_model
 from pipeline.model.digital.keys import Key
 
-SHARES = (0.0, 0.25, 0.5, 1.0)
+SHARES = (0.0, 0.5, 1.0)
 FLAT_SHARE = 0.15
 SHOWN = ("psnr_secret", "psnr_secret_mean3", "psnr_secret_noise5", "psnr_secret_jpeg75", "psnr_secret_jpeg50")
 
