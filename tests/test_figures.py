@@ -397,7 +397,11 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
         rf"JPEG 40 {N}%, WebP 70 {N}%, resizing to 0.6 {N}%",
         [("det-tpr%", c) for c in ("jpeg40", "webp70", "resize0.6")],
     ),
-    (CARD, rf"the secret they reveal reads {N} dB against the true one", [("det-wrong", "psnr_secret")]),
+    (
+        CARD,
+        rf"the secret they reveal reads {N} dB against the true one on average \(the bar: 12 or less\), {N} at most",
+        [("det-wrong", "psnr_secret"), ("det-wrong", "psnr_secret_max")],
+    ),
     (
         CARD,
         rf"nearly whole: {N} dB clean \(the bar: 30\), {N} after JPEG 75 \(27\), {N} after JPEG 50 \(24, missed: the "
