@@ -156,6 +156,8 @@ DIGITAL_JPEG = ("psnr_secret_jpeg90", "psnr_secret_jpeg75", "psnr_secret_jpeg50"
 SHIFTS = tuple(f"psnr_secret_shift{k}" for k in range(1, 8))
 LEVEL_COLUMNS = ("psnr_secret", "decodes_base", "decodes_main", "decodes_top", "from_top", "from_main", "from_base",
                  "from_analog")  # fmt: skip
+SPLIT = ("psnr_cover", "ssim_cover", "psnr_secret", "psnr_secret_mean3", "psnr_secret_noise5", "psnr_secret_jpeg75",
+         "psnr_secret_jpeg50", "psnr_secret_wrong_key")  # fmt: skip
 TRADEOFF = (
     "main_payload",
     "psnr_cover",
@@ -483,6 +485,21 @@ FIGURES: list[tuple[str, str, list[tuple]]] = [
         rf"\| crop 10% \| {N} dB \| {N} / {N} / {N} \| {N} / {N} / {N} / {N} \|",
         [("level", "photos", "crop10", k) for k in LEVEL_COLUMNS],
     ),
+    (
+        CARD,
+        rf"\| 0 \| {N} dB / {N} \| {N} / {N} / {N} / {N} / {N} dB \| {N} dB \|",
+        [("study", "budget_split", "rows", 0, k) for k in SPLIT],
+    ),
+    (
+        CARD,
+        rf"\| 0.5 \| {N} dB / {N} \| {N} / {N} / {N} / {N} / {N} dB \| {N} dB \|",
+        [("study", "budget_split", "rows", 1, k) for k in SPLIT],
+    ),
+    (
+        CARD,
+        rf"\| 1 \| {N} dB / {N} \| {N} / {N} / {N} / {N} / {N} dB \| {N} dB \|",
+        [("study", "budget_split", "rows", 2, k) for k in SPLIT],
+    ),
     # The model card: the analog model
     (
         CARD,
@@ -780,6 +797,11 @@ SOURCES["level"] = lambda secrets, condition, key: next(
     r[key]
     for r in _table("docs/evaluation/digital_levels.parquet")
     if r["secrets"] == secrets and r["condition"] == condition
+)
+SOURCES["bench"] = lambda stamp, layers, key: next(
+    r[key]
+    for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
+    if r["kind"] == "stages" and (r.get("layers") or "all") == layers
 )
 SOURCES["flat-job"] = lambda key: json.loads((ROOT / "docs/evaluation/flat_crop_job.json").read_text())[key]
 SOURCES["study"] = lambda name, *path: _study(name, *path)
