@@ -171,6 +171,16 @@ def _v(name: str, *keys: str) -> list[tuple]:
 
 
 FIGURES: list[tuple[str, str, list[tuple]]] = [
+    (
+        README,
+        rf"the default {N} images/s end to end, the digital layer alone {N}; invisible-watermark's dwtDct embed, one "
+        rf"thread, {N} images/s in the same run",
+        [
+            ("bench", "20261206T020150Z", "all", "end_to_end_ips"),
+            ("bench", "20261206T020150Z", "digital", "end_to_end_ips"),
+            ("bench", "20261206T020150Z", "all", "dwtdct_ips"),
+        ],
+    ),
     # README: the paper table
     (
         README,
