@@ -6,7 +6,8 @@
 The held-out photos (the training split by name) are scaled to about ``--megapixels`` (aspect kept); photo i hides
 photo i+1 as the validation does. Each pair goes through the job's own per-batch code (``embed_batch``: network at
 256 px, residual carried to full size, 8-bit; ``verify_batch``: the stego resized back and revealed) and, for the
-mirror, the full-size stego is flipped, resized and revealed as ``extract`` would. For reference the same pairs are
+mirror, the full-size stego is flipped and revealed as ``extract`` would (resized to the network's size, or read
+by the digital layer at its own size). For reference the same pairs are
 also run at 256 px directly (what ``validate`` measures). Prints a table; writes OUT/job_quality.parquet
 (``job_quality-smooth.parquet`` with ``--upsample smooth``).
 """
@@ -73,8 +74,13 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, upsamp
             row[f"psnr_secret {label}"] = s.row["psnr_secret"]
             row[f"psnr_cover {label}"] = s.row["psnr_cover"]
             row[f"ssim_cover {label}"] = float(ssim_u8(s.result[None], cover[None])[0])  # at the image's own size
-            mirrored = to_network_size(np.ascontiguousarray(s.result[:, ::-1]), size)
-            revealed = quantize(engine.reveal(to_nchw([mirrored]))[0].transpose(1, 2, 0))
+            flipped = np.ascontiguousarray(s.result[:, ::-1])
+            if engine.digital:  # extract reads the received image itself; no level: no secret
+                (reading,) = engine.stages.read_digital(to_nchw([flipped]))
+                revealed = reading.secrets[0] if reading.secrets is not None else np.zeros_like(secret_n[0])
+            else:
+                mirrored = to_network_size(flipped, size)
+                revealed = quantize(engine.reveal(to_nchw([mirrored]))[0].transpose(1, 2, 0))
             row[f"psnr_secret mirrored {label}"] = float(per_image_metrics(revealed[None], secret_n)[0][0])
             row[f"megapixels {label}"] = cover.shape[0] * cover.shape[1] / 1e6
         rows.append(row)

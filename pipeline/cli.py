@@ -201,6 +201,38 @@ def _weighted_checkpoint(
     return out
 
 
+@main.command()
+@click.argument("keyfile", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing file (the marks made with its key become unreadable).")
+def keygen(keyfile: str, force: bool) -> None:
+    """Write a new digital-layer key to KEYFILE: 32 random bytes as 64 hex characters, readable by its owner only.
+
+    Marks written with the key (embed --key-file KEYFILE) are read only with it; keep it as you would a password.
+    The jobs record only its id (a hash prefix), printed here.
+
+    
+    Example:
+      python -m pipeline keygen ~/.config/sris/job.key
+      python -m pipeline embed --shards in/ --out out/ --secret logo.png --key-file ~/.config/sris/job.key
+    """
+    from pathlib import Path
+
+    from pipeline.model.digital.keys import generate_key_file
+
+    if Path(keyfile).is_dir():
+        raise click.UsageError(f"KEYFILE {keyfile} is a folder")
+    try:
+        key = generate_key_file(keyfile, overwrite=force)
+    except FileExistsError:
+        raise click.UsageError(
+            f"KEYFILE {keyfile} exists: a key is never replaced silently (--force replaces it)"
+        ) from None
+    except OSError as exc:
+        click.echo(f"error: {keyfile}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {keyfile} (key id {key.key_id}; readable by its owner only)")
+
+
 @main.command("average-checkpoints")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.argument("sources", nargs=-1, required=True, metavar="WEIGHT=CHECKPOINT...", callback=_weighted_checkpoint)
@@ -269,6 +301,12 @@ def average_checkpoints(out: str, sources: list[tuple[float, str]]) -> None:
     help="Which bar sets the exit code: `quality`, the quality bar alone; `published`, the quality bar and also the "
     "published-image bar (JPEG, WebP, resize, shifts). Both are always measured and printed.",
 )
+@click.option(
+    "--family",
+    is_flag=True,
+    help="Also measure conditions of the same kinds that no bar lists: JPEG 95/85/60/40, WebP 90/70, resizing to "
+    "0.9 and 0.6, shifts of 12 and 24 px, crops keeping 95% and 85% (printed, no bar).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(
     data: str,
@@ -280,6 +318,7 @@ def validate(
     graphics_secrets: bool,
     noise_draws: int,
     bar: str,
+    family: bool,
     as_json: bool,
 ) -> None:
     """Check a model against the quality bar on photos it was not trained on.
@@ -288,12 +327,13 @@ def validate(
     photos. Prints cover PSNR/SSIM and secret PSNR clean and after each attack, 8-bit, and exits 0 when the bar is
     met, 4 when it is not. Beside it, the published-image bar: the secret PSNR after real JPEG 90/75/50, WebP 80,
     resizing to 0.5 and 0.75 and back, and shifts of 1-7 px (on the overlap); it sets the exit code only with
-    `--bar published`.
+    `--bar published`. A model with the digital layer is read with the SRIS_KEY environment variable's key, or the
+    public key.
     """
     import torch
 
     from pipeline.core.photos import validation_pairs
-    from pipeline.evaluate.published import PUBLISHED, PUBLISHED_BAR
+    from pipeline.evaluate.published import FAMILY, PUBLISHED, PUBLISHED_BAR
     from pipeline.evaluate.quick import (
         BAR,
         QUICK_ATTACKS,
@@ -328,7 +368,7 @@ def validate(
         )
         secrets = drawn.reshape(secrets.shape)
     with torch.inference_mode():
-        res = quick_validation(model, covers, secrets, noise_draws=noise_draws, published=True)
+        res = quick_validation(model, covers, secrets, noise_draws=noise_draws, published=True, family=family)
     res["images"] = len(imgs)
     res["bar_misses"] = bar_misses(res)
     failed = verdict_failed(res, bar)
@@ -338,6 +378,10 @@ def validate(
         click.echo(f"{len(imgs)} photos at {size}x{size}, 8-bit PNG-equivalent; bar in brackets")
         click.echo(f"  cover/stego PSNR   {res['psnr_cover']:6.2f} dB   [>= {BAR['psnr_cover']}]")
         click.echo(f"  cover/stego SSIM   {res['ssim_cover']:6.4f}      [>= {BAR['ssim_cover']}]")
+        click.echo(
+            f"  flat blocks PSNR   {res['psnr_cover_flat']:6.2f} dB   (worst image {res['psnr_cover_flat_worst']:.2f}; "
+            "cover blocks of luma std < 1.5)"
+        )
         click.echo(f"  secret PSNR clean  {res['psnr_secret']:6.2f} dB   [>= {BAR['psnr_secret']}]")
         for k in ("mean3", "gauss1", "sharpen", "noise5", "hflip"):
             spread = (
@@ -362,6 +406,10 @@ def validate(
             click.echo(f"  secret PSNR {k:11}{value:6.2f} dB   [>= {PUBLISHED_BAR[k]}]{miss}{note}")
         met = "met" if res["published_margin"] >= 0 else "not met"
         click.echo(f"  margin to the published-image bar  {res['published_margin']:+.2f} ({met})")
+        if family:
+            click.echo("the same kinds of condition, other parameters (no bar)")
+            for k in FAMILY:
+                click.echo(f"  secret PSNR {k:11}{res['psnr_secret_' + k]:6.2f} dB")
         for line in verdict_lines(res, bar):
             click.echo(line)
     sys.exit(4 if failed else 0)

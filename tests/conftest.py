@@ -31,7 +31,8 @@ def flat_config(preset: str, **overrides: object) -> dict:
     cfg = get_config(preset, **overrides)
     out = {}
     for name, path in SHORT_NAMES.items():
-        if name not in ("legacy", "hinet_blocks", "unet_depth"):  # version 2 kept the baseline depths in ``extra``
+        # version 2 kept the baseline depths in ``extra``; the digital layer came with version 4
+        if name not in ("legacy", "hinet_blocks", "unet_depth", "digital"):
             value = cfg
             for part in path.split("."):
                 value = getattr(value, part)

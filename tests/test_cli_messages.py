@@ -425,7 +425,7 @@ def test_an_unknown_model_name_lists_the_shipped_ones(tmp_path, src, secret, com
     }[command]
     res = run(*args)
     assert res.exit_code == 2, res.output
-    assert "--checkpoint k3: no such file, nor a shipped model (shipped: k1, k2, k4)" in error_text(res)
+    assert "--checkpoint k3: no such file, nor a shipped model (shipped: k1, k2, k4, k1-analog)" in error_text(res)
     res = run(*[a if a != "k3" else tmp_path / "k3.pt" for a in args])
     assert res.exit_code == 2 and error_text(res).strip().endswith(f"--checkpoint {tmp_path / 'k3.pt'}: no such file")
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CARDS = ("MODEL_CARD.md", "MODEL_CARD_analog.md")
 DOCS = [
     "README.md",
     "CHANGELOG.md",
     "pipeline/weights/MODEL_CARD.md",
+    "pipeline/weights/MODEL_CARD_analog.md",
     "engines/README.md",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md")),
 ]
@@ -84,14 +86,15 @@ def test_readme_and_model_card_stay_short() -> None:
     assert (
         len(re.findall("stage", readme, flags=re.IGNORECASE)) <= 3
     )  # the history is CHANGELOG's and docs/history.md's
-    assert len((ROOT / "pipeline/weights/MODEL_CARD.md").read_text(encoding="utf-8").splitlines()) <= 300
+    for card in ("MODEL_CARD.md", "MODEL_CARD_analog.md"):
+        assert len((ROOT / "pipeline/weights" / card).read_text(encoding="utf-8").splitlines()) <= 300, card
     assert (ROOT / "CHANGELOG.md").is_file() and (ROOT / "docs/history.md").is_file()
 
 
 def test_the_model_card_keeps_no_history() -> None:
     """The card describes the model as it is: its history (stages, the commits and runs they came from, the issues
     that asked for them) is docs/history.md's."""
-    card = (ROOT / "pipeline/weights/MODEL_CARD.md").read_text(encoding="utf-8")
+    card = "".join((ROOT / "pipeline/weights" / f).read_text(encoding="utf-8") for f in CARDS)
     assert re.findall(r"\bstages? \d+", card, flags=re.IGNORECASE) == []
     assert re.findall(r"\bissues? \d+", card, flags=re.IGNORECASE) == []
     assert COMMIT.findall(card) == []

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.model.checkpoint import FORMAT, default_checkpoint_path, load_model, read_checkpoint, save_checkpoint
+from pipeline.model.checkpoint import (
+    FORMAT,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    shipped_path,
+)
 from pipeline.model.config import CONFIG_VERSION, ModelConfig, field_paths
 from pipeline.model.migrate import config_from_dict, migrate_config
 
@@ -111,9 +117,10 @@ def test_version1_mirror_and_code_fields(v1: dict, expected: dict) -> None:
 
 
 def test_version2_files_get_every_field_written_out() -> None:
-    """The shipped K = 1 file says version 2 but predates three fields (the detail count, the code order and the
-    base layout): the migration writes them out with the values its code used, not whatever today's defaults say."""
-    raw = torch.load(default_checkpoint_path(), map_location="cpu", weights_only=True)["config"]
+    """The analog K = 1 file (the default before the digital layer) says version 2 but predates three fields (the
+    detail count, the code order and the base layout): the migration writes them out with the values its code used,
+    not whatever today's defaults say."""
+    raw = torch.load(shipped_path("k1-analog"), map_location="cpu", weights_only=True)["config"]
     assert raw["version"] == 2 and not {"detail_secrets", "code_last", "base_layout"} & set(raw)
     migrated = migrate_config(raw)
     assert migrated["version"] == CONFIG_VERSION

@@ -37,7 +37,7 @@ def test_calibrate_detection_writes_the_threshold_into_the_checkpoint(tmp_path: 
     scores = pq.read_table(out).to_pylist()
     record = load_model(ckpt).checkpoint_meta["detection"]
     unmarked = [r["score"] for r in scores if r["kind"] == "unmarked"]
-    assert len(unmarked) == record["unmarked_images"] == 4 * 19  # 4 centre crops, as they are and after 18 conditions
+    assert len(unmarked) == record["unmarked_images"] == 4 * 20  # 4 centre crops, as they are and after 19 conditions
     assert max(unmarked) < record["threshold"] <= max(unmarked) + 0.5 and record["threshold"] % 0.5 == 0
     marked = [r["score"] for r in scores if r["kind"] == "marked" and r["condition"] == "clean"]
     assert record["true_positive_rate"]["clean"] == sum(s >= record["threshold"] for s in marked) / len(marked)

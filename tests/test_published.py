@@ -25,6 +25,7 @@ NAMES = [
     "resize0.5",
     "resize0.75",
     *[f"shift{k}" for k in range(1, 8)],
+    "crop10",
 ]
 
 
@@ -44,8 +45,9 @@ def _mse255(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_the_published_conditions_are_the_issues_in_order_each_with_its_bar() -> None:
     assert list(P.PUBLISHED) == NAMES
     assert list(P.PUBLISHED_BAR) == NAMES
-    assert P.PUBLISHED_BAR["jpeg90"] == 25 and P.PUBLISHED_BAR["jpeg50"] == 20 and P.PUBLISHED_BAR["resize0.75"] == 26
-    assert {f"shift{k}": k for k in range(1, 8)} == P.SHIFT_OF
+    assert P.PUBLISHED_BAR["jpeg90"] == 30 and P.PUBLISHED_BAR["jpeg50"] == 24 and P.PUBLISHED_BAR["resize0.75"] == 26
+    assert P.PUBLISHED_BAR["webp80"] == 25 and P.PUBLISHED_BAR["shift7"] == 25 and P.PUBLISHED_BAR["crop10"] == 24
+    assert {**{f"shift{k}": k for k in range(1, 8)}, "shift12": 12, "shift24": 24} == P.SHIFT_OF  # bar, family
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -123,7 +125,7 @@ def test_the_overlap_metric_finds_either_alignment(photos: torch.Tensor, k: int)
 
 class Passthrough(torch.nn.Module):
     """A "model" whose stego is the secret itself and whose reveal returns its input: after a shift the revealed
-    secret is shifted with the stego, so its overlap PSNR is infinite."""
+    secret is shifted with the stego, so its overlap is an exact copy (``EXACT_DB``)."""
 
     def embed(self, cover: torch.Tensor, secret: torch.Tensor) -> torch.Tensor:
         return secret
@@ -133,14 +135,14 @@ class Passthrough(torch.nn.Module):
 
 
 def test_published_figures_measure_a_shift_on_the_overlap(photos: torch.Tensor) -> None:
-    from pipeline.evaluate.quick import quick_validation
+    from pipeline.evaluate.quick import EXACT_DB, quick_validation
 
     res = quick_validation(Passthrough(), photos, photos.roll(1, 0), published=True)
     for k in range(1, 8):
-        assert res[f"psnr_secret_shift{k}"] == float("inf")
+        assert res[f"psnr_secret_shift{k}"] == EXACT_DB
         assert res["shift_alignment"][f"shift{k}"] == "with-stego"
     assert res["psnr_secret_jpeg90"] > res["psnr_secret_jpeg50"] > 20  # the codec on the secret itself
-    assert res["published_misses"] == [] and res["published_margin"] > 0
+    assert not any("shift" in m for m in res["published_misses"])  # the codecs on small photos may miss their bars
     assert "psnr_secret_jpeg90" not in quick_validation(Passthrough(), photos, photos)  # training's figures only
 
 
@@ -200,11 +202,11 @@ def test_bar_published_sets_the_verdict_when_a_published_figure_misses() -> None
     which; both met, passes either way; the quality bar missed, fails either way."""
     from pipeline.evaluate.quick import verdict_failed, verdict_lines
 
-    one_miss = _figures(40.0, 23.9)
+    one_miss = _figures(40.0, 24.9)
     assert not verdict_failed(one_miss) and verdict_failed(one_miss, "published")
     assert verdict_lines(one_miss, "published") == ["misses the published-image bar: shift3"]
     assert verdict_lines(one_miss)[-1] == "(the published-image bar sets the exit code only with --bar published)"
-    both_met = _figures(40.0, 24.0)
+    both_met = _figures(40.0, 25.0)
     assert not verdict_failed(both_met) and not verdict_failed(both_met, "published")
     assert verdict_lines(both_met, "published") == []
     quality_missed = _figures(20.0, 30.0)

@@ -170,3 +170,21 @@ def shift(x: torch.Tensor, k: int) -> torch.Tensor:
     if k == 0:
         return x
     return F.pad(x[..., k:, k:], (0, k, 0, k), mode="reflect")
+
+
+def crop(x: torch.Tensor, keep: float, seed: int = 0) -> torch.Tensor:
+    """Keep ``keep`` of each side at a random offset (one seeded draw per image), then resize back to the original
+    size with OpenCV's bilinear resize (the receiver's resample), 8-bit: a published crop."""
+    import random
+
+    import cv2
+
+    h, w = x.shape[-2:]
+    ch, cw = max(1, round(h * keep)), max(1, round(w * keep))
+    rng = random.Random(seed)
+    out = []
+    for arr in _u8_images(x):
+        y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
+        back = cv2.resize(arr[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+        out.append(back.reshape(h, w, arr.shape[2]))
+    return _from_u8(out, x)

@@ -41,6 +41,24 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0) -> torch.T
     return psnr_from_mse(mse(a, b), data_range)
 
 
+# A cover block is flat when its BT.601 luma varies by less than this (grey levels, standard deviation): flat sky,
+# where a change is seen first. ``psnr_flat`` measures the change there alone.
+FLAT_STD = 1.5
+
+
+def psnr_flat(stego: torch.Tensor, cover: torch.Tensor, block: int = 8, flat_std: float = FLAT_STD) -> torch.Tensor:
+    """PSNR (dB) of the stego over the cover's flat ``block`` x ``block`` blocks only, all channels, (B, C, H, W)
+    pairs on 0-255 -> (B,); NaN for an image without a flat block, +inf where nothing changed there."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=cover.dtype, device=cover.device)
+    luma = (cover * w[None, :, None, None]).sum(1, keepdim=True) if cover.shape[1] == 3 else cover
+    flat = F.pixel_unshuffle(luma, block).std(dim=1, unbiased=False) < flat_std  # (B, h, w)
+    err = F.pixel_unshuffle((stego.double() - cover.double()).pow(2).mean(1, keepdim=True), block).mean(1)
+    n = flat.sum((1, 2))
+    m = (err * flat).sum((1, 2)) / n.clamp(min=1)
+    out = psnr_from_mse(m, 255.0)
+    return torch.where(n > 0, out, torch.full_like(out, float("nan")))
+
+
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     """MATLAB ``rgb2ycbcr`` luma (BT.601, studio range) of a 0-255 RGB image: (B, 3, H, W) -> (B, 1, H, W)."""
     w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64, device=x.device) / 255.0

@@ -47,6 +47,16 @@ SCHEMA = pa.schema(
         # threshold calibrated for the model (its false-positive rate: the model card); null for other jobs.
         pa.field("mark_score", pa.float64()),
         pa.field("marked", pa.bool_()),
+        # The digital layer (models with one): where the secret came from (a level's name, or "analog" where no
+        # level decoded): at embed, what the verification read from the stego as written; at extract, what was
+        # revealed. Each level's decode status, the per-image message (UTF-8, undecodable bytes escaped) and the
+        # key's id (never the key).
+        pa.field("layer", pa.string()),
+        pa.field("level_base", pa.bool_()),
+        pa.field("level_main", pa.bool_()),
+        pa.field("level_top", pa.bool_()),
+        pa.field("message", pa.string()),
+        pa.field("key_id", pa.string()),
         pa.field("backend", pa.string()),
         pa.field("precision", pa.string()),
         pa.field("model_sha256", pa.string()),

@@ -10,15 +10,19 @@ Embed, per batch (N = network size, images uint8 HWC at the boundaries, float32 
     decode      bytes -> cover_full (H, W, 3) uint8 (+ alpha aside); per-sample secrets -> (K, N, N, 3) uint8
     preprocess  cover_N = D(cover_full)                                  area average to N x N, 8-bit
     embed       stego_N = engine.embed(cover_N, secrets_N)                (B, 3, N, N), (B, 3K, N, N) -> (B, 3, N, N)
+                [+ the digital layer: the analog change scaled, every level written, each image's message]
     compose     stego_full = round(cover_full + U(stego_N - cover_N)), clipped to uint8; U = D's pseudo-inverse
                 by default, so that D(stego_full) is stego_N up to rounding (resample.py)
     verify      revealed = engine.reveal(D(stego_full)) vs secrets_N -> psnr/ssim_secret for EVERY image;
                 psnr_cover at full resolution, ssim_cover at N (``verify_batch``: its own stage, so that a runner
-                overlaps it with the next batch's embed)
+                overlaps it with the next batch's embed); with the digital layer the most detailed level that a
+                receiver decodes gives the secret (``layer``), the analog reveal only where none does
     encode      stego_full (+ alpha put back) -> PNG / WebP / JPEG bytes
 
 Extract, per batch: decode -> D (to N) -> engine.reveal -> K secrets (N, N, 3) uint8 -> metrics vs references ->
-encode ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``.
+encode ``KEY.secret.png`` (K = 1) or ``KEY.secret1.png`` ... ``KEY.secretK.png``. With the digital layer, it reads
+first (finding a moved grid), the analog reveal runs on the image moved back onto that grid, and each image takes
+the digital secret where a level decoded.
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ from pipeline.core.metrics import psnr_from_mse, ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
 from pipeline.jobs.resample import UPSAMPLE, compose, quantize, resize_bilinear, to_network_size
+from pipeline.model.digital.part import ANALOG
 from pipeline.runtime import Engine
+
+# Which paths a job runs: "all" (the analog network and, where the model has it, the digital layer) or "digital" (the
+# digital layer alone: no network runs, for users who need robustness and nothing else).
+LAYERS = ("all", "digital")
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,18 @@ class JobSettings:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     max_pixels: int = DEFAULT_MAX_PIXELS
     upsample: str = "exact"
+    layers: str = "all"  # "digital": the digital layer alone, no network (models with the layer)
 
     def __post_init__(self) -> None:
         if self.upsample not in UPSAMPLE:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE)}, got {self.upsample!r}")
+        if self.layers not in LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, got {self.layers!r}")
+
+    @property
+    def lossless(self) -> bool:
+        """The output format keeps the stego's pixels (PNG and WebP here are lossless; JPEG is not)."""
+        return self.fmt != "jpeg"
 
     @property
     def ext(self) -> str:
@@ -75,6 +92,7 @@ class Sample:
             embedded); cover_n: (N, N, 3) uint8, the network's input, kept from embed to verify.
         result: the full-resolution stego (embed) or (K, N, N, 3) revealed secrets (extract).
         outputs: (member name, bytes) to write into the output shard.
+        message: the per-image message the digital layer carries (embed with ``--message``).
     """
 
     key: str
@@ -87,6 +105,7 @@ class Sample:
     cover_n: np.ndarray | None = None
     result: np.ndarray | None = None
     outputs: list[tuple[str, bytes]] = field(default_factory=list)
+    message: bytes | None = None
 
     @property
     def active(self) -> bool:
@@ -229,12 +248,16 @@ def embed_batch(
     size: int,
     shared_secrets: np.ndarray | None,
     upsample: str = "exact",
+    message_room: int | None = None,
+    layers: str = "all",
 ) -> dict[str, float]:
     """Preprocess, embed and compose the active decoded samples of a batch, in place (``verify_batch`` follows).
 
     Args:
         shared_secrets: (K, N, N, 3) uint8 hidden in every cover, or None when each sample has ``secrets_n``.
         upsample: how the residual is carried to full size (``pipeline.jobs.resample``).
+        message_room: with the digital layer, the bytes reserved for each image's message (None: no message).
+        layers: "digital": the digital layer alone is written on the cover (no network runs).
     Sets ``sample.result`` (stego_full, (H, W, 3) uint8), ``psnr_cover``, and keeps ``cover_n`` and ``secrets_n``
     for verify. Returns seconds per stage: preprocess, embed, compose.
     """
@@ -251,7 +274,12 @@ def embed_batch(
     secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
     cover_in = to_nchw([s.cover_n for s in active])
     t1 = time.perf_counter()
-    stego_n = engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+    # The digital layer alone, or an analog share of 0 (the network's change scaled away): no network runs.
+    no_network = engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
+    stego_n = cover_in if no_network else engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+    if engine.digital:
+        messages = [s.message for s in active] if message_room is not None else None
+        stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
     t2 = time.perf_counter()
     for s, sn in zip(active, stego_n, strict=True):
         s.result, sse = compose(s.image.rgb, s.cover_n, sn, upsample)
@@ -263,12 +291,21 @@ def embed_batch(
     return times
 
 
-def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[str, float]:
+def verify_batch(
+    engine: Engine,
+    samples: Sequence[Sample],
+    size: int,
+    message_room: int | None = None,
+    lossless: bool = True,
+    layers: str = "all",
+) -> dict[str, float]:
     """Reveal every embedded sample of a batch as a receiver will (its stego resized back to N) and score it.
 
     Sets ``psnr_secret`` / ``ssim_secret`` (mean over the K secrets) and ``ssim_cover`` (at N), adds the time to
-    ``infer_ms``, and drops ``cover_n`` / ``secrets_n``. A stage of its own so that a runner can overlap it with the
-    next batch's embed. Returns seconds: {"verify": ...}.
+    ``infer_ms``, and drops ``cover_n`` / ``secrets_n``. With the digital layer the secret is the most detailed level
+    a receiver decodes (``layer``; ``lossless``: the output format keeps the pixels, see
+    ``AnalyticStages.verify_digital``) and the analog reveal's where none does. A stage of its own so that a runner
+    can overlap it with the next batch's embed. Returns seconds: {"verify": ...}.
     """
     active = [s for s in samples if s.active and s.result is not None and s.cover_n is not None]
     if not active:
@@ -277,15 +314,32 @@ def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[s
     back_n = np.stack([to_network_size(s.result, size) for s in active])  # what a receiver's extract will see
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
-    # The stego was just made here, on the code's grid: a model with registration need not search for it.
-    revealed = engine.reveal(to_nchw(back_n), aligned=True)  # (B, 3K, N, N)
-    revealed_u8 = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
+    revealed_u8 = np.empty_like(secrets_n)
+    analog, lost = list(range(b)), []  # images the analog path reveals; images nothing reveals
+    if engine.digital:
+        secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
+        messages = [s.message for s in active] if message_room is not None else None
+        covers = to_nchw([s.cover_n for s in active])
+        found = engine.stages.verify_digital(to_nchw(back_n), covers, secrets_in, messages, message_room, lossless)
+        analog = [i for i, (level, _) in enumerate(found) if level is None]
+        for i, (level, images) in enumerate(found):
+            active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
+            if images is not None:
+                revealed_u8[i] = np.stack(images)
+        if layers == "digital":  # no analog path to fall back on: an image no level reads has no secret figures
+            revealed_u8[analog] = 0
+            lost, analog = analog, []
+    if analog:
+        # The stego was just made here, on the code's grid: a model with registration need not search for it.
+        revealed = engine.reveal(to_nchw(back_n[analog]), aligned=True)  # (B', 3K, N, N)
+        revealed_u8[analog] = quantize(revealed).reshape(len(analog), k, 3, size, size).transpose(0, 1, 3, 4, 2)
     ps, ss = per_image_metrics(revealed_u8.reshape(b * k, size, size, 3), secrets_n.reshape(b * k, size, size, 3))
     _, ssim_cover = per_image_metrics(back_n, np.stack([s.cover_n for s in active]))
     dt = time.perf_counter() - t0
     for i, s in enumerate(active):
         s.row["ssim_cover"] = float(ssim_cover[i])
-        set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
+        if i not in lost:
+            set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
         s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / b
         s.cover_n = s.secrets_n = None
     return {"verify": dt}
@@ -296,16 +350,17 @@ def verify_batch(engine: Engine, samples: Sequence[Sample], size: int) -> dict[s
 
 
 def reveal_batch(
-    engine: Engine, samples: Sequence[Sample], size: int, references: np.ndarray | None
+    engine: Engine, samples: Sequence[Sample], size: int, references: np.ndarray | None, layers: str = "all"
 ) -> dict[str, float]:
     """Reveal the K secrets of each active decoded sample at the network size, in place.
 
     Args:
         references: (K, N, N, 3) uint8 originals to score against, or None.
+        layers: "digital": read the digital layer alone (no network runs; an image no level reads reveals black).
     Sets ``sample.result`` to (K, N, N, 3) uint8, and the row's ``mark_score`` (the engine's detection score) and
-    ``marked`` (the score against the model's calibrated threshold). The image goes to the engine as it is (no
-    un-flipping here): the model's mirror sync decides whether the stego was mirrored and returns the secret in its
-    original orientation.
+    ``marked`` (the score against the model's calibrated threshold; with the digital layer: a level's CRC passed).
+    The image goes to the engine as it is (no un-flipping here): the model's mirror sync (or the digital layer's
+    grid search) decides whether the stego was mirrored and returns the secret in its original orientation.
     """
     active = [s for s in samples if s.active and s.image is not None]
     times = {"preprocess": 0.0, "reveal": 0.0, "metrics": 0.0}
@@ -314,8 +369,11 @@ def reveal_batch(
     t0 = time.perf_counter()
     stegos = to_nchw(np.stack([to_network_size(s.image.rgb, size) for s in active]))
     t1 = time.perf_counter()
-    revealed, scores = engine.reveal_and_detect(stegos)
     b = len(active)
+    if engine.digital:
+        revealed, scores = _reveal_digital(engine, active, stegos, size, layers)
+    else:
+        revealed, scores = engine.reveal_and_detect(stegos)
     k = revealed.shape[1] // 3
     secrets = quantize(revealed).reshape(b, k, 3, size, size).transpose(0, 1, 3, 4, 2)  # (B, K, N, N, 3)
     t2 = time.perf_counter()
@@ -328,9 +386,57 @@ def reveal_batch(
         s.row["infer_ms"] = 1000 * (t2 - t0) / b
         if scores is not None:
             s.row["mark_score"] = float(scores[i])
-            if engine.detect_threshold is not None:
+            if not engine.digital and engine.detect_threshold is not None:
                 s.row["marked"] = bool(scores[i] >= engine.detect_threshold)
         if references is not None:
             set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
     times.update(preprocess=t1 - t0, reveal=t2 - t1, metrics=time.perf_counter() - t2)
     return times
+
+
+# The digital layer reads a received image at up to this many times the network size (area-averaged down to it):
+# enough to find a crop's grid, bounded for 50-megapixel inputs.
+READ_SIDE = 2
+
+
+def _received(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (1, 3, h, w) float32: the received image, area-averaged when a side exceeds READ_SIDE x N
+    (the aspect ratio kept, which a crop's grid search needs)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = READ_SIDE * size / max(h, w)
+    if scale < 1:
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return to_nchw([rgb])
+
+
+def _reveal_digital(
+    engine: Engine, active: Sequence[Sample], stegos: np.ndarray, size: int, layers: str = "all"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The digital layer's reading of each sample, the analog reveal on each image moved back onto its grid, and per
+    image the digital secret where a level decoded (``DigitalPart.choose``) -> (secrets (B, 3K, N, N), scores (B,)).
+    Sets the rows' ``layer``, ``level_*``, ``message``, ``marked`` and ``key_id``."""
+    import torch
+
+    readings = [engine.stages.read_digital(_received(s.image.rgb, size))[0] for s in active]
+    inputs = np.stack(
+        [r.aligned[0].numpy() if r.aligned is not None else x for r, x in zip(readings, stegos, strict=True)]
+    )
+    moved = np.array([r.aligned is not None for r in readings])
+    analog = np.zeros((len(active), 3 * engine.info.num_secrets, size, size), np.float32)
+    if layers == "all" and moved.any():
+        analog[moved] = engine.reveal(inputs[moved], aligned=True)
+    if layers == "all" and (~moved).any():
+        analog[~moved] = engine.reveal(inputs[~moved])
+    out = np.empty_like(analog)
+    key_id = engine.stages.key.key_id
+    for i, (s, reading) in enumerate(zip(active, readings, strict=True)):
+        chosen = engine.stages.digital.choose(reading, torch.from_numpy(analog[i]))
+        out[i] = chosen.secrets.numpy()
+        layer = chosen.layer if layers == "all" or chosen.layer != ANALOG else None
+        s.row.update(layer=layer, marked=chosen.marked, key_id=key_id)
+        s.row.update({f"level_{name}": ok for name, ok in chosen.levels.items()})
+        if chosen.message is not None:
+            s.row["message"] = chosen.message.decode("utf-8", "backslashreplace")
+    return out, np.array([r.score for r in readings], np.float32)

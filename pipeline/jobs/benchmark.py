@@ -50,6 +50,7 @@ class BenchmarkConfig:
     memory_mp: float | None = None
     memory_images: int = 3
     out: str = "benchmark-results"
+    layers: tuple[str, ...] = ()  # "all" and/or "digital" (models with the digital layer) [default: all]
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -113,8 +114,41 @@ def available_backends(requested: tuple[str, ...]) -> list[str]:
         return ["torch"]
 
 
-def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, secret: bytes, work: Path) -> dict:
-    """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder."""
+def dwtdct_ips(shard: Path) -> float | None:
+    """invisible-watermark's dwtDct embed (a 32-bit mark) over the shard's images, decoded beforehand, one thread, no
+    decode or encode timed: the reference our end-to-end figure is divided by. None when the library is missing
+    (``pip install invisible-watermark``) or the images are under its 256 x 256 minimum."""
+    import tarfile
+
+    try:
+        import cv2
+        from imwatermark import WatermarkEncoder
+    except ImportError:
+        return None
+    with tarfile.open(shard) as tf:
+        blobs = [tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()]
+    images = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in blobs]
+    if min(images[0].shape[:2]) < 256:  # dwtDct refuses images under 256 x 256
+        return None
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bytes", b"sris")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        encoder.encode(images[0], "dwtDct")  # warm-up
+        t = time.perf_counter()
+        for img in images:
+            encoder.encode(img, "dwtDct")
+        return len(images) / (time.perf_counter() - t)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def measure(
+    cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, secret: bytes, work: Path, layers: str = "all"
+) -> dict:
+    """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder;
+    ``layers`` as the job's ``--layers``."""
     from pipeline.io.decode import make_decoder
     from pipeline.io.results import new_row, to_table
     from pipeline.io.tar_writer import TarShardWriter
@@ -123,7 +157,7 @@ def measure(cfg: BenchmarkConfig, engine: Any, decoder_name: str, shard: Path, s
     from pipeline.jobs.runners import LocalRunner
 
     workers = cfg.workers or os.cpu_count() or 1
-    settings = JobSettings(size=cfg.size)
+    settings = JobSettings(size=cfg.size, layers=layers)
     # One warm-up batch through the engine, so first-call allocations are not charged to the embed stage.
     n, k, b = cfg.size, engine.info.num_secrets, cfg.batch_size
     engine.reveal(engine.embed(np.zeros((b, 3, n, n), np.float32), np.zeros((b, 3 * k, n, n), np.float32)))
@@ -280,22 +314,34 @@ def run_benchmark(cfg: BenchmarkConfig, model: Any = None) -> list[dict]:
         secret_path.write_bytes(encode_png(photo(cfg.size, cfg.size, 99)))
         secret = secret_path.read_bytes()
         backends = available_backends(cfg.backends)
+        layer_sets = list(cfg.layers) or ["all"]
+        if "digital" in layer_sets and model.digital is None:
+            raise ValueError("--layers digital needs a model with the digital layer")
         for mp in cfg.megapixels or (None,):
             h, w = dims_for(mp, cfg.size)
             shard = write_shard(work / f"in-{h}x{w}" / "bench.tar", cfg.images, h, w)
-            for backend in backends:
+            click.echo(f"measuring invisible-watermark dwtDct {w}x{h} (one thread) ...", err=True)
+            reference = dwtdct_ips(shard)
+            if reference is None:
+                click.echo("no dwtDct ratio (invisible-watermark not installed, or images under 256 px)", err=True)
+            for backend, layers in ((b, ly) for b in backends for ly in layer_sets):
                 try:
                     engine = load_engine(backend, model, cfg.size, engines_dir=cfg.engines_dir, notify=_say)
                 except Exception as exc:  # a backend that does not load here is reported, not fatal
                     click.echo(f"skipping backend {backend}: {exc}", err=True)
                     continue
                 for dec in decoders:
-                    click.echo(f"measuring {backend}/{engine.info.precision} decoder={dec} {w}x{h} ...", err=True)
-                    r = measure(cfg, engine, dec, shard, secret, work / f"{backend}-{dec}-{h}x{w}")
+                    what = f"{backend}/{engine.info.precision} layers={layers} decoder={dec} {w}x{h}"
+                    click.echo(f"measuring {what} ...", err=True)
+                    r = measure(cfg, engine, dec, shard, secret, work / f"{backend}-{layers}-{dec}-{h}x{w}", layers)
+                    ratio = None if reference is None else r["end_to_end_ips"] / reference
                     rows.append(
                         {
                             "backend": backend,
                             "precision": engine.info.precision,
+                            "layers": layers,
+                            "dwtdct_ips": reference,
+                            "ratio_to_dwtdct": ratio,
                             "decoder": dec,
                             "size": cfg.size,
                             "width": w,
@@ -327,17 +373,21 @@ def run_benchmark(cfg: BenchmarkConfig, model: Any = None) -> list[dict]:
 def print_table(rows: list[dict], memory: dict | None, peak: float) -> None:
     import click
 
-    head = f"{'backend':14} {'decoder':8} {'input':>11} " + " ".join(f"{s:>10}" for s in STAGES)
+    head = f"{'backend':14} {'layers':8} {'decoder':8} {'input':>11} " + " ".join(f"{s:>10}" for s in STAGES)
     click.echo(
-        f"\nimages/s per stage (each alone) and end to end (all stages overlapping)\n{head} {'end2end':>8}  bound"
+        "\nimages/s per stage (each alone) and end to end (all stages overlapping); x dwtDct: end to end over "
+        f"invisible-watermark's dwtDct embed (one thread, decoded images)\n{head} {'end2end':>8} {'x dwtDct':>8}  bound"
     )
     for r in rows:
         stages = " ".join(f"{r[f'{s}_ips']:>10.1f}" for s in STAGES)
         backend = f"{r['backend']}/{r['precision']}"
+        ratio = "-" if r.get("ratio_to_dwtdct") is None else f"{r['ratio_to_dwtdct']:.2f}"
         click.echo(
-            f"{backend:14} {r['decoder']:8} {r['width']:>5}x{r['height']:<5} {stages} "
-            f"{r['end_to_end_ips']:>8.1f}  {r['bound_by']}"
+            f"{backend:14} {r.get('layers', 'all'):8} {r['decoder']:8} {r['width']:>5}x{r['height']:<5} {stages} "
+            f"{r['end_to_end_ips']:>8.1f} {ratio:>8}  {r['bound_by']}"
         )
+    for r in {(r["width"], r["height"]): r for r in rows if r.get("dwtdct_ips")}.values():
+        click.echo(f"invisible-watermark dwtDct embed {r['width']}x{r['height']}: {r['dwtdct_ips']:.1f} images/s")
     click.echo(f"peak RSS of the benchmark process: {peak:.0f} MB")
     if memory:
         click.echo(
@@ -377,8 +427,12 @@ def write_outputs(out: str, rows: list[dict], memory: dict | None, meta: dict) -
                 ys,
                 vals,
                 height=height,
-                label=f"{r['backend']}/{r['precision']} {r['decoder']} {r['width']}x{r['height']}",
+                label=f"{r['backend']}/{r['precision']} {r.get('layers', 'all')} {r['decoder']} "
+                f"{r['width']}x{r['height']}",
             )
+        refs = {(r["width"], r["height"]): r["dwtdct_ips"] for r in rows if r.get("dwtdct_ips")}
+        for k, ((w, h), ips) in enumerate(refs.items()):
+            ax.axvline(ips, color="k", ls=":" if k else "--", lw=1, label=f"invisible-watermark dwtDct {w}x{h}")
         ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels)
         ax.set_xscale("log")
         ax.set_xlabel("images/s (log scale)")

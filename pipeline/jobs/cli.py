@@ -131,6 +131,21 @@ def _common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="With --runner ray: GPUs per worker, 0.5 = two per GPU [default: 1 when the cluster has GPUs].",
         ),
         click.option("--progress/--no-progress", default=None, help="Progress bar [default: when on a terminal]."),
+        click.option(
+            "--key-file",
+            type=click.Path(dir_okay=False),
+            help="The digital layer's key: a file of 64 hex characters (`python -m pipeline keygen KEYFILE`) "
+            "[default: the SRIS_KEY environment variable (a key file's path or the hex), else the documented public "
+            "key, with which anyone can read the mark]. Only the key's id is ever written down.",
+        ),
+        click.option(
+            "--layers",
+            type=click.Choice(("all", "digital")),
+            default="all",
+            show_default=True,
+            help="all: the analog network and the digital layer (models with one); digital: the digital layer "
+            "alone, no network runs (robustness only, at block-DCT speed).",
+        ),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -248,14 +263,20 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
         jpeg_quality=kw["jpeg_quality"],
         max_pixels=int(kw["max_megapixels"] * 1e6),
         upsample=kw.get("upsample") or "exact",
+        layers=kw["layers"],
     )
     use_ray = kw["runner"] == "ray"
     if not use_ray and any(kw[k] is not None for k in ("ray_address", "ray_actors", "ray_gpus_per_actor")):
         raise click.UsageError("--ray-address, --ray-actors and --ray-gpus-per-actor go with --runner ray")
     check_out(kw["dst"])
     check_shards(kw["src"], kw["dst"])
+    key = _job_key(kw["key_file"])
     model = load_job_model(kw["checkpoint"])
     check_model(model.config)
+    digital = model.config.digital
+    if digital.enabled and (kw["layers"] == "digital" or digital.analog_gain == 0) and kw["backend"] == "auto":
+        # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
+        kw["backend"] = "torch"
 
     from pipeline.io.decode import make_decoder
     from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError
@@ -270,8 +291,9 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
             from pipeline.jobs.ray_runner import EngineSpec, RayRunner
 
             spec = EngineSpec(
-                kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], kw["engines_dir"]
-            )
+                kw["backend"], kw["checkpoint"], kw["size"], kw["device"], kw["precision"], kw["engines_dir"],
+                kw["key_file"],
+            )  # fmt: skip
             engine = spec.planning_engine(model)  # the driver only plans; every worker loads `spec` on its own node
             runner = RayRunner(
                 spec, address=kw["ray_address"], actors=kw["ray_actors"], cpus_per_actor=kw["workers"],
@@ -287,6 +309,7 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
                 kw["precision"],
                 engines_dir=kw["engines_dir"],
                 notify=_say,
+                key=key,
             )
             runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
         _check_size(engine)
@@ -323,6 +346,18 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
     sys.exit(job.totals.exit_code())
 
 
+def _job_key(key_file: str | None) -> Any:
+    """The digital layer's key for the job: --key-file, else SRIS_KEY, else the public key; a key file that is
+    missing or not 64 hex characters is a usage error (exit 2)."""
+    from pipeline.model.digital.keys import KeyFileError, resolve_key
+
+    try:
+        return resolve_key(key_file)
+    except KeyFileError as exc:
+        option = "--key-file" if key_file else "SRIS_KEY"
+        raise click.UsageError(f"{option}: {exc}") from None
+
+
 def _check_size(engine: Any) -> None:
     """One tiny forward pass: catches a size the model cannot take (and warms the engine up)."""
     import numpy as np
@@ -355,9 +390,26 @@ def _check_size(engine: Any) -> None:
     show_default=True,
     help="How the network's change to the cover (made at --size) reaches full size. exact: a receiver that brings "
     "the stego back to --size sees the network's own stego, so the model's figures hold at any size; smooth: "
-    "bilinear, a smaller change to the cover and a weaker secret (pipeline/weights/MODEL_CARD.md has the figures).",
+    "bilinear, a smaller change to the cover and a weaker secret (pipeline/weights/MODEL_CARD_analog.md has the figures).",
 )
-def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> None:
+@click.option(
+    "--message",
+    "message_template",
+    help="A short text each image carries in the digital layer beside the secret (at most 32 bytes, UTF-8): a "
+    "template over the sample's {key} and {shard}, e.g. 'asset-{key}'. extract writes it to the results.",
+)
+@click.option(
+    "--message-csv",
+    type=click.Path(dir_okay=False),
+    help="Each image's message from a CSV file with the columns key and message (keys it lacks carry none).",
+)
+def embed(
+    secrets: tuple[str, ...],
+    secret_exts: tuple[str, ...],
+    message_template: str | None,
+    message_csv: str | None,
+    **kw: Any,
+) -> None:
     """Hide secret image(s) in every image of every shard: one output shard + one results Parquet per input shard,
     and OUT/manifest.json (the job record: configuration, model and engine hashes, versions, totals).
 
@@ -380,6 +432,7 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
 
     check(None)
     blobs = _read_images(secrets, "--secret")
+    messages = _message_source(message_template, message_csv)
     run_job(
         kw,
         functools.partial(
@@ -389,9 +442,31 @@ def embed(secrets: tuple[str, ...], secret_exts: tuple[str, ...], **kw: Any) -> 
             secrets=blobs,
             secret_exts=list(secret_exts),
             force=kw["force"],
+            messages=messages,
         ),
         lambda config: check(config.num_secrets),
     )
+
+
+def _message_source(template: str | None, csv_path: str | None) -> Any:
+    """The embed job's per-image messages (``--message`` / ``--message-csv``), or None; a bad template or file is a
+    usage error (exit 2)."""
+    from pipeline.jobs.messages import MessageError, MessageSource
+    from pipeline.model.digital.config import DigitalConfig
+
+    if template is not None and csv_path is not None:
+        raise click.UsageError("--message and --message-csv exclude each other: give one")
+    room = DigitalConfig().max_message
+    try:
+        if template is not None:
+            return MessageSource.from_template(template, room)
+        if csv_path is not None:
+            if not Path(csv_path).is_file():
+                raise click.UsageError(f"--message-csv {csv_path}: no such file")
+            return MessageSource.from_csv(Path(csv_path).read_bytes(), csv_path, room)
+    except MessageError as exc:
+        raise click.UsageError(str(exc)) from None
+    return None
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -472,6 +547,13 @@ def extract(references: tuple[str, ...], **kw: Any) -> None:
     help="Also run the job on a shard of photos of this many MP (e.g. 50) in a subprocess and report its peak RSS.",
 )
 @click.option("--memory-images", default=3, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--layers",
+    multiple=True,
+    type=click.Choice(["all", "digital"]),
+    help="Which paths the job runs, as embed's --layers; repeat to measure both [default: all]. Each row is also "
+    "divided by invisible-watermark's dwtDct embed speed on the same images when that library is installed.",
+)
 @click.option(
     "--out",
     default="benchmark-results",

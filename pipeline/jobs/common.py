@@ -238,7 +238,19 @@ class ShardJob:
             precision=info.precision,
             model_sha256=info.model_sha256,
             out_shard=f"{m.shard}.tar",
+            key_id=self.key_id,
         )
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the digital layer's key (a hash prefix; never the key), None for a model without the layer."""
+        return self.engine.stages.key.key_id if self.engine.digital else None
+
+    def digital_config(self) -> dict[str, Any]:
+        """What of the digital layer shapes the outputs (its key, which layers run): part of ``config``."""
+        if not self.engine.digital:
+            return {}
+        return {"digital": {"key_id": self.key_id, "layers": self.settings.layers}}
 
     def error_sample(self, m: Member, role: str, message: str) -> Sample:
         s = Sample(m.key, self.base_row(m, role))
@@ -366,7 +378,13 @@ class ShardJob:
 
     def job_warnings(self) -> list[str]:
         """What the user must know about the outputs: the summary and the manifest list them."""
-        return list(self.warnings)
+        out = list(self.warnings)
+        if self.engine.digital and self.engine.stages.key.public:
+            out.append(
+                "the digital layer used the public key (no --key-file, no SRIS_KEY): anyone can read the mark and "
+                "the secret; `python -m pipeline keygen KEYFILE` makes a key of your own"
+            )
+        return out
 
     def model_record(self) -> dict[str, Any]:
         """The model this job ran, as the job record names it: its name (a shipped model's, else the file's stem) and

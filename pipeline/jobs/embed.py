@@ -19,6 +19,7 @@ from pipeline.io.listing import IMAGE_EXTS
 from pipeline.io.tar_reader import Member
 from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
 from pipeline.jobs.common import JobError, JobUsageError, ShardJob, model_text, sha256_hex
+from pipeline.jobs.messages import MessageError, MessageSource
 from pipeline.runtime import Engine
 
 
@@ -60,8 +61,17 @@ class EmbedJob(ShardJob):
         secret_exts: list[str] | None = None,
         force: bool = False,
         job_id: str | None = None,
+        messages: MessageSource | None = None,
     ) -> None:
         super().__init__(src, dst, engine, settings, decoder, force, job_id)
+        if messages is not None and not engine.digital:
+            raise JobUsageError("--message needs a model with the digital layer (it rides in the layer's base level)")
+        if settings.layers == "digital" and not engine.digital:
+            raise JobUsageError(
+                "--layers digital needs a model with the digital layer (`python -m pipeline model-info`)"
+            )
+        self.messages = messages
+        self.message_room = messages.max_bytes if messages is not None else None
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
         check_secret_options(len(secrets), secret_exts, k)
@@ -90,6 +100,9 @@ class EmbedJob(ShardJob):
             cfg["secret_ext"] = self.secret_exts
         else:
             cfg["secrets_sha256"] = self.secret_hashes
+        cfg.update(self.digital_config())
+        if self.messages is not None:
+            cfg["digital"]["message"] = self.messages.describe
         return cfg
 
     def output_text(self) -> dict[str, str]:
@@ -128,9 +141,18 @@ class EmbedJob(ShardJob):
 
     def _cover_sample(self, m: Member, secrets: dict[str, Member]) -> Sample:
         row = self.base_row(m, "cover")
+        message = None
+        if self.messages is not None:
+            try:
+                message = self.messages.message(m.key, m.shard)
+            except MessageError as exc:
+                s = Sample(m.key, row)
+                s.fail(str(exc))
+                return s
+            row["message"] = None if message is None else message.decode("utf-8")
         if not self.secret_exts:
             row["secret_id"] = self.shared_id
-            return Sample(m.key, row, data=m.data)
+            return Sample(m.key, row, data=m.data, message=message)
         missing = [e for e in self.secret_exts if e not in secrets]
         if missing:
             s = Sample(m.key, row)
@@ -138,13 +160,15 @@ class EmbedJob(ShardJob):
             return s
         blobs = [secrets[e].data or b"" for e in self.secret_exts]
         row["secret_id"] = secret_id(blobs)
-        return Sample(m.key, row, data=m.data, secret_data=blobs)
+        return Sample(m.key, row, data=m.data, secret_data=blobs, message=message)
 
     def infer(self, samples: list[Sample]) -> dict[str, float]:
-        return embed_batch(self.engine, samples, self.settings.size, self.shared, self.settings.upsample)
+        st = self.settings
+        return embed_batch(self.engine, samples, st.size, self.shared, st.upsample, self.message_room, st.layers)
 
     def verify(self, samples: list[Sample]) -> dict[str, float]:
-        return verify_batch(self.engine, samples, self.settings.size)
+        st = self.settings
+        return verify_batch(self.engine, samples, st.size, self.message_room, st.lossless, st.layers)
 
     def manifest_extra(self) -> dict[str, Any]:
         return {"secrets": {"shared_sha256": self.secret_hashes, "per_sample_ext": self.secret_exts}}

@@ -73,6 +73,7 @@ class ExtractJob(ShardJob):
             "size": self.settings.size,
             "format": self.settings.fmt,
             "references_sha256": self.reference_hashes,
+            **self.digital_config(),
         }
 
     def job_warnings(self) -> list[str]:
@@ -123,7 +124,7 @@ class ExtractJob(ShardJob):
                 self.foreign[key] = self.foreign.get(key, 0) + 1
 
     def infer(self, samples: list[Sample]) -> dict[str, float]:
-        return reveal_batch(self.engine, samples, self.settings.size, self.references)
+        return reveal_batch(self.engine, samples, self.settings.size, self.references, self.settings.layers)
 
     def manifest_extra(self) -> dict[str, Any]:
         return {"references_sha256": self.reference_hashes, "source_model": source_model(self.src)}

@@ -79,6 +79,7 @@ class EngineSpec:
     device: str | None = None
     precision: str | None = None
     engines_dir: str | None = "engines"
+    key_file: str | None = None  # the digital layer's key file, read by each worker (or SRIS_KEY there)
 
     def resolved(self) -> EngineSpec:
         """Local paths made absolute: Ray workers do not share the driver's working directory on other nodes."""
@@ -86,6 +87,7 @@ class EngineSpec:
             self,
             checkpoint=_absolute(self.checkpoint),
             engines_dir=_absolute(self.engines_dir),
+            key_file=_absolute(self.key_file),
         )
 
     def wants_gpu(self) -> bool:
@@ -109,6 +111,7 @@ class EngineSpec:
             self.precision,
             engines_dir=self.engines_dir,
             threads=threads,
+            key=self.key_file,
         )
 
     def planning_engine(self, model: Any = None) -> Engine:
@@ -118,7 +121,7 @@ class EngineSpec:
         Planning only reads the model's hash and shape (the configuration fingerprint is backend-independent);
         the images go through the engines the actors load.
         """
-        return load_engine("torch", self.checkpoint if model is None else model, self.size, "cpu")
+        return load_engine("torch", self.checkpoint if model is None else model, self.size, "cpu", key=self.key_file)
 
 
 def _absolute(path: str | None) -> str | None:

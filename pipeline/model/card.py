@@ -87,10 +87,12 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def build_card(name: str, file: str, sha256: str, payload: dict[str, Any], held_out: dict[str, Any]) -> dict[str, Any]:
+def build_card(
+    name: str, file: str, sha256: str, payload: dict[str, Any], held_out: dict[str, Any], command: str | None = None
+) -> dict[str, Any]:
     """The card of shipped model ``name``: its ``file``, the file's ``sha256``, its ``payload`` as
     ``read_checkpoint`` gives it (config, metadata) and its held-out figures (``validate --json``'s output, every
-    figure as measured)."""
+    figure as measured); ``command``: the one that measured them, where it is not ``HELD_OUT_COMMAND``."""
     from pipeline.model.config import ModelConfig
 
     config = ModelConfig.from_dict(payload["config"])
@@ -104,5 +106,5 @@ def build_card(name: str, file: str, sha256: str, payload: dict[str, Any], held_
         "overrides": overrides_of(config),
         "config": payload["config"],
         "detection": (payload.get("meta") or {}).get("detection"),
-        "held_out": {"command": HELD_OUT_COMMAND.format(name=name), "figures": held_out},
+        "held_out": {"command": command or HELD_OUT_COMMAND.format(name=name), "figures": held_out},
     }

@@ -24,7 +24,12 @@ FORMAT = "sris-pipeline/model-2"
 READABLE_FORMATS = ("sris-pipeline/model-1", FORMAT)  # older ones are migrated on reading
 DEFAULT_WEIGHTS = "sris_fast.pt"
 # The models shipped inside the package, by name: K secrets per cover ("k1" is the default model).
-SHIPPED = {"k1": DEFAULT_WEIGHTS, "k2": "sris_fast_k2.pt", "k4": "sris_fast_k4.pt"}
+SHIPPED = {
+    "k1": DEFAULT_WEIGHTS,
+    "k2": "sris_fast_k2.pt",
+    "k4": "sris_fast_k4.pt",
+    "k1-analog": "sris_fast_analog.pt",
+}
 
 
 class CheckpointError(RuntimeError):

@@ -17,6 +17,7 @@ from pipeline.model.codes.residual import ResidualCode
 from pipeline.model.codes.restore import Restoration
 from pipeline.model.codes.thumbnail import ThumbnailCode, ThumbnailReader, ThumbnailWriter
 from pipeline.model.config import ModelConfig
+from pipeline.model.digital.part import DigitalPart
 from pipeline.model.hiding import HidingModel
 from pipeline.model.legacy import FlipHead, reveal_config
 from pipeline.model.sris.discriminator import DualTaskDiscriminator, LightScore
@@ -68,4 +69,5 @@ def build_model(cfg: ModelConfig) -> HidingModel:
         restoration=restoration,
         detector=Registration(thumbnail.reader) if thumbnail is not None else None,
         flip_head=FlipHead(cfg.channels) if cfg.legacy.flip_head else None,
+        digital=DigitalPart(cfg.digital, cfg.channels) if cfg.digital.enabled else None,
     )

@@ -10,6 +10,8 @@ A config has one section per kind of part, so a reader sees at once what is the 
       ablation  AblationConfig       the paper's parts that an ablation switches off
       codes     CodesConfig          our analytic parts (``pipeline/model/codes/``), one section each: thumbnail,
                                      residual, deblur, register, mirror
+      digital   DigitalConfig        our keyed digital layer (``pipeline/model/digital/``): a compressed secret in
+                                     QIM codewords beside the analog path, and that path's share of the budget
       legacy    LegacyConfig         what only old checkpoints do
 
 Every field is written in every checkpoint, so a checkpoint rebuilds exactly. A field added here is a new version
@@ -27,8 +29,9 @@ from typing import Any
 from pipeline.cli_fields import option
 from pipeline.model.codes.residual import dims as residual_dims
 from pipeline.model.codes.thumbnail import CodeLayout
+from pipeline.model.digital.config import DigitalConfig
 
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 ARCHS = ("sris", "hinet", "unet")
 MIRRORS = ("pilot", "pattern", "none")
 
@@ -289,6 +292,7 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     codes: CodesConfig = field(default_factory=CodesConfig)
+    digital: DigitalConfig = field(default_factory=DigitalConfig)
     legacy: LegacyConfig = field(default_factory=LegacyConfig)
 
     def __post_init__(self) -> None:
@@ -374,7 +378,13 @@ class ModelConfig:
         return cfg
 
 
-_SECTIONS = {"network": NetworkConfig, "ablation": AblationConfig, "codes": CodesConfig, "legacy": LegacyConfig}
+_SECTIONS = {
+    "network": NetworkConfig,
+    "ablation": AblationConfig,
+    "codes": CodesConfig,
+    "digital": DigitalConfig,
+    "legacy": LegacyConfig,
+}
 _CODE_SECTIONS = {
     "thumbnail": ThumbnailConfig,
     "residual": ResidualConfig,
@@ -401,6 +411,7 @@ SHORT_NAMES: dict[str, str] = {
     "register": "codes.register.enabled",
     "mirror": "codes.mirror.decision",
     "pattern_amplitude": "codes.mirror.pattern_amplitude",
+    "digital": "digital",
     "legacy": "legacy",
 }
 

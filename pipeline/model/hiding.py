@@ -12,26 +12,27 @@ Parts, each named after what it does (None where the config has no such part):
     restoration           registration and deblur before reveal (``codes/restore.py``)
     detector              the mark detector: the thumbnail code's registration score (``codes/register.py``)
     flip_head             the legacy learned mirror classifier (``legacy.py``)
-    digital               a digital layer (``DigitalLayer``): the slot of the next part; None today
+    digital               our keyed digital layer (``digital/part.py``): a compressed secret in QIM codewords
 
 Embed (cover (B, C, N, N), secrets (B, K*C, N, N), images float in [0, 1], N a multiple of ``config.multiple``):
 
     score = score map of the cover (SRIS-Net) or ones (baselines, the score-map ablation)
     residual = embedder(cover, secrets, score) [+ thumbnail.writer(cover, or cover + learned with code_last)]
-    stego = residual_code.write(mirror.mark(cover + residual))            clamped to [0, 1] by ``embed``
+    stego = residual_code.write(mirror.mark(cover + residual))            clamped: ``embed_analog``
+    stego = digital.embed(cover, stego, secrets)    the analog change scaled, every level written: ``embed``
 
 Reveal:
 
     stego -> restoration (registration, deblur) -> mirror.unmirror -> residual_code.strip -> [flip_head]
-          -> revealer(x, guide = thumbnail.reader(x)) -> + residual_code's correction    clamped by ``reveal``
+          -> revealer(x, guide = thumbnail.reader(x)) -> + residual_code's correction    clamped: ``reveal_analog``
+    with the digital layer: digital.read(stego) first (it finds a moved grid too), the analog path on the stego moved
+    back onto that grid, and per image the digital secret where a level decoded, else the analog one: ``read``
 
 Training uses the raw paths (``embed_raw``, ``reveal_raw``: unclamped, with the legacy flip logit); the public
 ``embed`` / ``reveal_core`` run the folded inference graph (``inference.py``) where it covers the config.
 """
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,24 +45,13 @@ from pipeline.model.codes.residual import ResidualCode
 from pipeline.model.codes.restore import Restoration
 from pipeline.model.codes.thumbnail import DETAIL_BLOCK, ThumbnailCode
 from pipeline.model.config import ModelConfig
+from pipeline.model.digital.keys import Key
+from pipeline.model.digital.part import DigitalPart, Revelation
 from pipeline.model.legacy import FlipHead, texture_weight
 
 # State-dict prefixes: the reveal path's parameters (what ``train --reveal-only`` trains) and the thumbnail code's.
 REVEAL_PATH = ("revealer.", "thumbnail.reader.", "flip_head.")
 THUMBNAIL = "thumbnail."
-
-
-class DigitalLayer(Protocol):
-    """The slot for a digital layer (the next part: a ``digital`` package beside ``codes``): data carried in the final
-    stego beside the image code, written after embed and read on its own.
-
-    ``embed(stego, payload)`` returns the stego (B, C, N, N) in [0, 1] carrying ``payload``; ``read(stego)`` returns
-    what it finds. A hiding model holds one or None (today).
-    """
-
-    def embed(self, stego: torch.Tensor, payload: object = None) -> torch.Tensor: ...
-
-    def read(self, stego: torch.Tensor) -> object: ...
 
 
 class HidingModel(nn.Module):
@@ -82,7 +72,7 @@ class HidingModel(nn.Module):
         restoration: Restoration | None = None,
         detector: Registration | None = None,
         flip_head: FlipHead | None = None,
-        digital: DigitalLayer | None = None,
+        digital: DigitalPart | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -165,18 +155,33 @@ class HidingModel(nn.Module):
         ph, pw = -x.shape[-2] % m, -x.shape[-1] % m
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
-    def embed(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W), (B, K*C, H, W) -> stego (B, C, H, W) in [0, 1]. Any H and W: images that are not multiples
-        of ``config.multiple`` are padded to them (edge replicated) and the stego cropped back."""
+    def embed_analog(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
+        """The analog path alone (the graph the engines export): (B, C, H, W), (B, K*C, H, W) -> stego (B, C, H, W)
+        in [0, 1]. Any H and W: images that are not multiples of ``config.multiple`` are padded to them (edge
+        replicated) and the stego cropped back."""
         h, w = cover.shape[-2:]
         cover, secrets = self._pad(cover), self._pad(secrets)
         if self.uses_folded_graph:
             stego = inference.embed_folded(self, cover, secrets)
         else:
             stego = self.embed_raw(cover, secrets).clamp(0, 1)
-        if stego.shape[-2:] != (h, w):
-            stego = stego[..., :h, :w]
-        return stego if self.digital is None else self.digital.embed(stego)
+        return stego[..., :h, :w] if stego.shape[-2:] != (h, w) else stego
+
+    def embed(
+        self,
+        cover: torch.Tensor,
+        secrets: torch.Tensor,
+        key: Key | None = None,
+        messages: list[bytes | None] | None = None,
+    ) -> torch.Tensor:
+        """(B, C, H, W), (B, K*C, H, W) -> stego (B, C, H, W) in [0, 1]: the analog path, then the digital layer
+        where the model has one, written with ``key`` (``digital.keys.resolve_key``: the ``SRIS_KEY`` environment
+        variable's key, else the public key) and carrying ``messages`` (one per image, bytes) in its base level."""
+        if self.digital is None:
+            return self.embed_analog(cover, secrets)
+        # At an analog share of 0 the network's change is scaled away: it does not run.
+        analog = cover if self.digital.config.analog_gain == 0 else self.embed_analog(cover, secrets)
+        return self.digital.embed(cover, analog, secrets, key, messages)
 
     # ---------------------------------------------------------------------------------------------- reveal
     def unmirror(self, stego: torch.Tensor) -> torch.Tensor:
@@ -229,13 +234,40 @@ class HidingModel(nn.Module):
             return inference.reveal_folded(self, stego if oriented else self.unmirror(stego))
         return (self.reveal_aligned(stego) if oriented else self.reveal_raw(stego))[0].clamp(0, 1)
 
-    def reveal(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
-        """(B, C, H, W) -> secrets (B, K*C, H, W) in [0, 1]; ``aligned`` as in ``restore``. A model that registers
-        knows the orientation once ``restore`` ran, so its graph does not test the mirror again. Any H and W, as
-        in ``embed`` (the stego padded the same way, the secrets cropped back)."""
+    def reveal_analog(self, stego: torch.Tensor, aligned: bool = False) -> torch.Tensor:
+        """The analog path's reveal: (B, C, H, W) -> secrets (B, K*C, H, W) in [0, 1]; ``aligned`` as in
+        ``restore``. A model that registers knows the orientation once ``restore`` ran, so its graph does not test
+        the mirror again. Any H and W, as in ``embed_analog``."""
         h, w = stego.shape[-2:]
         secrets = self.reveal_core(self.restore(self._pad(stego), aligned), oriented=self.registers or aligned)
         return secrets[..., :h, :w] if secrets.shape[-2:] != (h, w) else secrets
+
+    def reveal(self, stego: torch.Tensor, aligned: bool = False, key: Key | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> secrets (B, K*C, H, W) in [0, 1]: ``read``'s secrets with the digital layer, else the
+        analog path's (``reveal_analog``)."""
+        if self.digital is None:
+            return self.reveal_analog(stego, aligned)
+        return torch.stack([r.secrets for r in self.read(stego, aligned, key)])
+
+    def read(self, stego: torch.Tensor, aligned: bool = False, key: Key | None = None) -> list[Revelation]:
+        """Per image of (B, C, H, W): the secrets and where they came from, the mark, the message
+        (``digital.part.Revelation``). The digital layer reads first and finds a moved grid (unless ``aligned``);
+        the analog path reveals each image moved back onto it, or with its own restore where it did not move."""
+        if self.digital is None:
+            raise ValueError("this model has no digital layer: reveal or reveal_and_detect read its analog path")
+        readings = self.digital.read(stego, key, search=not aligned)
+        out = []
+        for i, reading in enumerate(readings):
+            moved = reading.aligned is not None
+            x = reading.aligned.to(stego.device, stego.dtype) if moved else stego[i : i + 1]
+            analog = self.reveal_analog(x, aligned=aligned or moved)[0]
+            revelation = self.digital.choose(reading, analog)
+            if revelation.secrets.shape[-2:] != stego.shape[-2:]:  # a moved grid is read at the grid's size
+                revelation.secrets = F.interpolate(
+                    revelation.secrets[None], size=stego.shape[-2:], mode="bilinear", align_corners=False
+                )[0].clamp(0, 1)
+            out.append(revelation)
+        return out
 
     # ---------------------------------------------------------------------------------------------- detection
     def detect(self, images: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
@@ -270,6 +302,9 @@ class HidingModel(nn.Module):
         """(B, C, N, N) -> (secrets (B, K*C, N, N) in [0, 1], mark scores (B,)): ``reveal`` and ``detect``; a model
         that registers does both with one search (the scores are the search's, so ``threshold`` changes no verdict
         and saves nothing there)."""
+        if self.digital is not None:  # the digital layer's search gives the score
+            found = self.read(stego)
+            return torch.stack([r.secrets for r in found]), torch.tensor([r.score for r in found])
         if not (self.registers and self.detector is not None):
             return self.reveal(stego), self.detect(stego, threshold)
         h, w = stego.shape[-2:]

@@ -39,15 +39,15 @@ def describe(preset: str, size: int = 256, **overrides) -> dict:
     writer, reader = (m.thumbnail.writer, m.thumbnail.reader) if m.thumbnail is not None else (None, None)
     cover = torch.rand(1, cfg.channels, size, size)
     secrets = torch.rand(1, cfg.num_secrets * cfg.channels, size, size)
-    stego = m.embed(cover, secrets).detach()
+    stego = m.embed_analog(cover, secrets).detach()
     return {
         "preset": preset,
         "params": count(m),
         "params_embed": count(m.embedder, writer, m.light_score),
         "params_reveal": count(m.revealer, reader, m.flip_head),
         "params_discriminator": count(m.discriminator),
-        "gflops_embed": _flops(lambda: m.embed(cover, secrets)),
-        "gflops_reveal": _flops(lambda: m.reveal(stego)),
+        "gflops_embed": _flops(lambda: m.embed_analog(cover, secrets)),
+        "gflops_reveal": _flops(lambda: m.reveal_analog(stego)),
         "size": size,
     }
 
@@ -97,11 +97,11 @@ def shipped_models() -> list[dict]:
     return rows
 
 
-def write_card(name: str, held_out: dict) -> Path:
+def write_card(name: str, held_out: dict, command: str | None = None) -> Path:
     """Write the card of shipped model ``name`` beside its weights from the file and its held-out figures
-    (``validate --json``'s output); returns the card's path."""
+    (``validate --json``'s output, measured by ``command`` when not the card's default); returns the card's path."""
     path = shipped_path(name)
-    card = build_card(name, SHIPPED[name], file_sha256(path), read_checkpoint(path), held_out)
+    card = build_card(name, SHIPPED[name], file_sha256(path), read_checkpoint(path), held_out, command)
     out = card_path(path)
     out.write_text(json.dumps(card, indent=1) + "\n")
     return out

@@ -20,6 +20,7 @@ changes later never changes what an old file means.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipeline.model.config import CONFIG_VERSION, ModelConfig
@@ -169,7 +170,60 @@ def _state_v2_to_v3(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_STEPS = {1: (_config_v1_to_v2, _state_v1_to_v2), 2: (_config_v2_to_v3, _state_v2_to_v3)}
+# Version 4 added the digital layer's section. A version-3 model has none: written out in full, switched off (and
+# the analog path at its whole budget), not taken from today's defaults.
+V3_DIGITAL: dict[str, Any] = {
+    "enabled": False,
+    "levels": [
+        {
+            "name": "base",
+            "coeffs": [[0, 1], [1, 0], [2, 0], [0, 2]],
+            "step": 2.6,
+            "payload": 96,
+            "floor": 0.0,
+            "message": True,
+        },
+        {
+            "name": "main",
+            "coeffs": [[0, 3], [1, 2], [2, 1], [3, 0], [4, 0], [2, 2], [0, 4]],
+            "step": 1.0,
+            "payload": 240,
+            "floor": 0.0,
+            "message": False,
+        },
+        {
+            "name": "top",
+            "coeffs": [[0, 7], [7, 0], [6, 2], [2, 6], [2, 7], [7, 2], [1, 1], [1, 3], [3, 1], [3, 3], [1, 5], [5, 1]],
+            "step": 0.05,
+            "payload": 640,
+            "floor": 3.0,
+            "message": False,
+        },
+    ],
+    "size": 256,
+    "flat_std": 2.0,
+    "reader_flat_std": 3.0,
+    "alpha": 1.0,
+    "max_message": 32,
+    "analog_gain": 1.0,
+    "analog_flat_gain": 1.0,
+}
+
+
+def _config_v3_to_v4(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 with the digital section, off (``V3_DIGITAL``), before ``legacy`` as version 4 orders them."""
+    out = {k: v for k, v in d.items() if k != "legacy"}
+    out["version"] = 4
+    out["digital"] = json.loads(json.dumps(V3_DIGITAL))  # a copy no caller can alter
+    out["legacy"] = d["legacy"]
+    return out
+
+
+_STEPS = {
+    1: (_config_v1_to_v2, _state_v1_to_v2),
+    2: (_config_v2_to_v3, _state_v2_to_v3),
+    3: (_config_v3_to_v4, lambda state: state),
+}
 
 
 def migrate_config(d: dict[str, Any]) -> dict[str, Any]:

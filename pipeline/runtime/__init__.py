@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from pipeline.model.digital.keys import Key
 from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.manifest import check_layout, model_folder
@@ -115,6 +116,7 @@ def load_engine(
     build: bool = True,
     threads: int | None = None,
     notify: Callable[[str], None] | None = None,
+    key: Key | None = None,
 ) -> Engine:
     """Load the embed + reveal engine of a model at image size ``size``, with the model's analytic stages.
 
@@ -133,6 +135,8 @@ def load_engine(
         notify: called with a line before a missing engine is built and with another when it is done (the CLI
             prints them: a first run otherwise builds for a minute in silence). The engine's ``build_seconds``
             says how long the build took (0 when nothing was built).
+        key: the digital layer's key (a model with one; ``pipeline.model.digital.keys.resolve_key``: the
+            ``SRIS_KEY`` environment variable's key, else the public key, when None).
 
     Raises:
         CheckpointError: checkpoint missing or unreadable. ValueError: bad name or size.
@@ -159,10 +163,11 @@ def load_engine(
     cfg = ckpt.config
 
     if backend == "torch":
-        return TorchEngine(model, size, device, precision)
+        return TorchEngine(model, size, device, precision, key)
     if engines_dir is None:
         raise ValueError(f"the {backend} backend needs an engines_dir")
-    stages = AnalyticStages(model) if cfg.coded else None  # registration, deblur, detection: beside the graphs
+    # Registration, deblur, detection and the digital layer: beside the graphs.
+    stages = AnalyticStages(model, key=key) if cfg.coded or cfg.digital.enabled else None
 
     def make(entries: dict, build_seconds: float) -> Engine:
         folder = model_folder(engines_dir, ckpt.sha256)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.model.digital.keys import Key
 from pipeline.runtime.stages import AnalyticStages
 
 
@@ -60,8 +61,14 @@ class Engine(ABC):
         """The calibrated detection threshold (None: never calibrated, or no mark to read)."""
         return None if self.stages is None else self.stages.threshold
 
+    @property
+    def digital(self) -> bool:
+        """The model writes and reads a digital layer (``write_digital``, ``read_digital``)."""
+        return self.stages is not None and self.stages.digital is not None
+
     @abstractmethod
-    def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray: ...
+    def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:
+        """The embed graph: the analog path's stego (the digital layer is ``write_digital``)."""
 
     @abstractmethod
     def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
@@ -100,7 +107,7 @@ class EmbedModule(torch.nn.Module):
         self.model = model
 
     def forward(self, cover: torch.Tensor, secrets: torch.Tensor) -> torch.Tensor:
-        return self.model.embed(cover, secrets)
+        return self.model.embed_analog(cover, secrets)
 
 
 class RevealModule(torch.nn.Module):
@@ -120,7 +127,9 @@ class TorchEngine(Engine):
     ``load_model`` (it carries its checkpoint's sha256 and name); moved to another device or precision, a copy runs
     and the caller's model stays as it was."""
 
-    def __init__(self, model: torch.nn.Module, size: int, device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(
+        self, model: torch.nn.Module, size: int, device: str = "cpu", precision: str = "fp32", key: Key | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         if self.device.type != "cpu" or self.dtype != torch.float32:
@@ -137,7 +146,7 @@ class TorchEngine(Engine):
             str(self.device),
             model_name=model.model_name,
         )
-        super().__init__(info, AnalyticStages(self.model, self.device, self.dtype))
+        super().__init__(info, AnalyticStages(self.model, self.device, self.dtype, key))
 
     def _run(self, fn, *arrays: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -145,10 +154,10 @@ class TorchEngine(Engine):
             return fn(*ts).float().cpu().numpy()
 
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:
-        return self._run(self.model.embed, cover, secrets)
+        return self._run(self.model.embed_analog, cover, secrets)
 
     def reveal(self, stego: np.ndarray, aligned: bool = False) -> np.ndarray:
-        return self._run(lambda x: self.model.reveal(x, aligned), stego)
+        return self._run(lambda x: self.model.reveal_analog(x, aligned), stego)
 
     def reveal_and_detect(self, stego: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.stages.detects:  # no mark to read

@@ -1,11 +1,15 @@
 """The model's analytic stages beside an engine's graphs: restore (registration, deblur), detection with its
-calibrated threshold, and both with one registration search. They have no exported graph: they run in torch, on
-numpy in and out, on the model the job loaded (``HidingModel.restore``, ``detect``, ``restore_and_detect``)."""
+calibrated threshold, and both with one registration search; and the digital layer, written after the embed graph
+and read before the reveal graph, with the job's key. They have no exported graph: they run in torch, on numpy in
+and out, on the model the job loaded (``HidingModel.restore``, ``detect``, ``restore_and_detect``, ``digital``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from pipeline.model.digital.keys import Key
+from pipeline.model.digital.layer import DigitalReading
 
 
 class AnalyticStages:
@@ -13,15 +17,26 @@ class AnalyticStages:
     on the CPU in fp32 beside their graphs, the torch engine where its model runs.
 
     ``restores``: the model has a restore stage; ``detects``: a mark to read (the thumbnail code); ``searches``: it
-    registers, so restore and detection share one search; ``threshold``: the calibrated detection threshold.
+    registers, so restore and detection share one search; ``threshold``: the calibrated detection threshold;
+    ``digital``: the model's digital layer (None without one) and ``key`` the key it is written and read with.
     """
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        key: Key | None = None,
+    ):
+        from pipeline.model.digital.keys import resolve_key
+
         self.model, self.device, self.dtype = model, torch.device(device), dtype
         self.restores = model.restoration is not None
         self.detects = model.detector is not None
         self.searches = self.detects and model.registers
         self.threshold = model.detect_threshold if self.detects else None
+        self.digital = model.digital
+        self.key = resolve_key(key) if self.digital is not None else None
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, self.dtype)
@@ -45,3 +60,56 @@ class AnalyticStages:
         with torch.inference_mode():
             restored, scores = self.model.restore_and_detect(self._tensor(stego))
             return self._array(restored), self._array(scores)
+
+    def write_digital(
+        self,
+        cover: np.ndarray,
+        analog: np.ndarray,
+        secrets: np.ndarray,
+        messages: list[bytes | None] | None = None,
+        message_room: int | None = None,
+    ) -> np.ndarray:
+        """The embed graph's output (B, C, N, N) float32 -> with the analog change scaled and the digital layer
+        written (``DigitalPart.embed``); ``cover`` and ``secrets`` as the graph took them."""
+        with torch.inference_mode():
+            t = self._tensor
+            out = self.digital.embed(t(cover), t(analog), t(secrets), self.key, messages, message_room)
+            return self._array(out)
+
+    def read_digital(self, stego: np.ndarray, search: bool = True) -> list[DigitalReading]:
+        """The digital layer's reading of each image (B, C, H, W) float32 (``DigitalPart.read``)."""
+        with torch.inference_mode():
+            return self.digital.read(torch.from_numpy(np.ascontiguousarray(stego)).float(), self.key, search)
+
+    def verify_digital(
+        self,
+        stego: np.ndarray,
+        cover: np.ndarray,
+        secrets: np.ndarray,
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+        lossless: bool,
+    ) -> list[tuple[str | None, list[np.ndarray] | None]]:
+        """What a receiver reads from each embedded image (B, C, N, N) float32, as written and back on the grid:
+        (the most detailed level that decodes, or None; its K secrets as (N, N, 3) uint8). A level that decodes
+        gives its streams' bytes exactly, so its secrets are those streams decoded (``PreparedSecrets.decoded``).
+        ``lossless``: the output format keeps the pixels (PNG, lossless WebP), so a level read without error needs
+        no decoding."""
+        from pipeline.model.digital.part import to_u8_images
+
+        t = self._tensor
+        layer = self.digital.layer(self.key)
+        messages = messages if messages is not None else [None] * len(stego)
+        per_image = to_u8_images(t(secrets), self.model.config.channels)
+        out = []
+        with torch.inference_mode():
+            for i, secs in enumerate(per_image):
+                prepared = self.digital.prepare(layer, secs, message_room)
+                x = t(stego[i : i + 1])
+                if lossless:
+                    level = layer.written_levels(x, t(cover[i : i + 1]), prepared, [messages[i]])[0]
+                else:
+                    level = layer.read(x, search=False)[0].level
+                names = [lv.name for lv in layer.config.levels]
+                out.append((level, None if level is None else prepared.decoded(names.index(level), layer.config.size)))
+        return out

@@ -15,7 +15,7 @@ Undo: the Wiener filter ``H / (H^2 + EPS)`` in the Fourier domain after reflect 
 Both gains are linear in the image, so each is one inner product with a precomputed map, taken for the image and
 its mirror (the orientation with the stronger base pilot is the stego's own). This runs before the exported reveal
 graph (``HidingModel.restore``); the engines run it in torch before their reveal, so every backend agrees.
-Measurements (EPS, gains): ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
+Measurements (EPS, gains): ``pipeline/weights/MODEL_CARD_analog.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ those coefficients that are orthogonal to the thumbnail code's basis images:
 Probe blocks (one 8x8 block in 4 x 4) carry the pilot alone, so ``w`` is a per-image Wiener factor and the gates
 shut the code where a filter removed it or noise buried it: it pays on a lossless channel (clean, mirrored,
 sharpened) and steps aside elsewhere. Every step is a 1x1 convolution on the 8x8-folded image (``strip``, ``write``,
-``read``); no weights. Measurements: ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
+``read``); no weights. Measurements: ``pipeline/weights/MODEL_CARD_analog.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ carries which secret. With ``ModelConfig.base_tile`` the base slots carry a DCT 
 frequency at its own gain (``TileCode``). The basis images are orthogonal on every 8x8 block, so the codes do not
 disturb each other. The pilots also serve the blind deblur (``deblur.py``) and the mirror decision
 (``ThumbnailReader.mirrored``). All maps are 1x1 convolutions on block-folded tensors (``ThumbnailWriter`` in embed,
-``ThumbnailReader`` in reveal). Measurements: ``pipeline/weights/MODEL_CARD.md`` and ``docs/history.md``.
+``ThumbnailReader`` in reveal). Measurements: ``pipeline/weights/MODEL_CARD_analog.md`` and ``docs/history.md``.
 """
 
 from __future__ import annotations

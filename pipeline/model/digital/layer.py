@@ -1,0 +1,341 @@
+"""The digital layer as a part of the hiding model: secret images -> keyed QIM codewords in the stego, and back.
+
+Embed (``DigitalLayer.embed``), per protection level (``config.py``): the level's bytes (``payload.py``: header,
+the per-image message in the base level, each secret compressed by ``source.py`` to the level's budget, CRC-32)
+-> the LDPC codeword (``channel.py``) -> a keyed permutation of the level's slots, which spreads every codeword
+over the whole image so that a lost region costs a few bits of each, not a burst -> dithered QIM on the stego's luma
+(``modulation.py``), in every block whose cover is not flat.
+
+Read (``DigitalLayer.read``): resample to the grid size, find the grid and undo a filter (``sync.py``), soft
+readings with each block's chance of carrying the code (``modulation.soft_read``), LDPC decoding and the CRC per
+level. The most detailed level that passes gives the secret; any level that passes makes the image ``marked``.
+
+All patterns (dither, interleaver) come from the key (``keys.py``): without it nothing reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pipeline.model.digital import modulation as mod
+from pipeline.model.digital import payload as pl
+from pipeline.model.digital.channel import make_code
+from pipeline.model.digital.config import DigitalConfig
+from pipeline.model.digital.keys import PUBLIC, Key
+from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secret
+from pipeline.model.digital.sync import ACCEPT_Z, Grid, apply_grid, find_filter, find_grid, inverse_filter, resize_to
+
+# A level is decoded only where its readings carry at least this fraction of its code rate in information: below it
+# no decoder succeeds (the LDPC study's codes reach 86-99% of capacity), so an unmarked image, or a level a codec
+# destroyed, costs a moment instead of a failing decode.
+DECODE_GATE = 0.75
+# z (``sync``'s statistic over the base level's readings, the blocks the reader takes as textured) under which no
+# level is decoded: about 1 on an image that carries no code with this key on this grid (P(z > 3) = e^-4.5, 1%),
+# while the base level's code needs a concentration near 0.2 (z near 13 at 256 px) and every condition measured
+# reads z of 8 or more where a level decodes. An unmarked image then costs its readings, not three failing decodes
+# (100 ms).
+Z_GATE = 3.0
+# Concentration under which an image that kept its grid is checked for a filter (clean and JPEG 75 read above
+# 0.5; a 3x3 mean, a Gaussian blur and resizing to 0.75 below 0.45 on the training photos).
+FILTER_CHECK_Z = 0.5
+
+
+@dataclass(frozen=True)
+class PreparedSecrets:
+    """The secrets of a job, coded once for every level: ``streams[level][secret]``, and the message room."""
+
+    streams: tuple[tuple[EncodedSecret, ...], ...]
+    message_room: int | None  # bytes reserved for the per-image message in the level that carries it (None: none)
+
+    @property
+    def num_secrets(self) -> int:
+        return len(self.streams[0])
+
+    def decoded(self, level: int, size: int) -> list[np.ndarray]:
+        """The K secrets a reader gets from ``level`` (size, size, 3) uint8: its streams decoded (once)."""
+        return _decoded(self, level, size)
+
+
+def information(llr: np.ndarray) -> float:
+    """Bits per slot that soft readings ``llr`` carry, estimated from their magnitudes (the mean of
+    1 - log2(1 + exp(-|LLR|)): exact for calibrated LLRs)."""
+    return float(np.mean(1.0 - np.logaddexp(0.0, -np.abs(llr)) / np.log(2.0)))
+
+
+def _z(phase: torch.Tensor, weight: torch.Tensor) -> float:
+    """z of lattice phases (h, w, S) over the blocks, weighted by ``weight`` (h, w) (``sync.identity_z``'s
+    statistic)."""
+    angle = 4 * math.pi * phase
+    w = weight[..., None]
+    s = torch.complex((torch.cos(angle) * w).sum(), (torch.sin(angle) * w).sum())
+    return float(s.abs() / math.sqrt(max(1.0, float(weight.sum()) * phase.shape[-1])))
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded(prepared: PreparedSecrets, level: int, size: int) -> list[np.ndarray]:
+    return [decode_secret(s.codec, s.data, size) for s in prepared.streams[level]]
+
+
+@dataclass
+class LevelReading:
+    """One level of one image: whether its CRC passed, what it carried."""
+
+    name: str
+    ok: bool
+    payload: pl.LevelPayload | None = None
+
+
+@dataclass
+class DigitalReading:
+    """What the digital layer read from one image."""
+
+    grid: Grid
+    filter: tuple[float, float] | None
+    levels: list[LevelReading]
+    secrets: list[np.ndarray] | None = None  # K (size, size, 3) uint8 of the best level that passed
+    level: str | None = None  # that level's name
+    message: bytes | None = None
+    score: float = 0.0  # the base level's z on the grid found: the continuous detection score
+    aligned: torch.Tensor | None = None  # (1, 3, N, N) in [0, 1]: the image moved back onto the grid (None: unmoved)
+
+    @property
+    def marked(self) -> bool:
+        return any(lv.ok for lv in self.levels)
+
+
+@dataclass(eq=False)
+class DigitalLayer:
+    """A keyed digital layer: ``prepare`` the secrets once per job, ``embed`` into stegos, ``read`` them back."""
+
+    config: DigitalConfig = field(default_factory=DigitalConfig)
+    key: Key = PUBLIC
+
+    # --------------------------------------------------------------------------------------------- keyed patterns
+    @functools.cached_property
+    def grid_blocks(self) -> int:
+        return self.config.size // mod.BLOCK
+
+    def steps(self, i: int) -> torch.Tensor:
+        lv = self.config.levels[i]
+        return mod.base_steps(lv.coeffs, lv.step).clamp(min=lv.floor)
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one layer per job; the cache dies with it)
+    def dither(self, i: int) -> torch.Tensor:
+        """(h, w, S) in [0, 1): level ``i``'s keyed dither on the grid."""
+        g = self.grid_blocks
+        d = self.key.rng(f"dither/{i}").random((g, g, len(self.config.levels[i].coeffs)))
+        return torch.from_numpy(d).float()
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def interleaver(self, i: int) -> np.ndarray:
+        """Level ``i``'s keyed permutation: codeword bit j goes to slot perm[j] (slots: block-major, coefficient)."""
+        return self.key.rng(f"interleave/{i}").permutation(self.slots(i))
+
+    def slots(self, i: int) -> int:
+        return self.grid_blocks**2 * len(self.config.levels[i].coeffs)
+
+    def code(self, i: int):
+        return make_code(self.slots(i), 8 * self.config.levels[i].payload)
+
+    # ----------------------------------------------------------------------------------------------- source coding
+    def prepare(self, secrets: list[np.ndarray], message_room: int | None = None) -> PreparedSecrets:
+        """Code each secret (H, W, 3) uint8 once for every level (the job's start). ``message_room``: the longest
+        per-image message the job writes (None: no message field)."""
+        if message_room is not None and not 0 <= message_room <= self.config.max_message:
+            raise ValueError(f"a message is at most {self.config.max_message} bytes, not {message_room}")
+        k, out = len(secrets), []
+        for lv in self.config.levels:
+            budget = pl.stream_budget(lv.payload, k, message_room if lv.message else None)
+            out.append(tuple(encode_secret(s, budget, self.config.size) for s in secrets))
+        return PreparedSecrets(tuple(out), message_room)
+
+    def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
+        lv = self.config.levels[i]
+        msg = None
+        if lv.message and prepared.message_room is not None:
+            msg = message or b""
+            if len(msg) > prepared.message_room:
+                raise ValueError(f"message of {len(msg)} bytes longer than the job's {prepared.message_room}")
+        streams = tuple((s.codec_id, s.data) for s in prepared.streams[i])
+        return pl.pack(pl.LevelPayload(i, streams, msg), lv.payload)
+
+    # ----------------------------------------------------------------------------------------------------- embed
+    def active_blocks(self, cover: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N, N) cover in [0, 1] -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
+        return ~mod.flat_blocks(mod.luma(cover * 255), self.config.flat_std)
+
+    def embed(
+        self,
+        stego: torch.Tensor,
+        cover: torch.Tensor,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+    ) -> torch.Tensor:
+        """Write every level into ``stego`` (B, 3, N, N) in [0, 1] (unrounded; the analog path's output or the
+        cover itself) -> the new stego, unclamped. ``cover`` decides which blocks are flat."""
+        b, n = stego.shape[0], self.config.size
+        if stego.shape[-2:] != (n, n):
+            raise ValueError(f"the digital layer writes on its {n} x {n} grid, got {tuple(stego.shape[-2:])}")
+        messages = messages or [None] * b
+        y = mod.luma(stego * 255)
+        c = mod.block_dct(y)
+        new = c.clone()
+        active = self.active_blocks(cover)[..., None]
+        g = self.grid_blocks
+        for i, lv in enumerate(self.config.levels):
+            idx = mod.coefficient_index(lv.coeffs)
+            bits = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            written = mod.qim_write(c[..., idx], bits.float(), self.dither(i), self.steps(i), self.config.alpha)
+            new[..., idx] = torch.where(active, written, c[..., idx])
+        change = mod.block_idct(new - c) / 255  # luma change, added to R, G and B alike: chroma stays as it was
+        return stego + change
+
+    def _slot_bits(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
+        """(B, slots) uint8: each image's codeword of level ``i``, interleaved onto the slots."""
+        code, perm = self.code(i), self.interleaver(i)
+        lv = self.config.levels[i]
+        if not lv.message or prepared.message_room is None:  # the same codeword for every image
+            words = np.tile(self._codeword(code, self.level_bytes(prepared, i, None)), (len(messages), 1))
+        else:
+            words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
+        out = np.empty_like(words)
+        out[:, perm] = words
+        return out
+
+    @staticmethod
+    def _codeword(code, data: bytes) -> np.ndarray:
+        return code.encode(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
+
+    def written_levels(
+        self,
+        stego: torch.Tensor,
+        cover: torch.Tensor,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+    ) -> list[str | None]:
+        """The most detailed level each stego (B, 3, N, N), read exactly where it was written, carries intact (None:
+        not even the base level): the embed job's verification, cheap where the channel is lossless. A level whose
+        hard readings equal its codeword on every slot of the blocks the cover left active is intact without
+        decoding; one with errors (8-bit rounding and clipping leave the top level's small steps about 2% of them)
+        is decoded from its soft readings, and intact when the decoder gives back exactly the bits written."""
+        b = stego.shape[0]
+        messages = messages or [None] * b
+        c = mod.block_dct(mod.luma(stego * 255))
+        active = self.active_blocks(cover)
+        g = self.grid_blocks
+        best: list[str | None] = [None] * b
+        for i, lv in enumerate(self.config.levels):
+            e = mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
+            read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
+            want = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            errors = ((read != want) & active[..., None]).flatten(1).sum(1)
+            for j in range(b):
+                if errors[j] == 0 or self._decodes_to(i, e[j : j + 1], active[j : j + 1], want[j]):
+                    best[j] = lv.name
+        return best
+
+    def _decodes_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> bool:
+        """Whether level ``i``'s soft readings ``e`` (1, h, w, S), with the written blocks known, decode to the
+        slot bits ``want`` (h, w, S)."""
+        (llr,), _ = mod.soft_read([e], active.float())
+        perm = self.interleaver(i)
+        bits, _ = self.code(i).decode(llr.reshape(-1).double().numpy()[perm])
+        sent = want.reshape(-1).numpy()[perm][: self.code(i).k]
+        return bool(np.array_equal(np.asarray(bits, dtype=np.uint8), sent))
+
+    # ------------------------------------------------------------------------------------------------------ read
+    def read(self, images: torch.Tensor | list[torch.Tensor], search: bool = True) -> list[DigitalReading]:
+        """Read every image ((B, 3, H, W) or a list of (1, 3, H, W), floats in [0, 1], any size) -> one reading
+        each. ``search``: look for a moved grid when the identity does not convince (False: the caller knows the
+        image sits where it was written, e.g. the embed job's verification)."""
+        seq = [images[i : i + 1] for i in range(images.shape[0])] if torch.is_tensor(images) else list(images)
+        return [self._read_one(x.float(), search) for x in seq]
+
+    def _read_one(self, received: torch.Tensor, search: bool) -> DigitalReading:
+        n = self.config.size
+        received = received * 255
+        x = resize_to(received, n, n)
+        lv0 = self.config.levels[0]  # the base level: the most robust readings find the grid and the filter
+        args = (lv0.coeffs, self.steps(0), self.dither(0))
+        covered = torch.ones(n, n, dtype=torch.bool)
+        aligned = None
+        grid, filt = find_grid(mod.luma(x), n, *args, search=False), None
+        if search and grid.z < ACCEPT_Z:
+            # A filter blurs the readings off their lattices on the right grid; a move puts the grid elsewhere.
+            # Filters are the cheaper question, and sharpening hides the grid from the search until undone. The
+            # filter is taken only when it makes the grid convincing: on an image whose grid moved, every candidate
+            # reads noise and one of them beats the others by chance.
+            filt = find_filter(mod.luma(x), *args)
+            if filt is not None:
+                restored = inverse_filter(x, *filt)
+                z = find_grid(mod.luma(restored), n, *args, search=False).z
+                if z >= ACCEPT_Z:
+                    x, grid = restored, Grid(z=z)
+                else:
+                    filt = None
+        if search and grid.z < ACCEPT_Z:
+            moved = find_grid(mod.luma(received), n, *args, search=True)
+            if moved.z > grid.z:
+                grid, filt = moved, None
+                x, covered = apply_grid(received, grid, n)
+                aligned = x / 255
+                if grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
+                    filt = find_filter(mod.luma(x), *args, self._inside(covered))
+                    if filt is not None:
+                        x = inverse_filter(x, *filt)
+        elif search and filt is None and grid.z < FILTER_CHECK_Z * math.sqrt(self._active_count(x)):
+            filt = find_filter(mod.luma(x), *args)
+            if filt is not None:
+                x = inverse_filter(x, *filt)
+        reading = self._decode(x, grid, filt, self._inside(covered))
+        reading.aligned = aligned
+        return reading
+
+    @staticmethod
+    def _inside(covered: torch.Tensor) -> torch.Tensor:
+        """(N, N) covered pixels -> (N/8, N/8) blocks wholly inside the received image."""
+        return torch.nn.functional.avg_pool2d(covered[None, None].float(), mod.BLOCK)[0, 0] > 0.99
+
+    def _active_count(self, x: torch.Tensor) -> float:
+        """How many base-level readings the reader expects to carry the code (blocks it does not take as flat)."""
+        sd = mod.block_std(mod.luma(x))
+        return float((sd > self.config.reader_flat_std).sum()) * len(self.config.levels[0].coeffs)
+
+    def _decode(self, x: torch.Tensor, grid: Grid, filt, inside: torch.Tensor) -> DigitalReading:
+        y = mod.luma(x)
+        c = mod.block_dct(y)
+        phases = []
+        for i, lv in enumerate(self.config.levels):
+            idx = mod.coefficient_index(lv.coeffs)
+            phases.append(mod.lattice_phase(c[..., idx], self.dither(i), self.steps(i)))
+        sd = mod.block_std(y)
+        prior = torch.sigmoid((sd - self.config.reader_flat_std) / 0.5) * inside.float()
+        llrs, _ = mod.soft_read(phases, prior)
+        levels, best = [], None
+        gate = _z(phases[0][0], prior[0]) >= Z_GATE
+        for i, lv in enumerate(self.config.levels):
+            slot_llr = llrs[i].reshape(-1).double().numpy()
+            reading = LevelReading(lv.name, False)
+            if gate and information(slot_llr) >= DECODE_GATE * 8 * lv.payload / slot_llr.size:
+                bits, _ = self.code(i).decode(slot_llr[self.interleaver(i)])
+                data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+                if pl.crc_ok(data):
+                    try:
+                        reading.payload, reading.ok = pl.parse(data), True
+                        best = reading
+                    except pl.PayloadError:
+                        pass
+            levels.append(reading)
+        out = DigitalReading(grid, filt, levels, score=grid.z)
+        if best is not None:
+            out.level = best.name
+            out.secrets = [decode_secret(codec, data, self.config.size) for codec, data in best.payload.streams]
+        for reading in levels:
+            if reading.ok and reading.payload.message is not None:
+                out.message = reading.payload.message
+        return out

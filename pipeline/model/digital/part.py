@@ -1,0 +1,157 @@
+"""The digital layer as a part of the hiding model: which key writes it, the secrets' coding once per job, the analog
+path's share of the cover budget, and how a reveal chooses between the two paths.
+
+``HidingModel`` holds one ``DigitalPart`` when its config's ``digital`` section is on. Embed: the analog path's change
+to the cover is scaled (``analog_gain``, and ``analog_flat_gain`` more in the blocks the digital layer leaves flat),
+then every level is written (``layer.py``). Reveal: the digital layer reads first (it also finds a moved grid); the
+analog path reveals the image moved back onto that grid; each image takes the digital secret where a level decoded
+and the analog one where none did (``choose``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.model.digital import modulation as mod
+from pipeline.model.digital.config import DigitalConfig
+from pipeline.model.digital.keys import Key, resolve_key
+from pipeline.model.digital.layer import DigitalLayer, DigitalReading, PreparedSecrets
+from pipeline.model.digital.sync import resize_to
+
+# Prepared secrets kept per part (a job has one set; the API may alternate a few).
+PREPARED_CACHE = 8
+# Where the reveal came from when no digital level decoded.
+ANALOG = "analog"
+
+
+def to_u8_images(secrets: torch.Tensor, channels: int) -> list[list[np.ndarray]]:
+    """(B, K*C, N, N) float in [0, 1] -> per image, K (N, N, 3) uint8 arrays (grey secrets as three channels)."""
+    u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    k = secrets.shape[1] // channels
+    out = []
+    for img in u8:
+        per = []
+        for j in range(k):
+            s = img[j * channels : (j + 1) * channels].permute(1, 2, 0).numpy()
+            per.append(np.ascontiguousarray(np.repeat(s, 3, axis=2) if channels == 1 else s))
+        out.append(per)
+    return out
+
+
+def from_u8_images(images: list[np.ndarray], channels: int, like: torch.Tensor) -> torch.Tensor:
+    """K (N, N, 3) uint8 -> (K*C, N, N) float in [0, 1] on ``like``'s device and dtype (grey: the luma)."""
+    out = []
+    for a in images:
+        t = torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1).to(like.device, like.dtype) / 255
+        out.append(mod.luma(t[None])[0] if channels == 1 else t)
+    return torch.cat(out)
+
+
+@dataclass
+class Revelation:
+    """What a reveal gives for one image: the secrets (K*C, N, N) in [0, 1], where they came from (a level's name
+    or ``analog``), whether the image carries the mark (a level's CRC passed), the detection score, the per-image
+    message, and each level's status."""
+
+    secrets: torch.Tensor
+    layer: str
+    marked: bool
+    score: float
+    message: bytes | None = None
+    levels: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class DigitalPart:
+    """A hiding model's digital layer: one ``DigitalLayer`` per key, the secrets' coding cached by content."""
+
+    config: DigitalConfig
+    channels: int = 3
+    _layers: dict[str, DigitalLayer] = field(default_factory=dict, repr=False)
+    _prepared: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    def layer(self, key: Key | None = None) -> DigitalLayer:
+        """The layer of ``key`` (``keys.resolve_key``: the environment's key or the public key when None)."""
+        key = resolve_key(key)
+        if key.key_id not in self._layers:
+            self._layers[key.key_id] = DigitalLayer(self.config, key)
+        return self._layers[key.key_id]
+
+    def prepare(self, layer: DigitalLayer, secrets: list[np.ndarray], message_room: int | None) -> PreparedSecrets:
+        """``layer.prepare`` of one image's K secrets, cached by their bytes (a job codes its shared secrets once)."""
+        digest = hashlib.sha256(b"".join(s.tobytes() for s in secrets))
+        digest.update(f"{layer.key.key_id}/{message_room}".encode())
+        tag = digest.hexdigest()
+        if tag in self._prepared:
+            self._prepared.move_to_end(tag)
+            return self._prepared[tag]
+        prepared = layer.prepare(secrets, message_room)
+        self._prepared[tag] = prepared
+        while len(self._prepared) > PREPARED_CACHE:
+            self._prepared.popitem(last=False)
+        return prepared
+
+    # ------------------------------------------------------------------------------------------------------ embed
+    def analog_gains(self, cover: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) cover in [0, 1] -> (B, 1, H, W): the scale of the analog path's change at each pixel (an
+        edge that is not a multiple of 8 is padded by replication for the flatness test)."""
+        h, w = cover.shape[-2:]
+        pad = (0, -w % mod.BLOCK, 0, -h % mod.BLOCK)
+        padded = F.pad(cover, pad, mode="replicate") if any(pad) else cover
+        flat = mod.flat_blocks(mod.luma(padded * 255), self.config.flat_std).to(cover.dtype)  # (B, H/8, W/8)
+        gains = self.config.analog_gain * (1 - flat * (1 - self.config.analog_flat_gain))
+        return F.interpolate(gains[:, None], scale_factor=mod.BLOCK, mode="nearest")[..., :h, :w]
+
+    def embed(
+        self,
+        cover: torch.Tensor,
+        analog: torch.Tensor,
+        secrets: torch.Tensor,
+        key: Key | None = None,
+        messages: list[bytes | None] | None = None,
+        message_room: int | None = None,
+    ) -> torch.Tensor:
+        """cover, the analog path's stego (B, C, N, N) and the secrets (B, K*C, N, N), floats in [0, 1] -> the stego
+        with the analog change scaled and every level written, clamped. ``messages``: one per image (bytes, at most
+        ``message_room``, which defaults to the longest given)."""
+        if messages is not None and message_room is None:
+            message_room = max((len(m) for m in messages if m is not None), default=0)
+        layer = self.layer(key)
+        n = self.config.size
+        mixed = cover if analog is cover else cover + self.analog_gains(cover) * (analog - cover)
+        on_grid = mixed.shape[-2:] == (n, n)
+        grid_cover, grid_mixed = (cover, mixed) if on_grid else (resize_to(cover, n, n), resize_to(mixed, n, n))
+        per_image = to_u8_images(secrets if on_grid else resize_to(secrets, n, n), self.channels)
+        out = torch.empty_like(grid_mixed)
+        for i, (secs, c, m) in enumerate(zip(per_image, grid_cover, grid_mixed, strict=True)):
+            prepared = self.prepare(layer, secs, message_room)
+            msg = None if messages is None else [messages[i]]
+            out[i] = layer.embed(m[None], c[None], prepared, msg)[0]
+        if on_grid:
+            return out.clamp(0, 1)
+        change = F.interpolate(out - grid_mixed, size=mixed.shape[-2:], mode="bilinear", align_corners=False)
+        return (mixed + change).clamp(0, 1)
+
+    # ------------------------------------------------------------------------------------------------------ reveal
+    def read(self, images: torch.Tensor, key: Key | None = None, search: bool = True) -> list[DigitalReading]:
+        """The digital layer's reading of each image (B, C, H, W) in [0, 1] (``DigitalLayer.read``)."""
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        return self.layer(key).read(images, search)
+
+    def choose(self, reading: DigitalReading, analog: torch.Tensor) -> Revelation:
+        """One image's revelation from its digital reading and the analog path's secrets (K*C, N, N): the digital
+        secret where a level decoded (the most detailed one), else the analog one."""
+        levels = {lv.name: lv.ok for lv in reading.levels}
+        if reading.secrets is not None:
+            secrets = from_u8_images(reading.secrets, self.channels, analog)
+            if secrets.shape[-2:] != analog.shape[-2:]:
+                secrets = resize_to(secrets[None], *analog.shape[-2:])[0]
+            return Revelation(secrets, reading.level, True, reading.score, reading.message, levels)
+        return Revelation(analog, ANALOG, reading.marked, reading.score, reading.message, levels)

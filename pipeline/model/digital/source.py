@@ -1,0 +1,154 @@
+"""Source coding of the digital layer: a secret image <-> a few hundred bytes, by a real image codec.
+
+Each secret is compressed once per job (``encode_secret``): AVIF (AV1 intra, through Pillow) and lossy WebP at a
+few resolutions, lossless WebP and PNG for graphics that are smaller that way; every candidate is decoded back and
+the one with the highest PSNR against the secret at the network size that fits the byte budget wins. At a few
+hundred bytes the AVIF container's own overhead (300-400 bytes) makes lossy WebP the better choice, which is why
+both are tried. The reader decodes whichever codec the layer's header names (``decode_secret``).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# Codec ids written in the layer header (one byte each): never renumber, old stegos name them.
+CODECS = {"avif": 1, "webp": 2, "webp-lossless": 3, "png": 4, "vp8": 5}
+CODEC_NAMES = {v: k for k, v in CODECS.items()}
+# Resolutions tried, as fractions of the network size N: below half, a codec at its lowest quality still beats
+# coding a quarter-size image for every photo measured; a quarter size serves the smallest (base-layer) budgets.
+SCALES = (1.0, 0.75, 0.5, 0.375, 0.25, 0.1875, 0.125, 0.09375, 0.0625)
+# AVIF's container alone is 300-400 bytes: under this budget a VP8 frame always wins, so AVIF is not tried.
+AVIF_MIN_BUDGET = 400
+LOSSY = ("avif", "webp", "vp8")
+# A lossy WebP file is a 20-byte RIFF wrapper around one VP8 key frame; at the base level's budget of a few dozen
+# bytes those 20 bytes are a third of the stream, so "vp8" stores the frame alone and wraps it again to decode.
+RIFF_HEADER = 20
+
+
+class SourceCodingError(ValueError):
+    """A secret that no codec fits into the byte budget, or bytes that do not decode."""
+
+
+@dataclass(frozen=True)
+class EncodedSecret:
+    """One secret as coded: ``codec`` (a key of ``CODECS``), its bytes, and the PSNR (dB, RGB, 8-bit) of its decoded
+    image against the secret at the network size."""
+
+    codec: str
+    data: bytes
+    psnr: float
+
+    @property
+    def codec_id(self) -> int:
+        return CODECS[self.codec]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return img if img.size == size else img.resize(size, Image.LANCZOS)
+
+
+def _riff(frame: bytes) -> bytes:
+    """A VP8 key frame -> the lossy WebP file holding it (RIFF, WEBP, one "VP8 " chunk padded to even length)."""
+    chunk = b"VP8 " + struct.pack("<I", len(frame)) + frame + (b"\0" if len(frame) % 2 else b"")
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+def _save(img: Image.Image, codec: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    if codec == "vp8":
+        data = _save(img, "webp", quality)
+        if data[12:16] != b"VP8 ":  # Pillow wrote an extended file: keep it whole (never seen for RGB)
+            raise SourceCodingError("libwebp wrote an extended WebP file where a simple one was expected")
+        (size,) = struct.unpack("<I", data[16:20])
+        return data[RIFF_HEADER : RIFF_HEADER + size]
+    if codec == "avif":
+        img.save(buf, format="AVIF", quality=quality, speed=4, subsampling="4:2:0")
+    elif codec == "webp":
+        img.save(buf, format="WEBP", quality=quality, method=6)
+    elif codec == "webp-lossless":
+        img.save(buf, format="WEBP", lossless=True, quality=100, method=6)
+    else:
+        img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def decode_secret(codec: str | int, data: bytes, size: int) -> np.ndarray:
+    """The secret (size, size, 3) uint8 from its coded bytes, upsampled to the network size."""
+    name = CODEC_NAMES.get(codec, "") if isinstance(codec, int) else codec
+    if name not in CODECS:
+        raise SourceCodingError(f"unknown codec id {codec!r}")
+    if name == "vp8":
+        data = _riff(data)
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception as exc:  # Pillow raises many types for a corrupt stream
+        raise SourceCodingError(f"the {name} stream does not decode: {exc}") from exc
+    return np.asarray(_resize(img.convert("RGB"), (size, size)))
+
+
+def _fit_quality(img: Image.Image, codec: str, budget: int) -> bytes | None:
+    """The highest quality (binary search over 0-100 in steps of 4) whose stream fits ``budget`` bytes, or None
+    when even quality 0 does not."""
+    best = _save(img, codec, 0)
+    if len(best) > budget:
+        return None
+    lo, hi = 1, 25  # quality 4 * q
+    while lo <= hi:
+        q = (lo + hi) // 2
+        data = _save(img, codec, 4 * q)
+        if len(data) <= budget:
+            best, lo = data, q + 1
+        else:
+            hi = q - 1
+    return best
+
+
+def _lossy(secret: Image.Image, size: int, budget: int, codec: str, scales: Iterable[float], ref: np.ndarray):
+    """The best stream of one lossy codec over the resolutions, largest first; the PSNR rises then falls as the
+    resolution drops, so the walk stops two resolutions past the best."""
+    best: EncodedSecret | None = None
+    worse = 0
+    for scale in scales:
+        side = max(8, round(size * scale))
+        data = _fit_quality(_resize(secret, (side, side)), codec, budget)
+        if data is None:
+            continue
+        score = _psnr(decode_secret(codec, data, size), ref)
+        if best is None or score > best.psnr:
+            best, worse = EncodedSecret(codec, data, score), 0
+        else:
+            worse += 1
+            if worse == 2:
+                break
+    return best
+
+
+def encode_secret(secret: np.ndarray, budget: int, size: int, scales: Iterable[float] = SCALES) -> EncodedSecret:
+    """The best coding of ``secret`` (H, W, 3) uint8 in at most ``budget`` bytes, judged at ``size`` x ``size``.
+
+    Raises SourceCodingError when nothing fits (a budget below the smallest stream any codec writes)."""
+    if secret.ndim != 3 or secret.shape[2] != 3 or secret.dtype != np.uint8:
+        raise SourceCodingError(f"a secret is an (H, W, 3) uint8 array, got {secret.shape} {secret.dtype}")
+    img = _resize(Image.fromarray(secret), (size, size))
+    ref = np.asarray(img)
+    found = [_lossy(img, size, budget, c, scales, ref) for c in LOSSY if c != "avif" or budget >= AVIF_MIN_BUDGET]
+    for codec in ("webp-lossless", "png"):  # graphics: flat colours code losslessly in few bytes
+        data = _save(img, codec, 100)
+        if len(data) <= budget:
+            found.append(EncodedSecret(codec, data, _psnr(decode_secret(codec, data, size), ref)))
+    found = [f for f in found if f is not None]
+    if not found:
+        raise SourceCodingError(f"no codec fits the secret into {budget} bytes")
+    return max(found, key=lambda f: f.psnr)

@@ -1,0 +1,105 @@
+"""The digital layer through the batch jobs: full-size photos embedded with a key and a message per image, then
+published (JPEG 90, halved and JPEG 90, WebP 80) and extracted: the secret, the mark, the message and the layer."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from digital_kit import sample_photos
+from jobkit import job_args, make_tar, png_bytes, rows, tar_members
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.model.checkpoint import load_model
+
+
+def full_size_shard(path: Path) -> Path:
+    """The sample photos at about 1 MP (1152 x 864), as a shard of PNGs."""
+    members = []
+    for i, photo in enumerate(sample_photos()[:3]):
+        big = np.asarray(Image.fromarray(photo).resize((1152, 864), Image.BICUBIC))
+        members.append((f"photo{i}.png", png_bytes(big)))
+    return make_tar(path, members)
+
+
+def published(stego: bytes, how: str) -> bytes:
+    img = Image.open(io.BytesIO(stego)).convert("RGB")
+    buf = io.BytesIO()
+    if how == "jpeg90":
+        img.save(buf, format="JPEG", quality=90)
+    elif how == "half-jpeg90":
+        img.resize((img.width // 2, img.height // 2), Image.LANCZOS).save(buf, format="JPEG", quality=90)
+    else:
+        img.save(buf, format="WEBP", quality=80)
+    return buf.getvalue()
+
+
+def run(args: list[str]) -> str:
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(embed output folder, key file, secret file): the 1 MP photos hide a photo (the rocket sample) with the
+    message {key}."""
+    root = tmp_path_factory.mktemp("digital-job")
+    shards = root / "in"
+    full_size_shard(shards / "shard-000000.tar")
+    secret = root / "secret.png"
+    secret.write_bytes(png_bytes(sample_photos()[3]))
+    key = root / "job.key"
+    run(["keygen", str(key)])
+    out = root / "out"
+    run(job_args("embed", shards, out, "k1", 256, "--secret", secret, "--key-file", key, "--message", "{key}"))
+    return out, key, secret
+
+
+def test_the_model_shipped_as_default_carries_the_digital_layer() -> None:
+    assert load_model("k1").digital is not None
+
+
+def test_embed_rows_verify_the_level_and_name_the_key_only_by_id(embedded) -> None:
+    out, key, _ = embedded
+    key_hex = key.read_text().strip()
+    table = rows(out / "shard-000000.parquet")
+    assert [r["status"] for r in table] == ["ok"] * 3
+    assert all(r["layer"] == "top" and r["message"] == r["key"] for r in table)
+    assert len({r["key_id"] for r in table}) == 1 and table[0]["key_id"] not in key_hex
+    manifest = (out / "manifest.json").read_text()
+    assert key_hex not in manifest and table[0]["key_id"] in manifest
+    assert not any("public key" in w for w in json.loads(manifest)["warnings"])
+
+
+@pytest.mark.parametrize("how", ["jpeg90", "half-jpeg90", "webp80"])
+def test_published_stegos_give_the_secret_the_mark_and_the_message(embedded, tmp_path, how) -> None:
+    out, key, secret = embedded
+    stegos = tar_members(out / "shard-000000.tar")
+    make_tar(
+        tmp_path / "pub" / "shard-000000.tar",
+        [(n.replace(".png", ".webp" if how == "webp80" else ".jpg"), published(d, how)) for n, d in stegos.items()],
+    )
+    got = tmp_path / "revealed"
+    run(job_args("extract", tmp_path / "pub", got, "k1", 256, "--reference", secret, "--key-file", key))
+    table = rows(got / "shard-000000.parquet")
+    assert all(r["marked"] for r in table), table
+    assert all(r["message"] == r["key"] for r in table)
+    assert all(r["layer"] in ("base", "main", "top") for r in table)
+    assert min(r["psnr_secret"] for r in table) >= 26
+
+
+def test_a_wrong_key_reads_no_mark_and_no_message(embedded, tmp_path) -> None:
+    out, _, secret = embedded
+    other = tmp_path / "other.key"
+    run(["keygen", str(other)])
+    got = tmp_path / "revealed"
+    run(job_args("extract", out, got, "k1", 256, "--reference", secret, "--key-file", other))
+    table = rows(got / "shard-000000.parquet")
+    assert not any(r["marked"] for r in table) and all(r["message"] is None for r in table)
+    assert all(r["layer"] == "analog" for r in table)
