@@ -390,7 +390,7 @@ def _check_size(engine: Any) -> None:
     show_default=True,
     help="How the network's change to the cover (made at --size) reaches full size. exact: a receiver that brings "
     "the stego back to --size sees the network's own stego, so the model's figures hold at any size; smooth: "
-    "bilinear, a smaller change to the cover and a weaker secret (pipeline/weights/MODEL_CARD_analog.md has the figures).",
+    "bilinear, a smaller change to the cover and a weaker secret (the analog model card has the figures).",
 )
 @click.option(
     "--message",
