@@ -12,7 +12,6 @@ path is not keyed: whatever it carries, anyone holding the model reads).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from pipeline.core.metrics import psnr, to_255
 from pipeline.core.photos import validation_pairs
 from pipeline.evaluate.quick import quick_validation
 from pipeline.io.photos import load_photos
-from pipeline.model import build_model, load_model
+from pipeline.model import load_model, with_digital
 from pipeline.model.digital.keys import Key
 
 SHARES = (0.0, 0.5, 1.0)
@@ -37,10 +36,7 @@ SHOWN = ("psnr_secret", "psnr_secret_mean3", "psnr_secret_noise5", "psnr_secret_
 
 def with_share(model, share: float):
     """The model with the analog path's share of the cover budget set to ``share`` (weights shared)."""
-    digital = dataclasses.replace(model.config.digital, analog_gain=share, analog_flat_gain=FLAT_SHARE)
-    out = build_model(dataclasses.replace(model.config, digital=digital))
-    out.load_state_dict(model.state_dict())
-    return out.eval()
+    return with_digital(model, analog_gain=share, analog_flat_gain=FLAT_SHARE)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from pipeline.core import distortions as D
 from pipeline.core.metrics import psnr, ssim, to_255
 from pipeline.core.photos import validation_pairs
 from pipeline.io.photos import load_photos
-from pipeline.model import build_model, load_model
+from pipeline.model import load_model, with_digital
 from pipeline.model.digital.modulation import JPEG_LUMA_Q50
 
 # (name, coefficients moved from `top` to `main`, `main`'s step as a multiple of the quality-50 table)
@@ -45,10 +45,7 @@ def variant(model, moved: int, step: float | None):
     )
     rest = tuple(c for c in top.coeffs if c not in coeffs)
     new_top = dataclasses.replace(top, coeffs=rest, payload=round(top.payload * len(rest) / len(top.coeffs)))
-    digital = dataclasses.replace(model.config.digital, levels=(base, new_main, new_top))
-    out = build_model(dataclasses.replace(model.config, digital=digital))
-    out.load_state_dict(model.state_dict())
-    return out.eval()
+    return with_digital(model, levels=(base, new_main, new_top))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ loading checkpoints of any version and the shipped models' cards. ``build_model(
 ``load_model(path)`` a trained one.
 """
 
-from pipeline.model.compose import build_model
+from pipeline.model.compose import build_model, with_digital
 from pipeline.model.config import PRESETS, ModelConfig, get_config
 from pipeline.model.hiding import HidingModel
 
@@ -23,4 +23,4 @@ def load_model(path=None, device="cpu"):
     return _load(path, device)
 
 
-__all__ = ["PRESETS", "HidingModel", "ModelConfig", "build_model", "get_config", "load_model"]
+__all__ = ["PRESETS", "HidingModel", "ModelConfig", "build_model", "get_config", "load_model", "with_digital"]

@@ -71,3 +71,14 @@ def build_model(cfg: ModelConfig) -> HidingModel:
         flip_head=FlipHead(cfg.channels) if cfg.legacy.flip_head else None,
         digital=DigitalPart(cfg.digital, cfg.channels) if cfg.digital.enabled else None,
     )
+
+
+def with_digital(model: HidingModel, **changes: object) -> HidingModel:
+    """The same weights with the digital layer's config changed (``DigitalConfig`` fields, e.g. ``analog_gain`` or
+    ``levels``): what a study of the layer's settings compares. The model is in eval mode."""
+    import dataclasses
+
+    digital = dataclasses.replace(model.config.digital, **changes)
+    out = build_model(dataclasses.replace(model.config, digital=digital))
+    out.load_state_dict(model.state_dict())
+    return out.eval()
