@@ -414,9 +414,10 @@ def _received(rgb: np.ndarray, size: int) -> np.ndarray:
 def _reveal_digital(
     engine: Engine, active: Sequence[Sample], stegos: np.ndarray, size: int, layers: str = "all"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The digital layer's reading of each sample, the analog reveal on each image moved back onto its grid, and per
-    image the digital secret where a level decoded (``DigitalPart.choose``) -> (secrets (B, 3K, N, N), scores (B,)).
-    Sets the rows' ``layer``, ``level_*``, ``message``, ``marked`` and ``key_id``."""
+    """The digital layer's reading of each sample, the analog reveal of each image no level decoded (moved back onto
+    its grid where the search moved it), and per image the digital secret where a level decoded
+    (``DigitalPart.choose``) -> (secrets (B, 3K, N, N), scores (B,)). Sets the rows' ``layer``, ``level_*``,
+    ``message``, ``marked`` and ``key_id``."""
     import torch
 
     readings = [engine.stages.read_digital(_received(s.image.rgb, size))[0] for s in active]
@@ -424,11 +425,13 @@ def _reveal_digital(
         [r.aligned[0].numpy() if r.aligned is not None else x for r, x in zip(readings, stegos, strict=True)]
     )
     moved = np.array([r.aligned is not None for r in readings])
+    # The network reveals only the images no level decoded: elsewhere ``choose`` takes the level's secret.
+    undecoded = np.array([r.secrets is None for r in readings]) & (layers == "all")
     analog = np.zeros((len(active), 3 * engine.info.num_secrets, size, size), np.float32)
-    if layers == "all" and moved.any():
-        analog[moved] = engine.reveal(inputs[moved], aligned=True)
-    if layers == "all" and (~moved).any():
-        analog[~moved] = engine.reveal(inputs[~moved])
+    if (undecoded & moved).any():
+        analog[undecoded & moved] = engine.reveal(inputs[undecoded & moved], aligned=True)
+    if (undecoded & ~moved).any():
+        analog[undecoded & ~moved] = engine.reveal(inputs[undecoded & ~moved])
     out = np.empty_like(analog)
     key_id = engine.stages.key.key_id
     for i, (s, reading) in enumerate(zip(active, readings, strict=True)):

@@ -260,7 +260,10 @@ class HidingModel(nn.Module):
         for i, reading in enumerate(readings):
             moved = reading.aligned is not None
             x = reading.aligned.to(stego.device, stego.dtype) if moved else stego[i : i + 1]
-            analog = self.reveal_analog(x, aligned=aligned or moved)[0]
+            if reading.secrets is None:  # the analog path is read only where no level decoded (choose ignores it)
+                analog = self.reveal_analog(x, aligned=aligned or moved)[0]
+            else:
+                analog = x.new_zeros(self.config.num_secrets * self.config.channels, *x.shape[-2:])
             revelation = self.digital.choose(reading, analog)
             if revelation.secrets.shape[-2:] != stego.shape[-2:]:  # a moved grid is read at the grid's size
                 revelation.secrets = F.interpolate(
