@@ -133,4 +133,3 @@ def test_int8_quality_against_torch_on_natural_photos(tmp_path: Path) -> None:
     print(f"torch fp32: {cover_ref:.2f} / {secret_ref:.2f} dB; openvino int8: {cover_int8:.2f} / {secret_int8:.2f} dB")
     assert abs(cover_int8 - cover_ref) <= INT8_TOL_DB
     assert abs(secret_int8 - secret_ref) <= INT8_TOL_DB
-
