@@ -307,6 +307,18 @@ def average_checkpoints(out: str, sources: list[tuple[float, str]]) -> None:
     help="Also measure conditions of the same kinds that no bar lists: JPEG 95/85/60/40, WebP 90/70, resizing to "
     "0.9 and 0.6, shifts of 12 and 24 px, crops keeping 95% and 85% (printed, no bar).",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime", "openvino", "tensorrt"], case_sensitive=False),
+    default="torch",
+    show_default=True,
+    help="What embeds and reveals: the torch model, or a compiled engine of it (built on first use), to measure "
+    "what an engine precision changes.",
+)
+@click.option("--precision", help="The engine's precision: fp32, bf16, fp16, int8 [default: the backend's choice].")
+@click.option(
+    "--engines-dir", default="engines", show_default=True, help="Folder of built engines (with --backend).", type=str
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(
     data: str,
@@ -319,6 +331,9 @@ def validate(
     noise_draws: int,
     bar: str,
     family: bool,
+    backend: str,
+    precision: str | None,
+    engines_dir: str,
     as_json: bool,
 ) -> None:
     """Check a model against the quality bar on photos it was not trained on.
@@ -367,9 +382,14 @@ def validate(
             len(covers) * model.config.num_secrets
         )
         secrets = drawn.reshape(secrets.shape)
+    measured = model
+    if backend != "torch" or precision:
+        measured = _engine_model(model, backend, precision, size, engines_dir)
     with torch.inference_mode():
-        res = quick_validation(model, covers, secrets, noise_draws=noise_draws, published=True, family=family)
+        res = quick_validation(measured, covers, secrets, noise_draws=noise_draws, published=True, family=family)
     res["images"] = len(imgs)
+    if measured is not model:
+        res["engine"] = {"backend": measured.engine.info.backend, "precision": measured.engine.info.precision}
     res["bar_misses"] = bar_misses(res)
     failed = verdict_failed(res, bar)
     if as_json:
@@ -413,6 +433,25 @@ def validate(
         for line in verdict_lines(res, bar):
             click.echo(line)
     sys.exit(4 if failed else 0)
+
+
+def _engine_model(model: object, backend: str, precision: str | None, size: int, engines_dir: str) -> object:
+    """The model's engine for ``validate --backend``, seen as a model (``EngineAsModel``); exit 1 when it cannot
+    load here."""
+    from pipeline.runtime import load_engine
+    from pipeline.runtime.as_model import EngineAsModel
+    from pipeline.runtime.errors import EngineError
+
+    try:
+        engine = load_engine(backend, model, size, precision=precision, engines_dir=engines_dir, notify=_say)
+    except (EngineError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    return EngineAsModel(engine, model)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _train_options(fn: Callable) -> Callable:

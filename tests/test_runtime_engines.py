@@ -155,7 +155,7 @@ def test_openvino_fp32_built_on_first_use_and_matches_torch(
         assert e.extra_files == {f"{part}-{SIZE}-fp32.bin": file_sha256(engines_dir / f"{part}-{SIZE}-fp32.bin")}
     cover, secret = _photos(photo_factory, 5, 20), _photos(photo_factory, 5, 30)
     stego_ref, revealed_ref = _torch_outputs(tiny_model, cover, secret)
-    # batch 5 goes through the THROUGHPUT streams, batch 1 through the LATENCY request
+    # batch 5 goes through five requests on the streams, batch 1 through one
     assert np.abs(engine.embed(cover, secret) - stego_ref).max() <= TOL
     assert np.abs(engine.reveal(stego_ref) - revealed_ref).max() <= TOL
     assert np.abs(engine.embed(cover[:1], secret[:1]) - stego_ref[:1]).max() <= TOL

@@ -20,7 +20,8 @@ from pipeline.model.digital.keys import Key
 from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.manifest import check_layout, model_folder
-from pipeline.runtime.probe import BACKENDS, normalize_precision, probe_backend
+from pipeline.runtime.probe import BACKENDS, int8_units, normalize_precision, probe_backend
+from pipeline.runtime.quality import int8_holds
 from pipeline.runtime.stages import AnalyticStages
 
 if TYPE_CHECKING:
@@ -63,8 +64,12 @@ def resolve_backend(backend: str = "auto", device: str | None = None) -> str:
     raise BackendUnavailableError("no backend is usable: " + "; ".join(passed))
 
 
-def resolve_precision(backend: str, precision: str | None, device: str) -> str:
-    """The precision a backend runs (its default when None); refuses one it cannot run on this machine."""
+def resolve_precision(backend: str, precision: str | None, device: str, model_sha256: str | None = None) -> str:
+    """The precision a backend runs (its default when None); refuses one it cannot run on this machine.
+
+    OpenVINO's default: int8 where the CPU has int8 units and the model's int8 figures hold (``int8_holds``: no
+    ``validate`` figure more than 0.2 dB under the fp32 model's, as measured and recorded in ``int8.json``), else bf16
+    where the CPU runs it, else fp32."""
     if backend == "torch":
         p = normalize_precision(precision or "fp32")
         allowed = ("fp32", "fp16") if device.startswith("cuda") else ("fp32",)
@@ -72,7 +77,7 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
         p, allowed = normalize_precision(precision or "fp32"), ("fp32",)
     elif backend == "openvino":
         allowed = probe_backend("openvino").precisions
-        p = normalize_precision(precision) if precision else ("bf16" if "bf16" in allowed else "fp32")
+        p = normalize_precision(precision) if precision else openvino_default(allowed, model_sha256)
     else:  # tensorrt
         p, allowed = normalize_precision(precision or "fp16"), ("fp16", "fp32")
     if p not in allowed:
@@ -82,6 +87,14 @@ def resolve_precision(backend: str, precision: str | None, device: str) -> str:
             + (f" ({why})" if why else "")
         )
     return p
+
+
+def openvino_default(allowed: tuple[str, ...], model_sha256: str | None) -> str:
+    """OpenVINO's default precision among ``allowed`` for the model with this checkpoint sha256 (see
+    ``resolve_precision``)."""
+    if "int8" in allowed and model_sha256 and int8_units() and int8_holds(model_sha256):
+        return "int8"
+    return "bf16" if "bf16" in allowed else "fp32"
 
 
 def engines_to_build(
@@ -117,6 +130,7 @@ def load_engine(
     threads: int | None = None,
     notify: Callable[[str], None] | None = None,
     key: Key | None = None,
+    streams: int | None = None,
 ) -> Engine:
     """Load the embed + reveal engine of a model at image size ``size``, with the model's analytic stages.
 
@@ -126,12 +140,14 @@ def load_engine(
             a checkpoint file), loaded here.
         backend: auto, torch, onnxruntime, openvino or tensorrt (``resolve_backend`` says what auto picks).
         device: cpu (default for CPU backends) or cuda[:i] (TensorRT's default; torch and onnxruntime-gpu too).
-        precision: fp32, bf16 or fp16; None = the backend's default (OpenVINO: bf16 where the CPU runs it, else
-            fp32; TensorRT: fp16; others fp32). A precision the machine cannot run is refused, never replaced.
+        precision: fp32, bf16, fp16 or int8 (OpenVINO); None = the backend's default (``resolve_precision``;
+            OpenVINO: bf16 where the CPU runs it, else fp32; TensorRT: fp16; others fp32). A precision the machine
+            cannot run is refused, never replaced.
         engines_dir: the engines folder (not used by torch): each model's engines live in its own subfolder
             (``manifest.model_folder``), so models take turns in one folder with no rebuild.
         build: build a missing engine now (logged), or refuse with the command that builds it.
         threads: CPU threads for ONNX Runtime / OpenVINO (default: every core this process may use).
+        streams: OpenVINO's parallel infer requests (default: chosen from ``threads``, ``default_streams``).
         notify: called with a line before a missing engine is built and with another when it is done (the CLI
             prints them: a first run otherwise builds for a minute in silence). The engine's ``build_seconds``
             says how long the build took (0 when nothing was built).
@@ -156,9 +172,9 @@ def load_engine(
     status = probe_backend(backend)
     if not status.available:
         raise BackendUnavailableError(f"backend {backend} is not usable here: {status.reason}")
-    precision = resolve_precision(backend, precision, device)
     model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_model(checkpoint)
     ckpt = CheckpointRef.of(model)
+    precision = resolve_precision(backend, precision, device, ckpt.sha256)
     ckpt.check_size(size)
     cfg = ckpt.config
 
@@ -183,7 +199,7 @@ def load_engine(
         if backend == "openvino":
             from pipeline.runtime.openvino_engine import OpenVINOEngine
 
-            return OpenVINOEngine(*files, info, stages, threads, build_seconds)
+            return OpenVINOEngine(*files, info, stages, threads, build_seconds, streams)
         from pipeline.runtime.tensorrt_engine import TensorRTEngine
 
         return TensorRTEngine(*files, info, int(entries["embed"].batch_max), stages, build_seconds)

@@ -45,11 +45,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TARGETS = ("onnx", "openvino", "tensorrt")
-BUILDABLE = {"onnx": ("fp32",), "openvino": ("fp32", "bf16", "fp16"), "tensorrt": ("fp16", "fp32")}
+BUILDABLE = {"onnx": ("fp32",), "openvino": ("fp32", "bf16", "fp16", "int8"), "tensorrt": ("fp16", "fp32")}
 DEFAULT_BATCH_RANGE = (1, 8, 32)  # TensorRT (min, opt, max); ONNX and OpenVINO take any batch
-# Largest max |engine - torch| on [0, 1] outputs accepted at build time; None = recorded, not enforced (bf16 is
-# judged in PSNR on real photos by the tests, not on random inputs).
-TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "bf16": None}
+# Largest max |engine - torch| on [0, 1] outputs accepted at build time; None = recorded, not enforced (bf16 and
+# int8 are judged in PSNR on real photos by the tests and by `validate --backend`, not on random inputs).
+TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "bf16": None, "int8": None}
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,12 @@ class Builder:
         from pipeline.runtime.export import OPENVINO_PRECISION, convert_openvino
 
         with self._onnx_source(part, entries) as source:
-            convert_openvino(source, precision, xml)
+            if precision == "int8":
+                from pipeline.runtime.quantize import quantize_openvino
+
+                quantize_openvino(source, self.model, part, self.size, xml)
+            else:
+                convert_openvino(source, precision, xml)
         meta = self._io(part)
         if precision not in openvino_cpu_precisions():
             return meta, None  # built for other CPUs; it cannot be checked here

@@ -29,7 +29,8 @@ from pipeline.runtime.manifest import PART_IO
 
 ONNX_OPSET = 18  # the dynamo exporter's own opset: asking for 17 makes it run a version converter that fails on Pad
 VERIFY_BATCH = 2  # batch of the random inputs that every built engine is checked on against torch
-OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# The inference precision hint of each engine precision; an int8 engine's layers that are not quantized run in fp32.
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 def part_module(model: torch.nn.Module, part: str) -> torch.nn.Module:

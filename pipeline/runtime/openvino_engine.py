@@ -1,15 +1,21 @@
 """OpenVINO backend: the two IR graphs compiled for the CPU with an explicit inference precision.
 
-Batch 1 runs on a model compiled with the LATENCY hint (one stream, all cores on one image). Larger batches run on
-a model compiled with the THROUGHPUT hint: OpenVINO splits the cores into streams, and the batch goes one image per
-request through an ``AsyncInferQueue`` that keeps every stream busy (one synchronous request would keep a single
-stream busy and leave the other cores idle). Both compiled models are made on first use.
+Each graph is compiled once, in the constructor (both at the same time, in two threads), for a static batch of
+``request_batch`` images with the THROUGHPUT hint and ``streams`` streams: the CPU plugin picks faster kernels for
+static shapes than for the IR's dynamic batch (and fuses the element-wise chains into one kernel). A call splits its
+batch into requests of that size that an ``AsyncInferQueue`` keeps in flight, one per stream, so every core works;
+a last request that the batch does not fill is padded with copies of its last image (their outputs are dropped).
+The figures behind these choices are in ``engines/README.md``.
+
+Precisions: fp32, bf16 and fp16 are the IR's inference precision hint. An int8 engine is an IR whose learned
+convolutions NNCF quantized (``quantize.py``); the rest of its graph runs in fp32.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +30,21 @@ from pipeline.runtime.stages import AnalyticStages
 
 log = logging.getLogger(__name__)
 
+REQUEST_BATCH = 1  # images per infer request: on the 2-core CPU batch 1 and 4 are within noise, and 1 never pads
+
+
+def default_streams(threads: int) -> int:
+    """Streams for ``threads`` CPU threads: one per thread (each image's graph on one core) up to 4; wider machines
+    give each stream 2-4 threads (OpenVINO's own THROUGHPUT choice is alike)."""
+    return threads if threads <= 4 else max(4, threads // 4)
+
 
 class OpenVINOEngine(CompiledEngine):
-    """Embed and reveal OpenVINO IR run on the CPU in ``info.precision`` (fp32, or bf16/fp16 where the CPU has it)."""
+    """Embed and reveal OpenVINO IR run on the CPU in ``info.precision`` (fp32, bf16/fp16 where the CPU has it, int8).
+
+    ``threads``: CPU threads for inference (default: every core this process may use); ``streams``: requests run at
+    once (default ``default_streams(threads)``); ``request_batch``: images per request.
+    """
 
     def __init__(
         self,
@@ -36,6 +54,8 @@ class OpenVINOEngine(CompiledEngine):
         stages: AnalyticStages | None = None,
         threads: int | None = None,
         build_seconds: float = 0.0,
+        streams: int | None = None,
+        request_batch: int = REQUEST_BATCH,
     ) -> None:
         try:
             import openvino as ov
@@ -49,73 +69,70 @@ class OpenVINOEngine(CompiledEngine):
             )
         super().__init__(info, stages, build_seconds)
         self.threads = threads or cpu_count()
+        self.streams = max(1, min(streams or default_streams(self.threads), self.threads))
+        self.request_batch = max(1, request_batch)
         self._ov = ov
-        self._core = ov.Core()
-        try:
-            self._models = {
-                "embed": self._core.read_model(str(embed_xml)),
-                "reveal": self._core.read_model(str(reveal_xml)),
-            }
-        except RuntimeError as exc:
-            raise EngineError(f"OpenVINO cannot read the engines ({embed_xml}, {reveal_xml}): {exc}") from exc
-        self._compiled: dict[tuple[str, str], Any] = {}
-        self._queues: dict[str, Any] = {}
-        self._requests: dict[str, Any] = {}
-        # Infer requests are not thread-safe: one call at a time per graph (embed and reveal may run side by side).
-        self._locks = {"embed": threading.Lock(), "reveal": threading.Lock()}
-
-    def _compile(self, part: str, hint: str) -> Any:
-        key = (part, hint)
-        if key not in self._compiled:
-            config = {
-                "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[self.info.precision],
-                "PERFORMANCE_HINT": hint,
-                "INFERENCE_NUM_THREADS": self.threads,
-            }
-            compiled = self._core.compile_model(self._models[part], "CPU", config)
-            got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-            if got != OPENVINO_PRECISION[self.info.precision]:  # never run another precision than the one reported
-                raise EngineError(f"OpenVINO compiled {part} in {got}, not {self.info.precision} as asked")
-            self._compiled[key] = compiled
-            log.debug(
-                "openvino %s compiled: %s, %s, %d threads, %s streams",
-                part,
-                hint,
-                got,
-                self.threads,
-                compiled.get_property("NUM_STREAMS"),
-            )
-        return self._compiled[key]
-
-    def _latency_request(self, part: str) -> Any:
-        if part not in self._requests:
-            self._requests[part] = self._compile(part, "LATENCY").create_infer_request()
-        return self._requests[part]
-
-    def _queue(self, part: str) -> Any:
-        if part not in self._queues:
-            compiled = self._compile(part, "THROUGHPUT")
-            jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            queue = self._ov.AsyncInferQueue(compiled, max(jobs, 1))
+        core = ov.Core()
+        files = {"embed": embed_xml, "reveal": reveal_xml}
+        with ThreadPoolExecutor(2, thread_name_prefix="ov-compile") as pool:  # compiling releases the GIL
+            futures = {part: pool.submit(self._compile, core, part, path) for part, path in files.items()}
+            self._compiled = {part: f.result() for part, f in futures.items()}
+        self._queues = {}
+        for part, compiled in self._compiled.items():
+            queue = ov.AsyncInferQueue(compiled, self.streams)
             queue.set_callback(_store_output)
             self._queues[part] = queue
-        return self._queues[part]
+        # A queue serves one call at a time per graph (embed and reveal may run side by side).
+        self._locks = {"embed": threading.Lock(), "reveal": threading.Lock()}
+
+    @property
+    def hint(self) -> str:
+        """The inference precision hint: the precision itself, fp32 around an int8 graph's quantized layers."""
+        return OPENVINO_PRECISION[self.info.precision]
+
+    def _compile(self, core: Any, part: str, xml: Path) -> Any:
+        try:
+            model = core.read_model(str(xml))
+        except RuntimeError as exc:
+            raise EngineError(f"OpenVINO cannot read the engine {xml}: {exc}") from exc
+        model.reshape({i.get_any_name(): [self.request_batch, *_item_shape(i)] for i in model.inputs})
+        config = {
+            "INFERENCE_PRECISION_HINT": self.hint,
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": self.streams,
+            "INFERENCE_NUM_THREADS": self.threads,
+        }
+        compiled = core.compile_model(model, "CPU", config)
+        got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != self.hint:  # never run another precision than the one reported
+            raise EngineError(f"OpenVINO compiled {part} in {got}, not {self.info.precision} as asked")
+        log.debug("openvino %s compiled: %s, %d threads, %d streams, batch %d", part, got, self.threads,
+                  self.streams, self.request_batch)  # fmt: skip
+        return compiled
 
     def _run(self, part: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
         batch = len(next(iter(inputs.values())))
+        step = self.request_batch
         with self._locks[part]:
-            if batch == 1:
-                request = self._latency_request(part)
-                request.infer(inputs)
-                return request.get_output_tensor(0).data.copy()
-            # One image per request: the streams take them as they free up, and an image's activations stay in
-            # the core's cache (on the 2-core CPU, 12-20% faster per image than chunks of 4).
-            queue = self._queue(part)
-            results: list[np.ndarray | None] = [None] * batch
-            for i in range(batch):
-                queue.start_async({n: a[i : i + 1] for n, a in inputs.items()}, (results, i))
+            queue = self._queues[part]
+            results: list[np.ndarray | None] = [None] * -(-batch // step)
+            for j, i in enumerate(range(0, batch, step)):
+                queue.start_async({n: _padded(a[i : i + step], step) for n, a in inputs.items()}, (results, j))
             queue.wait_all()
-            return np.concatenate(results)
+        out = np.concatenate(results) if len(results) > 1 else results[0]
+        return out[:batch]
+
+
+def _item_shape(port: Any) -> list[int]:
+    """An input's shape without its (dynamic) batch: (C, N, N)."""
+    return [d.get_length() for d in list(port.get_partial_shape())[1:]]
+
+
+def _padded(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` (b, ...) with its last item repeated up to n items: a static request's shape."""
+    if len(a) == n:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
 
 
 def _store_output(request: Any, userdata: tuple[list, int]) -> None:
