@@ -42,6 +42,19 @@ def test_exif_orientation_matches_pillow(photo_factory, orientation: int) -> Non
     assert np.abs(got.rgb.astype(int) - expected).mean() < 1.5
 
 
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_png_orientation_is_read_with_the_pixels(photo_factory, orientation: int) -> None:
+    """A PNG's eXIf chunk is applied by the decoder (the header check leaves it: finding it decodes the pixels)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(photo_factory(24, 40, seed=orientation)).save(buf, format="PNG", exif=exif.tobytes())
+    data = buf.getvalue()
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert np.array_equal(decode_image(data).rgb, expected)
+    assert probe(data).pixels == expected.shape[0] * expected.shape[1]
+
+
 def test_apply_orientation_is_a_permutation(photo_factory) -> None:
     a = photo_factory(5, 7)
     for o in range(1, 9):

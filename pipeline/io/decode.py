@@ -96,7 +96,9 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     _allow_pixels(max_pixels)
     im = _open(data)
     w, h = im.size
-    orientation = _orientation(im)
+    # A PNG's eXIf chunk may follow its pixels, and Pillow decodes them all to find it: the header check leaves
+    # PNG orientation to the decoder (which reads it with the pixels).
+    orientation = 1 if im.format == "PNG" else _orientation(im)
     if orientation >= 5:  # transposed orientations swap width and height
         w, h = h, w
     header = ImageHeader(im.format or "?", im.mode, w, h, orientation)
@@ -162,7 +164,7 @@ def decode_pillow(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedI
     except Exception as exc:
         raise ImageDecodeError(f"corrupt or truncated {header.format} image: {exc}") from None
     mode = im.mode
-    if header.orientation != 1:
+    if (header.orientation if header.format != "PNG" else _orientation(im)) != 1:
         im = ImageOps.exif_transpose(im)
     rgb, alpha = _to_rgb_alpha(im)
     return DecodedImage(rgb, alpha, mode)
@@ -348,7 +350,8 @@ def make_decoder(
     """``auto``: DALI on a GPU when installed, else the CPU decoder (DALI's CPU mode is no faster than simplejpeg in
     a thread pool on small CPUs). ``cpu`` / ``dali`` force one."""
     if name == "auto":
-        name = "dali" if dali_available() and _cuda_device() is not None else "cpu"
+        # The GPU first: importing DALI costs half a second of start-up, which a CPU-only machine need not pay.
+        name = "dali" if _cuda_device() is not None and dali_available() else "cpu"
     if name == "cpu":
         return CpuDecoder(workers, max_pixels, pool)
     if name == "dali":

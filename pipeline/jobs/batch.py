@@ -316,6 +316,9 @@ def verify_batch(
     b, k = secrets_n.shape[:2]
     revealed_u8 = np.empty_like(secrets_n)
     analog, lost = list(range(b)), []  # images the analog path reveals; images nothing reveals
+    # Images whose secrets and revealed secrets are the same arrays as another's (a level's decoded streams of the
+    # job's shared secrets) have that image's figures: scored once.
+    shared: dict[int, tuple[int, int]] = {}
     if engine.digital:
         secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         messages = [s.message for s in active] if message_room is not None else None
@@ -326,6 +329,7 @@ def verify_batch(
             active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
             if images is not None:
                 revealed_u8[i] = np.stack(images)
+                shared[i] = (id(images), id(active[i].secrets_n))
         if layers == "digital":  # no analog path to fall back on: an image no level reads has no secret figures
             revealed_u8[analog] = 0
             lost, analog = analog, []
@@ -333,7 +337,7 @@ def verify_batch(
         # The stego was just made here, on the code's grid: a model with registration need not search for it.
         revealed = engine.reveal(to_nchw(back_n[analog]), aligned=True)  # (B', 3K, N, N)
         revealed_u8[analog] = quantize(revealed).reshape(len(analog), k, 3, size, size).transpose(0, 1, 3, 4, 2)
-    ps, ss = per_image_metrics(revealed_u8.reshape(b * k, size, size, 3), secrets_n.reshape(b * k, size, size, 3))
+    ps, ss = _secret_metrics(revealed_u8, secrets_n, shared)
     _, ssim_cover = per_image_metrics(back_n, np.stack([s.cover_n for s in active]))
     dt = time.perf_counter() - t0
     for i, s in enumerate(active):
@@ -343,6 +347,21 @@ def verify_batch(
         s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / b
         s.cover_n = s.secrets_n = None
     return {"verify": dt}
+
+
+def _secret_metrics(
+    revealed: np.ndarray, secrets: np.ndarray, shared: dict[int, tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR and SSIM of (B, K, N, N, 3) revealed against original secrets, flattened to (B * K,); ``shared``: image ->
+    a tag its (revealed, original) pair shares with every image of the same tag (those are scored once)."""
+    b, k = secrets.shape[:2]
+    first: dict[tuple[int, int], int] = {}
+    rep = np.array([first.setdefault(shared[i], i) if i in shared else i for i in range(b)])
+    scored = np.unique(rep)
+    flat = secrets.shape[2:]
+    ps, ss = per_image_metrics(revealed[scored].reshape(-1, *flat), secrets[scored].reshape(-1, *flat))
+    where = np.searchsorted(scored, rep)
+    return ps.reshape(-1, k)[where].reshape(-1), ss.reshape(-1, k)[where].reshape(-1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.model.digital.keys import Key
-from pipeline.model.digital.layer import DigitalReading
+from pipeline.model.digital.layer import DigitalReading, PreparedSecrets
 
 
 class AnalyticStages:
@@ -101,15 +101,23 @@ class AnalyticStages:
         layer = self.digital.layer(self.key)
         messages = messages if messages is not None else [None] * len(stego)
         per_image = to_u8_images(t(secrets), self.model.config.channels)
-        out = []
+        names = [lv.name for lv in layer.config.levels]
+        levels: list[str | None] = [None] * len(stego)
+        groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
+        prepared = [self.digital.prepare(layer, secs, message_room) for secs in per_image]
+        for i, p in enumerate(prepared):
+            groups.setdefault(id(p), (p, []))[1].append(i)
         with torch.inference_mode():
-            for i, secs in enumerate(per_image):
-                prepared = self.digital.prepare(layer, secs, message_room)
-                x = t(stego[i : i + 1])
+            for p, idx in groups.values():
+                x = t(stego[idx])
                 if lossless:
-                    level = layer.written_levels(x, t(cover[i : i + 1]), prepared, [messages[i]])[0]
+                    found = layer.written_levels(x, t(cover[idx]), p, [messages[i] for i in idx])
                 else:
-                    level = layer.read(x, search=False)[0].level
-                names = [lv.name for lv in layer.config.levels]
-                out.append((level, None if level is None else prepared.decoded(names.index(level), layer.config.size)))
-        return out
+                    found = [r.level for r in layer.read(x, search=False)]
+                for i, level in zip(idx, found, strict=True):
+                    levels[i] = level
+        size = layer.config.size
+        return [
+            (level, None if level is None else p.decoded(names.index(level), size))
+            for level, p in zip(levels, prepared, strict=True)
+        ]

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from ldpc import BpDecoder
 
 # The matrix's seed: part of the format. Changing it (or the profile table) changes every code, and marks written
 # before can no longer be read.
@@ -151,15 +150,17 @@ class ChannelCode:
             raise ValueError(f"need 0 < k < n, got n={n}, k={k}")
         self.n, self.k = int(n), int(k)
         self.H, self._h1 = build_parity_check(self.n, self.k, profile)
-        self._decoder = BpDecoder(
-            self.H,
-            error_rate=0.1,
-            max_iter=max_iter,
-            bp_method=method,
-            ms_scaling_factor=scaling,
-            input_vector_type="syndrome",
-        )
+        self._settings = {"max_iter": max_iter, "bp_method": method, "ms_scaling_factor": scaling}
+        self._bp = None  # built on the first decode: a writer only encodes, and importing ldpc costs 0.4 s
         self._lock = threading.Lock()
+
+    @property
+    def _decoder(self):
+        if self._bp is None:
+            from ldpc import BpDecoder
+
+            self._bp = BpDecoder(self.H, error_rate=0.1, input_vector_type="syndrome", **self._settings)
+        return self._bp
 
     def __repr__(self) -> str:
         return f"ChannelCode(n={self.n}, k={self.k})"

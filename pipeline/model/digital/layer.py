@@ -27,7 +27,7 @@ from pipeline.model.digital import payload as pl
 from pipeline.model.digital.channel import make_code
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.keys import PUBLIC, Key
-from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secret
+from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secrets
 from pipeline.model.digital.sync import ACCEPT_Z, Grid, apply_grid, find_filter, find_grid, inverse_filter, resize_to
 
 # A level is decoded only where its readings carry at least this fraction of its code rate in information: below it
@@ -148,11 +148,10 @@ class DigitalLayer:
         per-image message the job writes (None: no message field)."""
         if message_room is not None and not 0 <= message_room <= self.config.max_message:
             raise ValueError(f"a message is at most {self.config.max_message} bytes, not {message_room}")
-        k, out = len(secrets), []
-        for lv in self.config.levels:
-            budget = pl.stream_budget(lv.payload, k, message_room if lv.message else None)
-            out.append(tuple(encode_secret(s, budget, self.config.size) for s in secrets))
-        return PreparedSecrets(tuple(out), message_room)
+        k = len(secrets)
+        budgets = [pl.stream_budget(lv.payload, k, message_room if lv.message else None) for lv in self.config.levels]
+        per_secret = [encode_secrets(s, budgets, self.config.size) for s in secrets]  # [secret][level]
+        return PreparedSecrets(tuple(zip(*per_secret, strict=True)), message_room)
 
     def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
         lv = self.config.levels[i]
@@ -239,13 +238,19 @@ class DigitalLayer:
                     best[j] = lv.name
         return best
 
+    def _worth_decoding(self, i: int, slot_llr: np.ndarray) -> bool:
+        """Level ``i``'s soft readings carry enough information for its code to have a chance (``DECODE_GATE``)."""
+        return information(slot_llr) >= DECODE_GATE * 8 * self.config.levels[i].payload / slot_llr.size
+
     def _decodes_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> bool:
         """Whether level ``i``'s soft readings ``e`` (1, h, w, S), with the written blocks known, decode to the
         slot bits ``want`` (h, w, S)."""
         (llr,), _ = mod.soft_read([e], active.float())
-        perm = self.interleaver(i)
-        bits, _ = self.code(i).decode(llr.reshape(-1).double().numpy()[perm])
-        sent = want.reshape(-1).numpy()[perm][: self.code(i).k]
+        slot_llr = llr.reshape(-1).double().numpy()
+        if not self._worth_decoding(i, slot_llr):  # the reader would not try it either
+            return False
+        bits, _ = self.code(i).decode(slot_llr[self.interleaver(i)])
+        sent = want.reshape(-1).numpy()[self.interleaver(i)][: self.code(i).k]
         return bool(np.array_equal(np.asarray(bits, dtype=np.uint8), sent))
 
     # ------------------------------------------------------------------------------------------------------ read
@@ -321,7 +326,7 @@ class DigitalLayer:
         for i, lv in enumerate(self.config.levels):
             slot_llr = llrs[i].reshape(-1).double().numpy()
             reading = LevelReading(lv.name, False)
-            if gate and information(slot_llr) >= DECODE_GATE * 8 * lv.payload / slot_llr.size:
+            if gate and self._worth_decoding(i, slot_llr):
                 bits, _ = self.code(i).decode(slot_llr[self.interleaver(i)])
                 data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
                 if pl.crc_ok(data):

@@ -129,10 +129,13 @@ class DigitalPart:
         grid_cover, grid_mixed = (cover, mixed) if on_grid else (resize_to(cover, n, n), resize_to(mixed, n, n))
         per_image = to_u8_images(secrets if on_grid else resize_to(secrets, n, n), self.channels)
         out = torch.empty_like(grid_mixed)
-        for i, (secs, c, m) in enumerate(zip(per_image, grid_cover, grid_mixed, strict=True)):
+        groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
+        for i, secs in enumerate(per_image):
             prepared = self.prepare(layer, secs, message_room)
-            msg = None if messages is None else [messages[i]]
-            out[i] = layer.embed(m[None], c[None], prepared, msg)[0]
+            groups.setdefault(id(prepared), (prepared, []))[1].append(i)
+        for prepared, idx in groups.values():
+            msg = None if messages is None else [messages[i] for i in idx]
+            out[idx] = layer.embed(grid_mixed[idx], grid_cover[idx], prepared, msg)
         if on_grid:
             return out.clamp(0, 1)
         change = F.interpolate(out - grid_mixed, size=mixed.shape[-2:], mode="bilinear", align_corners=False)
