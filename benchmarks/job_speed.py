@@ -8,7 +8,8 @@ For each input size (256 px crops, and 1 MP crops), a shard of the held-out phot
 process, timed from the process's start to its exit (start-up, imports, engine load and the secret's coding
 included), once per ``--layers`` (all, digital), and dwtDct embeds the same decoded images in one thread, no decode
 or encode timed (``pipeline.jobs.benchmark.dwtdct_ips``). ``--repo`` runs another checkout's pipeline (the "before"
-of a change) on the same shards in the same run. Writes ``benchmarks/results/job_speed-LABEL.json`` and a PNG chart.
+of a change) on the same shards in the same run. Writes a JSON record (``job_speed-`` and the labels) and a PNG
+chart beside it in ``benchmarks/results/``.
 """
 
 from __future__ import annotations

@@ -173,12 +173,19 @@ def _v(name: str, *keys: str) -> list[tuple]:
 FIGURES: list[tuple[str, str, list[tuple]]] = [
     (
         README,
-        rf"the default {N} images/s end to end, the digital layer alone {N}; invisible-watermark's dwtDct embed, one "
-        rf"thread, {N} images/s in the same run",
+        rf"{N} images/s at 256 px and {N} at 1 MP, against invisible-watermark's dwtDct embed on the same decoded "
+        rf"images, one\s+thread, {N} and {N} images/s; .*: {N} and {N} images/s end to end, dwtDct {N} and {N}; three "
+        rf"50 MP photos peak\s+at {N} MB",
         [
-            ("bench", "20261206T020150Z", "all", "end_to_end_ips"),
-            ("bench", "20261206T020150Z", "digital", "end_to_end_ips"),
-            ("bench", "20261206T020150Z", "all", "dwtdct_ips"),
+            ("job-speed", "256px", "after all"),
+            ("job-speed", "1MP", "after all"),
+            ("job-speed", "256px", "dwtDct"),
+            ("job-speed", "1MP", "dwtDct"),
+            ("bench-mp", "20261206T032543Z", "all", 0.0, "end_to_end_ips"),
+            ("bench-mp", "20261206T032543Z", "all", 1.0, "end_to_end_ips"),
+            ("bench-mp", "20261206T032543Z", "all", 0.0, "dwtdct_ips"),
+            ("bench-mp", "20261206T032543Z", "all", 1.0, "dwtdct_ips"),
+            ("bench-memory", "20261206T032543Z", "peak_rss_mb"),
         ],
     ),
     # README: the paper table
@@ -812,6 +819,23 @@ SOURCES["bench"] = lambda stamp, layers, key: next(
     r[key]
     for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
     if r["kind"] == "stages" and (r.get("layers") or "all") == layers
+)
+SOURCES["bench-mp"] = lambda stamp, layers, megapixels, key: next(
+    r[key]
+    for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
+    if r["kind"] == "stages" and r["layers"] == layers and abs(r["megapixels"] - megapixels) < 0.1
+)
+SOURCES["bench-memory"] = lambda stamp, key: next(
+    r[key] for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet") if r["kind"] == "memory"
+)
+SOURCES["job-speed"] = lambda size, what: float(
+    np.mean(
+        [
+            r["ips"]
+            for r in json.loads((ROOT / "benchmarks/results/job_speed-before-after.json").read_text())["rows"]
+            if r["size"] == size and r["what"] == what
+        ]
+    )
 )
 SOURCES["flat-job"] = lambda key: json.loads((ROOT / "docs/evaluation/flat_crop_job.json").read_text())[key]
 SOURCES["study"] = lambda name, *path: _study(name, *path)
