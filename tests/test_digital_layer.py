@@ -92,3 +92,42 @@ def test_wrong_key_and_unmarked_image_read_nothing():
     assert not r.marked and r.secrets is None and r.message is None and r.score < 6
     r = read_one(layer, as_u8(cover))
     assert not r.marked and r.secrets is None and r.score < 6
+
+
+def test_clipping_keeps_the_luma_where_a_channel_has_room() -> None:
+    """A luma change pushed past 255 on one channel lands on the others (the layer writes luma); a pixel with no
+    room left is clipped; nothing changes where nothing clips."""
+    from pipeline.model.digital.modulation import LUMA_WEIGHTS, clip_keeping_luma
+
+    w = torch.tensor(LUMA_WEIGHTS)
+    x = torch.tensor([[260.0, 100.0, 50.0], [270.0, 270.0, 270.0], [120.0, 130.0, 140.0], [-6.0, 3.0, 200.0]])
+    out = clip_keeping_luma(x, 255.0, dim=-1)
+    assert out.min() >= 0 and out.max() <= 255
+    assert torch.allclose(out[[0, 3]] @ w, x[[0, 3]] @ w, atol=1e-4)
+    assert torch.equal(out[1], torch.full((3,), 255.0)) and torch.equal(out[2], x[2])
+
+
+def test_rounding_keeps_the_luma_within_its_tolerance() -> None:
+    """Each pixel ends on floor or ceil of every channel, with plain rounding where it moves luma by at most the
+    tolerance and otherwise the channel choice whose luma is nearest (checked against all eight choices)."""
+    import itertools
+
+    from pipeline.model.digital.modulation import LUMA_WEIGHTS, round_keeping_luma
+
+    w = torch.tensor(LUMA_WEIGHTS, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2000, 3, generator=gen, dtype=torch.float64) * 255
+    x[:500] = torch.floor(x[:500, :1]) + torch.rand(500, 1, generator=gen, dtype=torch.float64)  # a shared fraction
+    got = round_keeping_luma(x).double()
+    assert ((got == torch.floor(x)) | (got == torch.ceil(x))).all()
+    error = ((got - x) * w).sum(-1).abs()
+    best = torch.stack(
+        [
+            ((torch.floor(x) + torch.tensor(up, dtype=x.dtype) - x) * w).sum(-1).abs()
+            for up in itertools.product((0, 1), repeat=3)
+        ]
+    ).amin(0)
+    plain = ((torch.round(x) - x) * w).sum(-1).abs()
+    assert torch.equal(got[plain <= 0.2], torch.round(x)[plain <= 0.2])
+    assert torch.allclose(error[plain > 0.2], best[plain > 0.2], atol=1e-9)
+    assert error.max() <= 0.2

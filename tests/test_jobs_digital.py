@@ -77,6 +77,18 @@ def test_embed_rows_verify_the_level_and_name_the_key_only_by_id(embedded) -> No
     assert not any("public key" in w for w in json.loads(manifest)["warnings"])
 
 
+def test_a_receiver_reads_each_full_size_stego_as_the_embed_verified_it(embedded, tmp_path) -> None:
+    """Verify's figures are a receiver's: extract on the 1 MP stegos as written finds the level and the secret PSNR
+    that the embed rows report (the reader takes the exact area average that the upsampling inverts)."""
+    out, key, secret = embedded
+    got = tmp_path / "revealed"
+    run(job_args("extract", out, got, "k1", 256, "--reference", secret, "--key-file", key))
+    sent = {r["key"]: r for r in rows(out / "shard-000000.parquet")}
+    for r in rows(got / "shard-000000.parquet"):
+        assert r["layer"] == sent[r["key"]]["layer"] == "top"
+        assert r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)
+
+
 @pytest.mark.parametrize("how", ["jpeg90", "half-jpeg90", "webp80"])
 def test_published_stegos_give_the_secret_the_mark_and_the_message(embedded, tmp_path, how) -> None:
     out, key, secret = embedded

@@ -38,7 +38,14 @@ import numpy as np
 from pipeline.core.metrics import psnr_from_mse, ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
-from pipeline.jobs.resample import UPSAMPLE, compose, quantize, resize_bilinear, to_network_size
+from pipeline.jobs.resample import (
+    UPSAMPLE,
+    compose,
+    quantize,
+    resize_bilinear,
+    to_network_size,
+    to_network_size_float,
+)
 from pipeline.model.digital.part import ANALOG
 from pipeline.runtime import Engine
 
@@ -89,7 +96,9 @@ class Sample:
         row: the results row (pipeline.io.results columns), filled in as the stages go.
         pixels: from the header probe; used to bound the pixels in flight per batch.
         image: the decoded cover/stego; secrets_n: (K, N, N, 3) uint8 secrets (per sample, or the shared ones once
-            embedded); cover_n: (N, N, 3) uint8, the network's input, kept from embed to verify.
+            embedded); cover_n: (N, N, 3) uint8, the cover at N as a receiver's resize gives it, and cover_f
+            (N, N, 3) float32 in grey levels, the same before rounding: the network's input; both kept from embed to
+            verify.
         result: the full-resolution stego (embed) or (K, N, N, 3) revealed secrets (extract).
         outputs: (member name, bytes) to write into the output shard.
         message: the per-image message the digital layer carries (embed with ``--message``).
@@ -103,6 +112,7 @@ class Sample:
     image: DecodedImage | None = None
     secrets_n: np.ndarray | None = None
     cover_n: np.ndarray | None = None
+    cover_f: np.ndarray | None = None
     result: np.ndarray | None = None
     outputs: list[tuple[str, bytes]] = field(default_factory=list)
     message: bytes | None = None
@@ -116,7 +126,7 @@ class Sample:
         self.row["status"] = "error"
         self.row["error"] = message
         self.data = self.secret_data = None
-        self.image = self.secrets_n = self.cover_n = self.result = None
+        self.image = self.secrets_n = self.cover_n = self.cover_f = self.result = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -235,7 +245,7 @@ def encode_sample(
     sample.row["out_key"] = ",".join(name for name, _ in sample.outputs)
     sample.row["status"] = "ok"
     sample.row["encode_ms"] = 1000 * (time.perf_counter() - t0)
-    sample.image = sample.result = sample.secrets_n = sample.cover_n = None  # free the full-resolution arrays
+    sample.image = sample.result = sample.secrets_n = sample.cover_n = sample.cover_f = None  # free the arrays
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -267,12 +277,13 @@ def embed_batch(
         return times
     t0 = time.perf_counter()
     for s in active:
-        s.cover_n = to_network_size(s.image.rgb, size)  # (N, N, 3) uint8
+        s.cover_f = to_network_size_float(s.image.rgb, size)  # (N, N, 3) float32
+        s.cover_n = np.clip(np.rint(s.cover_f), 0, 255).astype(np.uint8)
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
-    cover_in = to_nchw([s.cover_n for s in active])
+    cover_in = np.stack([s.cover_f for s in active]).transpose(0, 3, 1, 2) / np.float32(255)
     t1 = time.perf_counter()
     # The digital layer alone, or an analog share of 0 (the network's change scaled away): no network runs.
     no_network = engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
@@ -282,7 +293,7 @@ def embed_batch(
         stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
     t2 = time.perf_counter()
     for s, sn in zip(active, stego_n, strict=True):
-        s.result, sse = compose(s.image.rgb, s.cover_n, sn, upsample)
+        s.result, sse = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
         s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
     t3 = time.perf_counter()
     for s in active:
@@ -322,8 +333,9 @@ def verify_batch(
     if engine.digital:
         secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         messages = [s.message for s in active] if message_room is not None else None
-        covers = to_nchw([s.cover_n for s in active])
-        found = engine.stages.verify_digital(to_nchw(back_n), covers, secrets_in, messages, message_room, lossless)
+        covers = np.stack([s.cover_f for s in active]).transpose(0, 3, 1, 2) / np.float32(255)
+        received = np.concatenate([_on_grid(s.result, size) for s in active])  # what the reader reads on the grid
+        found = engine.stages.verify_digital(received, covers, secrets_in, messages, message_room, lossless)
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):
             active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
@@ -430,6 +442,14 @@ def _received(rgb: np.ndarray, size: int) -> np.ndarray:
     return to_nchw([rgb])
 
 
+def _on_grid(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (1, 3, N, N) float32 in [0, 1]: the image's exact area average to the network size, before
+    rounding (``to_network_size_float``): what the embed job's upsampling inverts, so the digital layer reads an
+    unmoved stego where it was written. (Reading it from ``_received``'s smaller copy instead loses the top level
+    of most 1 MP stegos to the resampling's blur.)"""
+    return to_network_size_float(rgb, size).transpose(2, 0, 1)[None] / np.float32(255)
+
+
 def _reveal_digital(
     engine: Engine, active: Sequence[Sample], stegos: np.ndarray, size: int, layers: str = "all"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +459,9 @@ def _reveal_digital(
     ``message``, ``marked`` and ``key_id``."""
     import torch
 
-    readings = [engine.stages.read_digital(_received(s.image.rgb, size))[0] for s in active]
+    readings = [
+        engine.stages.read_digital(_received(s.image.rgb, size), on_grid=_on_grid(s.image.rgb, size))[0] for s in active
+    ]
     inputs = np.stack(
         [r.aligned[0].numpy() if r.aligned is not None else x for r, x in zip(readings, stegos, strict=True)]
     )

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.model.digital.modulation import clip_keeping_luma, round_keeping_luma
+
 UPSAMPLE = ("exact", "smooth")
 # Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
 # (512 rows x 8000 px x 3 x 4 B = 49 MB for a 50 MP photo) instead of a full-size float image (600 MB).
@@ -54,6 +56,19 @@ def to_network_size(img: np.ndarray, size: int) -> np.ndarray:
 
         return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=cv2.INTER_AREA)
     return resize_bilinear(img, size)
+
+
+def to_network_size_float(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) float32 in grey levels: ``to_network_size`` before its rounding, for the
+    area average (else the rounded image itself). Composing against it, D(stego_full) is the network's stego up to
+    the full-size rounding: the cover's own rounding at N (half a grey level) no longer lands in the receiver's
+    readings."""
+    h, w = img.shape[:2]
+    if (h, w) != (size, size) and uses_area(h, w, size):
+        import cv2
+
+        return cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return to_network_size(img, size).astype(np.float32)
 
 
 def resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
@@ -132,14 +147,21 @@ def _spread(x: torch.Tensor, taps: tuple[torch.Tensor, ...], dim: int) -> torch.
 
 
 def compose(
-    cover_full: np.ndarray, cover_n: np.ndarray, stego_n: np.ndarray, upsample: str = "exact"
+    cover_full: np.ndarray,
+    cover_n: np.ndarray,
+    stego_n: np.ndarray,
+    upsample: str = "exact",
+    keep_luma: bool = False,
 ) -> tuple[np.ndarray, float]:
     """stego_full = round(cover_full + U(stego_N - cover_N)), clipped to uint8; also the squared error sum.
 
     Args:
-        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8, the network's input (``to_network_size``).
+        cover_full: (H, W, 3) uint8. cover_n: (N, N, 3) uint8 or float32, the network's input
+            (``to_network_size`` or ``to_network_size_float``).
         stego_n: (3, N, N) float32 in [0, 1]. upsample: ``exact`` or ``smooth`` (module docstring); ``exact``
             needs the area average, so an image with a side below N is composed ``smooth``.
+        keep_luma: clip with ``clip_keeping_luma`` (a model with the digital layer, which writes luma), and round
+            an image stored at N with ``round_keeping_luma``.
     Returns:
         (stego_full (H, W, 3) uint8, sum of squared differences to cover_full over all pixels and channels).
     """
@@ -148,7 +170,11 @@ def compose(
     h, w, _ = cover_full.shape
     n = cover_n.shape[0]
     if (h, w) == (n, n):  # the network saw the image itself: the stego is its output, 8-bit
-        out = quantize(stego_n.transpose(1, 2, 0))
+        x = stego_n.transpose(1, 2, 0)
+        if keep_luma:
+            out = round_keeping_luma(clip_keeping_luma(torch.from_numpy(x * 255), 255.0, dim=-1)).numpy()
+        else:
+            out = quantize(x)
         diff = out.astype(np.int32) - cover_full
         return out, float(np.square(diff, dtype=np.int64).sum())
     exact = upsample == "exact" and uses_area(h, w, n)
@@ -167,6 +193,8 @@ def compose(
         rows = slice(top, min(h, top + COMPOSE_STRIPE_ROWS))
         stripe = _spread(rx, tuple(t[rows] for t in taps_y), dim=0)
         stripe += cover[rows]
+        if keep_luma:
+            stripe = clip_keeping_luma(stripe, 255.0, dim=-1)
         out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
         diff = out_t[rows].to(torch.int32) - cover[rows]
         sse += int(diff.square().sum())

@@ -33,7 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.io.listing import ShardRef
-from pipeline.io.tar_writer import TarShardWriter
+from pipeline.io.tar_writer import TarShardWriter, remove_stale_partials
 from pipeline.jobs.batch import Sample
 from pipeline.jobs.common import ShardJob, ShardResult
 
@@ -220,6 +220,7 @@ class LocalRunner:
         self, p: _Pipeline, job: ShardJob, inq: queue.Queue, bar: JobProgress, results: list[ShardResult]
     ) -> None:
         writer: TarShardWriter | None = None
+        shard: str | None = None  # the shard being written
         rows: list[dict[str, Any]] = []
         failed = False  # the current shard already failed: drain its remaining items
         totals = job.totals
@@ -234,7 +235,7 @@ class LocalRunner:
                     continue
                 try:
                     if isinstance(item, _Start):
-                        writer, rows, failed = None, [], False
+                        writer, rows, failed, shard = None, [], False, item.shard.name
                         bar.start_shard()
                         writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
                     elif isinstance(item, _Batch):
@@ -262,6 +263,8 @@ class LocalRunner:
         except BaseException:  # Ctrl-C (KeyboardInterrupt) or the job failing: the open shard is never committed
             if writer is not None:
                 writer.abort()
+            elif shard is not None:  # interrupted inside the writer's constructor: its temporary file is ours
+                remove_stale_partials(job.dst, f"{shard}.tar")
             raise
 
     @staticmethod

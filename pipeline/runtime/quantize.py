@@ -45,7 +45,7 @@ def sample_photos() -> list[np.ndarray]:
 def calibration_covers(size: int, photos: list[np.ndarray] | None = None) -> np.ndarray:
     """(n, 3, N, N) float32 in [0, 1]: square crops of ``photos`` (default: the sample shards') at ``SCALES`` of their
     short side, from a seeded position, resized to N, as they are and mirrored."""
-    from pipeline.jobs.resample import resize_bilinear
+    from PIL import Image
 
     rng = np.random.default_rng(CALIBRATION_SEED)
     out = []
@@ -54,7 +54,7 @@ def calibration_covers(size: int, photos: list[np.ndarray] | None = None) -> np.
         for scale in SCALES:
             side = max(8, round(min(h, w) * scale))
             y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            crop = resize_bilinear(np.ascontiguousarray(img[y : y + side, x : x + side]), size)
+            crop = np.asarray(Image.fromarray(img[y : y + side, x : x + side]).resize((size, size), Image.BILINEAR))
             out += [crop, crop[:, ::-1]]
     return np.stack(out).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 

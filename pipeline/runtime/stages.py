@@ -76,10 +76,14 @@ class AnalyticStages:
             out = self.digital.embed(t(cover), t(analog), t(secrets), self.key, messages, message_room)
             return self._array(out)
 
-    def read_digital(self, stego: np.ndarray, search: bool = True) -> list[DigitalReading]:
-        """The digital layer's reading of each image (B, C, H, W) float32 (``DigitalPart.read``)."""
+    def read_digital(
+        self, stego: np.ndarray, search: bool = True, on_grid: np.ndarray | None = None
+    ) -> list[DigitalReading]:
+        """The digital layer's reading of each image (B, C, H, W) float32 (``DigitalPart.read``; ``on_grid``
+        (B, C, N, N): the images' exact area averages to the grid, for the unmoved hypothesis)."""
+        grid = None if on_grid is None else torch.from_numpy(np.ascontiguousarray(on_grid)).float()
         with torch.inference_mode():
-            return self.digital.read(torch.from_numpy(np.ascontiguousarray(stego)).float(), self.key, search)
+            return self.digital.read(torch.from_numpy(np.ascontiguousarray(stego)).float(), self.key, search, grid)
 
     def verify_digital(
         self,

@@ -254,17 +254,25 @@ class DigitalLayer:
         return bool(np.array_equal(np.asarray(bits, dtype=np.uint8), sent))
 
     # ------------------------------------------------------------------------------------------------------ read
-    def read(self, images: torch.Tensor | list[torch.Tensor], search: bool = True) -> list[DigitalReading]:
+    def read(
+        self,
+        images: torch.Tensor | list[torch.Tensor],
+        search: bool = True,
+        on_grid: torch.Tensor | list[torch.Tensor | None] | None = None,
+    ) -> list[DigitalReading]:
         """Read every image ((B, 3, H, W) or a list of (1, 3, H, W), floats in [0, 1], any size) -> one reading
         each. ``search``: look for a moved grid when the identity does not convince (False: the caller knows the
-        image sits where it was written, e.g. the embed job's verification)."""
+        image sits where it was written, e.g. the embed job's verification). ``on_grid``: per image, the exact area
+        average of the full-size image to the grid (1, 3, N, N), which the writer's upsampling inverts, for the
+        unmoved hypothesis (None: the image resized here)."""
         seq = [images[i : i + 1] for i in range(images.shape[0])] if torch.is_tensor(images) else list(images)
-        return [self._read_one(x.float(), search) for x in seq]
+        views = [None] * len(seq) if on_grid is None else [on_grid[i] for i in range(len(seq))]
+        return [self._read_one(x.float(), search, v) for x, v in zip(seq, views, strict=True)]
 
-    def _read_one(self, received: torch.Tensor, search: bool) -> DigitalReading:
+    def _read_one(self, received: torch.Tensor, search: bool, on_grid: torch.Tensor | None = None) -> DigitalReading:
         n = self.config.size
         received = received * 255
-        x = resize_to(received, n, n)
+        x = resize_to(received, n, n) if on_grid is None else on_grid.float().reshape(1, 3, n, n) * 255
         lv0 = self.config.levels[0]  # the base level: the most robust readings find the grid and the filter
         args = (lv0.coeffs, self.steps(0), self.dither(0))
         covered = torch.ones(n, n, dtype=torch.bool)

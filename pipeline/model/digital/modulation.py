@@ -74,6 +74,50 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * w).sum(1, keepdim=True)
 
 
+def clip_keeping_luma(x: torch.Tensor, top: float = 1.0, dim: int = 1) -> torch.Tensor:
+    """RGB (channels along ``dim``) clipped to [0, ``top``], with the luma that clipping a channel loses put back on
+    the pixel's other channels as far as they have room. The layer writes luma, added to R, G and B alike: where one
+    channel clips, a plain clip loses that channel's share of the change and moves the block's readings off their
+    lattices (every 1 MP stego of the held-out crops lost some top-level readings that way)."""
+    shape = [1] * x.dim()
+    shape[dim] = 3
+    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(shape)
+    target = (x * w).sum(dim, keepdim=True)
+    out = x.clamp(0, top)
+    for _ in range(2):  # a channel that takes the loss may clip in turn: a second pass puts that back too
+        lost = target - (out * w).sum(dim, keepdim=True)
+        room = torch.where(lost > 0, out < top, out > 0).to(x.dtype)
+        share = (room * w).sum(dim, keepdim=True).clamp(min=1e-6)
+        out = (out + room * lost / share).clamp(0, top)
+    return out
+
+
+# Rounding a pixel's channels up adds luma 0 (none), 0.114 (B), 0.299 (R), 0.413 (R, B), 0.587 (G), 0.701 (G, B),
+# 0.886 (R, G) or 1 (all): the k-th of these in order rounds R up when bit 1 of k is set, G bit 2, B bit 0. Between
+# consecutive ones, the midpoints.
+_LUMA_MIDPOINTS = (0.057, 0.2065, 0.356, 0.5, 0.644, 0.7935, 0.943)
+# Luma error (grey levels) under which plain rounding is kept: on 96 held-out crops the top level's flipped readings
+# were 12,171 with plain rounding, 1,462 with the luma rounding everywhere and 1,472 with this tolerance, which costs
+# 0.036 dB of cover PSNR where the luma rounding everywhere cost 0.070.
+LUMA_ROUNDING_TOLERANCE = 0.2
+
+
+def round_keeping_luma(x: torch.Tensor, tolerance: float = LUMA_ROUNDING_TOLERANCE) -> torch.Tensor:
+    """(..., 3) RGB in grey levels within [0, 255] -> uint8: rounded to nearest where that moves the pixel's luma by
+    at most ``tolerance`` grey levels, elsewhere each channel rounded down or up so that the luma is nearest its
+    unrounded value (within 0.093). Plain rounding moves luma by up to 0.5 when the three channels share a
+    fractional part, as a luma change on an 8-bit cover makes them, and flips about 1% of the top level's readings
+    in a stego stored at the grid size."""
+    nearest = torch.round(x)
+    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype)
+    keep = ((nearest - x) * w).sum(-1, keepdim=True).abs() <= tolerance
+    low = torch.floor(x)
+    added = ((x - low) * w).sum(-1)
+    k = torch.bucketize(added, torch.tensor(_LUMA_MIDPOINTS, dtype=x.dtype))
+    ups = torch.stack(((k >> 1) & 1, (k >> 2) & 1, k & 1), dim=-1).to(x.dtype)
+    return torch.where(keep, nearest, low + ups).clamp(0, 255).to(torch.uint8)
+
+
 def block_dct(y: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) -> (B, H/8, W/8, 64): the orthonormal 8x8 DCT of every block, coefficient u*8+v last."""
     folded = F.pixel_unshuffle(y, BLOCK)  # (B, 64, h, w)

@@ -137,16 +137,20 @@ class DigitalPart:
             msg = None if messages is None else [messages[i] for i in idx]
             out[idx] = layer.embed(grid_mixed[idx], grid_cover[idx], prepared, msg)
         if on_grid:
-            return out.clamp(0, 1)
+            return mod.clip_keeping_luma(out)
         change = F.interpolate(out - grid_mixed, size=mixed.shape[-2:], mode="bilinear", align_corners=False)
-        return (mixed + change).clamp(0, 1)
+        return mod.clip_keeping_luma(mixed + change)
 
     # ------------------------------------------------------------------------------------------------------ reveal
-    def read(self, images: torch.Tensor, key: Key | None = None, search: bool = True) -> list[DigitalReading]:
-        """The digital layer's reading of each image (B, C, H, W) in [0, 1] (``DigitalLayer.read``)."""
+    def read(
+        self, images: torch.Tensor, key: Key | None = None, search: bool = True, on_grid: torch.Tensor | None = None
+    ) -> list[DigitalReading]:
+        """The digital layer's reading of each image (B, C, H, W) in [0, 1] (``DigitalLayer.read``; ``on_grid``
+        (B, C, N, N): the images' exact area averages to the grid)."""
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        return self.layer(key).read(images, search)
+            on_grid = None if on_grid is None else on_grid.expand(-1, 3, -1, -1)
+        return self.layer(key).read(images, search, on_grid)
 
     def choose(self, reading: DigitalReading, analog: torch.Tensor) -> Revelation:
         """One image's revelation from its digital reading and the analog path's secrets (K*C, N, N): the digital
