@@ -9,7 +9,17 @@ Public API::
         recovered = model.reveal(stego)       # (B, K*C, N, N)
 """
 
-from pipeline.model.checkpoint import load_model
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing a light module of the package (the LDPC decoder's worker process imports the channel code)
+    # must not import torch.
+    if name == "load_model":
+        from pipeline.model.checkpoint import load_model
+
+        return load_model
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

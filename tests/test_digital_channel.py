@@ -123,3 +123,26 @@ def test_payload_table_is_read_and_interpolated() -> None:
         payload_for(8192, 0.2)
     with pytest.raises(ValueError, match="outside"):
         payload_for(1024, 0.01)
+
+
+def test_the_decoding_worker_gives_the_decoder_s_own_messages(monkeypatch) -> None:
+    """Frames decoded in the worker process are those this process decodes; a worker that died is started again;
+    switched off, the worker leaves the decoding to its caller."""
+    from pipeline.model.digital.channel import DecodeWorker, make_code
+
+    monkeypatch.setenv("SRIS_DECODE_WORKER", "1")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    code = make_code(2048, 1024)
+    rng = np.random.default_rng(5)
+    words = code.encode(rng.integers(0, 2, (3, 1024)))
+    llr = np.where(words == 0, 4.0, -4.0) + rng.normal(0, 2.5, words.shape)
+    here = code.decode(llr)
+    worker = DecodeWorker()
+    got = worker.decode(code.n, code.k, llr)
+    assert got is not None and np.array_equal(got[0], here[0]) and np.array_equal(got[1], here[1])
+    worker._proc.kill()
+    worker._proc.wait()
+    again = worker.decode(code.n, code.k, llr)
+    assert again is not None and np.array_equal(again[0], here[0])
+    monkeypatch.setenv("SRIS_DECODE_WORKER", "0")
+    assert DecodeWorker().decode(code.n, code.k, llr) is None  # switched off: the caller decodes

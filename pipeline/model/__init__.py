@@ -10,9 +10,30 @@ loading checkpoints of any version and the shipped models' cards. ``build_model(
 ``load_model(path)`` a trained one.
 """
 
-from pipeline.model.compose import build_model, with_digital
-from pipeline.model.config import PRESETS, ModelConfig, get_config
-from pipeline.model.hiding import HidingModel
+from typing import Any
+
+# Lazy (PEP 562): importing a part of the package that needs no torch (the digital layer's channel code, which the
+# LDPC worker process imports) must not build the model's modules.
+_LAZY = {
+    "build_model": "pipeline.model.compose",
+    "with_digital": "pipeline.model.compose",
+    "PRESETS": "pipeline.model.config",
+    "ModelConfig": "pipeline.model.config",
+    "get_config": "pipeline.model.config",
+    "HidingModel": "pipeline.model.hiding",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in ("inference", "baselines"):  # submodules imported as attributes (``from pipeline.model import x``)
+        import importlib
+
+        return importlib.import_module(f"pipeline.model.{name}")
+    raise AttributeError(f"module 'pipeline.model' has no attribute {name!r}")
 
 
 def load_model(path=None, device="cpu"):

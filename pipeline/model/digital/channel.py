@@ -215,6 +215,102 @@ class ChannelCode:
             converged = bool(self._decoder.converge)
         return (hard[: self.k] ^ error[: self.k]).astype(np.uint8), converged
 
+    def decode_frames(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` of (B, n) frames, in the decoding worker process where one runs (``DecodeWorker``): the same
+        decoder, so the same messages, while this process's other threads keep running."""
+        llr = np.asarray(llr, dtype=np.float64).reshape(-1, self.n)
+        result = WORKER.decode(self.n, self.k, llr)
+        if result is None:
+            return self.decode(llr)
+        return result
+
+
+class DecodeWorker:
+    """One worker process that decodes frames for this process (``ChannelCode.decode_frames``).
+
+    ldpc's belief propagation holds the GIL for the whole decode (about 10 ms a frame at the top level's size), so
+    in a threaded job every other stage waits while it runs; in a process of its own it runs beside them on another
+    core. The worker is a fresh interpreter (``python -c``, not a fork of the job's threads) that imports only this
+    module's light dependencies and serves frames over its stdin and stdout (``serve``), one request at a time. It
+    is used where this machine has two cores or more and ``SRIS_DECODE_WORKER`` is not ``0``; if it cannot start or
+    dies, decoding goes on in this process.
+    """
+
+    def __init__(self) -> None:
+        self._proc = None
+        self._lock = threading.Lock()
+        self._broken = False
+
+    @staticmethod
+    def wanted() -> bool:
+        import os
+
+        return os.environ.get("SRIS_DECODE_WORKER", "1") != "0" and (os.cpu_count() or 1) >= 2
+
+    def start(self) -> None:
+        """Start the worker now (it takes a fraction of a second to import), so that the first decode need not
+        wait for it."""
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self):
+        if self._broken or not self.wanted():
+            return None
+        if self._proc is None or self._proc.poll() is not None:
+            import os
+            import subprocess
+            import sys
+            from pathlib import Path
+
+            root = str(Path(__file__).resolve().parents[3])  # the folder that holds the pipeline package
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", "from pipeline.model.digital.channel import serve; serve()"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                )
+            except OSError:  # no processes here (a sandbox): decode in this process
+                self._broken = True
+                return None
+        return self._proc
+
+    def decode(self, n: int, k: int, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The frames' messages and convergence from the worker, or None where it cannot be used."""
+        import pickle
+
+        with self._lock:
+            proc = self._ensure()
+            if proc is None:
+                return None
+            try:
+                pickle.dump((n, k, llr), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                proc.stdin.flush()
+                return pickle.load(proc.stdout)  # the read waits outside the GIL
+            except (OSError, EOFError, pickle.UnpicklingError):  # the worker died: decode here from now on
+                self._broken = True
+                proc.kill()
+                return None
+
+
+def serve() -> None:
+    """The worker's loop (``DecodeWorker``): (n, k, llr) in on stdin, ``make_code(n, k).decode(llr)`` out on stdout,
+    until stdin closes."""
+    import pickle
+    import sys
+
+    while True:
+        try:
+            n, k, llr = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        pickle.dump(make_code(n, k).decode(llr), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        sys.stdout.buffer.flush()
+
+
+WORKER = DecodeWorker()
+
 
 @functools.lru_cache(maxsize=64)
 def make_code(n: int, k: int) -> ChannelCode:

@@ -233,8 +233,11 @@ class DigitalLayer:
             read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
             want = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
             errors = ((read != want) & active[..., None]).flatten(1).sum(1)
+            with_errors = [j for j in range(b) if errors[j] > 0]
+            decoded = self._decode_to(i, e[with_errors], active[with_errors], want[with_errors]) if with_errors else []
+            intact = dict(zip(with_errors, decoded, strict=True))
             for j in range(b):
-                if errors[j] == 0 or self._decodes_to(i, e[j : j + 1], active[j : j + 1], want[j]):
+                if intact.get(j, True):
                     best[j] = lv.name
         return best
 
@@ -242,16 +245,20 @@ class DigitalLayer:
         """Level ``i``'s soft readings carry enough information for its code to have a chance (``DECODE_GATE``)."""
         return information(slot_llr) >= DECODE_GATE * 8 * self.config.levels[i].payload / slot_llr.size
 
-    def _decodes_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> bool:
-        """Whether level ``i``'s soft readings ``e`` (1, h, w, S), with the written blocks known, decode to the
-        slot bits ``want`` (h, w, S)."""
-        (llr,), _ = mod.soft_read([e], active.float())
-        slot_llr = llr.reshape(-1).double().numpy()
-        if not self._worth_decoding(i, slot_llr):  # the reader would not try it either
-            return False
-        bits, _ = self.code(i).decode(slot_llr[self.interleaver(i)])
-        sent = want.reshape(-1).numpy()[self.interleaver(i)][: self.code(i).k]
-        return bool(np.array_equal(np.asarray(bits, dtype=np.uint8), sent))
+    def _decode_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> list[bool]:
+        """Whether each image's level-``i`` soft readings ``e`` (B, h, w, S), with its written blocks known, decode to
+        its slot bits ``want`` (B, h, w, S): the frames go to the decoder together (``ChannelCode.decode_frames``)."""
+        llrs, _ = mod.soft_read([e], active.float())
+        slot_llr = llrs[0].flatten(1).double().numpy()
+        perm, code = self.interleaver(i), self.code(i)
+        tried = [j for j in range(len(slot_llr)) if self._worth_decoding(i, slot_llr[j])]  # as the reader gates
+        out = [False] * len(slot_llr)
+        if tried:
+            bits, _ = code.decode_frames(slot_llr[tried][:, perm])
+            sent = want.flatten(1).numpy()[tried][:, perm][:, : code.k]
+            for j, got, expected in zip(tried, bits, sent, strict=True):
+                out[j] = bool(np.array_equal(np.asarray(got, dtype=np.uint8), expected))
+        return out
 
     # ------------------------------------------------------------------------------------------------------ read
     def read(

@@ -78,18 +78,24 @@ def clip_keeping_luma(x: torch.Tensor, top: float = 1.0, dim: int = 1) -> torch.
     """RGB (channels along ``dim``) clipped to [0, ``top``], with the luma that clipping a channel loses put back on
     the pixel's other channels as far as they have room. The layer writes luma, added to R, G and B alike: where one
     channel clips, a plain clip loses that channel's share of the change and moves the block's readings off their
-    lattices (every 1 MP stego of the held-out crops lost some top-level readings that way)."""
-    shape = [1] * x.dim()
-    shape[dim] = 3
-    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(shape)
-    target = (x * w).sum(dim, keepdim=True)
+    lattices (every 1 MP stego of the held-out crops lost some top-level readings that way). Only the pixels that
+    clip are worked on."""
     out = x.clamp(0, top)
+    outside = ((x < 0) | (x > top)).any(dim)
+    if not bool(outside.any()):
+        return out
+    moved = x.movedim(dim, -1)[outside]  # (P, 3): the pixels that clip
+    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device)
+    target = moved @ w
+    fixed = moved.clamp(0, top)
     for _ in range(2):  # a channel that takes the loss may clip in turn: a second pass puts that back too
-        lost = target - (out * w).sum(dim, keepdim=True)
-        room = torch.where(lost > 0, out < top, out > 0).to(x.dtype)
-        share = (room * w).sum(dim, keepdim=True).clamp(min=1e-6)
-        out = (out + room * lost / share).clamp(0, top)
-    return out
+        lost = (target - fixed @ w)[:, None]
+        room = torch.where(lost > 0, fixed < top, fixed > 0).to(x.dtype)
+        share = (room @ w)[:, None].clamp(min=1e-6)
+        fixed = (fixed + room * lost / share).clamp(0, top)
+    out = out.movedim(dim, -1).clone()
+    out[outside] = fixed
+    return out.movedim(-1, dim)
 
 
 # Rounding a pixel's channels up adds luma 0 (none), 0.114 (B), 0.299 (R), 0.413 (R, B), 0.587 (G), 0.701 (G, B),
