@@ -322,7 +322,10 @@ def verify_batch(
     if not active:
         return {"verify": 0.0}
     t0 = time.perf_counter()
-    back_n = np.stack([to_network_size(s.result, size) for s in active])  # what a receiver's extract will see
+    # What a receiver reads on the grid: the exact area average (the digital layer's reader) and that rounded to
+    # 8 bits (extract's network input; OpenCV's own 8-bit area average differs only where a sum ties at a half).
+    on_grid = np.stack([to_network_size_float(s.result, size) for s in active])  # (B, N, N, 3) float32
+    back_n = np.clip(np.rint(on_grid), 0, 255).astype(np.uint8)
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     revealed_u8 = np.empty_like(secrets_n)
@@ -334,7 +337,7 @@ def verify_batch(
         secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         messages = [s.message for s in active] if message_room is not None else None
         covers = np.stack([s.cover_f for s in active]).transpose(0, 3, 1, 2) / np.float32(255)
-        received = np.concatenate([_on_grid(s.result, size) for s in active])  # what the reader reads on the grid
+        received = on_grid.transpose(0, 3, 1, 2) / np.float32(255)
         found = engine.stages.verify_digital(received, covers, secrets_in, messages, message_room, lossless)
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):

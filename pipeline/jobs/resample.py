@@ -160,8 +160,10 @@ def compose(
             (``to_network_size`` or ``to_network_size_float``).
         stego_n: (3, N, N) float32 in [0, 1]. upsample: ``exact`` or ``smooth`` (module docstring); ``exact``
             needs the area average, so an image with a side below N is composed ``smooth``.
-        keep_luma: clip with ``clip_keeping_luma`` (a model with the digital layer, which writes luma), and round
-            an image stored at N with ``round_keeping_luma``.
+        keep_luma: an image stored at N (a model with the digital layer, which writes luma) is clipped with
+            ``clip_keeping_luma`` and rounded with ``round_keeping_luma``. At full size a plain clip and rounding
+            are kept: the area average spreads their error (the held-out 1 MP crops read the same levels either
+            way, at 0.014 dB more cover PSNR).
     Returns:
         (stego_full (H, W, 3) uint8, sum of squared differences to cover_full over all pixels and channels).
     """
@@ -193,8 +195,6 @@ def compose(
         rows = slice(top, min(h, top + COMPOSE_STRIPE_ROWS))
         stripe = _spread(rx, tuple(t[rows] for t in taps_y), dim=0)
         stripe += cover[rows]
-        if keep_luma:
-            stripe = clip_keeping_luma(stripe, 255.0, dim=-1)
         out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
         diff = out_t[rows].to(torch.int32) - cover[rows]
         sse += int(diff.square().sum())
