@@ -7,7 +7,7 @@ The held-out photos (the training split by name) are scaled to about ``--megapix
 photo i+1 as the validation does. Each pair goes through the job's own per-batch code (``embed_batch``: network at
 256 px, residual carried to full size, 8-bit; ``verify_batch``: the stego resized back and revealed) and, for the
 mirror, the full-size stego is flipped and revealed as ``extract`` would (resized to the network's size, or read
-by the digital layer at its own size). For reference the same pairs are
+by the digital layer as extract reads it). For reference the same pairs are
 also run at 256 px directly (what ``validate`` measures). Prints a table; writes OUT/job_quality.parquet
 (``job_quality-smooth.parquet`` with ``--upsample smooth``).
 """
@@ -22,7 +22,16 @@ import numpy as np
 
 from pipeline.core.metrics import ssim_u8
 from pipeline.io.decode import DecodedImage
-from pipeline.jobs.batch import Sample, embed_batch, per_image_metrics, quantize, to_nchw, verify_batch
+from pipeline.jobs.batch import (
+    Sample,
+    _on_grid,
+    _received,
+    embed_batch,
+    per_image_metrics,
+    quantize,
+    to_nchw,
+    verify_batch,
+)
 from pipeline.jobs.resample import UPSAMPLE, resize_bilinear, to_network_size
 
 
@@ -76,7 +85,7 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, upsamp
             row[f"ssim_cover {label}"] = float(ssim_u8(s.result[None], cover[None])[0])  # at the image's own size
             flipped = np.ascontiguousarray(s.result[:, ::-1])
             if engine.digital:  # extract reads the received image itself; no level: no secret
-                (reading,) = engine.stages.read_digital(to_nchw([flipped]))
+                (reading,) = engine.stages.read_digital(_received(flipped, size), on_grid=_on_grid(flipped, size))
                 revealed = reading.secrets[0] if reading.secrets is not None else np.zeros_like(secret_n[0])
             else:
                 mirrored = to_network_size(flipped, size)

@@ -89,6 +89,24 @@ def test_a_receiver_reads_each_full_size_stego_as_the_embed_verified_it(embedded
         assert r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)
 
 
+def test_a_mirrored_full_size_stego_reads_as_written(embedded, tmp_path) -> None:
+    """Mirrored and nothing else: the reader tries the exact area average mirrored back before its search, and the
+    top level comes back whole (its search on a smaller copy lost it)."""
+    out, key, secret = embedded
+    stegos = tar_members(out / "shard-000000.tar")
+    flipped = []
+    for name, data in stegos.items():
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).transpose(Image.FLIP_LEFT_RIGHT).save(buf, format="PNG")
+        flipped.append((name, buf.getvalue()))
+    make_tar(tmp_path / "mirrored" / "shard-000000.tar", flipped)
+    got = tmp_path / "revealed"
+    run(job_args("extract", tmp_path / "mirrored", got, "k1", 256, "--reference", secret, "--key-file", key))
+    sent = {r["key"]: r for r in rows(out / "shard-000000.parquet")}
+    for r in rows(got / "shard-000000.parquet"):
+        assert r["layer"] == "top" and r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)
+
+
 @pytest.mark.parametrize("how", ["jpeg90", "half-jpeg90", "webp80"])
 def test_published_stegos_give_the_secret_the_mark_and_the_message(embedded, tmp_path, how) -> None:
     out, key, secret = embedded

@@ -285,6 +285,13 @@ class DigitalLayer:
         covered = torch.ones(n, n, dtype=torch.bool)
         aligned = None
         grid, filt = find_grid(mod.luma(x), n, *args, search=False), None
+        if search and on_grid is not None and grid.z < ACCEPT_Z:
+            # Mirrored and nothing else: the exact average mirrored back reads as written, where the search's
+            # smaller copy blurs the top level away.
+            flipped = x.flip(-1)
+            mirror = find_grid(mod.luma(flipped), n, *args, search=False)
+            if mirror.z >= ACCEPT_Z:
+                x, grid, aligned = flipped, Grid(mirror.z, mirrored=True), flipped / 255
         if search and grid.z < ACCEPT_Z:
             # A filter blurs the readings off their lattices on the right grid; a move puts the grid elsewhere.
             # Filters are the cheaper question, and sharpening hides the grid from the search until undone. The
