@@ -99,16 +99,13 @@ class AnalyticStages:
         gives its streams' bytes exactly, so its secrets are those streams decoded (``PreparedSecrets.decoded``).
         ``lossless``: the output format keeps the pixels (PNG, lossless WebP), so a level read without error needs
         no decoding."""
-        from pipeline.model.digital.part import to_u8_images
-
         t = self._tensor
         layer = self.digital.layer(self.key)
         messages = messages if messages is not None else [None] * len(stego)
-        per_image = to_u8_images(t(secrets), self.model.config.channels)
         names = [lv.name for lv in layer.config.levels]
         levels: list[str | None] = [None] * len(stego)
         groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
-        prepared = [self.digital.prepare(layer, secs, message_room) for secs in per_image]
+        prepared = self.digital.prepare_batch(layer, t(secrets), message_room)
         for i, p in enumerate(prepared):
             groups.setdefault(id(p), (p, []))[1].append(i)
         with torch.inference_mode():

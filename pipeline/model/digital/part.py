@@ -33,15 +33,16 @@ ANALOG = "analog"
 def to_u8_images(secrets: torch.Tensor, channels: int) -> list[list[np.ndarray]]:
     """(B, K*C, N, N) float in [0, 1] -> per image, K (N, N, 3) uint8 arrays (grey secrets as three channels)."""
     u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    k = secrets.shape[1] // channels
-    out = []
-    for img in u8:
-        per = []
-        for j in range(k):
-            s = img[j * channels : (j + 1) * channels].permute(1, 2, 0).numpy()
-            per.append(np.ascontiguousarray(np.repeat(s, 3, axis=2) if channels == 1 else s))
-        out.append(per)
-    return out
+    return [_hwc_images(img, channels) for img in u8]
+
+
+def _hwc_images(img: torch.Tensor, channels: int) -> list[np.ndarray]:
+    """(K*C, N, N) uint8 -> K (N, N, 3) uint8 arrays."""
+    per = []
+    for j in range(img.shape[0] // channels):
+        s = img[j * channels : (j + 1) * channels].permute(1, 2, 0).numpy()
+        per.append(np.ascontiguousarray(np.repeat(s, 3, axis=2) if channels == 1 else s))
+    return per
 
 
 def from_u8_images(images: list[np.ndarray], channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -97,6 +98,21 @@ class DigitalPart:
             self._prepared.popitem(last=False)
         return prepared
 
+    def prepare_batch(
+        self, layer: DigitalLayer, secrets: torch.Tensor, message_room: int | None
+    ) -> list[PreparedSecrets]:
+        """``prepare`` for each image's secrets (B, K*C, N, N) in [0, 1]; images whose 8-bit secrets are the same
+        (a job's shared secrets) share one: each distinct set is converted and looked up once."""
+        u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        seen: dict[bytes, PreparedSecrets] = {}
+        out = []
+        for img in u8:
+            tag = hashlib.sha256(img.numpy().tobytes()).digest()
+            if tag not in seen:
+                seen[tag] = self.prepare(layer, _hwc_images(img, self.channels), message_room)
+            out.append(seen[tag])
+        return out
+
     # ------------------------------------------------------------------------------------------------------ embed
     def analog_gains(self, cover: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) cover in [0, 1] -> (B, 1, H, W): the scale of the analog path's change at each pixel (an
@@ -127,11 +143,10 @@ class DigitalPart:
         mixed = cover if analog is cover else cover + self.analog_gains(cover) * (analog - cover)
         on_grid = mixed.shape[-2:] == (n, n)
         grid_cover, grid_mixed = (cover, mixed) if on_grid else (resize_to(cover, n, n), resize_to(mixed, n, n))
-        per_image = to_u8_images(secrets if on_grid else resize_to(secrets, n, n), self.channels)
+        prepared_each = self.prepare_batch(layer, secrets if on_grid else resize_to(secrets, n, n), message_room)
         out = torch.empty_like(grid_mixed)
         groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
-        for i, secs in enumerate(per_image):
-            prepared = self.prepare(layer, secs, message_room)
+        for i, prepared in enumerate(prepared_each):
             groups.setdefault(id(prepared), (prepared, []))[1].append(i)
         for prepared, idx in groups.values():
             msg = None if messages is None else [messages[i] for i in idx]
