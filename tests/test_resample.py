@@ -71,3 +71,20 @@ def test_bad_upsample_is_refused() -> None:
         compose(z, z[:32, :32], np.zeros((3, 32, 32), np.float32), "nearest")
     with pytest.raises(ValueError, match="upsample"):
         JobSettings(upsample="nearest")
+
+
+def test_the_unrounded_area_average_of_a_large_image_is_made_in_stripes(monkeypatch) -> None:
+    """Striped (bounded memory for 50 MP photos) and whole, the unrounded area average is the same, and it rounds
+    to OpenCV's 8-bit area average."""
+    import cv2
+
+    from pipeline.jobs import resample
+
+    img = np.random.default_rng(3).integers(0, 256, (1301, 977, 3), dtype=np.uint8)
+    whole = resample.to_network_size_float(img, 64)
+    monkeypatch.setattr(resample, "AREA_STRIPE_PIXELS", 10_000)
+    monkeypatch.setattr(resample, "COMPOSE_STRIPE_ROWS", 100)
+    striped = resample.to_network_size_float(img, 64)
+    assert np.abs(striped - whole).max() < 1e-3
+    eight_bit = cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(np.rint(striped) - eight_bit).max() <= 1

@@ -35,6 +35,8 @@ UPSAMPLE = ("exact", "smooth")
 # Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
 # (512 rows x 8000 px x 3 x 4 B = 49 MB for a 50 MP photo) instead of a full-size float image (600 MB).
 COMPOSE_STRIPE_ROWS = 512
+# Images over this many pixels are averaged down in stripes (``to_network_size_float``).
+AREA_STRIPE_PIXELS = 4_000_000
 
 
 def quantize(x: np.ndarray) -> np.ndarray:
@@ -64,11 +66,22 @@ def to_network_size_float(img: np.ndarray, size: int) -> np.ndarray:
     the full-size rounding: the cover's own rounding at N (half a grey level) no longer lands in the receiver's
     readings."""
     h, w = img.shape[:2]
-    if (h, w) != (size, size) and uses_area(h, w, size):
-        import cv2
+    if (h, w) == (size, size) or not uses_area(h, w, size):
+        return to_network_size(img, size).astype(np.float32)
+    import cv2
 
+    if h * w <= AREA_STRIPE_PIXELS:
         return cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-    return to_network_size(img, size).astype(np.float32)
+    # A large image in stripes of rows (a float copy of a 50 MP photo would be 600 MB): each stripe averaged along
+    # x (OpenCV's area average, rows kept), then its rows added into the output rows they overlap (``area_taps``).
+    i0, i1, a, b = area_taps(h, size)
+    out = np.zeros((size, size, 3), np.float64)
+    for top in range(0, h, COMPOSE_STRIPE_ROWS):
+        rows = slice(top, min(h, top + COMPOSE_STRIPE_ROWS))
+        stripe = cv2.resize(img[rows].astype(np.float32), (size, rows.stop - top), interpolation=cv2.INTER_AREA)
+        np.add.at(out, i0[rows], stripe * a[rows, None, None])
+        np.add.at(out, i1[rows], stripe * b[rows, None, None])
+    return out.astype(np.float32)
 
 
 def resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
