@@ -70,10 +70,11 @@ class AnalyticStages:
         message_room: int | None = None,
     ) -> np.ndarray:
         """The embed graph's output (B, C, N, N) float32 -> with the analog change scaled and the digital layer
-        written (``DigitalPart.embed``); ``cover`` and ``secrets`` as the graph took them."""
+        written (``DigitalPart.embed``, clipped keeping luma: the jobs store it in 8 bits); ``cover`` and
+        ``secrets`` as the graph took them."""
         with torch.inference_mode():
             t = self._tensor
-            out = self.digital.embed(t(cover), t(analog), t(secrets), self.key, messages, message_room)
+            out = self.digital.embed(t(cover), t(analog), t(secrets), self.key, messages, message_room, keep_luma=True)
             return self._array(out)
 
     def read_digital(

@@ -132,10 +132,12 @@ class DigitalPart:
         key: Key | None = None,
         messages: list[bytes | None] | None = None,
         message_room: int | None = None,
+        keep_luma: bool = False,
     ) -> torch.Tensor:
         """cover, the analog path's stego (B, C, N, N) and the secrets (B, K*C, N, N), floats in [0, 1] -> the stego
         with the analog change scaled and every level written, clamped. ``messages``: one per image (bytes, at most
-        ``message_room``, which defaults to the longest given)."""
+        ``message_room``, which defaults to the longest given). ``keep_luma``: clip with
+        ``modulation.clip_keeping_luma`` (the batch job's 8-bit storage) instead of a plain clamp."""
         if messages is not None and message_room is None:
             message_room = max((len(m) for m in messages if m is not None), default=0)
         layer = self.layer(key)
@@ -151,10 +153,11 @@ class DigitalPart:
         for prepared, idx in groups.values():
             msg = None if messages is None else [messages[i] for i in idx]
             out[idx] = layer.embed(grid_mixed[idx], grid_cover[idx], prepared, msg)
+        clip = mod.clip_keeping_luma if keep_luma else lambda x: x.clamp(0, 1)
         if on_grid:
-            return mod.clip_keeping_luma(out)
+            return clip(out)
         change = F.interpolate(out - grid_mixed, size=mixed.shape[-2:], mode="bilinear", align_corners=False)
-        return mod.clip_keeping_luma(mixed + change)
+        return clip(mixed + change)
 
     # ------------------------------------------------------------------------------------------------------ reveal
     def read(
