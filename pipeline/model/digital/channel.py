@@ -298,8 +298,12 @@ def serve() -> None:
     """The worker's loop (``DecodeWorker``): (n, k, llr) in on stdin, ``make_code(n, k).decode(llr)`` out on stdout,
     until stdin closes."""
     import pickle
+    import signal
     import sys
 
+    # Ctrl-C in a terminal reaches the whole process group: the job handles it, and this worker ends when the job
+    # closes its end of the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             n, k, llr = pickle.load(sys.stdin.buffer)
