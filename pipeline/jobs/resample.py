@@ -210,4 +210,4 @@ def compose(
         out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
     import cv2
 
-    return out, float(cv2.norm(out, cover_full, cv2.NORM_L2SQR))  # exact in integers, one pass
+    return out, float(round(cv2.norm(out, cover_full, cv2.NORM_L2SQR)))  # an integer: one pass
