@@ -24,9 +24,9 @@ from pipeline.core.metrics import ssim_u8
 from pipeline.io.decode import DecodedImage
 from pipeline.jobs.batch import (
     Sample,
-    _on_grid,
     _received,
     embed_batch,
+    on_grid,
     per_image_metrics,
     quantize,
     to_nchw,
@@ -85,7 +85,9 @@ def main(data: str, checkpoint: str | None, megapixels: float, size: int, upsamp
             row[f"ssim_cover {label}"] = float(ssim_u8(s.result[None], cover[None])[0])  # at the image's own size
             flipped = np.ascontiguousarray(s.result[:, ::-1])
             if engine.digital:  # extract reads the received image itself; no level: no secret
-                (reading,) = engine.stages.read_digital(_received(flipped, size), on_grid=_on_grid(flipped, size))
+                (reading,) = engine.stages.read_digital(
+                    _received(flipped, size), on_grid=to_nchw(on_grid([flipped], size)[0])
+                )
                 revealed = reading.secrets[0] if reading.secrets is not None else np.zeros_like(secret_n[0])
             else:
                 mirrored = to_network_size(flipped, size)

@@ -283,7 +283,7 @@ def embed_batch(
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
-    cover_in = np.stack([s.cover_f for s in active]).transpose(0, 3, 1, 2) / np.float32(255)
+    cover_in = to_nchw([s.cover_f for s in active])
     t1 = time.perf_counter()
     # The digital layer alone, or an analog share of 0 (the network's change scaled away): no network runs.
     no_network = engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
@@ -322,10 +322,7 @@ def verify_batch(
     if not active:
         return {"verify": 0.0}
     t0 = time.perf_counter()
-    # What a receiver reads on the grid: the exact area average (the digital layer's reader) and that rounded to
-    # 8 bits (extract's network input; OpenCV's own 8-bit area average differs only where a sum ties at a half).
-    on_grid = np.stack([to_network_size_float(s.result, size) for s in active])  # (B, N, N, 3) float32
-    back_n = np.clip(np.rint(on_grid), 0, 255).astype(np.uint8)
+    grid, back_n = on_grid([s.result for s in active], size)  # what a receiver reads, as extract reads it
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     revealed_u8 = np.empty_like(secrets_n)
@@ -336,9 +333,8 @@ def verify_batch(
     if engine.digital:
         secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         messages = [s.message for s in active] if message_room is not None else None
-        covers = np.stack([s.cover_f for s in active]).transpose(0, 3, 1, 2) / np.float32(255)
-        received = on_grid.transpose(0, 3, 1, 2) / np.float32(255)
-        found = engine.stages.verify_digital(received, covers, secrets_in, messages, message_room, lossless)
+        covers = to_nchw([s.cover_f for s in active])
+        found = engine.stages.verify_digital(to_nchw(grid), covers, secrets_in, messages, message_room, lossless)
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):
             active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
@@ -401,11 +397,15 @@ def reveal_batch(
     if not active:
         return times
     t0 = time.perf_counter()
-    stegos = to_nchw(np.stack([to_network_size(s.image.rgb, size) for s in active]))
+    if engine.digital:
+        grid, stegos_u8 = on_grid([s.image.rgb for s in active], size)
+        stegos = to_nchw(stegos_u8)
+    else:
+        stegos = to_nchw(np.stack([to_network_size(s.image.rgb, size) for s in active]))
     t1 = time.perf_counter()
     b = len(active)
     if engine.digital:
-        revealed, scores = _reveal_digital(engine, active, stegos, size, layers)
+        revealed, scores = _reveal_digital(engine, active, stegos, to_nchw(grid), size, layers)
     else:
         revealed, scores = engine.reveal_and_detect(stegos)
     k = revealed.shape[1] // 3
@@ -445,25 +445,30 @@ def _received(rgb: np.ndarray, size: int) -> np.ndarray:
     return to_nchw([rgb])
 
 
-def _on_grid(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (1, 3, N, N) float32 in [0, 1]: the image's exact area average to the network size, before
-    rounding (``to_network_size_float``): what the embed job's upsampling inverts, so the digital layer reads an
-    unmoved stego where it was written. (Reading it from ``_received``'s smaller copy instead loses the top level
-    of most 1 MP stegos to the resampling's blur.)"""
-    return to_network_size_float(rgb, size).transpose(2, 0, 1)[None] / np.float32(255)
+def on_grid(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a receiver reads of each (H, W, 3) uint8 image on the network's grid: its exact area average
+    (``to_network_size_float``; (B, N, N, 3) float32 grey levels), which the embed job's upsampling inverts, so the
+    digital layer reads an unmoved stego where it was written (reading ``_received``'s smaller copy instead loses
+    the top level of most 1 MP stegos to the resampling's blur); and that average rounded to 8 bits ((B, N, N, 3)
+    uint8), the network's input. One resize serves both; OpenCV's own 8-bit area average differs from the rounding
+    only where a sum ties at a half (no value of 40 held-out 1 MP crops)."""
+    grid = np.stack([to_network_size_float(img, size) for img in images])
+    return grid, np.clip(np.rint(grid), 0, 255).astype(np.uint8)
 
 
 def _reveal_digital(
-    engine: Engine, active: Sequence[Sample], stegos: np.ndarray, size: int, layers: str = "all"
+    engine: Engine, active: Sequence[Sample], stegos: np.ndarray, grid: np.ndarray, size: int, layers: str = "all"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The digital layer's reading of each sample, the analog reveal of each image no level decoded (moved back onto
+    """The digital layer's reading of each sample (``grid``: (B, 3, N, N) in [0, 1], their exact area averages,
+    ``on_grid``), the analog reveal of each image no level decoded (moved back onto
     its grid where the search moved it), and per image the digital secret where a level decoded
     (``DigitalPart.choose``) -> (secrets (B, 3K, N, N), scores (B,)). Sets the rows' ``layer``, ``level_*``,
     ``message``, ``marked`` and ``key_id``."""
     import torch
 
     readings = [
-        engine.stages.read_digital(_received(s.image.rgb, size), on_grid=_on_grid(s.image.rgb, size))[0] for s in active
+        engine.stages.read_digital(_received(s.image.rgb, size), on_grid=grid[i : i + 1])[0]
+        for i, s in enumerate(active)
     ]
     inputs = np.stack(
         [r.aligned[0].numpy() if r.aligned is not None else x for r, x in zip(readings, stegos, strict=True)]

@@ -190,8 +190,7 @@ def compose(
             out = round_keeping_luma(clip_keeping_luma(torch.from_numpy(x * 255), 255.0, dim=-1)).numpy()
         else:
             out = quantize(x)
-        diff = out.astype(np.int32) - cover_full
-        return out, float(np.square(diff, dtype=np.int64).sum())
+        return out, _squared_error(out, cover_full)
     exact = upsample == "exact" and uses_area(h, w, n)
     residual = torch.from_numpy(stego_n) * 255.0 - torch.from_numpy(cover_n).permute(2, 0, 1)  # (3, N, N)
     pre_y, taps_y = _axis(n, h, exact)
@@ -208,6 +207,11 @@ def compose(
         stripe = _spread(rx, tuple(t[rows] for t in taps_y), dim=0)
         stripe += cover[rows]
         out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
+    return out, _squared_error(out, cover_full)
+
+
+def _squared_error(a: np.ndarray, b: np.ndarray) -> float:
+    """The sum of squared differences of two uint8 images (an integer; one OpenCV pass)."""
     import cv2
 
-    return out, float(round(cv2.norm(out, cover_full, cv2.NORM_L2SQR)))  # an integer: one pass
+    return float(round(cv2.norm(a, b, cv2.NORM_L2SQR)))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.model.digital.keys import Key
-from pipeline.model.digital.layer import DigitalReading, PreparedSecrets
+from pipeline.model.digital.layer import DigitalReading
 
 
 class AnalyticStages:
@@ -105,12 +105,9 @@ class AnalyticStages:
         messages = messages if messages is not None else [None] * len(stego)
         names = [lv.name for lv in layer.config.levels]
         levels: list[str | None] = [None] * len(stego)
-        groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
-        prepared = self.digital.prepare_batch(layer, t(secrets), message_room)
-        for i, p in enumerate(prepared):
-            groups.setdefault(id(p), (p, []))[1].append(i)
+        prepared, groups = self.digital.prepare_batch(layer, t(secrets), message_room)
         with torch.inference_mode():
-            for p, idx in groups.values():
+            for p, idx in groups:
                 x = t(stego[idx])
                 if lossless:
                     found = layer.written_levels(x, t(cover[idx]), p, [messages[i] for i in idx])

@@ -30,12 +30,6 @@ PREPARED_CACHE = 8
 ANALOG = "analog"
 
 
-def to_u8_images(secrets: torch.Tensor, channels: int) -> list[list[np.ndarray]]:
-    """(B, K*C, N, N) float in [0, 1] -> per image, K (N, N, 3) uint8 arrays (grey secrets as three channels)."""
-    u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    return [_hwc_images(img, channels) for img in u8]
-
-
 def _hwc_images(img: torch.Tensor, channels: int) -> list[np.ndarray]:
     """(K*C, N, N) uint8 -> K (N, N, 3) uint8 arrays."""
     per = []
@@ -100,18 +94,20 @@ class DigitalPart:
 
     def prepare_batch(
         self, layer: DigitalLayer, secrets: torch.Tensor, message_room: int | None
-    ) -> list[PreparedSecrets]:
-        """``prepare`` for each image's secrets (B, K*C, N, N) in [0, 1]; images whose 8-bit secrets are the same
-        (a job's shared secrets) share one: each distinct set is converted and looked up once."""
+    ) -> tuple[list[PreparedSecrets], list[tuple[PreparedSecrets, list[int]]]]:
+        """``prepare`` for each image's secrets (B, K*C, N, N) in [0, 1], and the images grouped by what they hide
+        (each distinct set with the indices of its images, so that the layer runs once a group). Images whose 8-bit
+        secrets are the same (a job's shared secrets) share one set: each is converted and looked up once."""
         u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-        seen: dict[bytes, PreparedSecrets] = {}
-        out = []
-        for img in u8:
+        groups: dict[bytes, tuple[PreparedSecrets, list[int]]] = {}
+        each = []
+        for i, img in enumerate(u8):
             tag = hashlib.sha256(img.numpy().tobytes()).digest()
-            if tag not in seen:
-                seen[tag] = self.prepare(layer, _hwc_images(img, self.channels), message_room)
-            out.append(seen[tag])
-        return out
+            if tag not in groups:
+                groups[tag] = (self.prepare(layer, _hwc_images(img, self.channels), message_room), [])
+            groups[tag][1].append(i)
+            each.append(groups[tag][0])
+        return each, list(groups.values())
 
     # ------------------------------------------------------------------------------------------------------ embed
     def analog_gains(self, cover: torch.Tensor) -> torch.Tensor:
@@ -145,12 +141,9 @@ class DigitalPart:
         mixed = cover if analog is cover else cover + self.analog_gains(cover) * (analog - cover)
         on_grid = mixed.shape[-2:] == (n, n)
         grid_cover, grid_mixed = (cover, mixed) if on_grid else (resize_to(cover, n, n), resize_to(mixed, n, n))
-        prepared_each = self.prepare_batch(layer, secrets if on_grid else resize_to(secrets, n, n), message_room)
+        _, groups = self.prepare_batch(layer, secrets if on_grid else resize_to(secrets, n, n), message_room)
         out = torch.empty_like(grid_mixed)
-        groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}  # images that hide the same secrets: one call
-        for i, prepared in enumerate(prepared_each):
-            groups.setdefault(id(prepared), (prepared, []))[1].append(i)
-        for prepared, idx in groups.values():
+        for prepared, idx in groups:
             msg = None if messages is None else [messages[i] for i in idx]
             out[idx] = layer.embed(grid_mixed[idx], grid_cover[idx], prepared, msg)
         clip = mod.clip_keeping_luma if keep_luma else lambda x: x.clamp(0, 1)
