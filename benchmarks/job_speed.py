@@ -14,7 +14,6 @@ chart beside it in ``benchmarks/results/``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -30,32 +29,15 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from make_shard import crops, photo_split, secret_photo, write_shard  # noqa: E402 (beside this script)
 
 
-def write_shard(path: Path, crops: list[np.ndarray]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tf:
-        for i, crop in enumerate(crops):
-            buf = io.BytesIO()
-            Image.fromarray(crop).save(buf, format="PNG", compress_level=1)
-            info = tarfile.TarInfo(f"{i:06d}.png")
-            info.size = buf.tell()
-            buf.seek(0)
-            tf.addfile(info, buf)
-    return path
-
-
-def shards(data: str, work: Path, images: int) -> dict[str, Path]:
-    """The 256 px shard and the 1 MP shard (1152 x 864 crops, the benchmark's 1 MP at 4:3)."""
-    from make_shard import crops
-
-    from pipeline.io.photos import load_photos
-
-    _, held_out, _, _ = load_photos(data, 3, 0.2, max_side=8192)
-    photos = [t.permute(1, 2, 0).contiguous().numpy() for t in held_out]
-    out = {"256px": write_shard(work / "256" / "bench-000000.tar", crops(photos, images, 256, 0))}
+def shards(photos: list[np.ndarray], work: Path, images: int) -> dict[str, Path]:
+    """The 256 px shard and the 1 MP shard (1152 x 864 crops, the benchmark's 1 MP at 4:3) of the held-out
+    ``photos``."""
+    out = {"256px": write_shard(work / "256" / "bench-000000.tar", crops(photos, images, 256, 0), png_level=1)}
     big = [np.ascontiguousarray(c[:864]) for c in crops(photos, max(64, images // 4), 1152, 1)]
-    out["1MP"] = write_shard(work / "1mp" / "bench-000000.tar", big)
+    out["1MP"] = write_shard(work / "1mp" / "bench-000000.tar", big, png_level=1)
     return out
 
 
@@ -87,9 +69,10 @@ def main(data: str, images: int, repeats: int, repos: tuple[str, ...], work: str
 
     checkouts = dict(r.split("=", 1) for r in repos) or {"after": str(HERE.parent)}
     work_dir = Path(work)
-    made = shards(data, work_dir, images)
+    train, held_out = photo_split(data)
+    made = shards(held_out, work_dir, images)
     secret = work_dir / "secret.png"
-    Image.fromarray(_secret(data)).save(secret)
+    Image.fromarray(secret_photo(train[0])).save(secret)
     rows = []
     for size, shard in made.items():
         for label, path in checkouts.items():  # untimed: builds missing engines, warms the file cache
@@ -125,18 +108,6 @@ def cpu_name() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
-
-
-def _secret(data: str) -> np.ndarray:
-    """The secret: the first training photo, centre-cropped to a square and resized to 256 px."""
-    from pipeline.io.photos import load_photos
-
-    train, _, _, _ = load_photos(data, 3, 0.2, max_side=8192)
-    img = train[0].permute(1, 2, 0).contiguous().numpy()
-    h, w = img.shape[:2]
-    s = min(h, w)
-    crop = img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2]
-    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((256, 256), Image.LANCZOS))
 
 
 def chart(rows: list[dict], path: Path, meta: dict) -> None:

@@ -20,6 +20,38 @@ import numpy as np
 from PIL import Image
 
 
+def photo_split(data: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training and held-out photos of ``data`` (``validate``'s split by name), each (H, W, 3) uint8."""
+    from pipeline.io.photos import load_photos
+
+    train, held_out, _, _ = load_photos(data, 3, 0.2, max_side=8192)
+    return [t.permute(1, 2, 0).contiguous().numpy() for t in train], [
+        t.permute(1, 2, 0).contiguous().numpy() for t in held_out
+    ]
+
+
+def secret_photo(photo: np.ndarray, size: int = 256) -> np.ndarray:
+    """A photo's centre square at ``size`` px (Lanczos): the secret the timing and the studies hide."""
+    h, w = photo.shape[:2]
+    s = min(h, w)
+    square = np.ascontiguousarray(photo[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))
+
+
+def write_shard(path: Path, images: list[np.ndarray], png_level: int = 6) -> Path:
+    """``images`` as PNG members ``000000.png`` ... of a WebDataset shard at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tf:
+        for i, img in enumerate(images):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG", compress_level=png_level)
+            info = tarfile.TarInfo(f"{i:06d}.png")
+            info.size = buf.tell()
+            buf.seek(0)
+            tf.addfile(info, buf)
+    return path
+
+
 def crops(photos: list[np.ndarray], n: int, size: int, seed: int) -> list[np.ndarray]:
     """``n`` crops (size, size, 3) uint8 of ``photos`` (each (H, W, 3) uint8), cycling over the photos."""
     rng = np.random.default_rng(seed)
@@ -42,21 +74,9 @@ def crops(photos: list[np.ndarray], n: int, size: int, seed: int) -> list[np.nda
 @click.option("--size", default=256, show_default=True, type=click.IntRange(16))
 @click.option("--seed", default=0, show_default=True)
 def main(data: str, out: str, images: int, size: int, seed: int) -> None:
-    from pipeline.io.photos import load_photos
-
-    _, held_out, _, names = load_photos(data, 3, 0.2, max_side=8192)
-    photos = [t.permute(1, 2, 0).contiguous().numpy() for t in held_out]
-    Path(out).mkdir(parents=True, exist_ok=True)
-    path = Path(out) / "bench-000000.tar"
-    with tarfile.open(path, "w") as tf:
-        for i, crop in enumerate(crops(photos, images, size, seed)):
-            buf = io.BytesIO()
-            Image.fromarray(crop).save(buf, format="PNG")
-            info = tarfile.TarInfo(f"{i:06d}.png")
-            info.size = buf.tell()
-            buf.seek(0)
-            tf.addfile(info, buf)
-    click.echo(f"wrote {images} crops of {len(names)} held-out photos to {path}")
+    _, photos = photo_split(data)
+    path = write_shard(Path(out) / "bench-000000.tar", crops(photos, images, size, seed))
+    click.echo(f"wrote {images} crops of {len(photos)} held-out photos to {path}")
 
 
 if __name__ == "__main__":

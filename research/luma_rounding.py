@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.io.photos import load_photos
 from pipeline.model import load_model
 from pipeline.model.digital import modulation as mod
 
@@ -30,26 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TOLERANCES = (None, 0.0, 0.1, 0.2, 0.3)  # None: plain rounding
 
 
-def crops(data: str, n: int) -> np.ndarray:
-    """(n, 256, 256, 3) uint8: the benchmark shard's first ``n`` crops of the held-out photos."""
+def make_shard():
+    """``benchmarks/make_shard.py``: the benchmark's crops and secret."""
     spec = importlib.util.spec_from_file_location("make_shard", ROOT / "benchmarks" / "make_shard.py")
-    make_shard = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_shard)
-    _, held_out, _, _ = load_photos(data, 3, 0.2, max_side=8192)
-    photos = [t.permute(1, 2, 0).contiguous().numpy() for t in held_out]
-    return np.stack(make_shard.crops(photos, 288, 256, 0)[:n])
-
-
-def secret(data: str) -> np.ndarray:
-    """The first training photo, its centre square at 256 px."""
-    from PIL import Image
-
-    train, _, _, _ = load_photos(data, 3, 0.2, max_side=8192)
-    img = train[0].permute(1, 2, 0).contiguous().numpy()
-    h, w = img.shape[:2]
-    s = min(h, w)
-    square = np.ascontiguousarray(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
-    return np.asarray(Image.fromarray(square).resize((256, 256), Image.LANCZOS))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def flipped_readings(layer, prepared, cover: torch.Tensor, stored: torch.Tensor) -> list[np.ndarray]:
@@ -76,8 +61,11 @@ def main() -> None:
 
     model = load_model(None)
     layer = model.digital.layer(None)
-    prepared = layer.prepare([secret(args.data)], None)
-    covers = torch.from_numpy(crops(args.data, args.images)).permute(0, 3, 1, 2).float() / 255
+    shard = make_shard()
+    train, held_out = shard.photo_split(args.data)  # the benchmark shard's first crops, its secret
+    prepared = layer.prepare([shard.secret_photo(train[0])], None)
+    crops = np.stack(shard.crops(held_out, 288, 256, 0)[: args.images])
+    covers = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
     with torch.inference_mode():
         written = mod.clip_keeping_luma(layer.embed(covers, covers, prepared, None)) * 255  # (B, 3, N, N) floats
     rows = []

@@ -815,11 +815,6 @@ SOURCES["level"] = lambda secrets, condition, key: next(
     for r in _table("docs/evaluation/digital_levels.parquet")
     if r["secrets"] == secrets and r["condition"] == condition
 )
-SOURCES["bench"] = lambda stamp, layers, key: next(
-    r[key]
-    for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
-    if r["kind"] == "stages" and (r.get("layers") or "all") == layers
-)
 SOURCES["bench-mp"] = lambda stamp, layers, megapixels, key: next(
     r[key]
     for r in _table(f"benchmarks/results/benchmark-{stamp}.parquet")
