@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,9 @@ import torch
 
 # Two cores: keep each test process to one torch thread so tests do not fight each other (or a training run).
 torch.set_num_threads(1)
+# The secrets' coding is kept between jobs (``digital.source.SecretCache``): in a folder of this test run's own, not
+# in the user's cache, so that every run codes afresh once. Subprocess jobs inherit it.
+os.environ.setdefault("SRIS_SECRET_CACHE", tempfile.mkdtemp(prefix="sris-secret-cache-"))
 
 
 @pytest.fixture(scope="session")

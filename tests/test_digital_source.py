@@ -36,3 +36,42 @@ def test_budget_too_small_and_corrupt_stream_are_clear_errors():
         decode_secret("vp8", b"\x00" * 40, 256)
     with pytest.raises(SourceCodingError, match="unknown codec"):
         decode_secret(99, b"", 256)
+
+
+def test_the_secrets_coding_is_kept_and_read_back(tmp_path, monkeypatch):
+    """A second job with the same secret reads the streams the first chose; a damaged file is coded afresh."""
+    from pipeline.model.digital import source
+
+    monkeypatch.setenv(source.CACHE_ENV, str(tmp_path))
+    photo = sample_photos()[2][:128, :128]
+    first = source.encode_secrets(photo, [80, 300], 128)
+    (kept,) = tmp_path.glob("*.json")
+
+    def no_coding(*args, **kwargs):
+        raise AssertionError("the cached secret was coded again")
+
+    with monkeypatch.context() as m:
+        m.setattr(source, "encode_secret", no_coding)
+        assert source.encode_secrets(photo, [80, 300], 128) == first
+        with pytest.raises(AssertionError, match="coded again"):  # other budgets: another entry
+            source.encode_secrets(photo, [80, 200], 128)
+        other = photo.copy()
+        other[0, 0] ^= 1
+        with pytest.raises(AssertionError, match="coded again"):  # one pixel differs: another secret
+            source.encode_secrets(other, [80, 300], 128)
+    kept.write_text("{not json")
+    assert source.encode_secrets(photo, [80, 300], 128) == first
+    assert kept.read_text().startswith("[")  # rewritten whole
+
+
+def test_the_secret_cache_can_be_turned_off(tmp_path, monkeypatch):
+    from pipeline.model.digital import source
+
+    monkeypatch.setenv(source.CACHE_ENV, "0")
+    assert source.SecretCache.default() is None
+    monkeypatch.setenv(source.CACHE_ENV, str(tmp_path / "c"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert source.SecretCache.default().folder == str(tmp_path / "c")
+    monkeypatch.delenv(source.CACHE_ENV)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert source.SecretCache.default().folder == str(tmp_path / "home" / ".cache" / "sris-pipeline" / "secrets")

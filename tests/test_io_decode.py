@@ -17,6 +17,7 @@ from pipeline.io.decode import (
     apply_orientation,
     dali_available,
     decode_image,
+    decode_pillow,
     make_decoder,
     probe,
 )
@@ -154,3 +155,45 @@ def test_dali_cpu_only_decoding(photo_factory) -> None:
     assert np.abs(out[3].rgb.astype(int) - decode_image(blobs[3]).rgb).mean() < 1.5
     assert isinstance(out[4], ImageDecodeError)
     assert (out[5].alpha == 7).all()
+
+
+def _png(arr: np.ndarray, **params) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", **params)
+    return buf.getvalue()
+
+
+def test_rgb_png_fast_path_gives_pillows_pixels(photo_factory) -> None:
+    """8-bit RGB PNG goes through OpenCV; every variant it might read differently goes to Pillow or reads the same."""
+    from pipeline.io.decode import _decode_png_rgb8
+
+    rgb = photo_factory(37, 53, seed=3)
+    plain = _png(rgb, compress_level=1)
+    assert _decode_png_rgb8(plain, probe(plain)) is not None  # the fast path is taken
+    variants = {
+        "plain": plain,
+        "gamma and sRGB chunks": _png(rgb, gamma=0.45455),
+        "ICC profile": _png(rgb, icc_profile=_srgb_profile()),
+        "a transparent colour": _png(rgb, transparency=tuple(int(v) for v in rgb[0, 0])),
+        "16-bit RGB": _png16(rgb),
+    }
+    for what, data in variants.items():
+        got, ref = decode_image(data), decode_pillow(data)
+        assert np.array_equal(got.rgb, ref.rgb), what
+        assert (got.alpha is None) == (ref.alpha is None) and got.mode == ref.mode, what
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):  # OpenCV rejects it, Pillow says why
+        decode_image(plain[: len(plain) // 2])
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _png16(rgb: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", (rgb[..., ::-1].astype(np.uint16) * 257))
+    assert ok
+    return data.tobytes()

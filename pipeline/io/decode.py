@@ -4,7 +4,8 @@ Every decoder first reads the header only (``probe``): the size is checked again
 before any pixel is decoded, so a decompression bomb costs microseconds, not gigabytes. Then:
 
 - ``cpu`` (the default without DALI): baseline RGB/gray JPEG through simplejpeg (libjpeg-turbo, faster than
-  Pillow), every other format and mode through Pillow; images decode in a thread pool (both release the GIL).
+  Pillow), 8-bit RGB PNG without EXIF through OpenCV (libpng, a third faster than Pillow at 1 MP, the same pixels),
+  every other format and mode through Pillow; images decode in a thread pool (all three release the GIL).
 - ``dali``: NVIDIA DALI's image decoder on batches, ``mixed`` (nvJPEG) on a GPU and CPU-only (``device_id=None``)
   otherwise; imported lazily. Images DALI cannot represent faithfully (alpha, 16-bit, palette, CMYK) and any batch it
   rejects go to the CPU path, so one bad file never fails a batch.
@@ -179,7 +180,25 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, header: Imag
         except Exception as exc:  # simplejpeg raises ValueError on truncated or corrupt data
             raise ImageDecodeError(f"corrupt or truncated JPEG image: {exc}") from None
         return DecodedImage(apply_orientation(rgb, header.orientation), None, header.mode)
+    if header.format == "PNG" and header.mode == "RGB":
+        rgb = _decode_png_rgb8(data, header)
+        if rgb is not None:
+            return DecodedImage(rgb, None, header.mode)
     return decode_pillow(data, max_pixels)
+
+
+def _decode_png_rgb8(data: bytes, header: ImageHeader) -> np.ndarray | None:
+    """An 8-bit RGB PNG (the jobs' own outputs, most photo shards) through OpenCV, or None where Pillow must decode
+    it: an eXIf chunk (orientation) or a transparent colour (tRNS, which Pillow keeps as RGB and libpng expands to
+    alpha) anywhere in the file, a 16-bit one, or a stream OpenCV rejects (Pillow then says what is wrong)."""
+    if b"eXIf" in data or b"tRNS" in data:  # a chance match inside the pixels only costs the slower decoder
+        return None
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.dtype != np.uint8 or bgr.shape != (header.height, header.width, 3):
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class CpuDecoder:

@@ -74,7 +74,9 @@ class AnalyticStages:
         ``secrets`` as the graph took them."""
         with torch.inference_mode():
             t = self._tensor
-            out = self.digital.embed(t(cover), t(analog), t(secrets), self.key, messages, message_room, keep_luma=True)
+            cover_t = t(cover)
+            analog_t = cover_t if analog is cover else t(analog)  # the digital layer alone: no analog change to scale
+            out = self.digital.embed(cover_t, analog_t, t(secrets), self.key, messages, message_room, keep_luma=True)
             return self._array(out)
 
     def read_digital(

@@ -98,13 +98,18 @@ class DigitalPart:
         """``prepare`` for each image's secrets (B, K*C, N, N) in [0, 1], and the images grouped by what they hide
         (each distinct set with the indices of its images, so that the layer runs once a group). Images whose 8-bit
         secrets are the same (a job's shared secrets) share one set: each is converted and looked up once."""
-        u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        u8 = (secrets.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         groups: dict[bytes, tuple[PreparedSecrets, list[int]]] = {}
         each = []
+        last: tuple[np.ndarray, bytes] | None = None  # a job's shared secrets: equal to the image before, no hashing
         for i, img in enumerate(u8):
-            tag = hashlib.sha256(img.numpy().tobytes()).digest()
+            if last is not None and np.array_equal(img, last[0]):
+                tag = last[1]
+            else:
+                tag = hashlib.sha256(img.tobytes()).digest()
+                last = (img, tag)
             if tag not in groups:
-                groups[tag] = (self.prepare(layer, _hwc_images(img, self.channels), message_room), [])
+                groups[tag] = (self.prepare(layer, _hwc_images(torch.from_numpy(img), self.channels), message_room), [])
             groups[tag][1].append(i)
             each.append(groups[tag][0])
         return each, list(groups.values())

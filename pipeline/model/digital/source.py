@@ -5,11 +5,21 @@ few resolutions, lossless WebP and PNG for graphics that are smaller that way; e
 the one with the highest PSNR against the secret at the network size that fits the byte budget wins. At a few
 hundred bytes the AVIF container's own overhead (300-400 bytes) makes lossy WebP the better choice, which is why
 both are tried. The reader decodes whichever codec the layer's header names (``decode_secret``).
+
+A nightly job hides the same logo every night: ``encode_secrets`` keeps what it chose in a small file per secret
+and budgets (``SecretCache``, under ``$XDG_CACHE_HOME/sris-pipeline``), so a later job reads the streams back instead
+of coding again (about a second for a 256 px photo). The file's name is a hash of the secret's pixels, the budgets,
+the size, this module's format and the codec libraries' versions: a change to any of them codes afresh.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import io
+import json
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -187,6 +197,80 @@ def encode_secret(
 
 
 def encode_secrets(secret: np.ndarray, budgets: Iterable[int], size: int) -> list[EncodedSecret]:
-    """``encode_secret`` of one secret at each budget, every stream written once."""
+    """``encode_secret`` of one secret at each budget, every stream written once; read from and kept in the
+    ``SecretCache`` where one is on (``SRIS_SECRET_CACHE``)."""
+    budgets = list(budgets)
+    cache = SecretCache.default()
+    if cache is not None:
+        found = cache.get(secret, budgets, size)
+        if found is not None:
+            return found
     streams = _Streams()
-    return [encode_secret(secret, b, size, streams=streams) for b in budgets]
+    coded = [encode_secret(secret, b, size, streams=streams) for b in budgets]
+    if cache is not None:
+        cache.put(secret, budgets, size, coded)
+    return coded
+
+
+# Part of the cache file's name: bump it when the choice of streams changes (SCALES, the codecs' settings, the search).
+CACHE_FORMAT = 1
+# The environment variable that places the cache (a folder) or turns it off ("0", "off", "none" or empty).
+CACHE_ENV = "SRIS_SECRET_CACHE"
+
+
+class SecretCache:
+    """The streams ``encode_secrets`` chose for a secret, one small JSON file per (secret, budgets, size), in
+    ``folder``. A file that is missing, unreadable or from another format is coded afresh; writes are atomic (a
+    temporary file renamed), so two jobs coding the same secret at once leave one whole file."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = os.fspath(folder)
+
+    @classmethod
+    def default(cls) -> SecretCache | None:
+        """The cache ``SRIS_SECRET_CACHE`` names, else ``$XDG_CACHE_HOME/sris-pipeline/secrets`` (``~/.cache``);
+        None where it is turned off."""
+        env = os.environ.get(CACHE_ENV)
+        if env is not None:
+            return None if env.strip().lower() in ("", "0", "off", "none") else cls(env)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return cls(os.path.join(base, "sris-pipeline", "secrets"))
+
+    @staticmethod
+    def _versions() -> str:
+        from PIL import __version__, features
+
+        return "/".join([__version__] + [str(features.version(c)) for c in ("avif", "webp", "zlib")])
+
+    def path(self, secret: np.ndarray, budgets: list[int], size: int) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(secret).tobytes())
+        h.update(json.dumps([list(secret.shape), budgets, size, CACHE_FORMAT, self._versions()]).encode())
+        return os.path.join(self.folder, h.hexdigest()[:32] + ".json")
+
+    def get(self, secret: np.ndarray, budgets: list[int], size: int) -> list[EncodedSecret] | None:
+        try:
+            with open(self.path(secret, budgets, size), encoding="utf-8") as f:
+                rows = json.load(f)
+            coded = [EncodedSecret(r["codec"], base64.b64decode(r["data"]), float(r["psnr"])) for r in rows]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if len(coded) != len(budgets):
+            return None
+        if any(c.codec not in CODECS or len(c.data) > b for c, b in zip(coded, budgets, strict=True)):
+            return None
+        return coded
+
+    def put(self, secret: np.ndarray, budgets: list[int], size: int, coded: list[EncodedSecret]) -> None:
+        """Keep ``coded``; a cache that cannot be written (read-only home, full disk) is skipped silently: it only
+        saves time."""
+        path = self.path(secret, budgets, size)
+        rows = [{"codec": c.codec, "data": base64.b64encode(c.data).decode(), "psnr": c.psnr} for c in coded]
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(rows, f)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
