@@ -47,7 +47,7 @@ def flipped_readings(layer, prepared, cover: torch.Tensor, stored: torch.Tensor)
         e = mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], layer.dither(i), layer.steps(i))
         read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
         # The written codewords, as the layer lays them on its slots (one codeword for every image here).
-        want = torch.from_numpy(layer._slot_bits(prepared, i, [None] * b)).view(b, g, g, len(lv.coeffs))
+        want = torch.from_numpy(layer.slot_bits(prepared, i, [None] * b)).view(b, g, g, len(lv.coeffs))
         out.append(((read != want) & active).flatten(1).sum(1).numpy())
     return out
 

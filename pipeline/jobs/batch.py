@@ -43,6 +43,8 @@ from pipeline.jobs.resample import (
     compose,
     quantize,
     resize_bilinear,
+    squared_error,
+    store_at_n,
     to_network_size,
     to_network_size_float,
 )
@@ -280,26 +282,44 @@ def embed_batch(
         s.cover_f = to_network_size_float(s.image.rgb, size)  # (N, N, 3) float32
         s.cover_n = np.clip(np.rint(s.cover_f), 0, 255).astype(np.uint8)
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
-    secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
-    b, k = secrets_n.shape[:2]
-    secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
-    cover_in = to_nchw([s.cover_f for s in active])
-    t1 = time.perf_counter()
-    # The digital layer alone, or an analog share of 0 (the network's change scaled away): no network runs.
-    no_network = engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
-    stego_n = cover_in if no_network else engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
-    if engine.digital:
-        messages = [s.message for s in active] if message_room is not None else None
-        stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
-    t2 = time.perf_counter()
-    for s, sn in zip(active, stego_n, strict=True):
-        s.result, sse = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
-        s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
+    b = len(active)
+    messages = [s.message for s in active] if message_room is not None else None
+    if no_network(engine, layers):  # the digital layer alone, in NumPy
+        t1 = time.perf_counter()
+        covers = np.stack([s.cover_f for s in active])
+        written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room)
+        t2 = time.perf_counter()
+        for s, x in zip(active, written, strict=True):
+            if s.image.rgb.shape[:2] == (size, size):
+                s.result = store_at_n(x)
+                sse = squared_error(s.result, s.image.rgb)
+            else:
+                s.result, sse = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
+            s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
+    else:
+        secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
+        k = secrets_n.shape[1]
+        secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
+        cover_in = to_nchw([s.cover_f for s in active])
+        t1 = time.perf_counter()
+        stego_n = engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+        if engine.digital:
+            stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
+        t2 = time.perf_counter()
+        for s, sn in zip(active, stego_n, strict=True):
+            s.result, sse = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
+            s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
     t3 = time.perf_counter()
     for s in active:
         s.row["infer_ms"] = 1000 * (t3 - t0) / b
     times.update(preprocess=t1 - t0, embed=t2 - t1, compose=t3 - t2)
     return times
+
+
+def no_network(engine: Engine, layers: str) -> bool:
+    """The job writes the digital layer alone: ``--layers digital``, or a model whose analog share is 0 (the
+    network's change scaled away). No network runs then."""
+    return engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
 
 
 def verify_batch(
@@ -331,10 +351,15 @@ def verify_batch(
     # job's shared secrets) have that image's figures: scored once.
     shared: dict[int, tuple[int, int]] = {}
     if engine.digital:
-        secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         messages = [s.message for s in active] if message_room is not None else None
-        covers = to_nchw([s.cover_f for s in active])
-        found = engine.stages.verify_digital(to_nchw(grid), covers, secrets_in, messages, message_room, lossless)
+        if lossless:  # the stored stego read where it was written: in NumPy
+            covers_f = np.stack([s.cover_f for s in active])
+            secrets = [s.secrets_n for s in active]
+            found = engine.cpu_digital.verify(grid, covers_f, secrets, messages, message_room)
+        else:
+            secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255
+            covers = to_nchw([s.cover_f for s in active])
+            found = engine.stages.verify_digital(to_nchw(grid), covers, secrets_in, messages, message_room, False)
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):
             active[i].row["layer"] = level or (ANALOG if layers == "all" else None)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.digital.modulation import clip_keeping_luma, round_keeping_luma
+from pipeline.model.digital.cpu_path import clip_keeping_luma, round_keeping_luma
 
 UPSAMPLE = ("exact", "smooth")
 # Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
@@ -186,11 +186,8 @@ def compose(
     n = cover_n.shape[0]
     if (h, w) == (n, n):  # the network saw the image itself: the stego is its output, 8-bit
         x = stego_n.transpose(1, 2, 0)
-        if keep_luma:
-            out = round_keeping_luma(clip_keeping_luma(torch.from_numpy(x * 255), 255.0, dim=-1)).numpy()
-        else:
-            out = quantize(x)
-        return out, _squared_error(out, cover_full)
+        out = store_at_n(x * 255) if keep_luma else quantize(x)
+        return out, squared_error(out, cover_full)
     exact = upsample == "exact" and uses_area(h, w, n)
     residual = torch.from_numpy(stego_n) * 255.0 - torch.from_numpy(cover_n).permute(2, 0, 1)  # (3, N, N)
     pre_y, taps_y = _axis(n, h, exact)
@@ -207,10 +204,17 @@ def compose(
         stripe = _spread(rx, tuple(t[rows] for t in taps_y), dim=0)
         stripe += cover[rows]
         out_t[rows] = stripe.round_().clamp_(0, 255).to(torch.uint8)
-    return out, _squared_error(out, cover_full)
+    return out, squared_error(out, cover_full)
 
 
-def _squared_error(a: np.ndarray, b: np.ndarray) -> float:
+def store_at_n(stego: np.ndarray) -> np.ndarray:
+    """A stego of the digital layer stored at the grid size: (N, N, 3) float grey levels -> uint8, clipped and
+    rounded keeping each pixel's luma (``digital.cpu_path``: the layer writes luma, and a plain rounding or clip
+    flips about 1% of the top level's readings)."""
+    return round_keeping_luma(clip_keeping_luma(np.asarray(stego, dtype=np.float32)))
+
+
+def squared_error(a: np.ndarray, b: np.ndarray) -> float:
     """The sum of squared differences of two uint8 images (an integer; one OpenCV pass)."""
     import cv2
 

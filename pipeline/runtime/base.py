@@ -18,14 +18,19 @@ when its constructor returns: its graphs, its stages and threshold, how long its
 from __future__ import annotations
 
 import copy
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pipeline.model.digital.keys import Key
 from pipeline.runtime.stages import AnalyticStages
+
+if TYPE_CHECKING:
+    from pipeline.runtime.digital_cpu import CpuDigitalStage
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,16 @@ class Engine(ABC):
     def digital(self) -> bool:
         """The model writes and reads a digital layer (``write_digital``, ``read_digital``)."""
         return self.stages is not None and self.stages.digital is not None
+
+    @functools.cached_property
+    def cpu_digital(self) -> CpuDigitalStage | None:
+        """The digital layer in NumPy (``runtime.digital_cpu``): the jobs write it with it where no network runs and
+        check every lossless stego with it. None without a digital layer."""
+        if not self.digital:
+            return None
+        from pipeline.runtime.digital_cpu import CpuDigitalStage
+
+        return CpuDigitalStage(self.stages.digital.config, self.stages.key)
 
     @abstractmethod
     def embed(self, cover: np.ndarray, secrets: np.ndarray) -> np.ndarray:

@@ -15,25 +15,20 @@ All patterns (dither, interleaver) come from the key (``keys.py``): without it n
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pipeline.model.digital import modulation as mod
 from pipeline.model.digital import payload as pl
-from pipeline.model.digital.channel import make_code
-from pipeline.model.digital.config import DigitalConfig
-from pipeline.model.digital.keys import PUBLIC, Key
-from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secrets
+from pipeline.model.digital.codewords import LayerCode, PreparedSecrets, information
+from pipeline.model.digital.source import decode_secret
 from pipeline.model.digital.sync import ACCEPT_Z, Grid, apply_grid, find_filter, find_grid, inverse_filter, resize_to
 
-# A level is decoded only where its readings carry at least this fraction of its code rate in information: below it
-# no decoder succeeds (the LDPC study's codes reach 86-99% of capacity), so an unmarked image, or a level a codec
-# destroyed, costs a moment instead of a failing decode.
-DECODE_GATE = 0.75
+__all__ = ["DigitalLayer", "DigitalReading", "LevelReading", "PreparedSecrets", "information"]
+
 # z (``sync``'s statistic over the base level's readings, the blocks the reader takes as textured) under which no
 # level is decoded: about 1 on an image that carries no code with this key on this grid (P(z > 3) = e^-4.5, 1%),
 # while the base level's code needs a concentration near 0.2 (z near 13 at 256 px) and every condition measured
@@ -45,28 +40,6 @@ Z_GATE = 3.0
 FILTER_CHECK_Z = 0.5
 
 
-@dataclass(frozen=True)
-class PreparedSecrets:
-    """The secrets of a job, coded once for every level: ``streams[level][secret]``, and the message room."""
-
-    streams: tuple[tuple[EncodedSecret, ...], ...]
-    message_room: int | None  # bytes reserved for the per-image message in the level that carries it (None: none)
-
-    @property
-    def num_secrets(self) -> int:
-        return len(self.streams[0])
-
-    def decoded(self, level: int, size: int) -> list[np.ndarray]:
-        """The K secrets a reader gets from ``level`` (size, size, 3) uint8: its streams decoded (once)."""
-        return _decoded(self, level, size)
-
-
-def information(llr: np.ndarray) -> float:
-    """Bits per slot that soft readings ``llr`` carry, estimated from their magnitudes (the mean of
-    1 - log2(1 + exp(-|LLR|)): exact for calibrated LLRs)."""
-    return float(np.mean(1.0 - np.logaddexp(0.0, -np.abs(llr)) / np.log(2.0)))
-
-
 def _z(phase: torch.Tensor, weight: torch.Tensor) -> float:
     """z of lattice phases (h, w, S) over the blocks, weighted by ``weight`` (h, w) (``sync.identity_z``'s
     statistic)."""
@@ -74,11 +47,6 @@ def _z(phase: torch.Tensor, weight: torch.Tensor) -> float:
     w = weight[..., None]
     s = torch.complex((torch.cos(angle) * w).sum(), (torch.sin(angle) * w).sum())
     return float(s.abs() / math.sqrt(max(1.0, float(weight.sum()) * phase.shape[-1])))
-
-
-@functools.lru_cache(maxsize=16)
-def _decoded(prepared: PreparedSecrets, level: int, size: int) -> list[np.ndarray]:
-    return [decode_secret(s.codec, s.data, size) for s in prepared.streams[level]]
 
 
 @dataclass
@@ -109,59 +77,16 @@ class DigitalReading:
 
 
 @dataclass(eq=False)
-class DigitalLayer:
-    """A keyed digital layer: ``prepare`` the secrets once per job, ``embed`` into stegos, ``read`` them back."""
-
-    config: DigitalConfig = field(default_factory=DigitalConfig)
-    key: Key = PUBLIC
-
-    # --------------------------------------------------------------------------------------------- keyed patterns
-    @functools.cached_property
-    def grid_blocks(self) -> int:
-        return self.config.size // mod.BLOCK
+class DigitalLayer(LayerCode):
+    """A keyed digital layer: ``prepare`` the secrets once per job, ``embed`` into stegos, ``read`` them back
+    (its patterns and codewords: ``LayerCode``)."""
 
     def steps(self, i: int) -> torch.Tensor:
-        lv = self.config.levels[i]
-        return mod.base_steps(lv.coeffs, lv.step).clamp(min=lv.floor)
+        return torch.from_numpy(self.step_values(i))
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 (one layer per job; the cache dies with it)
     def dither(self, i: int) -> torch.Tensor:
         """(h, w, S) in [0, 1): level ``i``'s keyed dither on the grid."""
-        g = self.grid_blocks
-        d = self.key.rng(f"dither/{i}").random((g, g, len(self.config.levels[i].coeffs)))
-        return torch.from_numpy(d).float()
-
-    @functools.lru_cache(maxsize=8)  # noqa: B019
-    def interleaver(self, i: int) -> np.ndarray:
-        """Level ``i``'s keyed permutation: codeword bit j goes to slot perm[j] (slots: block-major, coefficient)."""
-        return self.key.rng(f"interleave/{i}").permutation(self.slots(i))
-
-    def slots(self, i: int) -> int:
-        return self.grid_blocks**2 * len(self.config.levels[i].coeffs)
-
-    def code(self, i: int):
-        return make_code(self.slots(i), 8 * self.config.levels[i].payload)
-
-    # ----------------------------------------------------------------------------------------------- source coding
-    def prepare(self, secrets: list[np.ndarray], message_room: int | None = None) -> PreparedSecrets:
-        """Code each secret (H, W, 3) uint8 once for every level (the job's start). ``message_room``: the longest
-        per-image message the job writes (None: no message field)."""
-        if message_room is not None and not 0 <= message_room <= self.config.max_message:
-            raise ValueError(f"a message is at most {self.config.max_message} bytes, not {message_room}")
-        k = len(secrets)
-        budgets = [pl.stream_budget(lv.payload, k, message_room if lv.message else None) for lv in self.config.levels]
-        per_secret = [encode_secrets(s, budgets, self.config.size) for s in secrets]  # [secret][level]
-        return PreparedSecrets(tuple(zip(*per_secret, strict=True)), message_room)
-
-    def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
-        lv = self.config.levels[i]
-        msg = None
-        if lv.message and prepared.message_room is not None:
-            msg = message or b""
-            if len(msg) > prepared.message_room:
-                raise ValueError(f"message of {len(msg)} bytes longer than the job's {prepared.message_room}")
-        streams = tuple((s.codec_id, s.data) for s in prepared.streams[i])
-        return pl.pack(pl.LevelPayload(i, streams, msg), lv.payload)
+        return torch.from_numpy(self.dither_values(i))
 
     # ----------------------------------------------------------------------------------------------------- embed
     def active_blocks(self, cover: torch.Tensor) -> torch.Tensor:
@@ -188,27 +113,11 @@ class DigitalLayer:
         g = self.grid_blocks
         for i, lv in enumerate(self.config.levels):
             idx = mod.coefficient_index(lv.coeffs)
-            bits = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            bits = torch.from_numpy(self.slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
             written = mod.qim_write(c[..., idx], bits.float(), self.dither(i), self.steps(i), self.config.alpha)
             new[..., idx] = torch.where(active, written, c[..., idx])
         change = mod.block_idct(new - c) / 255  # luma change, added to R, G and B alike: chroma stays as it was
         return stego + change
-
-    def _slot_bits(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
-        """(B, slots) uint8: each image's codeword of level ``i``, interleaved onto the slots."""
-        code, perm = self.code(i), self.interleaver(i)
-        lv = self.config.levels[i]
-        if not lv.message or prepared.message_room is None:  # the same codeword for every image
-            words = np.tile(self._codeword(code, self.level_bytes(prepared, i, None)), (len(messages), 1))
-        else:
-            words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
-        out = np.empty_like(words)
-        out[:, perm] = words
-        return out
-
-    @staticmethod
-    def _codeword(code, data: bytes) -> np.ndarray:
-        return code.encode(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
 
     def written_levels(
         self,
@@ -231,7 +140,7 @@ class DigitalLayer:
         for i, lv in enumerate(self.config.levels):
             e = mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
             read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
-            want = torch.from_numpy(self._slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
+            want = torch.from_numpy(self.slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
             errors = ((read != want) & active[..., None]).flatten(1).sum(1)
             with_errors = [j for j in range(b) if errors[j] > 0]
             decoded = self._decode_to(i, e[with_errors], active[with_errors], want[with_errors]) if with_errors else []
@@ -241,24 +150,11 @@ class DigitalLayer:
                     best[j] = lv.name
         return best
 
-    def _worth_decoding(self, i: int, slot_llr: np.ndarray) -> bool:
-        """Level ``i``'s soft readings carry enough information for its code to have a chance (``DECODE_GATE``)."""
-        return information(slot_llr) >= DECODE_GATE * 8 * self.config.levels[i].payload / slot_llr.size
-
     def _decode_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> list[bool]:
         """Whether each image's level-``i`` soft readings ``e`` (B, h, w, S), with its written blocks known, decode to
-        its slot bits ``want`` (B, h, w, S): the frames go to the decoder together (``ChannelCode.decode_frames``)."""
+        its slot bits ``want`` (B, h, w, S) (``LayerCode.decodes_to``)."""
         llrs, _ = mod.soft_read([e], active.float())
-        slot_llr = llrs[0].flatten(1).double().numpy()
-        perm, code = self.interleaver(i), self.code(i)
-        tried = [j for j in range(len(slot_llr)) if self._worth_decoding(i, slot_llr[j])]  # as the reader gates
-        out = [False] * len(slot_llr)
-        if tried:
-            bits, _ = code.decode_frames(slot_llr[tried][:, perm])
-            sent = want.flatten(1).numpy()[tried][:, perm][:, : code.k]
-            for j, got, expected in zip(tried, bits, sent, strict=True):
-                out[j] = bool(np.array_equal(np.asarray(got, dtype=np.uint8), expected))
-        return out
+        return self.decodes_to(i, llrs[0].flatten(1).double().numpy(), want.flatten(1).numpy())
 
     # ------------------------------------------------------------------------------------------------------ read
     def read(
@@ -348,7 +244,7 @@ class DigitalLayer:
         for i, lv in enumerate(self.config.levels):
             slot_llr = llrs[i].reshape(-1).double().numpy()
             reading = LevelReading(lv.name, False)
-            if gate and self._worth_decoding(i, slot_llr):
+            if gate and self.worth_decoding(i, slot_llr):
                 bits, _ = self.code(i).decode(slot_llr[self.interleaver(i)])
                 data = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
                 if pl.crc_ok(data):

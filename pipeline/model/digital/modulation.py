@@ -34,18 +34,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-BLOCK = 8
-# JPEG's quality-50 luminance quantisation table (ITU-T T.81, Annex K.1), row u (vertical frequency), column v.
-JPEG_LUMA_Q50 = (
-    (16, 11, 10, 16, 24, 40, 51, 61),
-    (12, 12, 14, 19, 26, 58, 60, 55),
-    (14, 13, 16, 24, 40, 57, 69, 56),
-    (14, 17, 22, 29, 51, 87, 80, 62),
-    (18, 22, 37, 56, 68, 109, 103, 77),
-    (24, 35, 55, 64, 81, 104, 113, 92),
-    (49, 64, 78, 87, 103, 121, 120, 101),
-    (72, 92, 95, 98, 112, 100, 103, 99),
-)
+from pipeline.model.digital.codewords import BLOCK, JPEG_LUMA_Q50
+
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, as JPEG and WebP compute luma
 # Reading variance floor in steps^2: 8-bit rounding alone leaves (1/sqrt(12))^2 grey levels^2 per coefficient.
 MIN_SIGMA = 0.02

@@ -1,0 +1,161 @@
+"""What the digital layer writes, without the pixels: each level's keyed patterns (dither, interleaver, steps) and
+each image's codewords, from the secrets' coding (``prepare``) and the per-image message.
+
+Torch-free (NumPy, and the channel and source coders), so that a job that runs no network (``layers=digital``, or a
+model whose analog share is 0) writes and checks the layer without importing torch: ``cpu_path.py`` does the pixels
+in NumPy, ``layer.py`` in torch for training, evaluation and reading.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.model.digital import payload as pl
+from pipeline.model.digital.channel import make_code
+from pipeline.model.digital.config import DigitalConfig
+from pipeline.model.digital.keys import PUBLIC, Key
+from pipeline.model.digital.source import EncodedSecret, decode_secret, encode_secrets
+
+BLOCK = 8
+# JPEG's quality-50 luminance quantisation table (ITU-T T.81, Annex K.1), row u (vertical frequency), column v.
+JPEG_LUMA_Q50 = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+# A level is decoded only where its readings carry at least this fraction of its code rate in information: below it
+# no decoder succeeds (the LDPC study's codes reach 86-99% of capacity), so an unmarked image, or a level a codec
+# destroyed, costs a moment instead of a failing decode.
+DECODE_GATE = 0.75
+
+
+@dataclass(frozen=True)
+class PreparedSecrets:
+    """The secrets of a job, coded once for every level: ``streams[level][secret]``, and the message room."""
+
+    streams: tuple[tuple[EncodedSecret, ...], ...]
+    message_room: int | None  # bytes reserved for the per-image message in the level that carries it (None: none)
+
+    @property
+    def num_secrets(self) -> int:
+        return len(self.streams[0])
+
+    def decoded(self, level: int, size: int) -> list[np.ndarray]:
+        """The K secrets a reader gets from ``level`` (size, size, 3) uint8: its streams decoded (once)."""
+        return _decoded(self, level, size)
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded(prepared: PreparedSecrets, level: int, size: int) -> list[np.ndarray]:
+    return [decode_secret(s.codec, s.data, size) for s in prepared.streams[level]]
+
+
+def information(llr: np.ndarray) -> float:
+    """Bits per slot that soft readings ``llr`` carry, estimated from their magnitudes (the mean of
+    1 - log2(1 + exp(-|LLR|)): exact for calibrated LLRs)."""
+    return float(np.mean(1.0 - np.logaddexp(0.0, -np.abs(llr)) / np.log(2.0)))
+
+
+def coefficient_positions(coeffs: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Positions (u*8 + v) of ``coeffs`` in a block's 64 DCT coefficients."""
+    return np.array([u * BLOCK + v for u, v in coeffs], dtype=np.int64)
+
+
+@dataclass(eq=False)
+class LayerCode:
+    """A keyed layer's patterns and codewords (``DigitalLayer`` adds the pixels in torch, ``CpuPath`` in NumPy)."""
+
+    config: DigitalConfig = field(default_factory=DigitalConfig)
+    key: Key = PUBLIC
+
+    @functools.cached_property
+    def grid_blocks(self) -> int:
+        return self.config.size // BLOCK
+
+    def step_values(self, i: int) -> np.ndarray:
+        """(S,) float32: level ``i``'s quantiser steps in grey levels (its multiple of JPEG's quality-50 table,
+        floored)."""
+        lv = self.config.levels[i]
+        steps = np.array([lv.step * JPEG_LUMA_Q50[u][v] for u, v in lv.coeffs], dtype=np.float32)
+        return np.maximum(steps, np.float32(lv.floor))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one layer per job; the cache dies with it)
+    def dither_values(self, i: int) -> np.ndarray:
+        """(h, w, S) float32 in [0, 1): level ``i``'s keyed dither on the grid."""
+        g = self.grid_blocks
+        d = self.key.rng(f"dither/{i}").random((g, g, len(self.config.levels[i].coeffs)))
+        return d.astype(np.float32)
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def interleaver(self, i: int) -> np.ndarray:
+        """Level ``i``'s keyed permutation: codeword bit j goes to slot perm[j] (slots: block-major, coefficient)."""
+        return self.key.rng(f"interleave/{i}").permutation(self.slots(i))
+
+    def slots(self, i: int) -> int:
+        return self.grid_blocks**2 * len(self.config.levels[i].coeffs)
+
+    def code(self, i: int):
+        return make_code(self.slots(i), 8 * self.config.levels[i].payload)
+
+    # ----------------------------------------------------------------------------------------------- source coding
+    def prepare(self, secrets: list[np.ndarray], message_room: int | None = None) -> PreparedSecrets:
+        """Code each secret (H, W, 3) uint8 once for every level (the job's start). ``message_room``: the longest
+        per-image message the job writes (None: no message field)."""
+        if message_room is not None and not 0 <= message_room <= self.config.max_message:
+            raise ValueError(f"a message is at most {self.config.max_message} bytes, not {message_room}")
+        k = len(secrets)
+        budgets = [pl.stream_budget(lv.payload, k, message_room if lv.message else None) for lv in self.config.levels]
+        per_secret = [encode_secrets(s, budgets, self.config.size) for s in secrets]  # [secret][level]
+        return PreparedSecrets(tuple(zip(*per_secret, strict=True)), message_room)
+
+    def level_bytes(self, prepared: PreparedSecrets, i: int, message: bytes | None) -> bytes:
+        lv = self.config.levels[i]
+        msg = None
+        if lv.message and prepared.message_room is not None:
+            msg = message or b""
+            if len(msg) > prepared.message_room:
+                raise ValueError(f"message of {len(msg)} bytes longer than the job's {prepared.message_room}")
+        streams = tuple((s.codec_id, s.data) for s in prepared.streams[i])
+        return pl.pack(pl.LevelPayload(i, streams, msg), lv.payload)
+
+    def slot_bits(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
+        """(B, slots) uint8: each image's codeword of level ``i``, interleaved onto the slots."""
+        code, perm = self.code(i), self.interleaver(i)
+        lv = self.config.levels[i]
+        if not lv.message or prepared.message_room is None:  # the same codeword for every image
+            words = np.tile(self._codeword(code, self.level_bytes(prepared, i, None)), (len(messages), 1))
+        else:
+            words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
+        out = np.empty_like(words)
+        out[:, perm] = words
+        return out
+
+    @staticmethod
+    def _codeword(code, data: bytes) -> np.ndarray:
+        return code.encode(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
+
+    def worth_decoding(self, i: int, slot_llr: np.ndarray) -> bool:
+        """Level ``i``'s soft readings carry enough information for its code to have a chance (``DECODE_GATE``)."""
+        return information(slot_llr) >= DECODE_GATE * 8 * self.config.levels[i].payload / slot_llr.size
+
+    def decodes_to(self, i: int, slot_llr: np.ndarray, want: np.ndarray) -> list[bool]:
+        """Whether each image's level-``i`` soft readings ``slot_llr`` (B, slots) decode to its slot bits ``want``
+        (B, slots), gated as the reader gates; the frames go to the decoder together (``ChannelCode.decode_frames``:
+        the decoding worker where one runs)."""
+        perm, code = self.interleaver(i), self.code(i)
+        tried = [j for j in range(len(slot_llr)) if self.worth_decoding(i, slot_llr[j])]
+        out = [False] * len(slot_llr)
+        if tried:
+            bits, _ = code.decode_frames(slot_llr[tried][:, perm])
+            sent = want[tried][:, perm][:, : code.k]
+            for j, got, expected in zip(tried, bits, sent, strict=True):
+                out[j] = bool(np.array_equal(np.asarray(got, dtype=np.uint8), expected))
+        return out

@@ -1,0 +1,235 @@
+"""The digital layer's embed and the embed job's check of it, in NumPy on the CPU: a job that runs no network
+(``layers=digital``, or a model whose analog share is 0) writes and verifies the layer without torch.
+
+The same arithmetic as ``layer.py``'s ``embed`` and ``written_levels`` and ``modulation.py``'s clipping, rounding and
+soft reading (their docstrings explain it), on images in grey levels with channels last (B, N, N, 3), as the job
+holds them. Float32 throughout, as the torch path computes; the two differ only in the order of a few sums, which can
+move a stored pixel by one grey level where its value sits on a rounding boundary (``tests/test_digital_cpu_path.py``
+bounds how often). Readers are unaffected: they read with ``layer.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from scipy.special import expit, i0e
+
+from pipeline.model.digital.codewords import BLOCK, LayerCode, PreparedSecrets, coefficient_positions
+
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as ``modulation.LUMA_WEIGHTS``
+# ``modulation``'s rounding midpoints, tolerance and noise floor (see there).
+LUMA_MIDPOINTS = np.array([0.057, 0.2065, 0.356, 0.5, 0.644, 0.7935, 0.943], dtype=np.float32)
+LUMA_ROUNDING_TOLERANCE = 0.2
+MIN_SIGMA = 0.02
+
+
+@functools.cache
+def dct_matrix(n: int = BLOCK) -> np.ndarray:
+    """(n, n) float32 orthonormal DCT-II: row k is the k-th basis vector."""
+    i = np.arange(n, dtype=np.float64)
+    rows = [(math.sqrt(1 / n) if k == 0 else math.sqrt(2 / n)) * np.cos(math.pi * (i + 0.5) * k / n) for k in range(n)]
+    return np.stack(rows).astype(np.float32)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...): BT.601 luma in the input's scale (float32)."""
+    w = LUMA_WEIGHTS
+    return rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
+
+
+def _blocks(y: np.ndarray) -> np.ndarray:
+    """(B, H, W) -> (B, H/8, W/8, 8, 8) view of the 8x8 blocks (row dy, column dx)."""
+    b, h, w = y.shape
+    return y.reshape(b, h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(0, 1, 3, 2, 4)
+
+
+def block_dct(y: np.ndarray) -> np.ndarray:
+    """(B, H, W) -> (B, H/8, W/8, 64): every block's orthonormal DCT, coefficient u*8 + v last."""
+    d = dct_matrix()
+    c = d @ _blocks(y) @ d.T
+    return c.reshape(*c.shape[:3], BLOCK * BLOCK)
+
+
+def block_idct(c: np.ndarray) -> np.ndarray:
+    """(B, h, w, 64) -> (B, 8h, 8w): the inverse of ``block_dct``."""
+    d = dct_matrix()
+    b, h, w, _ = c.shape
+    x = d.T @ c.reshape(b, h, w, BLOCK, BLOCK) @ d
+    return x.transpose(0, 1, 3, 2, 4).reshape(b, h * BLOCK, w * BLOCK)
+
+
+def flat_blocks(y: np.ndarray, flat_std: float) -> np.ndarray:
+    """(B, H, W) luma in grey levels -> (B, H/8, W/8) bool: blocks whose standard deviation is under ``flat_std``."""
+    return _blocks(y).reshape(*y.shape[:1], y.shape[1] // BLOCK, y.shape[2] // BLOCK, -1).std(-1) < flat_std
+
+
+def qim_write(c: np.ndarray, bits: np.ndarray, dither: np.ndarray, step: np.ndarray, alpha: float) -> np.ndarray:
+    offset = (dither + np.float32(0.5) * bits) * step
+    target = np.round((c - offset) / step) * step + offset
+    return c + np.float32(alpha) * (target - c)
+
+
+def lattice_phase(c: np.ndarray, dither: np.ndarray, step: np.ndarray) -> np.ndarray:
+    e = c / step - dither
+    return e - np.floor(e)
+
+
+def clip_keeping_luma(x: np.ndarray, top: float = 255.0) -> np.ndarray:
+    """(..., 3) RGB clipped to [0, ``top``], the luma a clipped channel loses put back on the pixel's other channels
+    as far as they have room (``modulation.clip_keeping_luma``)."""
+    out = np.clip(x, 0, top)
+    outside = ((x < 0) | (x > top)).any(-1)
+    if not outside.any():
+        return out
+    moved = x[outside]  # (P, 3)
+    target = luma(moved)
+    fixed = np.clip(moved, 0, top)
+    for _ in range(2):  # a channel that takes the loss may clip in turn: a second pass puts that back too
+        lost = (target - luma(fixed))[:, None]
+        room = np.where(lost > 0, fixed < top, fixed > 0).astype(x.dtype)
+        share = np.maximum(luma(room), np.float32(1e-6))[:, None]
+        fixed = np.clip(fixed + room * lost / share, 0, top)
+    out[outside] = fixed
+    return out
+
+
+def round_keeping_luma(x: np.ndarray, tolerance: float = LUMA_ROUNDING_TOLERANCE) -> np.ndarray:
+    """(..., 3) RGB in grey levels within [0, 255] -> uint8, rounded so that the luma stays nearest its unrounded
+    value where plain rounding would move it by more than ``tolerance`` (``modulation.round_keeping_luma``)."""
+    out = np.round(x)
+    moved = np.abs(luma(out - x)) > tolerance
+    if moved.any():  # there each channel rounded down or up, the luma nearest its unrounded value
+        low = np.floor(x)
+        added = luma(x - low)
+        k = np.zeros(added.shape, np.uint8)  # torch.bucketize's bin: how many midpoints lie below
+        for m in LUMA_MIDPOINTS:
+            k += added > m
+        np.copyto(out, low + np.take(_ROUND_UP, k, axis=0), where=moved[..., None])
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# Which channels (R, G, B) the k-th luma step rounds up (``modulation._LUMA_MIDPOINTS``): R bit 1, G bit 2, B bit 0.
+_ROUND_UP = np.array([((k >> 1) & 1, (k >> 2) & 1, k & 1) for k in range(8)], dtype=np.float32)
+
+
+def _log_i0(k: np.ndarray) -> np.ndarray:
+    return np.log(i0e(k)) + k
+
+
+def soft_read(
+    phases: list[np.ndarray], prior: np.ndarray, iterations: int = 2, max_llr: float = 12.0
+) -> list[np.ndarray]:
+    """Per-slot bit LLRs of every level from lattice phases (B, h, w, S_l) and the prior (B, h, w) that a block
+    carries the code (``modulation.soft_read``)."""
+    with np.errstate(divide="ignore", over="ignore"):  # certain blocks: log(0) = -inf, as torch computes it
+        return _soft_read(phases, prior, iterations, max_llr)
+
+
+def _soft_read(phases: list[np.ndarray], prior: np.ndarray, iterations: int, max_llr: float) -> list[np.ndarray]:
+    b = np.clip(prior, 0.02, 0.98).astype(np.float32)
+    logit_prior = np.log(b) - np.log1p(-b)
+    active = b
+    kappas: list[np.ndarray] = []
+    for _ in range(iterations):
+        kappas, block_llr = [], logit_prior.copy()
+        for e in phases:
+            w = active[..., None]
+            angle = np.float32(4 * math.pi) * e
+            total = np.maximum(w.sum((1, 2)), np.float32(1e-6))
+            cs = (np.cos(angle) * w).sum((1, 2)) / total
+            sn = (np.sin(angle) * w).sum((1, 2)) / total
+            r = np.clip(np.sqrt(cs**2 + sn**2), 1e-6, 1 - 1e-6)
+            sigma = np.maximum(np.sqrt(-np.log(r) / np.float32(8 * math.pi**2)), np.float32(MIN_SIGMA))
+            kappa = (1.0 / (np.float32(2 * math.pi) * sigma) ** 2)[:, None, None, :].astype(np.float32)
+            kappas.append(kappa)
+            x = kappa * np.cos(np.float32(2 * math.pi) * e)
+            block_llr = block_llr + (np.logaddexp(x, -x) - np.float32(math.log(2)) - _log_i0(kappa)).sum(-1)
+        active = expit(block_llr).astype(np.float32)
+    llrs = []
+    for e, kappa in zip(phases, kappas, strict=True):
+        a = active[..., None]
+        x = kappa * np.cos(np.float32(2 * math.pi) * e)
+        log_uniform = _log_i0(kappa)
+        p0 = np.logaddexp(np.log(a) + x, np.log1p(-a) + log_uniform)
+        p1 = np.logaddexp(np.log(a) - x, np.log1p(-a) + log_uniform)
+        llrs.append(np.clip(p0 - p1, -max_llr, max_llr))
+    return llrs
+
+
+class CpuPath:
+    """A ``LayerCode``'s pixels in NumPy: ``embed`` the levels into stegos and check a stored stego
+    (``written_levels``), both on (B, N, N, 3) float32 grey levels."""
+
+    def __init__(self, code: LayerCode) -> None:
+        self.code = code
+        self.config = code.config
+
+    def active_blocks(self, cover: np.ndarray) -> np.ndarray:
+        """(B, N, N, 3) cover in grey levels -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
+        return ~flat_blocks(luma(cover), self.config.flat_std)
+
+    def _want(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
+        g, s = self.code.grid_blocks, len(self.config.levels[i].coeffs)
+        return self.code.slot_bits(prepared, i, messages).reshape(len(messages), g, g, s)
+
+    def embed(
+        self,
+        stego: np.ndarray,
+        cover: np.ndarray,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Write every level into ``stego`` (B, N, N, 3) (the cover itself, or the analog path's output) -> the new
+        stego, unclipped (``DigitalLayer.embed``). ``cover`` decides which blocks are flat (or ``active``, their
+        ``active_blocks``)."""
+        n = self.config.size
+        if stego.shape[1:3] != (n, n):
+            raise ValueError(f"the digital layer writes on its {n} x {n} grid, got {stego.shape[1:3]}")
+        messages = messages or [None] * len(stego)
+        c = block_dct(luma(stego))
+        new = c.copy()
+        on = (self.active_blocks(cover) if active is None else active)[..., None]
+        for i, lv in enumerate(self.config.levels):
+            idx = coefficient_positions(lv.coeffs)
+            bits = self._want(prepared, i, messages).astype(np.float32)
+            sub = c[..., idx]
+            written = qim_write(sub, bits, self.code.dither_values(i), self.code.step_values(i), self.config.alpha)
+            new[..., idx] = np.where(on, written, sub)
+        return stego + block_idct(new - c)[..., None]  # the luma change on R, G and B alike
+
+    def written_levels(
+        self,
+        stego: np.ndarray,
+        cover: np.ndarray,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+        active: np.ndarray | None = None,
+    ) -> list[str | None]:
+        """The most detailed level each stego (B, N, N, 3), read exactly where it was written, carries intact
+        (``DigitalLayer.written_levels``): without decoding where its hard readings equal the codeword on every
+        active slot, else decoded from its soft readings (in the decoding worker where one runs)."""
+        b = len(stego)
+        messages = messages or [None] * b
+        c = block_dct(luma(stego))
+        on = self.active_blocks(cover) if active is None else active
+        best: list[str | None] = [None] * b
+        for i, lv in enumerate(self.config.levels):
+            sub = c[..., coefficient_positions(lv.coeffs)]
+            e = lattice_phase(sub, self.code.dither_values(i), self.code.step_values(i))
+            want = self._want(prepared, i, messages)
+            read = (e > 0.25) & (e < 0.75)
+            errors = ((read != want.astype(bool)) & on[..., None]).reshape(b, -1).sum(1)
+            with_errors = [j for j in range(b) if errors[j] > 0]
+            intact = dict.fromkeys(range(b), True)
+            if with_errors:
+                (llr,) = soft_read([e[with_errors]], on[with_errors].astype(np.float32))
+                slot_llr = llr.reshape(len(with_errors), -1).astype(np.float64)
+                found = self.code.decodes_to(i, slot_llr, want[with_errors].reshape(len(with_errors), -1))
+                intact.update(zip(with_errors, found, strict=True))
+            for j in range(b):
+                if intact[j]:
+                    best[j] = lv.name
+        return best

@@ -1,0 +1,105 @@
+"""The embed job's digital layer in NumPy: write it where no network runs, and check every stored stego.
+
+``CpuDigitalStage`` is what ``embed_batch`` and ``verify_batch`` call for a model with the digital layer when the
+network writes nothing (``--layers digital``, or a model whose analog share is 0), and for the check of any lossless
+output: the same layer as ``AnalyticStages.write_digital`` and ``verify_digital`` (``digital/cpu_path.py`` says how
+the two agree), without torch. Images are (B, N, N, 3) float32 grey levels, as the job holds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import numpy as np
+
+from pipeline.model.digital.codewords import LayerCode, PreparedSecrets
+from pipeline.model.digital.config import DigitalConfig
+from pipeline.model.digital.cpu_path import CpuPath, clip_keeping_luma
+from pipeline.model.digital.keys import Key
+
+# Prepared secrets kept (a job has one set; per-sample secrets may bring a few more).
+PREPARED_CACHE = 8
+
+
+class CpuDigitalStage:
+    """A model's digital layer (``config``) under ``key``, in NumPy."""
+
+    def __init__(self, config: DigitalConfig, key: Key) -> None:
+        self.config, self.key = config, key
+        self.code = LayerCode(config, key)
+        self.path = CpuPath(self.code)
+        self._prepared: OrderedDict[bytes, PreparedSecrets] = OrderedDict()
+
+    def prepare(self, secrets: np.ndarray, message_room: int | None) -> PreparedSecrets:
+        """One image's K secrets (K, N, N, 3) uint8, coded for every level (``LayerCode.prepare``), once per
+        content."""
+        digest = hashlib.sha256(np.ascontiguousarray(secrets).tobytes())
+        digest.update(f"{self.key.key_id}/{message_room}".encode())
+        tag = digest.digest()
+        if tag in self._prepared:
+            self._prepared.move_to_end(tag)
+            return self._prepared[tag]
+        prepared = self.code.prepare(list(secrets), message_room)
+        self._prepared[tag] = prepared
+        while len(self._prepared) > PREPARED_CACHE:
+            self._prepared.popitem(last=False)
+        return prepared
+
+    def groups(
+        self, secrets: list[np.ndarray], message_room: int | None
+    ) -> tuple[list[PreparedSecrets], list[tuple[PreparedSecrets, list[int]]]]:
+        """Each image's prepared secrets, and the images grouped by them (the layer runs once a group). A job's
+        shared secrets are one array: it is looked up once."""
+        by_array: dict[int, PreparedSecrets] = {}
+        groups: dict[int, tuple[PreparedSecrets, list[int]]] = {}
+        each = []
+        for i, s in enumerate(secrets):
+            if id(s) not in by_array:
+                by_array[id(s)] = self.prepare(s, message_room)
+            p = by_array[id(s)]
+            groups.setdefault(id(p), (p, []))[1].append(i)
+            each.append(p)
+        return each, list(groups.values())
+
+    def write(
+        self,
+        cover: np.ndarray,
+        secrets: list[np.ndarray],
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+    ) -> np.ndarray:
+        """Covers (B, N, N, 3) float32 grey levels (their unrounded area averages) and each image's secrets ->
+        the stegos, every level written and clipped keeping luma (``clip_keeping_luma``; the job stores 8 bits)."""
+        out = np.empty_like(cover)
+        _, groups = self.groups(secrets, message_room)
+        for prepared, idx in groups:
+            msg = None if messages is None else [messages[i] for i in idx]
+            out[idx] = self.path.embed(cover[idx], cover[idx], prepared, msg)
+        return clip_keeping_luma(out)
+
+    def verify(
+        self,
+        stego: np.ndarray,
+        cover: np.ndarray,
+        secrets: list[np.ndarray],
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+    ) -> list[tuple[str | None, list[np.ndarray] | None]]:
+        """What a receiver reads from each lossless stego (B, N, N, 3) float32 grey levels, as stored and back on
+        the grid: (the most detailed level that decodes, or None; its K secrets (N, N, 3) uint8), as
+        ``AnalyticStages.verify_digital``."""
+        names = [lv.name for lv in self.config.levels]
+        messages = messages if messages is not None else [None] * len(stego)
+        each, groups = self.groups(secrets, message_room)
+        levels: list[str | None] = [None] * len(stego)
+        active = self.path.active_blocks(cover)
+        for prepared, idx in groups:
+            found = self.path.written_levels(stego[idx], cover[idx], prepared, [messages[i] for i in idx], active[idx])
+            for i, level in zip(idx, found, strict=True):
+                levels[i] = level
+        size = self.config.size
+        return [
+            (level, None if level is None else p.decoded(names.index(level), size))
+            for level, p in zip(levels, each, strict=True)
+        ]

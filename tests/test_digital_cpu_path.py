@@ -1,0 +1,93 @@
+"""The digital layer's NumPy path (``digital/cpu_path.py``) against the torch layer it mirrors, on real photos."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from digital_kit import sample_photos
+
+from pipeline.model.digital import cpu_path as cp
+from pipeline.model.digital import modulation as mod
+from pipeline.model.digital.keys import Key
+from pipeline.model.digital.layer import DigitalLayer
+
+KEY = Key(bytes(range(1, 33)))
+
+
+@functools.lru_cache(maxsize=1)
+def written() -> tuple[DigitalLayer, object, np.ndarray, np.ndarray, np.ndarray]:
+    """(layer, prepared, covers (B, N, N, 3) float32, stored stegos by torch, by NumPy (B, N, N, 3) uint8)."""
+    photos = sample_photos()
+    layer = DigitalLayer(key=KEY)
+    prepared = layer.prepare([photos[0]], message_room=16)
+    covers = np.stack(photos[1:]).astype(np.float32)
+    messages = [f"img-{i}".encode() for i in range(len(covers))]
+    with torch.inference_mode():
+        x = torch.from_numpy(covers).permute(0, 3, 1, 2) / 255
+        t = mod.clip_keeping_luma(layer.embed(x, x, prepared, messages))
+        by_torch = mod.round_keeping_luma(t.permute(0, 2, 3, 1) * 255).numpy()
+    by_numpy = cp.round_keeping_luma(cp.clip_keeping_luma(cp.CpuPath(layer).embed(covers, covers, prepared, messages)))
+    return layer, prepared, covers, by_torch, by_numpy
+
+
+def test_numpy_embed_stores_what_torch_stores():
+    _, _, covers, by_torch, by_numpy = written()
+    diff = np.abs(by_torch.astype(int) - by_numpy.astype(int))
+    # Sums in another order move a value sitting on a rounding boundary: rare, and by a grey level or two.
+    assert (diff > 0).mean() < 5e-4 and diff.max() <= 2
+    assert not np.array_equal(by_numpy, covers.astype(np.uint8))  # something was written
+
+
+def _levels(layer, prepared, covers, stegos, messages):
+    with torch.inference_mode():
+        x = torch.from_numpy(stegos.astype(np.float32)).permute(0, 3, 1, 2) / 255
+        c = torch.from_numpy(covers).permute(0, 3, 1, 2) / 255
+        by_torch = layer.written_levels(x, c, prepared, messages)
+    by_numpy = cp.CpuPath(layer).written_levels(stegos.astype(np.float32), covers, prepared, messages)
+    return by_torch, by_numpy
+
+
+def test_numpy_check_reads_the_levels_torch_reads():
+    layer, prepared, covers, _, stegos = written()
+    messages = [f"img-{i}".encode() for i in range(len(covers))]
+    by_torch, by_numpy = _levels(layer, prepared, covers, stegos, messages)
+    assert by_numpy == by_torch and by_numpy[0] == "top"
+    # Noise that the top level's code must decode through, and noise it cannot: the decoder's verdicts agree too.
+    rng = np.random.default_rng(0)
+    noisy = np.clip(stegos + rng.normal(0, [[[[0.6]]], [[[1.2]]], [[[4.0]]]][: len(stegos)], stegos.shape), 0, 255)
+    by_torch, by_numpy = _levels(layer, prepared, covers, np.rint(noisy), messages)
+    assert by_numpy == by_torch
+    assert len(set(by_numpy)) > 1, by_numpy  # the noise levels reached different levels
+    another = layer.prepare([sample_photos()[3]], message_room=16)  # codewords the stegos do not carry
+    by_torch, by_numpy = _levels(layer, another, covers, stegos, messages)
+    assert by_numpy == by_torch == [None] * len(stegos)
+
+
+def test_soft_readings_agree():
+    layer, _, covers, _, stegos = written()
+    c = cp.block_dct(cp.luma(stegos.astype(np.float32) + np.float32(0.7)))
+    phases = [
+        cp.lattice_phase(c[..., cp.coefficient_positions(lv.coeffs)], layer.dither_values(i), layer.step_values(i))
+        for i, lv in enumerate(layer.config.levels)
+    ]
+    prior = cp.CpuPath(layer).active_blocks(covers).astype(np.float32)
+    got = cp.soft_read(phases, prior)
+    want, _ = mod.soft_read([torch.from_numpy(e) for e in phases], torch.from_numpy(prior))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=2e-3)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.15])
+def test_clipping_and_rounding_agree(scale):
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(-8, 263, (2, 64, 64, 3)) * scale).astype(np.float32)
+    clipped = cp.clip_keeping_luma(x)
+    ref = mod.clip_keeping_luma(torch.from_numpy(x), 255.0, dim=-1).numpy()
+    np.testing.assert_allclose(clipped, ref, atol=1e-3)
+    rounded = cp.round_keeping_luma(clipped)
+    ref_rounded = mod.round_keeping_luma(torch.from_numpy(clipped)).numpy()
+    assert (rounded != ref_rounded).mean() < 1e-3
+    assert np.abs(cp.luma(rounded.astype(np.float32) - clipped)).max() <= 0.5 + 1e-4
