@@ -127,10 +127,11 @@ def test_payload_table_is_read_and_interpolated() -> None:
 
 def test_the_decoding_worker_gives_the_decoder_s_own_messages(monkeypatch) -> None:
     """Frames decoded in the worker process are those this process decodes; a worker that died is started again;
-    switched off, the worker leaves the decoding to its caller."""
-    from pipeline.model.digital.channel import DecodeWorker, make_code
+    switched off, the workers leave the decoding to their caller; two workers decode two requests at once."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setenv("SRIS_DECODE_WORKER", "1")
+    from pipeline.model.digital.channel import DecodeWorker, DecodeWorkers, make_code
+
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     code = make_code(2048, 1024)
     rng = np.random.default_rng(5)
@@ -145,4 +146,13 @@ def test_the_decoding_worker_gives_the_decoder_s_own_messages(monkeypatch) -> No
     again = worker.decode(code.n, code.k, llr)
     assert again is not None and np.array_equal(again[0], here[0])
     monkeypatch.setenv("SRIS_DECODE_WORKER", "0")
-    assert DecodeWorker().decode(code.n, code.k, llr) is None  # switched off: the caller decodes
+    assert DecodeWorkers().decode(code.n, code.k, llr) is None  # switched off: the caller decodes
+    monkeypatch.delenv("SRIS_DECODE_WORKER")
+    assert DecodeWorkers.count() == 1
+    monkeypatch.setenv("SRIS_DECODE_WORKER", "2")
+    pool = DecodeWorkers()
+    assert pool.count() == 2
+    with ThreadPoolExecutor(2) as threads:
+        both = list(threads.map(lambda _: pool.decode(code.n, code.k, llr), range(2)))
+    assert all(np.array_equal(b[0], here[0]) for b in both)
+    assert sum(w._proc is not None for w in pool._workers) >= 1

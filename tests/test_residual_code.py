@@ -135,3 +135,13 @@ def test_checkpoints_without_the_residual_code_load_without_it() -> None:
     old = {k: v for k, v in flat_config("fast").items() if k != "residual_gain"}  # a version-2 file from before it
     cfg = config_from_dict({"version": 2, **old})
     assert cfg.codes.residual.gain == 0.0
+
+
+def test_the_configs_torch_free_room_count_is_the_codes() -> None:
+    """``layout.residual_dims`` (the config's check, without torch) counts the room the code's maps have."""
+    from pipeline.model.codes.layout import residual_dims
+    from pipeline.model.codes.residual import dims
+
+    layouts = [CodeLayout.of(k, d, b) for k in range(1, 5) for d in range(1, k + 1) for b in ("low", "quiet")]
+    assert [residual_dims(la) for la in layouts] == [dims(la) for la in layouts]
+    assert {dims(la) for la in layouts} >= {0, 3, 9, 11}  # no room, some, and all of it but one

@@ -10,10 +10,9 @@ from conftest import flat_config
 
 from pipeline.core import distortions as D
 from pipeline.model import build_model, get_config
+from pipeline.model.codes.layout import BASE_LAYOUTS, DETAIL_COEFFS
 from pipeline.model.codes.thumbnail import (
-    BASE_LAYOUTS,
     DETAIL_BOOST,
-    DETAIL_COEFFS,
     PILOT,
     TILE,
     TILE_GAINS,

@@ -256,6 +256,14 @@ def dali_available() -> bool:
 
 
 def _cuda_device() -> int | None:
+    """0 where torch sees a CUDA GPU, else None. Without an NVIDIA driver on the machine the answer is None without
+    importing torch (a second of a CPU-only job's start-up)."""
+    import sys
+
+    if "torch" not in sys.modules and not any(
+        os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidia0")
+    ):
+        return None
     try:
         import torch
 

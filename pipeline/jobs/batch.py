@@ -27,15 +27,18 @@ the digital secret where a level decoded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.core.metrics import psnr_from_mse, ssim_u8
+from pipeline.core.metrics_u8 import psnr_from_mse, ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
 from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
 from pipeline.jobs.resample import (
@@ -48,8 +51,10 @@ from pipeline.jobs.resample import (
     to_network_size,
     to_network_size_float,
 )
-from pipeline.model.digital.part import ANALOG
-from pipeline.runtime import Engine
+from pipeline.model.digital.codewords import ANALOG
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Engine
 
 # Which paths a job runs: "all" (the analog network and, where the model has it, the digital layer) or "digital" (the
 # digital layer alone: no network runs, for users who need robustness and nothing else).
@@ -104,6 +109,7 @@ class Sample:
         result: the full-resolution stego (embed) or (K, N, N, 3) revealed secrets (extract).
         outputs: (member name, bytes) to write into the output shard.
         message: the per-image message the digital layer carries (embed with ``--message``).
+        pending: the batch's verification still running (``verify_batch``), finished before the sample is encoded.
     """
 
     key: str
@@ -118,6 +124,7 @@ class Sample:
     result: np.ndarray | None = None
     outputs: list[tuple[str, bytes]] = field(default_factory=list)
     message: bytes | None = None
+    pending: PendingVerify | None = None
 
     @property
     def active(self) -> bool:
@@ -232,6 +239,8 @@ def encode_sample(
     sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | None], bytes], ext: str, mode: str
 ) -> None:
     """Encode a processed sample's outputs: the stego (``mode="embed"``) or its K secrets (``mode="extract"``)."""
+    if sample.pending is not None:  # the batch's verification first (its digital check may still be running)
+        sample.pending.finish()
     if not sample.active or sample.result is None:
         return
     t0 = time.perf_counter()
@@ -284,14 +293,16 @@ def embed_batch(
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
     b = len(active)
     messages = [s.message for s in active] if message_room is not None else None
-    if no_network(engine, layers):  # the digital layer alone, in NumPy
+    if no_network(engine, layers) and size == engine.digital_config.size:  # the digital layer alone, in NumPy
         t1 = time.perf_counter()
         covers = np.stack([s.cover_f for s in active])
         written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room)
         t2 = time.perf_counter()
-        for s, x in zip(active, written, strict=True):
-            if s.image.rgb.shape[:2] == (size, size):
-                s.result = store_at_n(x)
+        at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
+        stored = dict(zip(at_n, store_at_n(written[at_n]), strict=True)) if at_n else {}  # the batch at once
+        for i, (s, x) in enumerate(zip(active, written, strict=True)):
+            if i in stored:
+                s.result = stored[i]
                 sse = squared_error(s.result, s.image.rgb)
             else:
                 s.result, sse = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
@@ -302,7 +313,8 @@ def embed_batch(
         secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255.0
         cover_in = to_nchw([s.cover_f for s in active])
         t1 = time.perf_counter()
-        stego_n = engine.embed(cover_in, secrets_in)  # (B, 3, N, N) float32 in [0, 1]
+        # (B, 3, N, N) float32 in [0, 1]; with no network, the digital layer resized to its own grid by torch
+        stego_n = cover_in if no_network(engine, layers) else engine.embed(cover_in, secrets_in)
         if engine.digital:
             stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
         t2 = time.perf_counter()
@@ -319,7 +331,7 @@ def embed_batch(
 def no_network(engine: Engine, layers: str) -> bool:
     """The job writes the digital layer alone: ``--layers digital``, or a model whose analog share is 0 (the
     network's change scaled away). No network runs then."""
-    return engine.digital and (layers == "digital" or engine.stages.digital.config.analog_gain == 0)
+    return engine.digital and (layers == "digital" or engine.digital_config.analog_gain == 0)
 
 
 def verify_batch(
@@ -337,12 +349,89 @@ def verify_batch(
     a receiver decodes (``layer``; ``lossless``: the output format keeps the pixels, see
     ``AnalyticStages.verify_digital``) and the analog reveal's where none does. A stage of its own so that a runner
     can overlap it with the next batch's embed. Returns seconds: {"verify": ...}.
+
+    A lossless output's digital check runs in a thread of its own (``CpuDigitalStage.verify``, which waits on the
+    LDPC decoder's process for the frames storage left errors in): the batch's samples then carry it as ``pending``
+    and are finished, at the latest, by ``encode_sample``, so that the next batch's verify need not wait for it.
     """
     active = [s for s in samples if s.active and s.result is not None and s.cover_n is not None]
     if not active:
         return {"verify": 0.0}
     t0 = time.perf_counter()
     grid, back_n = on_grid([s.result for s in active], size)  # what a receiver reads, as extract reads it
+    covers_n = np.stack([s.cover_n for s in active])
+    messages = [s.message for s in active] if message_room is not None else None
+    if engine.digital and lossless and size == engine.digital_config.size:  # read where it was written: NumPy
+        covers_f = np.stack([s.cover_f for s in active])
+        secrets = [s.secrets_n for s in active]
+        check = _checks().submit(engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room)
+        ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
+        pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
+        for s in active:
+            s.pending = pending
+        dt = time.perf_counter() - t0
+        for s in active:
+            s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / len(active)
+        return {"verify": dt}
+    found = None
+    if engine.digital:
+        b, k = len(active), active[0].secrets_n.shape[0]
+        secrets_in = np.stack([s.secrets_n for s in active]).transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size)
+        covers = to_nchw([s.cover_f for s in active])
+        found = engine.stages.verify_digital(
+            to_nchw(grid), covers, secrets_in.astype(np.float32) / 255, messages, message_room, lossless
+        )
+    _score(engine, active, back_n, found, per_image_metrics(back_n, covers_n)[1], size, layers)
+    dt = time.perf_counter() - t0
+    for s in active:
+        s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / len(active)
+    return {"verify": dt}
+
+
+class PendingVerify:
+    """A batch's verification still to finish (its digital check runs in another thread): ``finish`` once, from
+    whichever of the batch's samples asks first (thread-safe), adding the time it took to each one's ``infer_ms``."""
+
+    def __init__(self, work: Callable[[], Sequence[Sample]]) -> None:
+        self._work, self._lock, self._done = work, threading.Lock(), False
+
+    def finish(self) -> float:
+        """Finish the batch (once); the seconds this call spent on it (0 when it was done already)."""
+        with self._lock:
+            if self._done:
+                return 0.0
+            t0 = time.perf_counter()
+            samples = self._work()
+            self._done = True
+            dt = time.perf_counter() - t0
+            for s in samples:
+                s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / max(1, len(samples))
+                s.pending = None
+            return dt
+
+
+def finish_pending(samples: Sequence[Sample]) -> float:
+    """Finish the verifications ``samples`` still wait on (``verify_batch``): the seconds that took, which belong to
+    the verify stage."""
+    spent, seen = 0.0, set()
+    for s in samples:
+        if s.pending is not None and id(s.pending) not in seen:
+            seen.add(id(s.pending))
+            spent += s.pending.finish()
+    return spent
+
+
+def _score(
+    engine: Engine,
+    active: Sequence[Sample],
+    back_n: np.ndarray,
+    found: list[tuple[str | None, list[np.ndarray] | None]] | None,
+    ssim_cover: np.ndarray,
+    size: int,
+    layers: str,
+) -> Sequence[Sample]:
+    """The figures of ``verify_batch``: ``found`` (the digital layer's verdict per image, None without the layer)
+    decides which images take a level's secret; the analog reveal gives the others'. Returns ``active``."""
     secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     revealed_u8 = np.empty_like(secrets_n)
@@ -350,16 +439,7 @@ def verify_batch(
     # Images whose secrets and revealed secrets are the same arrays as another's (a level's decoded streams of the
     # job's shared secrets) have that image's figures: scored once.
     shared: dict[int, tuple[int, int]] = {}
-    if engine.digital:
-        messages = [s.message for s in active] if message_room is not None else None
-        if lossless:  # the stored stego read where it was written: in NumPy
-            covers_f = np.stack([s.cover_f for s in active])
-            secrets = [s.secrets_n for s in active]
-            found = engine.cpu_digital.verify(grid, covers_f, secrets, messages, message_room)
-        else:
-            secrets_in = secrets_n.transpose(0, 1, 4, 2, 3).reshape(b, k * 3, size, size).astype(np.float32) / 255
-            covers = to_nchw([s.cover_f for s in active])
-            found = engine.stages.verify_digital(to_nchw(grid), covers, secrets_in, messages, message_room, False)
+    if found is not None:
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):
             active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
@@ -374,15 +454,18 @@ def verify_batch(
         revealed = engine.reveal(to_nchw(back_n[analog]), aligned=True)  # (B', 3K, N, N)
         revealed_u8[analog] = quantize(revealed).reshape(len(analog), k, 3, size, size).transpose(0, 1, 3, 4, 2)
     ps, ss = _secret_metrics(revealed_u8, secrets_n, shared)
-    _, ssim_cover = per_image_metrics(back_n, np.stack([s.cover_n for s in active]))
-    dt = time.perf_counter() - t0
     for i, s in enumerate(active):
         s.row["ssim_cover"] = float(ssim_cover[i])
         if i not in lost:
             set_secret_metrics(s.row, ps[i * k : (i + 1) * k], ss[i * k : (i + 1) * k])
-        s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / b
-        s.cover_n = s.secrets_n = None
-    return {"verify": dt}
+        s.cover_n = s.secrets_n = s.cover_f = None
+    return active
+
+
+@functools.cache
+def _checks() -> ThreadPoolExecutor:
+    """The thread that runs ``verify_batch``'s digital checks beside its scoring (one per process)."""
+    return ThreadPoolExecutor(2, thread_name_prefix="digital-check")
 
 
 def _secret_metrics(

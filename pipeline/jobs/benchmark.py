@@ -153,7 +153,7 @@ def measure(
     from pipeline.io.decode import make_decoder
     from pipeline.io.results import new_row, to_table
     from pipeline.io.tar_writer import TarShardWriter
-    from pipeline.jobs.batch import JobSettings
+    from pipeline.jobs.batch import JobSettings, finish_pending
     from pipeline.jobs.embed import EmbedJob
     from pipeline.jobs.runners import LocalRunner
 
@@ -174,7 +174,7 @@ def measure(
         # patterns belong to the job's start, not to the steady state each stage's rate measures.
         warm = list(itertools.islice(job.samples(ref), cfg.batch_size))
         job.probe(warm)
-        job.decode(warm), job.infer(warm), job.verify(warm)
+        job.decode(warm), job.infer(warm), job.verify(warm), finish_pending(warm)
         t = time.perf_counter()
         samples = list(job.samples(ref))
         job.probe(samples)
@@ -183,6 +183,7 @@ def measure(
             secs["decode"] += job.decode(batch)["decode"]
             for k, v in (job.infer(batch) | job.verify(batch)).items():
                 secs[k] += v
+            secs["verify"] += finish_pending(batch)  # the digital check's end (the job finishes it before encoding)
         t = time.perf_counter()
         list(pool.map(job.encode, samples))
         secs["encode"] = time.perf_counter() - t

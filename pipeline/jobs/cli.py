@@ -243,11 +243,14 @@ def load_job_model(checkpoint: str | None) -> Any:
         _fail(checkpoint_message(checkpoint, exc))
 
 
-def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Callable[[Any], None]) -> None:
+def run_job(
+    kw: dict[str, Any], make_job: Callable[..., Any], check_model: Callable[[Any], None], writes: bool = False
+) -> None:
     """Check the options, load the engine, build the job, run it, write the manifest, print the summary, exit.
 
     ``check_model(config)`` checks the options that depend on the model (how many secrets it hides) and raises
-    ``click.UsageError``; it runs before any engine is loaded or built.
+    ``click.UsageError``; it runs before any engine is loaded or built. ``writes``: the embed job, which with a
+    shipped model whose network writes nothing runs on a ``DigitalEngine`` (no torch unless an image needs it).
     """
     from pipeline.jobs.batch import JobSettings
 
@@ -271,17 +274,25 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
     check_out(kw["dst"])
     check_shards(kw["src"], kw["dst"])
     key = _job_key(kw["key_file"])
-    model = load_job_model(kw["checkpoint"])
-    check_model(model.config)
-    digital = model.config.digital
-    if digital.enabled and (kw["layers"] == "digital" or digital.analog_gain == 0) and kw["backend"] == "auto":
-        # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
-        kw["backend"] = "torch"
+    model, card_model = None, None
+    if writes and not use_ray and kw["backend"] == "auto" and not kw["device"] and not kw["precision"]:
+        from pipeline.runtime.digital_engine import network_free_model
+
+        card_model = network_free_model(kw["checkpoint"], kw["layers"], kw["size"])
+    if card_model is not None:
+        check_model(card_model.config)
+    else:
+        model = load_job_model(kw["checkpoint"])
+        check_model(model.config)
+        digital = model.config.digital
+        if digital.enabled and (kw["layers"] == "digital" or digital.analog_gain == 0) and kw["backend"] == "auto":
+            # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
+            kw["backend"] = "torch"
 
     from pipeline.io.decode import make_decoder
     from pipeline.jobs.common import EXIT_INTERRUPTED, JobError, JobUsageError
     from pipeline.jobs.runners import LocalRunner
-    from pipeline.model.checkpoint import CheckpointError
+    from pipeline.model.shipped import CheckpointError
     from pipeline.runtime import load_engine
     from pipeline.runtime.cli import checkpoint_message
 
@@ -300,6 +311,11 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
                 gpus_per_actor=kw["ray_gpus_per_actor"], decoder=kw["decoder"], batch_size=kw["batch_size"],
                 progress=kw["progress"],
             )  # fmt: skip
+        elif card_model is not None:  # on the layer's own grid: nothing to check by a forward pass
+            from pipeline.runtime.digital_engine import DigitalEngine
+
+            engine = DigitalEngine(card_model, kw["size"], key)
+            runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
         else:
             engine = load_engine(
                 kw["backend"],
@@ -312,7 +328,8 @@ def run_job(kw: dict[str, Any], make_job: Callable[..., Any], check_model: Calla
                 key=key,
             )
             runner = LocalRunner(workers=kw["workers"], batch_size=kw["batch_size"], progress=kw["progress"])
-        _check_size(engine)
+        if card_model is None:
+            _check_size(engine)
         decoder_name = "cpu" if use_ray else kw["decoder"]
         decoder = make_decoder(decoder_name, kw["workers"], settings.max_pixels, batch_size=kw["batch_size"])
         job = make_job(engine=engine, settings=settings, decoder=decoder)
@@ -445,6 +462,7 @@ def embed(
             messages=messages,
         ),
         lambda config: check(config.num_secrets),
+        writes=True,
     )
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +26,9 @@ from pipeline.io.results import new_row, read_results_state, redo_reason, write_
 from pipeline.io.tar_reader import Member, iter_members
 from pipeline.io.tar_writer import write_bytes_atomic
 from pipeline.jobs.batch import JobSettings, Sample, encode_sample, probe_samples
-from pipeline.runtime import Engine
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Engine
 
 # Exit statuses of the batch commands (also in their --help); 130 = interrupted (Ctrl-C), as shells report SIGINT.
 EXIT_OK, EXIT_FAILED, EXIT_SOME_IMAGES_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130  # 2, a usage error, is click's own
@@ -244,7 +246,7 @@ class ShardJob:
     @property
     def key_id(self) -> str | None:
         """The id of the digital layer's key (a hash prefix; never the key), None for a model without the layer."""
-        return self.engine.stages.key.key_id if self.engine.digital else None
+        return self.engine.key.key_id if self.engine.digital else None
 
     def digital_config(self) -> dict[str, Any]:
         """What of the digital layer shapes the outputs (its key, which layers run): part of ``config``."""
@@ -379,7 +381,7 @@ class ShardJob:
     def job_warnings(self) -> list[str]:
         """What the user must know about the outputs: the summary and the manifest list them."""
         out = list(self.warnings)
-        if self.engine.digital and self.engine.stages.key.public:
+        if self.engine.digital and self.engine.key.public:
             out.append(
                 "the digital layer used the public key (no --key-file, no SRIS_KEY): anyone can read the mark and "
                 "the secret; `python -m pipeline keygen KEYFILE` makes a key of your own"

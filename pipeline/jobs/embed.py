@@ -10,7 +10,7 @@ as ``skipped`` rows too, so the Parquet has one row per input member.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from pipeline.io.tar_reader import Member
 from pipeline.jobs.batch import JobSettings, Sample, embed_batch, prepare_secrets, secret_id, verify_batch
 from pipeline.jobs.common import JobError, JobUsageError, ShardJob, model_text, sha256_hex
 from pipeline.jobs.messages import MessageError, MessageSource
-from pipeline.runtime import Engine
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Engine
 
 
 def check_secret_options(secrets: int, secret_exts: list[str], k: int | None = None) -> None:

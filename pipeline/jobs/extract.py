@@ -9,7 +9,7 @@ back in its original orientation; EXIF orientation of the input is applied at de
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +26,9 @@ from pipeline.jobs.common import (
     ShardJob,
     sha256_hex,
 )
-from pipeline.runtime import Engine
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Engine
 
 
 def check_reference_count(references: int, k: int) -> None:

@@ -24,12 +24,14 @@ works in stripes of rows with bounded memory for any image size.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from pipeline.model.digital.cpu_path import clip_keeping_luma, round_keeping_luma
+
+if TYPE_CHECKING:
+    import torch
 
 UPSAMPLE = ("exact", "smooth")
 # Rows of the full-resolution image composed at a time: bounds the float working memory to a stripe
@@ -91,6 +93,9 @@ def resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
     copy, several times faster than Pillow on large downscales."""
     if img.shape[0] == size and img.shape[1] == size:
         return img
+    import torch
+    import torch.nn.functional as F
+
     if not img.flags.writeable or not img.flags.c_contiguous:  # torch wants a writable, contiguous buffer
         img = np.ascontiguousarray(img).copy() if not img.flags.writeable else np.ascontiguousarray(img)
     t = torch.from_numpy(img).permute(2, 0, 1)[None]
@@ -145,6 +150,8 @@ def bilinear_taps(n: int, n_full: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _axis(n: int, n_full: int, exact: bool) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
+    import torch
+
     if exact:
         prefilter, *taps = exact_upsample(n, n_full)
         return torch.from_numpy(prefilter), tuple(torch.from_numpy(t) for t in taps)
@@ -153,6 +160,8 @@ def _axis(n: int, n_full: int, exact: bool) -> tuple[torch.Tensor | None, tuple[
 
 def _spread(x: torch.Tensor, taps: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
     """Two-tap interpolation of ``x`` along ``dim``: ``lerp(x[i0], x[i1], t)``."""
+    import torch
+
     i0, i1, t = taps
     shape = [1] * x.dim()
     shape[dim] = -1
@@ -188,6 +197,8 @@ def compose(
         x = stego_n.transpose(1, 2, 0)
         out = store_at_n(x * 255) if keep_luma else quantize(x)
         return out, squared_error(out, cover_full)
+    import torch  # the full-size path: imported here, so that a job storing at N never imports it
+
     exact = upsample == "exact" and uses_area(h, w, n)
     residual = torch.from_numpy(stego_n) * 255.0 - torch.from_numpy(cover_n).permute(2, 0, 1)  # (3, N, N)
     pre_y, taps_y = _axis(n, h, exact)
@@ -208,7 +219,7 @@ def compose(
 
 
 def store_at_n(stego: np.ndarray) -> np.ndarray:
-    """A stego of the digital layer stored at the grid size: (N, N, 3) float grey levels -> uint8, clipped and
+    """Stegos of the digital layer stored at the grid size: (..., N, N, 3) float grey levels -> uint8, clipped and
     rounded keeping each pixel's luma (``digital.cpu_path``: the layer writes luma, and a plain rounding or clip
     flips about 1% of the top level's readings)."""
     return round_keeping_luma(clip_keeping_luma(np.asarray(stego, dtype=np.float32)))

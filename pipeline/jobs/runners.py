@@ -4,9 +4,9 @@ The local runner overlaps the stages in threads connected by small bounded queue
 pace and memory stays bounded whatever the shard length:
 
     reader   -> [q] -> decode -> [q] -> infer -> [q] -> verify -> [q] -> encode -> [q] -> writer (calling thread)
-    (members,          (thread pool)   (preprocess,     (reveal every   (thread pool)   (output tar, results
-     header probe,                      embed,           stego, PSNR/                    Parquet, commit per shard)
-     batching)                          compose)         SSIM)
+    (members,          (thread pool)   (preprocess,     (reveal every   (the check's    (output tar, results
+     header probe,                      embed,           stego, PSNR/    end, then the   Parquet, commit per shard)
+     batching)                          compose)         SSIM)           thread pool)
 
 Decoding and encoding share one pool of ``workers`` threads (simplejpeg, Pillow, ISA-L and numpy release the GIL);
 embed and verify run in threads of their own, each calling its engine graph with the library's own threads, so that
@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from pipeline.io.listing import ShardRef
 from pipeline.io.tar_writer import TarShardWriter, remove_stale_partials
-from pipeline.jobs.batch import Sample
+from pipeline.jobs.batch import Sample, finish_pending
 from pipeline.jobs.common import ShardJob, ShardResult
 
 DEFAULT_PIXEL_BUDGET = 32_000_000
@@ -168,6 +168,9 @@ class LocalRunner:
         """Process ``job.todo`` (call ``job.plan()`` first). Returns one ShardResult per shard; totals go to
         ``job.totals``. Raises when the job itself fails (engine error, bug); shard failures are only reported."""
         t0 = time.perf_counter()
+        # pyarrow imports pandas (0.3 s) the first time it converts Python rows: in the background, while the first
+        # batches run, instead of in the writer when the first shard ends.
+        threading.Thread(target=_warm_results_writer, name="warm-results", daemon=True).start()
         p = _Pipeline(self.queue_depth)
         q_read, q_dec, q_inf, q_ver, q_enc = p.queues
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="codec")
@@ -182,6 +185,11 @@ class LocalRunner:
             return run
 
         def encode(b: _Batch) -> None:
+            # A batch's verification may still wait on its digital check (``verify_batch``): finished here, in this
+            # stage's thread, so that the codec pool's threads keep decoding and encoding meanwhile.
+            spent = finish_pending(b.samples)
+            if spent:
+                totals.add_stage("verify", spent)
             b.futures = [pool.submit(self._timed_encode, job, s) for s in b.samples]
 
         stages = [
@@ -299,6 +307,12 @@ class LocalRunner:
         if not any(f["shard"] == shard.name for f in job.totals.shards_failed):
             job.totals.shards_failed.append({"shard": shard.name, "error": message})
         return ShardResult(shard.name, failed=message)
+
+
+def _warm_results_writer() -> None:
+    from pipeline.io.results import new_row, to_table
+
+    to_table([new_row()], {})
 
 
 def shard_share(shard: ShardRef, samples: list[Sample]) -> float:

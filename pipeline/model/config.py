@@ -27,8 +27,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from pipeline.cli_fields import option
-from pipeline.model.codes.residual import dims as residual_dims
-from pipeline.model.codes.thumbnail import CodeLayout
+from pipeline.model.codes.layout import CodeLayout, residual_dims
 from pipeline.model.digital.config import DigitalConfig
 
 CONFIG_VERSION = 4

@@ -14,18 +14,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from pipeline.model.digital.keys import Key
-from pipeline.runtime.base import EmbedModule, Engine, EngineInfo, RevealModule, TorchEngine
+from pipeline.runtime.engine import Engine, EngineInfo
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.manifest import check_layout, model_folder
 from pipeline.runtime.probe import BACKENDS, int8_units, normalize_precision, probe_backend
 from pipeline.runtime.quality import int8_holds
-from pipeline.runtime.stages import AnalyticStages
 
 if TYPE_CHECKING:
+    import torch
+
+    from pipeline.runtime.base import EmbedModule, RevealModule, TorchEngine
     from pipeline.runtime.build import CheckpointRef
+
+# Names of the torch modules, imported when first asked for (``pipeline.runtime.TorchEngine``): a job whose network
+# writes nothing (``DigitalEngine``) never imports torch.
+_LAZY = {
+    "EmbedModule": "pipeline.runtime.base",
+    "RevealModule": "pipeline.runtime.base",
+    "TorchEngine": "pipeline.runtime.base",
+    "AnalyticStages": "pipeline.runtime.stages",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +178,12 @@ def load_engine(
         EngineNotBuiltError: missing and ``build`` is False. BackendUnavailableError: library or hardware missing.
         EngineError: an engines folder of the older one-model layout.
     """
+    import torch
+
     from pipeline.model.checkpoint import load_model
+    from pipeline.runtime.base import TorchEngine
     from pipeline.runtime.build import CheckpointRef, open_engines
+    from pipeline.runtime.stages import AnalyticStages
 
     backend = resolve_backend(backend, device)
     device = (device or ("cuda" if backend == "tensorrt" else "cpu")).lower()
@@ -222,6 +244,7 @@ def load_engine(
 
 
 __all__ = [
+    "AnalyticStages",
     "BackendUnavailableError",
     "EmbedModule",
     "Engine",

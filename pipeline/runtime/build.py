@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pipeline.model.checkpoint import CheckpointError, file_sha256, read_checkpoint, resolve_checkpoint
 from pipeline.model.config import ModelConfig
+from pipeline.model.shipped import CheckpointError, file_sha256, resolve_checkpoint
 from pipeline.runtime.errors import BackendUnavailableError, EngineError, EngineMismatchError, EngineNotBuiltError
 from pipeline.runtime.manifest import (
     PARTS,
@@ -67,6 +67,8 @@ class CheckpointRef:
         if not path.is_file():
             hint = " (the shipped default model is not installed yet; pass --checkpoint)" if not checkpoint else ""
             raise CheckpointError(f"checkpoint not found: {path}{hint}")
+        from pipeline.model.checkpoint import read_checkpoint  # torch: only where engines are listed or built
+
         payload = read_checkpoint(path)
         return cls(path, file_sha256(path), ModelConfig.from_dict(payload["config"]))
 

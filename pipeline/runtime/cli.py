@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pipeline.model.checkpoint import resolve_checkpoint
+from pipeline.model.shipped import resolve_checkpoint
 from pipeline.runtime.build import DEFAULT_BATCH_RANGE, TARGETS
 
 

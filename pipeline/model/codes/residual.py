@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.model.codes.layout import BASE_BLOCK, DETAIL_BLOCK, CodeLayout
 from pipeline.model.codes.signs import tiled_signs
-from pipeline.model.codes.thumbnail import BASE_BLOCK, DETAIL_BLOCK, CodeLayout, dct_basis
+from pipeline.model.codes.thumbnail import dct_basis
 
 BLOCK = 2
 GROUP = BASE_BLOCK // BLOCK  # 2x2 blocks per side of the thumbnail code's 8x8 block: the projection acts on 16 of them

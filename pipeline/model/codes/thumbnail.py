@@ -23,31 +23,15 @@ disturb each other. The pilots also serve the blind deblur (``deblur.py``) and t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.model.codes.layout import BASE_BLOCK, DETAIL_BLOCK, SHARED_BASE, CodeLayout
 from pipeline.model.codes.mirror import mirror_image
 from pipeline.model.codes.signs import signs_like
 
-BASE_BLOCK, DETAIL_BLOCK = 8, 4
-# Base coefficients per secret, all orthogonal to the detail coefficients on every 8x8 block (checked in the tests).
-# ``low``: the first layout, low frequencies (robust to blur and JPEG); ``quiet``: the third and fourth secrets in
-# (2, 5) and (5, 2), where photos have a quarter of the energy of (2, 1) and (1, 2) (rms 7.2 and 7.8 grey levels
-# against 28.5 and 27.4 on 8x8 blocks at 256 px): informed embedding pays that energy for every coefficient it
-# writes, and with four secrets (2, 1) and (1, 2) alone cost the cover 34 dB.
-BASE_LAYOUTS = {"low": ((2, 3), (3, 2), (2, 1), (1, 2)), "quiet": ((2, 3), (3, 2), (2, 5), (5, 2))}
-# The leading base coefficients every layout shares ((2,3) and (3,2)): their pilots are what registration, the mirror
-# decision and the deblur measure. The quiet layout's (2,5) and (5,2) keep 8% of their gain after a 3x3 mean; summed
-# in, they left registration and the deblur blind to that blur.
-SHARED_BASE = next(i for i, coeffs in enumerate(zip(*BASE_LAYOUTS.values(), strict=True)) if len(set(coeffs)) > 1)
-# Detail coefficients per secret (4x4 DCT). A 4x4 coefficient (u, v) is orthogonal to every base coefficient on
-# every 8x8 block when neither u nor v is 1; of those, the four where photos have the least energy (rms 3.8 to 8.1
-# grey levels at 256 px, against 10 to 20 for (0, 2), (2, 0), (0, 3), (3, 0)): informed embedding pays the cover's
-# own value of each coefficient it writes.
-DETAIL_COEFFS = ((2, 2), (3, 3), (3, 2), (2, 3))
 # Pilot: PILOT x gain x a known +-1 sign per block, added to every coefficient of a code. Reveal measures its
 # amplitude (a correlation over all blocks) and divides the coefficients by it, undoing the gain a filter applied at
 # the code's frequency. Costs ~ (0.1 / 0.25)^2 = 16% more base-code energy; gain error ~ 4% at 256 px.
@@ -111,35 +95,6 @@ def _code(
             cancel[rows, rows] -= torch.outer(p, p)  # remove the cover's own value of the coefficient
             read[s * c + ch, rows] = p
     return write, cancel, read
-
-
-@dataclass(frozen=True)
-class CodeLayout:
-    """Which coefficients carry which secret: ``base`` the 8x8 coefficients (one per secret, K of them), ``detail`` the
-    4x4 coefficients (one for each of the first D secrets, 1 <= D <= K)."""
-
-    base: tuple[tuple[int, int], ...]
-    detail: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def of(cls, num_secrets: int, detail_secrets: int = 1, base_layout: str = "low") -> CodeLayout:
-        """The layout of a model with K = ``num_secrets``, the detail code on its first ``detail_secrets``."""
-        if base_layout not in BASE_LAYOUTS:
-            raise ValueError(f"unknown base layout {base_layout!r}: expected one of {', '.join(BASE_LAYOUTS)}")
-        coeffs = BASE_LAYOUTS[base_layout]
-        if not 1 <= num_secrets <= len(coeffs):
-            raise ValueError(f"the codes carry 1 to {len(coeffs)} secrets, not {num_secrets}")
-        if not 1 <= detail_secrets <= num_secrets:
-            raise ValueError(f"the detail code carries 1 to K = {num_secrets} secrets, not {detail_secrets}")
-        return cls(coeffs[:num_secrets], DETAIL_COEFFS[:detail_secrets])
-
-    @property
-    def num_secrets(self) -> int:
-        return len(self.base)
-
-    @property
-    def detail_secrets(self) -> int:
-        return len(self.detail)
 
 
 def _codes(channels: int, layout: CodeLayout) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:

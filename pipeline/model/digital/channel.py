@@ -17,6 +17,7 @@ is ``research/ecc_compare.py`` (``docs/evaluation/ecc_compare.md``).
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 from dataclasses import dataclass
 
@@ -231,21 +232,14 @@ class DecodeWorker:
     ldpc's belief propagation holds the GIL for the whole decode (about 10 ms a frame at the top level's size), so
     in a threaded job every other stage waits while it runs; in a process of its own it runs beside them on another
     core. The worker is a fresh interpreter (``python -c``, not a fork of the job's threads) that imports only this
-    module's light dependencies and serves frames over its stdin and stdout (``serve``), one request at a time. It
-    is used where this machine has two cores or more and ``SRIS_DECODE_WORKER`` is not ``0``; if it cannot start or
-    dies, decoding goes on in this process.
+    module's light dependencies and serves frames over its stdin and stdout (``serve``), one request at a time
+    (``DecodeWorkers`` keeps the job's); if it cannot start or dies, decoding goes on in this process.
     """
 
     def __init__(self) -> None:
         self._proc = None
         self._lock = threading.Lock()
         self._broken = False
-
-    @staticmethod
-    def wanted() -> bool:
-        import os
-
-        return os.environ.get("SRIS_DECODE_WORKER", "1") != "0" and (os.cpu_count() or 1) >= 2
 
     def start(self) -> None:
         """Start the worker now (it takes a fraction of a second to import), so that the first decode need not
@@ -254,7 +248,7 @@ class DecodeWorker:
             self._ensure()
 
     def _ensure(self):
-        if self._broken or not self.wanted():
+        if self._broken:
             return None
         if self._proc is None or self._proc.poll() is not None:
             import os
@@ -313,7 +307,51 @@ def serve() -> None:
         sys.stdout.buffer.flush()
 
 
-WORKER = DecodeWorker()
+class DecodeWorkers:
+    """The job's ``DecodeWorker``s: ``count()`` of them, each request to one that is free. ``SRIS_DECODE_WORKER``:
+    ``0`` none (decoding stays in the caller's process), a number that many, unset one where the machine has two
+    cores or more (two took 3% longer there over 288 images at 256 px: the job's own threads need the other core;
+    a machine with more cores may want more)."""
+
+    def __init__(self) -> None:
+        self._workers: list[DecodeWorker] | None = None
+        self._free: queue.Queue[DecodeWorker] = queue.Queue()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def count() -> int:
+        import os
+
+        value = os.environ.get("SRIS_DECODE_WORKER", "").strip()
+        if value.isdigit():
+            return int(value)
+        return 1 if (os.cpu_count() or 1) >= 2 else 0
+
+    def _pool(self) -> list[DecodeWorker]:
+        with self._lock:
+            if self._workers is None:
+                self._workers = [DecodeWorker() for _ in range(self.count())]
+                for w in self._workers:
+                    self._free.put(w)
+            return self._workers
+
+    def start(self) -> None:
+        """Start the workers now (each takes a fraction of a second to import)."""
+        for w in self._pool():
+            w.start()
+
+    def decode(self, n: int, k: int, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The frames' messages and convergence from a free worker, or None where none is used."""
+        if not self._pool():
+            return None
+        worker = self._free.get()
+        try:
+            return worker.decode(n, k, llr)
+        finally:
+            self._free.put(worker)
+
+
+WORKER = DecodeWorkers()
 
 
 @functools.lru_cache(maxsize=64)

@@ -35,6 +35,8 @@ JPEG_LUMA_Q50 = (
 # no decoder succeeds (the LDPC study's codes reach 86-99% of capacity), so an unmarked image, or a level a codec
 # destroyed, costs a moment instead of a failing decode.
 DECODE_GATE = 0.75
+# Where a reveal came from when no digital level decoded (the analog path).
+ANALOG = "analog"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import functools
 import math
 
 import numpy as np
-from scipy.special import expit, i0e
 
 from pipeline.model.digital.codewords import BLOCK, LayerCode, PreparedSecrets, coefficient_positions
 
@@ -34,9 +33,9 @@ def dct_matrix(n: int = BLOCK) -> np.ndarray:
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) -> (...): BT.601 luma in the input's scale (float32)."""
-    w = LUMA_WEIGHTS
-    return rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
+    """(..., 3) -> (...): BT.601 luma in the input's scale (float32; a matrix product: four times the speed of the
+    three strided channel products)."""
+    return rgb @ LUMA_WEIGHTS
 
 
 def _blocks(y: np.ndarray) -> np.ndarray:
@@ -80,9 +79,10 @@ def clip_keeping_luma(x: np.ndarray, top: float = 255.0) -> np.ndarray:
     """(..., 3) RGB clipped to [0, ``top``], the luma a clipped channel loses put back on the pixel's other channels
     as far as they have room (``modulation.clip_keeping_luma``)."""
     out = np.clip(x, 0, top)
-    outside = ((x < 0) | (x > top)).any(-1)
-    if not outside.any():
+    if x.size == 0 or (x.min() >= 0 and x.max() <= top):
         return out
+    bad = (x < 0) | (x > top)
+    outside = bad[..., 0] | bad[..., 1] | bad[..., 2]  # numpy's any() over an axis of 3 is ten times slower
     moved = x[outside]  # (P, 3)
     target = luma(moved)
     fixed = np.clip(moved, 0, top)
@@ -115,7 +115,9 @@ _ROUND_UP = np.array([((k >> 1) & 1, (k >> 2) & 1, k & 1) for k in range(8)], dt
 
 
 def _log_i0(k: np.ndarray) -> np.ndarray:
-    return np.log(i0e(k)) + k
+    """log I0(k) (the von Mises normaliser) of the few concentrations soft reading uses: float64 holds I0 up to
+    k = 700, and ``MIN_SIGMA`` keeps k under 64 (scipy.special's scaled I0 would cost 0.15 s of import)."""
+    return np.log(np.i0(k.astype(np.float64))).astype(np.float32)
 
 
 def soft_read(
@@ -146,7 +148,7 @@ def _soft_read(phases: list[np.ndarray], prior: np.ndarray, iterations: int, max
             kappas.append(kappa)
             x = kappa * np.cos(np.float32(2 * math.pi) * e)
             block_llr = block_llr + (np.logaddexp(x, -x) - np.float32(math.log(2)) - _log_i0(kappa)).sum(-1)
-        active = expit(block_llr).astype(np.float32)
+        active = (1.0 / (1.0 + np.exp(-block_llr))).astype(np.float32)
     llrs = []
     for e, kappa in zip(phases, kappas, strict=True):
         a = active[..., None]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.digital import modulation as mod
+from pipeline.model.digital.codewords import ANALOG
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.keys import Key, resolve_key
 from pipeline.model.digital.layer import DigitalLayer, DigitalReading, PreparedSecrets
@@ -26,8 +27,6 @@ from pipeline.model.digital.sync import resize_to
 
 # Prepared secrets kept per part (a job has one set; the API may alternate a few).
 PREPARED_CACHE = 8
-# Where the reveal came from when no digital level decoded.
-ANALOG = "analog"
 
 
 def _hwc_images(img: torch.Tensor, channels: int) -> list[np.ndarray]:
