@@ -71,11 +71,14 @@ class CpuDigitalStage:
     ) -> np.ndarray:
         """Covers (B, N, N, 3) float32 grey levels (their unrounded area averages) and each image's secrets ->
         the stegos, every level written and clipped keeping luma (``clip_keeping_luma``; the job stores 8 bits)."""
-        out = np.empty_like(cover)
         _, groups = self.groups(secrets, message_room)
+        if len(groups) == 1:  # a job's shared secrets: the batch as it is, no copies
+            return clip_keeping_luma(self.path.embed(cover, cover, groups[0][0], messages))
+        out = np.empty_like(cover)
         for prepared, idx in groups:
             msg = None if messages is None else [messages[i] for i in idx]
-            out[idx] = self.path.embed(cover[idx], cover[idx], prepared, msg)
+            part = cover[idx]
+            out[idx] = self.path.embed(part, part, prepared, msg)
         return clip_keeping_luma(out)
 
     def verify(

@@ -218,20 +218,26 @@ class CpuPath:
         c = block_dct(luma(stego))
         on = self.active_blocks(cover) if active is None else active
         best: list[str | None] = [None] * b
-        for i, lv in enumerate(self.config.levels):
-            sub = c[..., coefficient_positions(lv.coeffs)]
+        undecided = list(range(b))
+        # The most detailed level first: an image whose top level is intact needs no decoding of the others.
+        for i in reversed(range(len(self.config.levels))):
+            if not undecided:
+                break
+            lv = self.config.levels[i]
+            sub = c[undecided][..., coefficient_positions(lv.coeffs)]
             e = lattice_phase(sub, self.code.dither_values(i), self.code.step_values(i))
-            want = self._want(prepared, i, messages)
-            read = (e > 0.25) & (e < 0.75)
-            errors = ((read != want.astype(bool)) & on[..., None]).reshape(b, -1).sum(1)
-            with_errors = [j for j in range(b) if errors[j] > 0]
-            intact = dict.fromkeys(range(b), True)
-            if with_errors:
-                (llr,) = soft_read([e[with_errors]], on[with_errors].astype(np.float32))
+            want = self._want(prepared, i, [messages[j] for j in undecided])
+            errors = (((e > 0.25) & (e < 0.75)) != want.astype(bool)) & on[undecided][..., None]
+            count = errors.reshape(len(undecided), -1).sum(1)
+            intact = count == 0
+            with_errors = np.flatnonzero(count > 0)
+            if len(with_errors):
+                (llr,) = soft_read([e[with_errors]], on[undecided][with_errors].astype(np.float32))
                 slot_llr = llr.reshape(len(with_errors), -1).astype(np.float64)
                 found = self.code.decodes_to(i, slot_llr, want[with_errors].reshape(len(with_errors), -1))
-                intact.update(zip(with_errors, found, strict=True))
-            for j in range(b):
-                if intact[j]:
+                intact[with_errors] = found
+            for j, ok in zip(undecided, intact, strict=True):
+                if ok:
                     best[j] = lv.name
+            undecided = [j for j, ok in zip(undecided, intact, strict=True) if not ok]
         return best
