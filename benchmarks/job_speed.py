@@ -5,12 +5,13 @@
 
 For each input size (256 px crops, and 1 MP crops), a shard of the held-out photos' crops is made
 (``benchmarks/make_shard.py``'s crops), and then, alternating, ``python -m pipeline embed`` runs over it in a fresh
-process, timed from the process's start to its exit (start-up, imports and engine load included), once per
-``--layers`` (all, digital), and dwtDct embeds the same decoded images in one thread, no decode or encode timed
-(``pipeline.jobs.benchmark.dwtdct_ips``). The secret's coding is kept between runs, as between a nightly job's
-nights (``digital.source.SecretCache``); one run per repeat codes it afresh ("secret coded"). ``--repo`` runs
-another checkout's pipeline (the "before" of a change) on the same shards in the same run. Writes a JSON record
-(``job_speed-`` and the labels) and a PNG chart beside it in ``benchmarks/results/``.
+process (its package's bytecode compiled first, as an install leaves it), timed from the process's start to its
+exit (start-up, imports and engine load included), once per ``--layers`` (all, digital), and dwtDct embeds the same
+decoded images in one thread, no decode or encode timed (``pipeline.jobs.benchmark.dwtdct_ips``). The secret's
+coding is kept between runs, as between a nightly job's nights (``digital.source.SecretCache``); one run per repeat
+codes it afresh ("secret coded"). ``--repo`` runs another checkout's pipeline (the "before" of a change) on the
+same shards in the same run. Writes a JSON record (``job_speed-`` and the labels) and a PNG chart beside it in
+``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def main(data: str, images: int, repeats: int, repos: tuple[str, ...], work: str
     # kept by the untimed first one, and one run per repeat starts from an empty cache ("secret coded").
     kept = work_dir / "secret-cache"
     shutil.rmtree(kept, ignore_errors=True)
+    for path in checkouts.values():  # as an install leaves them (PYTHONDONTWRITEBYTECODE would compile every run)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(path) / "pipeline")], check=True)
     for size, shard in made.items():
         for label, path in checkouts.items():  # untimed: builds missing engines, warms the file cache
             time_job(Path(path), shard, secret, work_dir / f"out-{label}-warm", "all", kept)
