@@ -77,7 +77,8 @@ class EmbedJob(ShardJob):
         if engine.digital:  # verify decodes levels that 8-bit storage left a few errors in: start the worker now
             from pipeline.model.digital.channel import WORKER
 
-            WORKER.start()
+            code = engine.cpu_digital.code
+            WORKER.start(tuple((code.slots(i), 8 * lv.payload) for i, lv in enumerate(code.config.levels)))
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
         check_secret_options(len(secrets), secret_exts, k)
