@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pipeline.model.digital.codewords import LayerCode, PreparedSecrets
+from pipeline.model.digital.codewords import LayerCode, PreparedSecrets, level_secrets
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.cpu_path import CpuPath, clip_keeping_luma
 from pipeline.model.digital.keys import Key
@@ -92,7 +92,6 @@ class CpuDigitalStage:
         """What a receiver reads from each lossless stego (B, N, N, 3) float32 grey levels, as stored and back on
         the grid: (the most detailed level that decodes, or None; its K secrets (N, N, 3) uint8), as
         ``AnalyticStages.verify_digital``."""
-        names = [lv.name for lv in self.config.levels]
         messages = messages if messages is not None else [None] * len(stego)
         each, groups = self.groups(secrets, message_room)
         levels: list[str | None] = [None] * len(stego)
@@ -101,8 +100,4 @@ class CpuDigitalStage:
             found = self.path.written_levels(stego[idx], cover[idx], prepared, [messages[i] for i in idx], active[idx])
             for i, level in zip(idx, found, strict=True):
                 levels[i] = level
-        size = self.config.size
-        return [
-            (level, None if level is None else p.decoded(names.index(level), size))
-            for level, p in zip(levels, each, strict=True)
-        ]
+        return level_secrets(levels, each, self.config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.model.digital.codewords import level_secrets
 from pipeline.model.digital.keys import Key
 from pipeline.model.digital.layer import DigitalReading
 
@@ -105,7 +106,6 @@ class AnalyticStages:
         t = self._tensor
         layer = self.digital.layer(self.key)
         messages = messages if messages is not None else [None] * len(stego)
-        names = [lv.name for lv in layer.config.levels]
         levels: list[str | None] = [None] * len(stego)
         prepared, groups = self.digital.prepare_batch(layer, t(secrets), message_room)
         with torch.inference_mode():
@@ -117,8 +117,4 @@ class AnalyticStages:
                     found = [r.level for r in layer.read(x, search=False)]
                 for i, level in zip(idx, found, strict=True):
                     levels[i] = level
-        size = layer.config.size
-        return [
-            (level, None if level is None else p.decoded(names.index(level), size))
-            for level, p in zip(levels, prepared, strict=True)
-        ]
+        return level_secrets(levels, prepared, layer.config)

@@ -55,6 +55,19 @@ class PreparedSecrets:
         return _decoded(self, level, size)
 
 
+def level_secrets(
+    levels: list[str | None], prepared: list[PreparedSecrets], config: DigitalConfig
+) -> list[tuple[str | None, list[np.ndarray] | None]]:
+    """Each image's verdict as the embed job's verify reports it: (the level that decodes, or None; that level's K
+    secrets (size, size, 3) uint8, its streams decoded). A level that decodes gives its streams' bytes exactly, so
+    its secrets are the prepared streams decoded."""
+    names = [lv.name for lv in config.levels]
+    return [
+        (level, None if level is None else p.decoded(names.index(level), config.size))
+        for level, p in zip(levels, prepared, strict=True)
+    ]
+
+
 @functools.lru_cache(maxsize=16)
 def _decoded(prepared: PreparedSecrets, level: int, size: int) -> list[np.ndarray]:
     return [decode_secret(s.codec, s.data, size) for s in prepared.streams[level]]
