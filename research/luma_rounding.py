@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.model import load_model
+from pipeline.model.digital import cpu_path
 from pipeline.model.digital import modulation as mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def main() -> None:
     rows = []
     for tol in TOLERANCES:
         hwc = written.permute(0, 2, 3, 1)
-        stored = hwc.round() if tol is None else mod.round_keeping_luma(hwc, tol).float()
+        stored = hwc.round() if tol is None else torch.from_numpy(cpu_path.round_keeping_luma(hwc.numpy(), tol)).float()
         stored = stored.permute(0, 3, 1, 2)
         flips = flipped_readings(layer, prepared, covers, stored)
         mse = ((stored - covers * 255) ** 2).mean((1, 2, 3))

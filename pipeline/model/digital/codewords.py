@@ -31,6 +31,9 @@ JPEG_LUMA_Q50 = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, as JPEG and WebP compute luma
+# Reading variance floor in steps^2: 8-bit rounding alone leaves (1/sqrt(12))^2 grey levels^2 per coefficient.
+MIN_SIGMA = 0.02
 # A level is decoded only where its readings carry at least this fraction of its code rate in information: below it
 # no decoder succeeds (the LDPC study's codes reach 86-99% of capacity), so an unmarked image, or a level a codec
 # destroyed, costs a moment instead of a failing decode.

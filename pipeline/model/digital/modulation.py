@@ -34,11 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.digital.codewords import BLOCK, JPEG_LUMA_Q50
-
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, as JPEG and WebP compute luma
-# Reading variance floor in steps^2: 8-bit rounding alone leaves (1/sqrt(12))^2 grey levels^2 per coefficient.
-MIN_SIGMA = 0.02
+from pipeline.model.digital.codewords import BLOCK, JPEG_LUMA_Q50, LUMA_WEIGHTS, MIN_SIGMA
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,32 +82,6 @@ def clip_keeping_luma(x: torch.Tensor, top: float = 1.0, dim: int = 1) -> torch.
     out = out.movedim(dim, -1).clone()
     out[outside] = fixed
     return out.movedim(-1, dim)
-
-
-# Rounding a pixel's channels up adds luma 0 (none), 0.114 (B), 0.299 (R), 0.413 (R, B), 0.587 (G), 0.701 (G, B),
-# 0.886 (R, G) or 1 (all): the k-th of these in order rounds R up when bit 1 of k is set, G bit 2, B bit 0. Between
-# consecutive ones, the midpoints.
-_LUMA_MIDPOINTS = (0.057, 0.2065, 0.356, 0.5, 0.644, 0.7935, 0.943)
-# Luma error (grey levels) under which plain rounding is kept (``research/luma_rounding.py``, 96 held-out crops):
-# the top level's readings flipped by storage were 12,104 with plain rounding, 1,418 with the luma rounding
-# everywhere and 1,455 with this tolerance, which costs 0.035 dB of cover PSNR where rounding everywhere cost 0.069.
-LUMA_ROUNDING_TOLERANCE = 0.2
-
-
-def round_keeping_luma(x: torch.Tensor, tolerance: float = LUMA_ROUNDING_TOLERANCE) -> torch.Tensor:
-    """(..., 3) RGB in grey levels within [0, 255] -> uint8: rounded to nearest where that moves the pixel's luma by
-    at most ``tolerance`` grey levels, elsewhere each channel rounded down or up so that the luma is nearest its
-    unrounded value (within 0.093). Plain rounding moves luma by up to 0.5 when the three channels share a
-    fractional part, as a luma change on an 8-bit cover makes them, and flips about 1% of the top level's readings
-    in a stego stored at the grid size."""
-    nearest = torch.round(x)
-    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype)
-    keep = ((nearest - x) * w).sum(-1, keepdim=True).abs() <= tolerance
-    low = torch.floor(x)
-    added = ((x - low) * w).sum(-1)
-    k = torch.bucketize(added, torch.tensor(_LUMA_MIDPOINTS, dtype=x.dtype))
-    ups = torch.stack(((k >> 1) & 1, (k >> 2) & 1, k & 1), dim=-1).to(x.dtype)
-    return torch.where(keep, nearest, low + ups).clamp(0, 255).to(torch.uint8)
 
 
 def block_dct(y: torch.Tensor) -> torch.Tensor:
