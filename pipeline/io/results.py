@@ -84,6 +84,12 @@ def new_row(**values: Any) -> dict[str, Any]:
     return row
 
 
+def warm_up() -> None:
+    """Convert one row now: pyarrow imports pandas (0.3-0.4 s, once per process) the first time it converts Python
+    rows, which a job would otherwise pay in its writer when its first shard ends."""
+    to_table([new_row()], {})
+
+
 def results_name(shard_name: str) -> str:
     return f"{shard_name}.parquet"
 

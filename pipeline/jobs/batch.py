@@ -331,7 +331,7 @@ def embed_batch(
 def no_network(engine: Engine, layers: str) -> bool:
     """The job writes the digital layer alone: ``--layers digital``, or a model whose analog share is 0 (the
     network's change scaled away). No network runs then."""
-    return engine.digital and (layers == "digital" or engine.digital_config.analog_gain == 0)
+    return engine.digital and engine.digital_config.writes_alone(layers)
 
 
 def verify_batch(
@@ -369,10 +369,7 @@ def verify_batch(
         pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
         for s in active:
             s.pending = pending
-        dt = time.perf_counter() - t0
-        for s in active:
-            s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / len(active)
-        return {"verify": dt}
+        return {"verify": _add_infer_ms(active, time.perf_counter() - t0)}
     found = None
     if engine.digital:
         b, k = len(active), active[0].secrets_n.shape[0]
@@ -382,10 +379,14 @@ def verify_batch(
             to_nchw(grid), covers, secrets_in.astype(np.float32) / 255, messages, message_room, lossless
         )
     _score(engine, active, back_n, found, per_image_metrics(back_n, covers_n)[1], size, layers)
-    dt = time.perf_counter() - t0
-    for s in active:
-        s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / len(active)
-    return {"verify": dt}
+    return {"verify": _add_infer_ms(active, time.perf_counter() - t0)}
+
+
+def _add_infer_ms(samples: Sequence[Sample], seconds: float) -> float:
+    """Add a batch's ``seconds`` to its samples' ``infer_ms``, shared out among them; returns ``seconds``."""
+    for s in samples:
+        s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * seconds / max(1, len(samples))
+    return seconds
 
 
 class PendingVerify:
@@ -403,11 +404,9 @@ class PendingVerify:
             t0 = time.perf_counter()
             samples = self._work()
             self._done = True
-            dt = time.perf_counter() - t0
             for s in samples:
-                s.row["infer_ms"] = (s.row.get("infer_ms") or 0.0) + 1000 * dt / max(1, len(samples))
                 s.pending = None
-            return dt
+            return _add_infer_ms(samples, time.perf_counter() - t0)
 
 
 def finish_pending(samples: Sequence[Sample]) -> float:
@@ -464,7 +463,8 @@ def _score(
 
 @functools.cache
 def _checks() -> ThreadPoolExecutor:
-    """The thread that runs ``verify_batch``'s digital checks beside its scoring (one per process)."""
+    """The threads that run ``verify_batch``'s digital checks beside its scoring (two, so that one batch's check
+    does its NumPy work while another waits on the LDPC decoder; one pool per process)."""
     return ThreadPoolExecutor(2, thread_name_prefix="digital-check")
 
 

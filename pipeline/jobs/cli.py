@@ -284,8 +284,7 @@ def run_job(
     else:
         model = load_job_model(kw["checkpoint"])
         check_model(model.config)
-        digital = model.config.digital
-        if digital.enabled and (kw["layers"] == "digital" or digital.analog_gain == 0) and kw["backend"] == "auto":
+        if model.config.digital.writes_alone(kw["layers"]) and kw["backend"] == "auto":
             # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
             kw["backend"] = "torch"
 

@@ -78,7 +78,7 @@ class EmbedJob(ShardJob):
             from pipeline.model.digital.channel import WORKER
 
             code = engine.cpu_digital.code
-            WORKER.start(tuple((code.slots(i), 8 * lv.payload) for i, lv in enumerate(code.config.levels)))
+            WORKER.start(tuple(code.code_shape(i) for i in range(len(code.config.levels))))
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
         check_secret_options(len(secrets), secret_exts, k)

@@ -33,6 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.io.listing import ShardRef
+from pipeline.io.results import warm_up
 from pipeline.io.tar_writer import TarShardWriter, remove_stale_partials
 from pipeline.jobs.batch import Sample, finish_pending
 from pipeline.jobs.common import ShardJob, ShardResult
@@ -168,9 +169,8 @@ class LocalRunner:
         """Process ``job.todo`` (call ``job.plan()`` first). Returns one ShardResult per shard; totals go to
         ``job.totals``. Raises when the job itself fails (engine error, bug); shard failures are only reported."""
         t0 = time.perf_counter()
-        # pyarrow imports pandas (0.3 s) the first time it converts Python rows: in the background, while the first
-        # batches run, instead of in the writer when the first shard ends.
-        threading.Thread(target=_warm_results_writer, name="warm-results", daemon=True).start()
+        # In the background, while the first batches run.
+        threading.Thread(target=warm_up, name="warm-results", daemon=True).start()
         p = _Pipeline(self.queue_depth)
         q_read, q_dec, q_inf, q_ver, q_enc = p.queues
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="codec")
@@ -307,12 +307,6 @@ class LocalRunner:
         if not any(f["shard"] == shard.name for f in job.totals.shards_failed):
             job.totals.shards_failed.append({"shard": shard.name, "error": message})
         return ShardResult(shard.name, failed=message)
-
-
-def _warm_results_writer() -> None:
-    from pipeline.io.results import new_row, to_table
-
-    to_table([new_row()], {})
 
 
 def shard_share(shard: ShardRef, samples: list[Sample]) -> float:

@@ -53,8 +53,7 @@ def network_free_model(checkpoint: str | None, layers: str, size: int) -> CardMo
         config = ModelConfig.from_dict(card["config"])
     except (CardError, OSError, KeyError, TypeError, ValueError):
         return None
-    digital = config.digital
-    if not digital.enabled or digital.size != size or not (layers == "digital" or digital.analog_gain == 0):
+    if config.digital.size != size or not config.digital.writes_alone(layers):
         return None
     return CardModel(path, card["sha256"], config, str(card.get("name") or path.stem))
 

@@ -120,8 +120,12 @@ class LayerCode:
     def slots(self, i: int) -> int:
         return self.grid_blocks**2 * len(self.config.levels[i].coeffs)
 
+    def code_shape(self, i: int) -> tuple[int, int]:
+        """Level ``i``'s code as (n, k): its slots, and its payload in bits."""
+        return self.slots(i), 8 * self.config.levels[i].payload
+
     def code(self, i: int):
-        return make_code(self.slots(i), 8 * self.config.levels[i].payload)
+        return make_code(*self.code_shape(i))
 
     # ----------------------------------------------------------------------------------------------- source coding
     def prepare(self, secrets: list[np.ndarray], message_room: int | None = None) -> PreparedSecrets:

@@ -110,6 +110,11 @@ class DigitalConfig:
     def blocks(self) -> int:
         return (self.size // 8) ** 2
 
+    def writes_alone(self, layers: str) -> bool:
+        """No network writes with it in an embed job run with ``--layers layers``: the layer is on, and the job asks
+        for it alone or the analog share is 0 (the network's change scaled away)."""
+        return self.enabled and (layers == "digital" or self.analog_gain == 0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
