@@ -27,7 +27,7 @@ from pipeline.core.metrics import psnr, ssim, to_255
 from pipeline.core.photos import validation_pairs
 from pipeline.io.photos import load_photos
 from pipeline.model import load_model, with_digital
-from pipeline.model.digital.modulation import JPEG_LUMA_Q50
+from pipeline.model.digital.codewords import JPEG_LUMA_Q50
 
 # (name, coefficients moved from `top` to `main`, `main`'s step as a multiple of the quality-50 table)
 VARIANTS = (("shipped", 0, None), ("main +5", 5, None), ("main +5, 1.6x", 5, 1.6), ("main +10, 1.6x", 10, 1.6))

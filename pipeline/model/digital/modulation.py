@@ -34,7 +34,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.model.digital.codewords import BLOCK, JPEG_LUMA_Q50, LUMA_WEIGHTS, MIN_SIGMA
+from pipeline.model.digital.codewords import BLOCK, LUMA_WEIGHTS, MIN_SIGMA, coefficient_positions
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,13 +98,8 @@ def block_idct(c: torch.Tensor) -> torch.Tensor:
 
 
 def coefficient_index(coeffs: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """Positions (u*8 + v) of ``coeffs`` in ``block_dct``'s last axis."""
-    return torch.tensor([u * BLOCK + v for u, v in coeffs], dtype=torch.long)
-
-
-def base_steps(coeffs: tuple[tuple[int, int], ...], multiple: float) -> torch.Tensor:
-    """(S,) quantiser steps in grey levels: ``multiple`` times JPEG's quality-50 table at each coefficient."""
-    return torch.tensor([multiple * JPEG_LUMA_Q50[u][v] for u, v in coeffs], dtype=torch.float32)
+    """Positions (u*8 + v) of ``coeffs`` in ``block_dct``'s last axis (``codewords.coefficient_positions``)."""
+    return torch.from_numpy(coefficient_positions(coeffs))
 
 
 def flat_blocks(y: torch.Tensor, flat_std: float) -> torch.Tensor:
