@@ -8,18 +8,12 @@ the two agree), without torch. Images are (B, N, N, 3) float32 grey levels, as t
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-
 import numpy as np
 
-from pipeline.model.digital.codewords import LayerCode, PreparedSecrets, level_secrets
+from pipeline.model.digital.codewords import LayerCode, PreparedCache, PreparedSecrets, level_secrets
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.cpu_path import CpuPath, clip_keeping_luma
 from pipeline.model.digital.keys import Key
-
-# Prepared secrets kept (a job has one set; per-sample secrets may bring a few more).
-PREPARED_CACHE = 8
 
 
 class CpuDigitalStage:
@@ -29,22 +23,12 @@ class CpuDigitalStage:
         self.config, self.key = config, key
         self.code = LayerCode(config, key)
         self.path = CpuPath(self.code)
-        self._prepared: OrderedDict[bytes, PreparedSecrets] = OrderedDict()
+        self._prepared = PreparedCache()
 
     def prepare(self, secrets: np.ndarray, message_room: int | None) -> PreparedSecrets:
         """One image's K secrets (K, N, N, 3) uint8, coded for every level (``LayerCode.prepare``), once per
         content."""
-        digest = hashlib.sha256(np.ascontiguousarray(secrets).tobytes())
-        digest.update(f"{self.key.key_id}/{message_room}".encode())
-        tag = digest.digest()
-        if tag in self._prepared:
-            self._prepared.move_to_end(tag)
-            return self._prepared[tag]
-        prepared = self.code.prepare(list(secrets), message_room)
-        self._prepared[tag] = prepared
-        while len(self._prepared) > PREPARED_CACHE:
-            self._prepared.popitem(last=False)
-        return prepared
+        return self._prepared.get(self.code, list(secrets), message_room)
 
     def groups(
         self, secrets: list[np.ndarray], message_room: int | None

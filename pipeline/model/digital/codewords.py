@@ -9,6 +9,9 @@ in NumPy, ``layer.py`` in torch for training, evaluation and reading.
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,3 +184,26 @@ class LayerCode:
             for j, got, expected in zip(tried, bits, sent, strict=True):
                 out[j] = bool(np.array_equal(np.asarray(got, dtype=np.uint8), expected))
         return out
+
+
+class PreparedCache:
+    """The secrets' coding (``LayerCode.prepare``) by content, the last ``size`` sets kept: a job codes its shared
+    secrets once (per-sample secrets, or an API that alternates a few, bring more)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._kept: OrderedDict[bytes, PreparedSecrets] = OrderedDict()
+
+    def get(self, code: LayerCode, secrets: Sequence[np.ndarray], message_room: int | None) -> PreparedSecrets:
+        """One image's K secrets ((N, N, 3) uint8 each), coded for every level of ``code``."""
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(s).tobytes() for s in secrets))
+        digest.update(f"{code.key.key_id}/{message_room}".encode())
+        tag = digest.digest()
+        if tag in self._kept:
+            self._kept.move_to_end(tag)
+            return self._kept[tag]
+        prepared = code.prepare(list(secrets), message_room)
+        self._kept[tag] = prepared
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return prepared

@@ -11,7 +11,6 @@ and the analog one where none did (``choose``).
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,14 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.model.digital import modulation as mod
-from pipeline.model.digital.codewords import ANALOG
+from pipeline.model.digital.codewords import ANALOG, PreparedCache
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.keys import Key, resolve_key
 from pipeline.model.digital.layer import DigitalLayer, DigitalReading, PreparedSecrets
 from pipeline.model.digital.sync import resize_to
-
-# Prepared secrets kept per part (a job has one set; the API may alternate a few).
-PREPARED_CACHE = 8
 
 
 def _hwc_images(img: torch.Tensor, channels: int) -> list[np.ndarray]:
@@ -68,7 +64,7 @@ class DigitalPart:
     config: DigitalConfig
     channels: int = 3
     _layers: dict[str, DigitalLayer] = field(default_factory=dict, repr=False)
-    _prepared: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _prepared: PreparedCache = field(default_factory=PreparedCache, repr=False)
 
     def layer(self, key: Key | None = None) -> DigitalLayer:
         """The layer of ``key`` (``keys.resolve_key``: the environment's key or the public key when None)."""
@@ -79,17 +75,7 @@ class DigitalPart:
 
     def prepare(self, layer: DigitalLayer, secrets: list[np.ndarray], message_room: int | None) -> PreparedSecrets:
         """``layer.prepare`` of one image's K secrets, cached by their bytes (a job codes its shared secrets once)."""
-        digest = hashlib.sha256(b"".join(s.tobytes() for s in secrets))
-        digest.update(f"{layer.key.key_id}/{message_room}".encode())
-        tag = digest.hexdigest()
-        if tag in self._prepared:
-            self._prepared.move_to_end(tag)
-            return self._prepared[tag]
-        prepared = layer.prepare(secrets, message_room)
-        self._prepared[tag] = prepared
-        while len(self._prepared) > PREPARED_CACHE:
-            self._prepared.popitem(last=False)
-        return prepared
+        return self._prepared.get(layer, secrets, message_room)
 
     def prepare_batch(
         self, layer: DigitalLayer, secrets: torch.Tensor, message_room: int | None
