@@ -93,10 +93,10 @@ class _Streams:
         return self._cache[key]
 
 
-def _save(img: Image.Image, codec: str, quality: int, streams: _Streams | None = None) -> bytes:
+def _save(img: Image.Image, codec: str, quality: int, streams: _Streams) -> bytes:
     buf = io.BytesIO()
     if codec == "vp8":
-        data = streams.save(img, "webp", quality) if streams is not None else _save(img, "webp", quality)
+        data = streams.save(img, "webp", quality)  # the WebP file of the same quality, written once
         if data[12:16] != b"VP8 ":  # Pillow wrote an extended file: keep it whole (never seen for RGB)
             raise SourceCodingError("libwebp wrote an extended WebP file where a simple one was expected")
         (size,) = struct.unpack("<I", data[16:20])
