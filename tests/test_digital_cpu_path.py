@@ -89,3 +89,92 @@ def test_clipping_agrees_and_rounding_keeps_luma(scale):
     np.testing.assert_allclose(clipped, ref, atol=1e-3)
     rounded = cp.round_keeping_luma(clipped)
     assert np.abs(cp.luma(rounded.astype(np.float32) - clipped)).max() <= 0.5 + 1e-4
+
+
+def _flipped_blocks(path: cp.CpuPath, stored: np.ndarray, prepared, messages, active) -> np.ndarray:
+    """(B, h, w) bool: blocks where a hard reading of some level differs from its codeword bit."""
+    c = cp.block_dct(cp.luma(stored.astype(np.float32)))
+    out = np.zeros(active.shape, bool)
+    for i in range(len(path.config.levels)):
+        want = path._want(prepared, i, messages).astype(bool)
+        out |= (path._flipped(c, i, want) & active[..., None]).any(-1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("contrast", "min_flipped", "max_db"),
+    [(1.0, 5, 0.02), (1.5, 100, 0.75)],  # the photos as they are; blown highlights and crushed shadows
+)
+def test_settle_rewrites_the_blocks_storage_flipped_until_every_reading_holds(contrast, min_flipped, max_db):
+    layer, prepared, _, _, _ = written()
+    photos = np.stack(sample_photos()[1:]).astype(np.float32)
+    covers = np.clip((photos - 80) * contrast + 80, 0, 255)
+    messages = [f"img-{i}".encode() for i in range(len(covers))]
+    path = cp.CpuPath(layer)
+    active = path.active_blocks(covers)
+    stored = cp.round_keeping_luma(cp.clip_keeping_luma(path.embed(covers, covers, prepared, messages)))
+    flipped = _flipped_blocks(path, stored, prepared, messages, active)
+    assert flipped.sum() >= min_flipped  # the clip took back enough of the change to flip readings
+    before = stored.copy()
+    intact = path.settle(stored, prepared, messages, active)
+    assert intact.all()
+    assert not _flipped_blocks(path, stored, prepared, messages, active).any()
+    changed = (stored != before).any(-1).reshape(len(covers), 32, 8, 32, 8).any((2, 4))
+    assert changed.any() and not (changed & ~flipped).any()  # only the flipped blocks were rewritten
+    cover = np.rint(covers)
+    for a, b, c in zip(before, stored, cover, strict=True):  # what the rewrite costs the cover
+        assert 10 * np.log10(np.mean((b - c) ** 2) / np.mean((a - c) ** 2)) < max_db
+    with torch.inference_mode():  # the check and a reader agree on the settled stegos
+        x = torch.from_numpy(stored.astype(np.float32)).permute(0, 3, 1, 2) / 255
+        c = torch.from_numpy(covers).permute(0, 3, 1, 2) / 255
+        read = [r.level for r in layer.read(x)]
+        assert layer.written_levels(x, c, prepared, messages) == read and read.count("top") >= 2
+
+
+def test_exact_readings_are_no_decode_where_a_smooth_cover_left_too_few_blocks():
+    """The third sample photo is smooth: its top level's written readings are all exact, yet they are fewer than
+    its payload's bits, and a reader cannot decode it. The check says what the reader reads."""
+    layer, prepared, covers, _, stegos = written()
+    messages = [f"img-{i}".encode() for i in range(len(covers))]
+    path = cp.CpuPath(layer)
+    stegos = stegos.copy()
+    assert path.settle(stegos, prepared, messages, path.active_blocks(covers)).all()  # every written reading exact
+    written_blocks = path.active_blocks(covers).reshape(len(covers), -1).sum(1)
+    top = len(layer.config.levels) - 1
+    assert not layer.can_decode(top, written_blocks)[2] and layer.sure_when_exact(top, written_blocks)[:2].all()
+    with torch.inference_mode():
+        x = torch.from_numpy(stegos.astype(np.float32)).permute(0, 3, 1, 2) / 255
+        read = [r.level for r in layer.read(x)]
+    assert read[2] != "top"
+    by_torch, by_numpy = _levels(layer, prepared, covers, stegos, messages)
+    assert by_numpy == by_torch == read
+
+
+def test_settle_reports_what_it_could_not_fix_and_the_check_reads_those_again():
+    layer, prepared, _, _, _ = written()
+    photos = np.stack(sample_photos()[1:]).astype(np.float32)
+    covers = np.clip((photos - 80) * 1.5 + 80, 0, 255)
+    path = cp.CpuPath(layer)
+    active = path.active_blocks(covers)
+    stored = cp.round_keeping_luma(cp.clip_keeping_luma(path.embed(covers, covers, prepared, [None] * 3)))
+    intact = path.settle(stored.copy(), prepared, None, active, rounds=0)
+    assert not intact.all()  # nothing rewritten: the flipped stegos are reported, not assumed intact
+    assert intact.tolist() == [not f.any() for f in _flipped_blocks(path, stored, prepared, [None] * 3, active)]
+    with pytest.raises(ValueError, match="contiguous uint8"):
+        path.settle(stored.astype(np.float32), prepared, None, active)
+
+
+def test_the_erasure_table_is_the_studys_and_covers_every_shipped_code():
+    """``ERASURE_NEED`` is what ``research/erasure_need.py`` measured, and every level of the shipped models has an
+    entry (a code without one is always decoded: correct, but the check's shortcut is lost)."""
+    import json
+    from pathlib import Path
+
+    from pipeline.model.checkpoint import load_model
+    from pipeline.model.digital.codewords import ERASURE_NEED, LayerCode
+
+    study = json.loads((Path(__file__).resolve().parents[1] / "docs/evaluation/erasure_need.json").read_text())
+    assert {(r["n"], r["k"]): r["need"] for r in study["codes"]} == ERASURE_NEED
+    for name in ("k1", "k2"):
+        code = LayerCode(load_model(name).config.digital)
+        assert all(code.code_shape(i) in ERASURE_NEED for i in range(len(code.config.levels)))

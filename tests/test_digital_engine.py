@@ -83,8 +83,9 @@ def test_the_default_embed_job_at_the_grid_size_never_imports_torch(tmp_path: Pa
     assert manifest["engine"]["backend"] == "torch" and manifest["model"]["name"] == "k1", manifest["engine"]
 
 
-def test_an_image_no_level_reads_loads_the_network(tmp_path: Path) -> None:
-    """The engine's reveal (the rare image no level reads) loads the torch engine of the same weights."""
+def test_the_network_loads_on_first_use(tmp_path: Path) -> None:
+    """The engine's network (an API caller's reveal; the jobs never reveal with a network that wrote nothing) is the
+    torch engine of the same weights, loaded on first use."""
     from pipeline.runtime.digital_engine import DigitalEngine
 
     engine = DigitalEngine(network_free_model(None, "all", 256), 256)

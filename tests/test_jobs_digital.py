@@ -132,4 +132,23 @@ def test_a_wrong_key_reads_no_mark_and_no_message(embedded, tmp_path) -> None:
     run(job_args("extract", out, got, "k1", 256, "--reference", secret, "--key-file", other))
     table = rows(got / "shard-000000.parquet")
     assert not any(r["marked"] for r in table) and all(r["message"] is None for r in table)
-    assert all(r["layer"] == "analog" for r in table)
+    assert all(r["layer"] is None for r in table)  # and the analog path, with a share of 0, carries nothing
+
+
+def test_stegos_stored_at_the_grid_size_read_as_verified_where_the_clip_bit(tmp_path) -> None:
+    """Covers at the grid size with blown highlights and crushed shadows: storage's clip would flip readings, the
+    job rewrites those blocks (``CpuPath.settle``) and its check shares that reading. Extract finds what the embed
+    rows report."""
+    shards, secret, key = tmp_path / "in", tmp_path / "secret.png", tmp_path / "job.key"
+    photos = [np.clip((p.astype(np.float32) - 80) * 1.5 + 80, 0, 255).astype(np.uint8) for p in sample_photos()[:3]]
+    make_tar(shards / "shard-000000.tar", [(f"hard{i}.png", png_bytes(p)) for i, p in enumerate(photos)])
+    secret.write_bytes(png_bytes(sample_photos()[3]))
+    run(["keygen", str(key)])
+    out, got = tmp_path / "out", tmp_path / "revealed"
+    run(job_args("embed", shards, out, "k1", 256, "--secret", secret, "--key-file", key, "--message", "{key}"))
+    run(job_args("extract", out, got, "k1", 256, "--reference", secret, "--key-file", key))
+    sent = {r["key"]: r for r in rows(out / "shard-000000.parquet")}
+    assert all(r["layer"] == "top" and r["message"] == r["key"] for r in sent.values())
+    for r in rows(got / "shard-000000.parquet"):
+        assert r["layer"] == "top" and r["message"] == r["key"]
+        assert r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)

@@ -13,9 +13,10 @@ def psnr_from_mse(m: Any, data_range: float = 255.0) -> Any:
     """PSNR in dB of mean squared errors on a ``data_range`` scale: 10 log10(range^2 / MSE), +inf where the MSE is 0.
 
     Takes a tensor (kept on its device and dtype, differentiable), a NumPy array or a float (float64 results)."""
-    torch = sys.modules.get("torch")  # a tensor means torch is imported; never import it here
-    if torch is not None and isinstance(m, torch.Tensor):
-        return 10 * torch.log10(data_range**2 / m)
+    # A tensor means torch is imported; never import it here, nor touch the module unless handed a tensor (another
+    # thread may be importing it: a half-initialised module has no ``Tensor`` yet).
+    if type(m).__module__.startswith("torch"):
+        return 10 * sys.modules["torch"].log10(data_range**2 / m)
     with np.errstate(divide="ignore"):
         return 10 * np.log10(data_range**2 / np.asarray(m, dtype=np.float64))
 

@@ -110,6 +110,8 @@ class Sample:
         outputs: (member name, bytes) to write into the output shard.
         message: the per-image message the digital layer carries (embed with ``--message``).
         pending: the batch's verification still running (``verify_batch``), finished before the sample is encoded.
+        intact: the stego was stored at the grid size and read there with its top level intact
+            (``CpuDigitalStage.settle``): verify does not read it again.
     """
 
     key: str
@@ -125,6 +127,7 @@ class Sample:
     outputs: list[tuple[str, bytes]] = field(default_factory=list)
     message: bytes | None = None
     pending: PendingVerify | None = None
+    intact: bool = False
 
     @property
     def active(self) -> bool:
@@ -299,14 +302,13 @@ def embed_batch(
         written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room)
         t2 = time.perf_counter()
         at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
-        stored = dict(zip(at_n, store_at_n(written[at_n]), strict=True)) if at_n else {}  # the batch at once
+        stored = store_at_n(written[at_n]) if at_n else None  # the batch at once
+        sse = {}
         for i, (s, x) in enumerate(zip(active, written, strict=True)):
-            if i in stored:
-                s.result = stored[i]
-                sse = squared_error(s.result, s.image.rgb)
-            else:
-                s.result, sse = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
-            s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
+            if i not in at_n:
+                s.result, sse[i] = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
+        if stored is not None:
+            _settle(engine, [active[i] for i in at_n], stored, _pick(messages, at_n), message_room)
     else:
         secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
         k = secrets_n.shape[1]
@@ -318,14 +320,46 @@ def embed_batch(
         if engine.digital:
             stego_n = engine.stages.write_digital(cover_in, stego_n, secrets_in, messages, message_room)
         t2 = time.perf_counter()
-        for s, sn in zip(active, stego_n, strict=True):
-            s.result, sse = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
-            s.row["psnr_cover"] = float(psnr_from_mse(sse / s.result.size))
+        sse = {}
+        for i, (s, sn) in enumerate(zip(active, stego_n, strict=True)):
+            s.result, sse[i] = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
+        at_n = [i for i, s in enumerate(active) if s.result.shape[:2] == (size, size)]
+        if engine.digital and at_n and size == engine.digital_config.size:
+            stored = np.stack([active[i].result for i in at_n])
+            _settle(engine, [active[i] for i in at_n], stored, _pick(messages, at_n), message_room)
+            for i in at_n:
+                del sse[i]
+    for i, s in enumerate(active):  # a settled stego's from its stored pixels
+        err = sse[i] if i in sse else squared_error(s.result, s.image.rgb)
+        s.row["psnr_cover"] = float(psnr_from_mse(err / s.result.size))
+    if engine.digital and not all(s.intact for s in active):  # its check will read some, and may decode
+        engine.cpu_digital.start_decoder()
     t3 = time.perf_counter()
     for s in active:
         s.row["infer_ms"] = 1000 * (t3 - t0) / b
     times.update(preprocess=t1 - t0, embed=t2 - t1, compose=t3 - t2)
     return times
+
+
+def _pick(messages: list[bytes | None] | None, idx: list[int]) -> list[bytes | None] | None:
+    return None if messages is None else [messages[i] for i in idx]
+
+
+def _settle(
+    engine: Engine,
+    samples: Sequence[Sample],
+    stored: np.ndarray,
+    messages: list[bytes | None] | None,
+    message_room: int | None,
+) -> None:
+    """Rewrite the blocks of ``samples``' stegos stored at the grid size, ``stored`` (B, N, N, 3) uint8, where the
+    clip or rounding flipped a reading of the digital layer (``CpuDigitalStage.settle``): each sample's ``result``
+    becomes its settled stego and ``intact`` its reading. The job's stegos then read every codeword as written, and
+    their check decodes nothing."""
+    covers = np.stack([s.cover_f for s in samples])
+    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], messages, message_room)
+    for s, x, ok in zip(samples, stored, intact, strict=True):
+        s.result, s.intact = x, bool(ok)
 
 
 def no_network(engine: Engine, layers: str) -> bool:
@@ -364,7 +398,8 @@ def verify_batch(
     if engine.digital and lossless and size == engine.digital_config.size:  # read where it was written: NumPy
         covers_f = np.stack([s.cover_f for s in active])
         secrets = [s.secrets_n for s in active]
-        check = _checks().submit(engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room)
+        intact = np.array([s.intact for s in active])
+        check = _checks().submit(engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact)
         ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
         pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
         for s in active:
@@ -438,14 +473,15 @@ def _score(
     # Images whose secrets and revealed secrets are the same arrays as another's (a level's decoded streams of the
     # job's shared secrets) have that image's figures: scored once.
     shared: dict[int, tuple[int, int]] = {}
+    alone = no_network(engine, layers)  # the network wrote nothing (--layers digital, or an analog share of 0)
     if found is not None:
         analog = [i for i, (level, _) in enumerate(found) if level is None]
         for i, (level, images) in enumerate(found):
-            active[i].row["layer"] = level or (ANALOG if layers == "all" else None)
+            active[i].row["layer"] = level or (None if alone else ANALOG)
             if images is not None:
                 revealed_u8[i] = np.stack(images)
                 shared[i] = (id(images), id(active[i].secrets_n))
-        if layers == "digital":  # no analog path to fall back on: an image no level reads has no secret figures
+        if alone:  # no analog path was written: an image no level reads has no secret (and no figures)
             revealed_u8[analog] = 0
             lost, analog = analog, []
     if analog:
@@ -494,7 +530,8 @@ def reveal_batch(
 
     Args:
         references: (K, N, N, 3) uint8 originals to score against, or None.
-        layers: "digital": read the digital layer alone (no network runs; an image no level reads reveals black).
+        layers: "digital": read the digital layer alone (no network runs; an image no level reads reveals black, as
+            with a model whose analog share is 0: its network wrote nothing to reveal).
     Sets ``sample.result`` to (K, N, N, 3) uint8, and the row's ``mark_score`` (the engine's detection score) and
     ``marked`` (the score against the model's calibrated threshold; with the digital layer: a level's CRC passed).
     The image goes to the engine as it is (no un-flipping here): the model's mirror sync (or the digital layer's
@@ -583,7 +620,9 @@ def _reveal_digital(
     )
     moved = np.array([r.aligned is not None for r in readings])
     # The network reveals only the images no level decoded: elsewhere ``choose`` takes the level's secret.
-    undecoded = np.array([r.secrets is None for r in readings]) & (layers == "all")
+    # A model whose network wrote nothing (an analog share of 0, or --layers digital) has no analog secret to give.
+    alone = engine.digital_config.writes_alone(layers)
+    undecoded = np.array([r.secrets is None for r in readings]) & (not alone)
     analog = np.zeros((len(active), 3 * engine.info.num_secrets, size, size), np.float32)
     if (undecoded & moved).any():
         analog[undecoded & moved] = engine.reveal(inputs[undecoded & moved], aligned=True)
@@ -594,7 +633,7 @@ def _reveal_digital(
     for i, (s, reading) in enumerate(zip(active, readings, strict=True)):
         chosen = engine.stages.digital.choose(reading, torch.from_numpy(analog[i]))
         out[i] = chosen.secrets.numpy()
-        layer = chosen.layer if layers == "all" or chosen.layer != ANALOG else None
+        layer = None if alone and chosen.layer == ANALOG else chosen.layer
         s.row.update(layer=layer, marked=chosen.marked, key_id=key_id)
         s.row.update({f"level_{name}": ok for name, ok in chosen.levels.items()})
         if chosen.message is not None:

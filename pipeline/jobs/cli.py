@@ -285,7 +285,8 @@ def run_job(
         model = load_job_model(kw["checkpoint"])
         check_model(model.config)
         if model.config.digital.writes_alone(kw["layers"]) and kw["backend"] == "auto":
-            # The network writes nothing: no engine to build; the torch model reveals the rare image no level reads.
+            # The network writes nothing: no engine to build; the torch model serves a full-size compose or a lossy
+            # output's check.
             kw["backend"] = "torch"
 
     from pipeline.io.decode import make_decoder

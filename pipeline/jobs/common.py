@@ -92,6 +92,7 @@ class Totals:
     members_skipped: int = 0
     images_marked: int = 0
     images_unmarked: int = 0
+    images_unread: int = 0  # digital-layer images that no level reads and no analog path carries: no secret
     seconds: float = 0.0
     psnr_cover: list[float] = field(default_factory=list)
     psnr_secret: list[float] = field(default_factory=list)
@@ -104,6 +105,7 @@ class Totals:
                 if r.get("marked") is not None:
                     self.images_marked += bool(r["marked"])
                     self.images_unmarked += not r["marked"]
+                self.images_unread += r.get("key_id") is not None and r.get("layer") is None
                 for name in ("psnr_cover", "psnr_secret"):
                     if r[name] is not None and math.isfinite(r[name]):
                         getattr(self, name).append(r[name])
@@ -458,6 +460,8 @@ class ShardJob:
             metrics.append(f"mean psnr_cover {d['psnr_cover']:.2f} dB")
         if d["psnr_secret"] is not None:
             metrics.append(f"mean psnr_secret {d['psnr_secret']:.2f} dB")
+        if t.images_unread:
+            metrics.append(f"{t.images_unread} with no level read (no secret, left out of the mean)")
         if t.images_marked or t.images_unmarked:
             metrics.append(f"{t.images_marked} marked, {t.images_unmarked} unmarked")
         if metrics:

@@ -74,11 +74,6 @@ class EmbedJob(ShardJob):
             )
         self.messages = messages
         self.message_room = messages.max_bytes if messages is not None else None
-        if engine.digital:  # verify decodes levels that 8-bit storage left a few errors in: start the worker now
-            from pipeline.model.digital.channel import WORKER
-
-            code = engine.cpu_digital.code
-            WORKER.start(tuple(code.code_shape(i) for i in range(len(code.config.levels))))
         k = engine.info.num_secrets
         secrets, secret_exts = list(secrets or []), [e.lower().lstrip(".") for e in secret_exts or []]
         check_secret_options(len(secrets), secret_exts, k)

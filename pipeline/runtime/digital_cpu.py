@@ -65,6 +65,37 @@ class CpuDigitalStage:
             out[idx] = self.path.embed(part, part, prepared, msg)
         return clip_keeping_luma(out)
 
+    def start_decoder(self) -> None:
+        """Start the LDPC decoding worker, with this layer's codes built, ahead of a check that may need it: one
+        that reads a stego ``settle`` did not find intact (``channel.DecodeWorker``: an interpreter of its own,
+        a fraction of a second of start-up that a job whose stegos all settle never spends)."""
+        from pipeline.model.digital.channel import WORKER
+
+        WORKER.start(tuple(self.code.code_shape(i) for i in range(len(self.config.levels))))
+
+    def settle(
+        self,
+        stored: np.ndarray,
+        cover: np.ndarray,
+        secrets: list[np.ndarray],
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+    ) -> np.ndarray:
+        """Stegos stored at the grid size (B, N, N, 3) uint8, rewritten in place where storage flipped a reading
+        (``CpuPath.settle``) -> (B,) bool: each reads its top level intact as stored (every written reading exact,
+        and enough of them for its code: ``LayerCode.sure_when_exact``)."""
+        messages = messages if messages is not None else [None] * len(stored)
+        _, groups = self.groups(secrets, message_room)
+        active = self.path.active_blocks(cover)
+        top = len(self.config.levels) - 1
+        intact = self.code.sure_when_exact(top, active.reshape(len(stored), -1).sum(1))
+        for prepared, idx in groups:
+            part = stored if len(groups) == 1 else np.ascontiguousarray(stored[idx])
+            intact[idx] &= self.path.settle(part, prepared, [messages[i] for i in idx], active[idx])
+            if len(groups) > 1:
+                stored[idx] = part
+        return intact
+
     def verify(
         self,
         stego: np.ndarray,
@@ -72,15 +103,21 @@ class CpuDigitalStage:
         secrets: list[np.ndarray],
         messages: list[bytes | None] | None,
         message_room: int | None,
+        intact: np.ndarray | None = None,
     ) -> list[tuple[str | None, list[np.ndarray] | None]]:
         """What a receiver reads from each lossless stego (B, N, N, 3) float32 grey levels, as stored and back on
         the grid: (the most detailed level that decodes, or None; its K secrets (N, N, 3) uint8), as
-        ``AnalyticStages.verify_digital``."""
+        ``AnalyticStages.verify_digital``. ``intact``: (B,) bool, the stegos ``settle`` read intact as stored, which
+        are not read again."""
         messages = messages if messages is not None else [None] * len(stego)
         each, groups = self.groups(secrets, message_room)
-        levels: list[str | None] = [None] * len(stego)
+        known = np.zeros(len(stego), bool) if intact is None else intact
+        levels: list[str | None] = [self.config.levels[-1].name if k else None for k in known]
         active = self.path.active_blocks(cover)
         for prepared, idx in groups:
+            idx = [i for i in idx if not known[i]]
+            if not idx:
+                continue
             found = self.path.written_levels(stego[idx], cover[idx], prepared, [messages[i] for i in idx], active[idx])
             for i, level in zip(idx, found, strict=True):
                 levels[i] = level

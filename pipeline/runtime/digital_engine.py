@@ -4,9 +4,9 @@ needs the network.
 The shipped models write the digital layer alone (their analog share is 0), and ``--layers digital`` asks for it
 with any model that has the layer. Such a job's engine needs the layer's configuration and key, not the network:
 the model's card (``pipeline/weights/sris_fast.json`` beside ``sris_fast.pt``) holds the configuration, and the
-weights' sha256 is checked against it as ``load_model`` checks it. The network (the torch engine, loaded on first
-use) reveals only the rare image no level of the layer reads, and serves anything else asked of it (a lossy
-output's check reads with the torch reader). Importing torch and loading the model were 1.5 s of a 256 px job's
+weights' sha256 is checked against it as ``load_model`` checks it. The torch engine, loaded on first use, serves
+what the NumPy layer does not (a full-size compose, a lossy output's check with the torch reader); the jobs never
+ask it to reveal, as the network wrote nothing. Importing torch and loading the model were 1.5 s of a 256 px job's
 start on a 2-core CPU.
 """
 

@@ -320,6 +320,7 @@ class DecodeWorkers:
 
     def __init__(self) -> None:
         self._workers: list[DecodeWorker] | None = None
+        self._started = False
         self._free: queue.Queue[DecodeWorker] = queue.Queue()
         self._lock = threading.Lock()
 
@@ -342,7 +343,10 @@ class DecodeWorkers:
 
     def start(self, codes: tuple[tuple[int, int], ...] = ()) -> None:
         """Start the workers now (each takes a fraction of a second to import), ``codes`` built in each
-        (``DecodeWorker.start``)."""
+        (``DecodeWorker.start``); once: a later call returns at once (a worker's lock is held while it decodes)."""
+        if self._started:
+            return
+        self._started = True
         for w in self._pool():
             w.start(codes)
 

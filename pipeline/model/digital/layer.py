@@ -127,34 +127,45 @@ class DigitalLayer(LayerCode):
         messages: list[bytes | None] | None = None,
     ) -> list[str | None]:
         """The most detailed level each stego (B, 3, N, N), read exactly where it was written, carries intact (None:
-        not even the base level): the embed job's verification, cheap where the channel is lossless. A level whose
-        hard readings equal its codeword on every slot of the blocks the cover left active is intact without
-        decoding; one with errors (8-bit rounding and clipping leave the top level's small steps about 2% of them)
-        is decoded from its soft readings, and intact when the decoder gives back exactly the bits written."""
+        not even the base level): the embed job's verification, cheap where the channel is lossless.
+
+        A level whose hard readings equal its codeword on every slot of the blocks the cover left active is intact
+        without decoding where those slots are enough for its code (``LayerCode.sure_when_exact``: a smooth cover
+        leaves so few that exact readings still do not decode). Otherwise, where it has at least one written slot
+        per payload bit, it is decoded from its soft readings weighed as a reader weighs them (``reader_prior``),
+        and intact when the decoder gives back exactly the bits written."""
         b = stego.shape[0]
         messages = messages or [None] * b
-        c = mod.block_dct(mod.luma(stego * 255))
+        y = mod.luma(stego * 255)
+        c = mod.block_dct(y)
         active = self.active_blocks(cover)
+        written = active.flatten(1).sum(1).numpy()
+        prior = self.reader_prior(y)
         g = self.grid_blocks
+        phases = [
+            mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
+            for i, lv in enumerate(self.config.levels)
+        ]
         best: list[str | None] = [None] * b
-        for i, lv in enumerate(self.config.levels):
-            e = mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
+        for i, (lv, e) in enumerate(zip(self.config.levels, phases, strict=True)):
             read = ((e > 0.25) & (e < 0.75)).to(torch.uint8)
             want = torch.from_numpy(self.slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
-            errors = ((read != want) & active[..., None]).flatten(1).sum(1)
-            with_errors = [j for j in range(b) if errors[j] > 0]
-            decoded = self._decode_to(i, e[with_errors], active[with_errors], want[with_errors]) if with_errors else []
-            intact = dict(zip(with_errors, decoded, strict=True))
+            exact = (((read != want) & active[..., None]).flatten(1).sum(1) == 0).numpy()
+            intact = exact & self.sure_when_exact(i, written)
+            tried = np.flatnonzero(~intact & self.can_decode(i, written)).tolist()
+            if tried:  # read as a reader reads: every level's phases weigh the blocks
+                llrs, _ = mod.soft_read([p[tried] for p in phases], prior[tried])
+                slot_llr, bits = llrs[i].flatten(1).double().numpy(), want[tried].flatten(1).numpy()
+                intact[tried] = self.decodes_to(i, slot_llr, bits)
             for j in range(b):
-                if intact.get(j, True):
+                if intact[j]:
                     best[j] = lv.name
         return best
 
-    def _decode_to(self, i: int, e: torch.Tensor, active: torch.Tensor, want: torch.Tensor) -> list[bool]:
-        """Whether each image's level-``i`` soft readings ``e`` (B, h, w, S), with its written blocks known, decode to
-        its slot bits ``want`` (B, h, w, S) (``LayerCode.decodes_to``)."""
-        llrs, _ = mod.soft_read([e], active.float())
-        return self.decodes_to(i, llrs[0].flatten(1).double().numpy(), want.flatten(1).numpy())
+    def reader_prior(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, N, N) luma in grey levels -> (B, N/8, N/8): the reader's prior that each block carries the code,
+        from its deviation in the image received (flat blocks were left unwritten; writing raises a deviation)."""
+        return torch.sigmoid((mod.block_std(y) - self.config.reader_flat_std) / 0.5)
 
     # ------------------------------------------------------------------------------------------------------ read
     def read(
@@ -236,8 +247,7 @@ class DigitalLayer(LayerCode):
         for i, lv in enumerate(self.config.levels):
             idx = mod.coefficient_index(lv.coeffs)
             phases.append(mod.lattice_phase(c[..., idx], self.dither(i), self.steps(i)))
-        sd = mod.block_std(y)
-        prior = torch.sigmoid((sd - self.config.reader_flat_std) / 0.5) * inside.float()
+        prior = self.reader_prior(y) * inside.float()
         llrs, _ = mod.soft_read(phases, prior)
         levels, best = [], None
         gate = _z(phases[0][0], prior[0]) >= Z_GATE
