@@ -96,10 +96,11 @@ def hard_bits(e: np.ndarray) -> np.ndarray:
 
 def clip_keeping_luma(x: np.ndarray, top: float = 255.0) -> np.ndarray:
     """(..., 3) RGB clipped to [0, ``top``], the luma a clipped channel loses put back on the pixel's other channels
-    as far as they have room (``modulation.clip_keeping_luma``)."""
-    out = np.clip(x, 0, top)
+    as far as they have room (``modulation.clip_keeping_luma``). Values already within range come back as they are
+    (the same array: a stored stego is clipped once more on its way, at no cost)."""
     if x.size == 0 or (x.min() >= 0 and x.max() <= top):
-        return out
+        return x
+    out = np.clip(x, 0, top)
     bad = (x < 0) | (x > top)
     outside = bad[..., 0] | bad[..., 1] | bad[..., 2]  # numpy's any() over an axis of 3 is ten times slower
     moved = x[outside]  # (P, 3)
@@ -323,7 +324,7 @@ class CpuPath:
             errors = (hard_bits(e) != want.astype(bool)) & on[undecided][..., None]
             count = errors.reshape(len(undecided), -1).sum(1)
             intact = (count == 0) & self.code.sure_when_exact(i, written[undecided])
-            tried = np.flatnonzero(~intact & self.code.can_decode(i, written[undecided]))
+            tried = np.flatnonzero(~intact & self.code.may_decode(i, written[undecided]))
             if len(tried):  # read as a reader reads: every level's phases weigh the blocks
                 prior = self.reader_prior(y) if prior is None else prior
                 picked = undecided[tried]

@@ -131,9 +131,9 @@ class DigitalLayer(LayerCode):
 
         A level whose hard readings equal its codeword on every slot of the blocks the cover left active is intact
         without decoding where those slots are enough for its code (``LayerCode.sure_when_exact``: a smooth cover
-        leaves so few that exact readings still do not decode). Otherwise, where it has at least one written slot
-        per payload bit, it is decoded from its soft readings weighed as a reader weighs them (``reader_prior``),
-        and intact when the decoder gives back exactly the bits written."""
+        leaves so few that exact readings still do not decode). Otherwise, where it has the written slots to have a
+        chance (``LayerCode.may_decode``), it is decoded from its soft readings weighed as a reader weighs them
+        (``reader_prior``), and intact when the decoder gives back exactly the bits written."""
         b = stego.shape[0]
         messages = messages or [None] * b
         y = mod.luma(stego * 255)
@@ -152,7 +152,7 @@ class DigitalLayer(LayerCode):
             want = torch.from_numpy(self.slot_bits(prepared, i, messages)).view(b, g, g, len(lv.coeffs))
             exact = (((read != want) & active[..., None]).flatten(1).sum(1) == 0).numpy()
             intact = exact & self.sure_when_exact(i, written)
-            tried = np.flatnonzero(~intact & self.can_decode(i, written)).tolist()
+            tried = np.flatnonzero(~intact & self.may_decode(i, written)).tolist()
             if tried:  # read as a reader reads: every level's phases weigh the blocks
                 llrs, _ = mod.soft_read([p[tried] for p in phases], prior[tried])
                 slot_llr, bits = llrs[i].flatten(1).double().numpy(), want[tried].flatten(1).numpy()
