@@ -20,9 +20,12 @@ import functools
 import queue
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 # The matrix's seed: part of the format. Changing it (or the profile table) changes every code, and marks written
 # before can no longer be read.
@@ -102,11 +105,9 @@ def _column_rows(m: int, degrees: np.ndarray, bits: np.random.PCG64) -> tuple[np
     return rows, cols
 
 
-def build_parity_check(n: int, k: int, profile: Profile | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """The parity-check matrix ``H`` (n - k, n) and its message part ``H1`` (n - k, k), both uint8 CSR.
-
-    Deterministic in (n, k, profile); ``profile`` defaults to :func:`profile_for`.
-    """
+def _message_checks(n: int, k: int, profile: Profile | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ones of ``H1`` (n - k, k) as (rows, cols) int64 arrays: deterministic in (n, k, profile); ``profile``
+    defaults to :func:`profile_for`."""
     profile = profile or profile_for(n, k)
     m = n - k
     bits = np.random.PCG64(np.random.SeedSequence([SEED, n, k]))
@@ -114,7 +115,18 @@ def build_parity_check(n: int, k: int, profile: Profile | None = None) -> tuple[
     degrees[: round(profile.frac_high * k)] = profile.high
     # Which message bits are heavy is drawn too, so that no region of the message is better protected than another.
     degrees = np.minimum(_shuffle(degrees, bits), m)
-    rows, cols = _column_rows(m, degrees, bits)
+    return _column_rows(m, degrees, bits)
+
+
+def build_parity_check(n: int, k: int, profile: Profile | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The parity-check matrix ``H`` (n - k, n) and its message part ``H1`` (n - k, k), both uint8 CSR.
+
+    Deterministic in (n, k, profile); ``profile`` defaults to :func:`profile_for`.
+    """
+    import scipy.sparse as sp  # the decoder's matrix only: a writer encodes without scipy (0.1 s of import)
+
+    m = n - k
+    rows, cols = _message_checks(n, k, profile)
     h1 = sp.csr_matrix((np.ones(rows.size, np.uint8), (rows, cols)), shape=(m, k))
     # The accumulator: row i checks parity bits i and i - 1.
     diag = np.arange(m)
@@ -150,10 +162,16 @@ class ChannelCode:
         if not 0 < k < n:
             raise ValueError(f"need 0 < k < n, got n={n}, k={k}")
         self.n, self.k = int(n), int(k)
-        self.H, self._h1 = build_parity_check(self.n, self.k, profile)
+        self._profile = profile
+        self._rows, self._cols = _message_checks(self.n, self.k, profile)
         self._settings = {"max_iter": max_iter, "bp_method": method, "ms_scaling_factor": scaling}
         self._bp = None  # built on the first decode: a writer only encodes, and importing ldpc costs 0.4 s
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def H(self) -> sp.csr_matrix:
+        """The parity-check matrix (n - k, n) uint8 CSR (built on first use: the decoder's, not the encoder's)."""
+        return build_parity_check(self.n, self.k, self._profile)[0]
 
     @property
     def _decoder(self):
@@ -176,7 +194,10 @@ class ChannelCode:
             raise ValueError("message bits must be 0 or 1")
         message = bits.astype(np.uint8).reshape(-1, self.k)
         # Parity i is the XOR of the message bits row i of H1 checks and of parity i - 1.
-        checks = (self._h1 @ message.T.astype(np.int32)).T & 1
+        m = self.n - self.k
+        checks = np.zeros((len(message), m), np.int64)
+        for row, frame in zip(checks, message, strict=True):  # a sparse product without scipy (exact in float64)
+            row[:] = np.bincount(self._rows, weights=frame[self._cols], minlength=m).astype(np.int64) & 1
         parity = (np.cumsum(checks, axis=1) & 1).astype(np.uint8)
         return np.concatenate([message, parity], axis=1).reshape(*bits.shape[:-1], self.n)
 
