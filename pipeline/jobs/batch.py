@@ -302,13 +302,13 @@ def embed_batch(
         written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room)
         t2 = time.perf_counter()
         at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
-        stored = store_at_n(written[at_n]) if at_n else None  # the batch at once
+        stored = dict(zip(at_n, store_at_n(written[at_n]), strict=True)) if at_n else {}  # the batch at once
         sse = {}
         for i, (s, x) in enumerate(zip(active, written, strict=True)):
-            if i not in at_n:
+            if i in stored:
+                s.result = stored[i]
+            else:
                 s.result, sse[i] = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
-        if stored is not None:
-            _settle(engine, [active[i] for i in at_n], stored, _pick(messages, at_n), message_room)
     else:
         secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
         k = secrets_n.shape[1]
@@ -323,13 +323,9 @@ def embed_batch(
         sse = {}
         for i, (s, sn) in enumerate(zip(active, stego_n, strict=True)):
             s.result, sse[i] = compose(s.image.rgb, s.cover_f, sn, upsample, keep_luma=engine.digital)
-        at_n = [i for i, s in enumerate(active) if s.result.shape[:2] == (size, size)]
-        if engine.digital and at_n and size == engine.digital_config.size:
-            stored = np.stack([active[i].result for i in at_n])
-            _settle(engine, [active[i] for i in at_n], stored, _pick(messages, at_n), message_room)
-            for i in at_n:
-                del sse[i]
-    for i, s in enumerate(active):  # a settled stego's from its stored pixels
+    for i in _settle(engine, active, size, messages, message_room):
+        sse.pop(i, None)  # a settled stego's figure comes from its stored pixels
+    for i, s in enumerate(active):
         err = sse[i] if i in sse else squared_error(s.result, s.image.rgb)
         s.row["psnr_cover"] = float(psnr_from_mse(err / s.result.size))
     if engine.digital and not all(s.intact for s in active):  # its check will read some, and may decode
@@ -341,25 +337,30 @@ def embed_batch(
     return times
 
 
-def _pick(messages: list[bytes | None] | None, idx: list[int]) -> list[bytes | None] | None:
-    return None if messages is None else [messages[i] for i in idx]
-
-
 def _settle(
     engine: Engine,
-    samples: Sequence[Sample],
-    stored: np.ndarray,
+    active: Sequence[Sample],
+    size: int,
     messages: list[bytes | None] | None,
     message_room: int | None,
-) -> None:
-    """Rewrite the blocks of ``samples``' stegos stored at the grid size, ``stored`` (B, N, N, 3) uint8, where the
-    clip or rounding flipped a reading of the digital layer (``CpuDigitalStage.settle``): each sample's ``result``
-    becomes its settled stego and ``intact`` its reading. The job's stegos then read every codeword as written, and
-    their check decodes nothing."""
+) -> list[int]:
+    """Rewrite the blocks of the stegos stored at the digital layer's grid size where the clip or rounding flipped
+    a reading (``CpuDigitalStage.settle``): each such sample's ``result`` becomes its settled stego and ``intact``
+    its reading, so that the job's stegos read every codeword as written and their check decodes nothing. Returns
+    the indices (into ``active``) of the samples settled."""
+    if not engine.digital or size != engine.digital_config.size:
+        return []
+    at_n = [i for i, s in enumerate(active) if s.result.shape[:2] == (size, size)]
+    if not at_n:
+        return []
+    samples = [active[i] for i in at_n]
+    stored = np.stack([s.result for s in samples])
     covers = np.stack([s.cover_f for s in samples])
-    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], messages, message_room)
+    picked = None if messages is None else [messages[i] for i in at_n]
+    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], picked, message_room)
     for s, x, ok in zip(samples, stored, intact, strict=True):
         s.result, s.intact = x, bool(ok)
+    return at_n
 
 
 def no_network(engine: Engine, layers: str) -> bool:

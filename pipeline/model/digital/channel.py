@@ -118,22 +118,19 @@ def _message_checks(n: int, k: int, profile: Profile | None = None) -> tuple[np.
     return _column_rows(m, degrees, bits)
 
 
-def build_parity_check(n: int, k: int, profile: Profile | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """The parity-check matrix ``H`` (n - k, n) and its message part ``H1`` (n - k, k), both uint8 CSR.
-
-    Deterministic in (n, k, profile); ``profile`` defaults to :func:`profile_for`.
-    """
+def _parity_check(n: int, k: int, rows: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
+    """The parity-check matrix ``H`` (n - k, n) uint8 CSR: ``[H1 | H2]`` from the ones of ``H1``
+    (``_message_checks``)."""
     import scipy.sparse as sp  # the decoder's matrix only: a writer encodes without scipy (0.1 s of import)
 
     m = n - k
-    rows, cols = _message_checks(n, k, profile)
     h1 = sp.csr_matrix((np.ones(rows.size, np.uint8), (rows, cols)), shape=(m, k))
     # The accumulator: row i checks parity bits i and i - 1.
     diag = np.arange(m)
     acc_rows = np.concatenate([diag, diag[1:]])
     acc_cols = np.concatenate([diag, diag[:-1]])
     h2 = sp.csr_matrix((np.ones(acc_rows.size, np.uint8), (acc_rows, acc_cols)), shape=(m, m))
-    return sp.hstack([h1, h2], format="csr"), h1
+    return sp.hstack([h1, h2], format="csr")
 
 
 class ChannelCode:
@@ -162,7 +159,6 @@ class ChannelCode:
         if not 0 < k < n:
             raise ValueError(f"need 0 < k < n, got n={n}, k={k}")
         self.n, self.k = int(n), int(k)
-        self._profile = profile
         self._rows, self._cols = _message_checks(self.n, self.k, profile)
         self._settings = {"max_iter": max_iter, "bp_method": method, "ms_scaling_factor": scaling}
         self._bp = None  # built on the first decode: a writer only encodes, and importing ldpc costs 0.4 s
@@ -171,7 +167,7 @@ class ChannelCode:
     @functools.cached_property
     def H(self) -> sp.csr_matrix:
         """The parity-check matrix (n - k, n) uint8 CSR (built on first use: the decoder's, not the encoder's)."""
-        return build_parity_check(self.n, self.k, self._profile)[0]
+        return _parity_check(self.n, self.k, self._rows, self._cols)
 
     @property
     def _decoder(self):

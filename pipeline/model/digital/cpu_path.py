@@ -229,14 +229,15 @@ class CpuPath:
         self,
         stored: np.ndarray,
         prepared: PreparedSecrets,
-        messages: list[bytes | None] | None = None,
-        active: np.ndarray | None = None,
+        messages: list[bytes | None] | None,
+        active: np.ndarray,
         rounds: int = SETTLE_ROUNDS,
     ) -> np.ndarray:
         """Rewrite, in place, the blocks of stored stegos (B, N, N, 3) uint8 where storage flipped a hard reading
         (their clip and rounding, ``clip_keeping_luma`` and ``round_keeping_luma``), until every active slot of every
         level reads its codeword bit or ``rounds`` pass -> (B,) bool: each stego reads intact (read here, on the
-        stored pixels as they are left).
+        stored pixels as they are left). ``active``: the blocks written, (B, N/8, N/8) bool (``active_blocks`` of the
+        covers).
 
         The flips are where a block meets black or white: the clip takes back part of the change towards the
         lattice point the write chose. A flipped coefficient is aimed at the same bit's lattice point on the far
@@ -247,12 +248,11 @@ class CpuPath:
         if stored.shape[1:] != (g * BLOCK, g * BLOCK, 3) or stored.dtype != np.uint8 or not stored.flags.c_contiguous:
             raise ValueError(f"settle rewrites contiguous uint8 stegos on its grid, got {stored.dtype} {stored.shape}")
         messages = messages or [None] * b
-        on = self.active_blocks(stored.astype(np.float32)) if active is None else active
         wants = [self._want(prepared, i, messages).astype(bool) for i in range(len(self.config.levels))]
         coeffs = block_dct(luma(stored.astype(np.float32))).reshape(b, g, g, BLOCK * BLOCK)
         wrong = np.zeros((b, g, g), bool)
         for i, want in enumerate(wants):
-            wrong |= (self._flipped(coeffs, i, want) & on[..., None]).any(-1)
+            wrong |= (self._flipped(coeffs, i, want) & active[..., None]).any(-1)
         pixels = stored.reshape(b, g, BLOCK, g, BLOCK, 3)
         where = np.nonzero(wrong)
         for _ in range(rounds):

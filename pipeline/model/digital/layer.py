@@ -140,7 +140,7 @@ class DigitalLayer(LayerCode):
         c = mod.block_dct(y)
         active = self.active_blocks(cover)
         written = active.flatten(1).sum(1).numpy()
-        prior = self.reader_prior(y)
+        prior: torch.Tensor | None = None  # the reader's, for the images that need decoding
         g = self.grid_blocks
         phases = [
             mod.lattice_phase(c[..., mod.coefficient_index(lv.coeffs)], self.dither(i), self.steps(i))
@@ -154,6 +154,7 @@ class DigitalLayer(LayerCode):
             intact = exact & self.sure_when_exact(i, written)
             tried = np.flatnonzero(~intact & self.may_decode(i, written)).tolist()
             if tried:  # read as a reader reads: every level's phases weigh the blocks
+                prior = self.reader_prior(y) if prior is None else prior
                 llrs, _ = mod.soft_read([p[tried] for p in phases], prior[tried])
                 slot_llr, bits = llrs[i].flatten(1).double().numpy(), want[tried].flatten(1).numpy()
                 intact[tried] = self.decodes_to(i, slot_llr, bits)
