@@ -157,3 +157,31 @@ def test_the_decoding_worker_gives_the_decoder_s_own_messages(monkeypatch) -> No
         both = list(threads.map(lambda _: pool.decode(code.n, code.k, llr), range(2)))
     assert all(np.array_equal(b[0], here[0]) for b in both)
     assert sum(w._proc is not None for w in pool._workers) >= 1
+
+
+def test_a_worker_started_before_its_codes_builds_them_when_named_and_stops_cleanly(monkeypatch) -> None:
+    """A job starts its worker before its model is loaded, names its codes later (built without a reply, so that
+    later replies stay in order), and ends a worker it does not need; a stopped pool starts again on use."""
+    from pipeline.model.digital.channel import DecodeWorkers, make_code
+
+    monkeypatch.setenv("SRIS_DECODE_WORKER", "1")
+    pool = DecodeWorkers()
+    pool.start()
+    (worker,) = pool._workers
+    first = worker._proc
+    assert first is not None and first.poll() is None and worker._codes == ()
+    code = make_code(2048, 1024)
+    pool.start(((code.n, code.k), (4096, 1024)))
+    assert worker._proc is first and worker._codes == ((2048, 1024), (4096, 1024))  # the same process, told
+    pool.start(((code.n, code.k),))  # nothing new: no request is sent
+    rng = np.random.default_rng(9)
+    words = code.encode(rng.integers(0, 2, (2, 1024)))
+    llr = np.where(words == 0, 4.0, -4.0) + rng.normal(0, 2.0, words.shape)
+    got = pool.decode(code.n, code.k, llr)
+    here = code.decode(llr)
+    assert got is not None and np.array_equal(got[0], here[0]) and np.array_equal(got[1], here[1])
+    pool.stop()
+    assert first.poll() is not None and worker._proc is None
+    again = pool.decode(code.n, code.k, llr)  # used after all: a fresh worker
+    assert again is not None and np.array_equal(again[0], here[0])
+    pool.stop()

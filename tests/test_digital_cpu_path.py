@@ -91,6 +91,47 @@ def test_clipping_agrees_and_rounding_keeps_luma(scale):
     assert np.abs(cp.luma(rounded.astype(np.float32) - clipped)).max() <= 0.5 + 1e-4
 
 
+def _round_by_definition(x: np.ndarray, tolerance: float = cp.LUMA_ROUNDING_TOLERANCE) -> np.ndarray:
+    """``round_keeping_luma`` pixel by pixel: the nearest grey levels unless that moves the luma more than
+    ``tolerance``; else, of the eight ways of rounding each channel down or up, the one whose luma change lies
+    in the same midpoint bin as the fractions' (clipped to 255)."""
+    out = np.empty(x.shape, np.uint8)
+    for idx in np.ndindex(x.shape[:-1]):
+        p = x[idx]
+        near = np.round(p)
+        if abs(float(cp.luma(near - p))) <= tolerance:
+            out[idx] = np.clip(near, 0, 255)
+            continue
+        low = np.floor(p)
+        k = int((cp.luma(p - low) > cp.LUMA_MIDPOINTS).sum())
+        out[idx] = np.clip(low + np.array([(k >> 1) & 1, (k >> 2) & 1, k & 1]), 0, 255)
+    return out
+
+
+def test_luma_keeping_rounding_is_its_definition_at_black_white_and_between() -> None:
+    rng = np.random.default_rng(11)
+    cover = rng.integers(0, 256, (2, 24, 24, 3)).astype(np.float32)
+    cover[0, :8] = 255.0  # channels at white whose luma-nearest choice rounds them up: they stay at 255
+    cover[1, :8] = 0.0
+    x = np.clip(cover + rng.normal(0, 1.5, (2, 24, 24, 1)).astype(np.float32), 0, 255)
+    x[0, 8:10] = [[255.0, 254.6, 254.6]]
+    np.testing.assert_array_equal(cp.round_keeping_luma(x), _round_by_definition(x))
+
+
+def test_shared_codewords_are_computed_once_and_per_image_messages_are_not_shared() -> None:
+    layer, with_room, *_ = written()
+    path = cp.CpuPath(layer)
+    shared = layer.prepare([sample_photos()[0]])  # no message field: one codeword per level for every image
+    for i in range(len(layer.config.levels)):
+        want = path._want(shared, i, [None] * 3)
+        assert want.shape[0] == 3 and np.array_equal(want.reshape(3, -1), layer.slot_bits(shared, i, [None] * 3))
+        assert np.shares_memory(path._want(shared, i, [None]), want)  # kept, not computed again
+    carrier = next(i for i, lv in enumerate(layer.config.levels) if lv.message)
+    two = path._want(with_room, carrier, [b"a", b"b"])
+    assert np.array_equal(two.reshape(2, -1), layer.slot_bits(with_room, carrier, [b"a", b"b"]))
+    assert not np.array_equal(two[0], two[1])
+
+
 def _flipped_blocks(path: cp.CpuPath, stored: np.ndarray, prepared, messages, active) -> np.ndarray:
     """(B, h, w) bool: blocks where a hard reading of some level differs from its codeword bit."""
     c = cp.block_dct(cp.luma(stored.astype(np.float32)))

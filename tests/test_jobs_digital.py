@@ -152,3 +152,35 @@ def test_stegos_stored_at_the_grid_size_read_as_verified_where_the_clip_bit(tmp_
     for r in rows(got / "shard-000000.parquet"):
         assert r["layer"] == "top" and r["message"] == r["key"]
         assert r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)
+
+
+def test_the_check_worker_starts_with_the_job_and_ends_where_the_job_needs_none(monkeypatch) -> None:
+    """The embed job starts its LDPC worker before its model is loaded; once it is, the worker is told the layer's
+    codes where the job checks its stegos in NumPy, and ended where it does not (JPEG output, nothing to do)."""
+    from pipeline.jobs.batch import JobSettings
+    from pipeline.jobs.cli import _decoder_for, _start_decoder_early
+    from pipeline.model.digital import channel
+    from pipeline.runtime.digital_engine import DigitalEngine, network_free_model
+
+    monkeypatch.setenv("SRIS_DECODE_WORKER", "1")
+    monkeypatch.setattr(channel, "WORKER", channel.DecodeWorkers())  # this test's own pool, one worker
+    WORKER = channel.WORKER
+    engine = DigitalEngine(network_free_model(None, "all", 256), 256)
+    codes = tuple(engine.cpu_digital.code.code_shape(i) for i in range(len(engine.digital_config.levels)))
+    try:
+        for settings, work, kept in [
+            (JobSettings(size=256), True, True),
+            (JobSettings(size=256, fmt="jpeg"), True, False),
+            (JobSettings(size=256), False, False),
+        ]:
+            _start_decoder_early()
+            (worker,) = WORKER._workers
+            started = worker._proc
+            assert started is not None and started.poll() is None
+            _decoder_for(engine, settings, work)
+            if kept:
+                assert worker._proc is started and worker._codes == codes
+            else:
+                assert started.poll() is not None and worker._proc is None
+    finally:
+        WORKER.stop()

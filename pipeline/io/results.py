@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -84,19 +85,65 @@ def new_row(**values: Any) -> dict[str, Any]:
     return row
 
 
-def warm_up() -> None:
-    """Convert one row now: pyarrow imports pandas (0.3-0.4 s, once per process) the first time it converts Python
-    rows, which a job would otherwise pay in its writer when its first shard ends."""
-    to_table([new_row()], {})
-
-
 def results_name(shard_name: str) -> str:
     return f"{shard_name}.parquet"
 
 
 def to_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> pa.Table:
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    """The rows (``new_row``'s columns) as a table of ``SCHEMA``, ``meta`` in its footer."""
+    columns = [arrow_column([r.get(f.name) for r in rows], f.type) for f in SCHEMA]
+    table = pa.Table.from_arrays(columns, schema=SCHEMA)
     return table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def arrow_column(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """Python values (None: null) -> an Arrow array of ``kind`` (string, bool, int32, float64 or UTC timestamp in
+    us), built from its buffers: converting Python objects with ``pa.array`` or ``Table.from_pylist`` first imports
+    pandas (0.3-0.4 s of a job's start, holding the GIL) to ask whether they are pandas objects. A value of the
+    wrong type raises, as pyarrow's conversion does."""
+    n = len(values)
+    valid = np.fromiter((v is not None for v in values), bool, n)
+    nulls = n - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    if pa.types.is_string(kind):
+        data = [b"" if v is None else v.encode("utf-8") for v in values]
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(np.fromiter(map(len, data), np.int64, n), out=offsets[1:], dtype=np.int32)
+        buffers = [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    elif pa.types.is_boolean(kind):
+        bits = np.fromiter((v is not None and _bool(v) for v in values), bool, n)
+        buffers = [bitmap, pa.py_buffer(np.packbits(bits, bitorder="little"))]
+    elif pa.types.is_timestamp(kind) and kind.unit == "us":
+        buffers = [bitmap, pa.py_buffer(np.fromiter((_micros(v) for v in values), np.int64, n))]
+    elif kind in (pa.int32(), pa.int64(), pa.float64()):
+        dtype = kind.to_pandas_dtype()
+        buffers = [bitmap, pa.py_buffer(np.fromiter((0 if v is None else _number(v) for v in values), dtype, n))]
+    else:
+        raise TypeError(f"no conversion to {kind}")
+    return pa.Array.from_buffers(kind, n, buffers, null_count=nulls)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool | np.bool_):
+        raise TypeError(f"expected a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, str | bytes | bool):  # numpy would parse a numeric string
+        raise TypeError(f"expected a number, got {type(v).__name__}")
+    return v
+
+
+def _micros(v: datetime | None) -> int:
+    if v is None:
+        return 0
+    if v.tzinfo is None:  # naive: taken as UTC, as pyarrow takes it
+        v = v.replace(tzinfo=UTC)
+    return (v - _EPOCH) // timedelta(microseconds=1)
 
 
 def write_results(dst: str, shard_name: str, rows: list[dict[str, Any]], meta: dict[str, Any], job_id: str) -> str:

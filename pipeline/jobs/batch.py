@@ -112,6 +112,8 @@ class Sample:
         pending: the batch's verification still running (``verify_batch``), finished before the sample is encoded.
         intact: the stego was stored at the grid size and read there with its top level intact
             (``CpuDigitalStage.settle``): verify does not read it again.
+        blocks: (N/8, N/8) bool, the blocks of ``cover_f`` that the digital layer writes (``CpuPath.active_blocks``),
+            found once for the write, ``settle`` and the check.
     """
 
     key: str
@@ -128,6 +130,7 @@ class Sample:
     message: bytes | None = None
     pending: PendingVerify | None = None
     intact: bool = False
+    blocks: np.ndarray | None = None
 
     @property
     def active(self) -> bool:
@@ -138,7 +141,7 @@ class Sample:
         self.row["status"] = "error"
         self.row["error"] = message
         self.data = self.secret_data = None
-        self.image = self.secrets_n = self.cover_n = self.cover_f = self.result = None
+        self.image = self.secrets_n = self.cover_n = self.cover_f = self.result = self.blocks = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -259,7 +262,7 @@ def encode_sample(
     sample.row["out_key"] = ",".join(name for name, _ in sample.outputs)
     sample.row["status"] = "ok"
     sample.row["encode_ms"] = 1000 * (time.perf_counter() - t0)
-    sample.image = sample.result = sample.secrets_n = sample.cover_n = sample.cover_f = None  # free the arrays
+    sample.image = sample.result = sample.secrets_n = sample.cover_n = sample.cover_f = sample.blocks = None  # free
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -299,16 +302,17 @@ def embed_batch(
     if no_network(engine, layers) and size == engine.digital_config.size:  # the digital layer alone, in NumPy
         t1 = time.perf_counter()
         covers = np.stack([s.cover_f for s in active])
-        written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room)
-        t2 = time.perf_counter()
-        at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
-        stored = dict(zip(at_n, store_at_n(written[at_n]), strict=True)) if at_n else {}  # the batch at once
+        blocks = engine.cpu_digital.path.active_blocks(covers)
+        for s, on in zip(active, blocks, strict=True):
+            s.blocks = on
+        written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room, blocks)
         sse = {}
-        for i, (s, x) in enumerate(zip(active, written, strict=True)):
-            if i in stored:
-                s.result = stored[i]
+        for i, (s, x) in enumerate(zip(active, written, strict=True)):  # each stored as soon as it is written
+            if s.image.rgb.shape[:2] == (size, size):
+                s.result = store_at_n(x)
             else:
                 s.result, sse[i] = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
+        t2 = time.perf_counter()
     else:
         secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
         k = secrets_n.shape[1]
@@ -357,10 +361,18 @@ def _settle(
     stored = np.stack([s.result for s in samples])
     covers = np.stack([s.cover_f for s in samples])
     picked = None if messages is None else [messages[i] for i in at_n]
-    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], picked, message_room)
+    blocks = _blocks_of(samples)
+    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], picked, message_room, blocks)
     for s, x, ok in zip(samples, stored, intact, strict=True):
         s.result, s.intact = x, bool(ok)
     return at_n
+
+
+def _blocks_of(samples: Sequence[Sample]) -> np.ndarray | None:
+    """The samples' written blocks (B, N/8, N/8) where each has them, else None (found again from the covers)."""
+    if any(s.blocks is None for s in samples):
+        return None
+    return np.stack([s.blocks for s in samples])
 
 
 def no_network(engine: Engine, layers: str) -> bool:
@@ -400,7 +412,9 @@ def verify_batch(
         covers_f = np.stack([s.cover_f for s in active])
         secrets = [s.secrets_n for s in active]
         intact = np.array([s.intact for s in active])
-        check = _checks().submit(engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact)
+        check = _checks().submit(
+            engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact, _blocks_of(active)
+        )
         ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
         pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
         for s in active:

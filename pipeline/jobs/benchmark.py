@@ -151,7 +151,6 @@ def measure(
     """Per-stage images/s (each stage alone) and end-to-end images/s (the real job) for one engine and decoder;
     ``layers`` as the job's ``--layers``."""
     from pipeline.io.decode import make_decoder
-    from pipeline.io.results import warm_up
     from pipeline.io.tar_writer import TarShardWriter
     from pipeline.jobs.batch import JobSettings, finish_pending
     from pipeline.jobs.embed import EmbedJob
@@ -162,8 +161,6 @@ def measure(
     # One warm-up batch through the engine, so first-call allocations are not charged to the embed stage.
     n, k, b = cfg.size, engine.info.num_secrets, cfg.batch_size
     engine.reveal(engine.embed(np.zeros((b, 3, n, n), np.float32), np.zeros((b, 3 * k, n, n), np.float32)))
-    # A job pays it once; the short timed runs below would charge it to their first shard's write.
-    warm_up()
     secs = dict.fromkeys(STAGES, 0.0)
     with ThreadPoolExecutor(workers) as pool:
         decoder = make_decoder(decoder_name, workers, settings.max_pixels, pool=pool, batch_size=cfg.batch_size)

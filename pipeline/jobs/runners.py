@@ -33,7 +33,6 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.io.listing import ShardRef
-from pipeline.io.results import warm_up
 from pipeline.io.tar_writer import TarShardWriter, remove_stale_partials
 from pipeline.jobs.batch import Sample, finish_pending
 from pipeline.jobs.common import ShardJob, ShardResult
@@ -169,8 +168,6 @@ class LocalRunner:
         """Process ``job.todo`` (call ``job.plan()`` first). Returns one ShardResult per shard; totals go to
         ``job.totals``. Raises when the job itself fails (engine error, bug); shard failures are only reported."""
         t0 = time.perf_counter()
-        # In the background, while the first batches run.
-        threading.Thread(target=warm_up, name="warm-results", daemon=True).start()
         p = _Pipeline(self.queue_depth)
         q_read, q_dec, q_inf, q_ver, q_enc = p.queues
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="codec")
@@ -326,9 +323,14 @@ class JobProgress:
     BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} shards [{elapsed}<{remaining}{postfix}]"
 
     def __init__(self, desc: str, shards: int, enabled: bool | None) -> None:
-        # ``enabled`` None: tqdm's own choice, on when stderr is a terminal.
+        # ``enabled`` None: tqdm's own choice, on when stderr is a terminal. Off: no bar at all (a disabled tqdm still
+        # sets up its multiprocessing lock, 35 ms of a job's start).
         disable = None if enabled is None else not enabled
-        self.bar = tqdm(desc=desc, total=shards, unit="shard", bar_format=self.BAR_FORMAT, disable=disable)
+        self.bar = (
+            None
+            if enabled is False
+            else tqdm(desc=desc, total=shards, unit="shard", bar_format=self.BAR_FORMAT, disable=disable)
+        )
         self.images = 0
         self.in_shard = 0.0
         self.t0 = time.perf_counter()
@@ -340,16 +342,20 @@ class JobProgress:
         step = max(0.0, min(share, 0.999 - self.in_shard))  # the last bit comes with the commit
         self.in_shard += step
         self.images += images
+        if self.bar is None:
+            return
         rate = self.images / max(1e-9, time.perf_counter() - self.t0)
         self.bar.set_postfix_str(f"{self.images} img, {rate:.1f} img/s", refresh=False)
         self.bar.update(step)
 
     def end_shard(self) -> None:
-        self.bar.update(1.0 - self.in_shard)
+        if self.bar is not None:
+            self.bar.update(1.0 - self.in_shard)
         self.in_shard = 0.0
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def progress_bar(job: ShardJob, enabled: bool | None) -> JobProgress:

@@ -257,15 +257,36 @@ class DecodeWorker:
         self._proc = None
         self._lock = threading.Lock()
         self._broken = False
-        self._codes: tuple[tuple[int, int], ...] = ()
+        self._codes: tuple[tuple[int, int], ...] = ()  # the codes the running worker builds or has built
 
     def start(self, codes: tuple[tuple[int, int], ...] = ()) -> None:
-        """Start the worker now (it takes a fraction of a second to import), so that the first decode need not
-        wait for it; ``codes``: the (n, k) of the codes it will decode, whose decoders it builds before the first
-        request (importing ldpc and building the decoders took 0.23 s)."""
+        """Start the worker now, so that the first decode need not wait for it (it imports ldpc at once: about
+        0.5 s), and have it build the decoders of ``codes`` (n, k) ahead of their first request; a running worker
+        is only sent the codes it has not been given yet. Waits while the worker decodes (its lock)."""
         with self._lock:
-            self._codes = tuple(codes)
+            new = tuple(c for c in codes if c not in self._codes)
+            if self._proc is not None and self._proc.poll() is None:
+                self._send_builds(new)
+            self._codes += new
             self._ensure()
+
+    def stop(self) -> None:
+        """End the worker (a job that turned out to need none); a later ``start`` or decode starts another."""
+        with self._lock:
+            if self._proc is not None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc, self._codes = None, ()
+
+    def _send_builds(self, codes: tuple[tuple[int, int], ...]) -> None:
+        import pickle
+
+        try:
+            for n, k in codes:  # a request without frames: build the decoder, no reply (``serve``)
+                pickle.dump((n, k, None), self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except OSError:  # the worker died: the next request finds out and decodes here
+            pass
 
     def _ensure(self):
         if self._broken:
@@ -318,6 +339,8 @@ def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the job handles it, and this worker ends when the job
     # closes its end of the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import ldpc  # noqa: F401 (now, while the job starts: a job may start its worker before it knows its codes)
+
     for n, k in codes:  # the job's codes, ready before its first request
         make_code(n, k)._decoder  # noqa: B018 (built on first access)
     while True:
@@ -325,6 +348,9 @@ def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
             n, k, llr = pickle.load(sys.stdin.buffer)
         except EOFError:
             return
+        if llr is None:  # build the code's decoder ahead of its frames (``DecodeWorker.start``); no reply
+            make_code(n, k)._decoder  # noqa: B018
+            continue
         pickle.dump(make_code(n, k).decode(llr), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
         sys.stdout.buffer.flush()
 
@@ -337,7 +363,7 @@ class DecodeWorkers:
 
     def __init__(self) -> None:
         self._workers: list[DecodeWorker] | None = None
-        self._started = False
+        self._codes: tuple[tuple[int, int], ...] | None = None  # None: not started
         self._free: queue.Queue[DecodeWorker] = queue.Queue()
         self._lock = threading.Lock()
 
@@ -360,12 +386,24 @@ class DecodeWorkers:
 
     def start(self, codes: tuple[tuple[int, int], ...] = ()) -> None:
         """Start the workers now (each takes a fraction of a second to import), ``codes`` built in each
-        (``DecodeWorker.start``); once: a later call returns at once (a worker's lock is held while it decodes)."""
-        if self._started:
-            return
-        self._started = True
+        (``DecodeWorker.start``). A later call returns at once unless it brings codes not given before (a worker's
+        lock is held while it decodes): a job starts its workers as it starts, and names its codes once its
+        model is loaded."""
+        with self._lock:
+            known = self._codes
+            new = tuple(c for c in codes if known is None or c not in known)
+            if known is not None and not new:
+                return
+            self._codes = (known or ()) + new
         for w in self._pool():
-            w.start(codes)
+            w.start(new)
+
+    def stop(self) -> None:
+        """End the workers (the job needs none after all)."""
+        with self._lock:
+            self._codes = None
+        for w in self._workers or ():
+            w.stop()
 
     def decode(self, n: int, k: int, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The frames' messages and convergence from a free worker, or None where none is used."""

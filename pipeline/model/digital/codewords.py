@@ -96,8 +96,10 @@ def information(llr: np.ndarray) -> float:
     return float(np.mean(1.0 - np.logaddexp(0.0, -np.abs(llr)) / np.log(2.0)))
 
 
+@functools.cache
 def coefficient_positions(coeffs: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Positions (u*8 + v) of ``coeffs`` in a block's 64 DCT coefficients."""
+    """Positions (u*8 + v) of ``coeffs`` in a block's 64 DCT coefficients (one array per ``coeffs``, shared: read
+    it, never write it)."""
     return np.array([u * BLOCK + v for u, v in coeffs], dtype=np.int64)
 
 
@@ -112,9 +114,10 @@ class LayerCode:
     def grid_blocks(self) -> int:
         return self.config.size // BLOCK
 
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (one layer per job; the cache dies with it)
     def step_values(self, i: int) -> np.ndarray:
         """(S,) float32: level ``i``'s quantiser steps in grey levels (its multiple of JPEG's quality-50 table,
-        floored)."""
+        floored; shared, as ``dither_values``)."""
         lv = self.config.levels[i]
         steps = np.array([lv.step * JPEG_LUMA_Q50[u][v] for u, v in lv.coeffs], dtype=np.float32)
         return np.maximum(steps, np.float32(lv.floor))
