@@ -97,8 +97,9 @@ def _column_rows(m: int, degrees: np.ndarray, bits: np.random.PCG64) -> tuple[np
         starts = np.concatenate([[0], np.cumsum(degrees)])
         for edge in repeats:
             column = cols[edge]
-            own = rows[starts[column] : starts[column + 1]]
-            free = np.setdiff1d(np.arange(m), own)
+            free = np.ones(m, bool)  # the rows the column has not got yet, in order (np.setdiff1d's result)
+            free[rows[starts[column] : starts[column + 1]]] = False
+            free = np.flatnonzero(free)
             counts[rows[edge]] -= 1
             rows[edge] = free[np.argmin(counts[free])]
             counts[rows[edge]] += 1
