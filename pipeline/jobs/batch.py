@@ -405,21 +405,27 @@ def verify_batch(
     if not active:
         return {"verify": 0.0}
     t0 = time.perf_counter()
-    grid, back_n = on_grid([s.result for s in active], size)  # what a receiver reads, as extract reads it
     covers_n = np.stack([s.cover_n for s in active])
     messages = [s.message for s in active] if message_room is not None else None
     if engine.digital and lossless and size == engine.digital_config.size:  # read where it was written: NumPy
-        covers_f = np.stack([s.cover_f for s in active])
         secrets = [s.secrets_n for s in active]
         intact = np.array([s.intact for s in active])
+        # The check reads only the stegos settle did not read intact: the others' rows of ``grid`` stay unwritten.
+        grid = np.empty((len(active), size, size, 3), np.float32)
+        for i in np.flatnonzero(~intact):
+            grid[i] = to_network_size_float(active[i].result, size)  # what a receiver reads (``on_grid``)
+        blocks = _blocks_of(active)
+        covers_f = np.stack([s.cover_f for s in active]) if blocks is None else None
         check = _checks().submit(
-            engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact, _blocks_of(active)
+            engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact, blocks
         )
+        back_n = _rounded_on_grid([s.result for s in active], size)
         ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
         pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
         for s in active:
             s.pending = pending
         return {"verify": _add_infer_ms(active, time.perf_counter() - t0)}
+    grid, back_n = on_grid([s.result for s in active], size)  # what a receiver reads, as extract reads it
     found = None
     if engine.digital:
         b, k = len(active), active[0].secrets_n.shape[0]
@@ -614,6 +620,13 @@ def on_grid(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, np.nda
     only where a sum ties at a half (no value of 40 held-out 1 MP crops)."""
     grid = np.stack([to_network_size_float(img, size) for img in images])
     return grid, np.clip(np.rint(grid), 0, 255).astype(np.uint8)
+
+
+def _rounded_on_grid(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """``on_grid``'s 8-bit images (B, N, N, 3) uint8; images stored at N are their own (no float copy made)."""
+    if all(img.shape[:2] == (size, size) for img in images):
+        return np.stack(images)
+    return on_grid(images, size)[1]
 
 
 def _reveal_digital(

@@ -113,7 +113,7 @@ class CpuDigitalStage:
     def verify(
         self,
         stego: np.ndarray,
-        cover: np.ndarray,
+        cover: np.ndarray | None,
         secrets: list[np.ndarray],
         messages: list[bytes | None] | None,
         message_room: int | None,
@@ -123,7 +123,8 @@ class CpuDigitalStage:
         """What a receiver reads from each lossless stego (B, N, N, 3) float32 grey levels, as stored and back on
         the grid: (the most detailed level that decodes, or None; its K secrets (N, N, 3) uint8), as
         ``AnalyticStages.verify_digital``. ``intact``: (B,) bool, the stegos ``settle`` read intact as stored, which
-        are not read again. ``active``: as ``write``'s."""
+        are not read again (nor their rows of ``stego``). ``active``: as ``write``'s; with it, ``cover`` may be
+        None."""
         messages = messages if messages is not None else [None] * len(stego)
         each, groups = self.groups(secrets, message_room)
         known = np.zeros(len(stego), bool) if intact is None else intact
@@ -134,7 +135,8 @@ class CpuDigitalStage:
             idx = [i for i in idx if not known[i]]
             if not idx:
                 continue
-            found = self.path.written_levels(stego[idx], cover[idx], prepared, [messages[i] for i in idx], active[idx])
+            covers = None if cover is None else cover[idx]
+            found = self.path.written_levels(stego[idx], covers, prepared, [messages[i] for i in idx], active[idx])
             for i, level in zip(idx, found, strict=True):
                 levels[i] = level
         return level_secrets(levels, each, self.config)

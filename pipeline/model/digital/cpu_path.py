@@ -333,14 +333,14 @@ class CpuPath:
     def written_levels(
         self,
         stego: np.ndarray,
-        cover: np.ndarray,
+        cover: np.ndarray | None,
         prepared: PreparedSecrets,
         messages: list[bytes | None] | None = None,
         active: np.ndarray | None = None,
     ) -> list[str | None]:
         """The most detailed level each stego (B, N, N, 3), read exactly where it was written, carries intact
         (``DigitalLayer.written_levels``, which says when a level needs decoding; here in the decoding worker where
-        one runs)."""
+        one runs). ``cover`` decides the written blocks, unless ``active`` gives them (then it may be None)."""
         b = len(stego)
         messages = messages or [None] * b
         y = luma(stego)
