@@ -9,9 +9,13 @@ Public API::
         recovered = model.reveal(stego)       # (B, K*C, N, N)
 """
 
+import time
 from typing import Any
 
 __version__ = "0.1.0"
+# When the package was first imported: a job's start-up (its summary, its manifest) counts from here, imports
+# included.
+IMPORTED_AT = time.perf_counter()
 __all__ = ["__version__", "load_model"]
 
 

@@ -286,7 +286,8 @@ def embed_batch(
         message_room: with the digital layer, the bytes reserved for each image's message (None: no message).
         layers: "digital": the digital layer alone is written on the cover (no network runs).
     Sets ``sample.result`` (stego_full, (H, W, 3) uint8), ``psnr_cover``, and keeps ``cover_n`` and ``secrets_n``
-    for verify. Returns seconds per stage: preprocess, embed, compose.
+    for verify. Returns seconds per stage: preprocess, embed, compose (the digital layer alone in NumPy stores each
+    stego at N as it is written: there ``embed`` includes the storing, and ``compose`` is ``settle`` and the figures).
     """
     active = [s for s in samples if s.active and s.image is not None]
     times = dict.fromkeys(("preprocess", "embed", "compose"), 0.0)
