@@ -167,14 +167,25 @@ class LayerCode:
 
     def slot_bits(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
         """(B, slots) uint8: each image's codeword of level ``i``, interleaved onto the slots."""
-        code, perm = self.code(i), self.interleaver(i)
-        lv = self.config.levels[i]
-        if not lv.message or prepared.message_room is None:  # the same codeword for every image
-            words = np.tile(self._codeword(code, self.level_bytes(prepared, i, None)), (len(messages), 1))
-        else:
-            words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
+        if self.shares_codeword(prepared, i):
+            return np.tile(self.shared_slot_bits(prepared, i), (len(messages), 1))
+        code = self.code(i)
+        words = np.stack([self._codeword(code, self.level_bytes(prepared, i, m)) for m in messages])
         out = np.empty_like(words)
-        out[:, perm] = words
+        out[:, self.interleaver(i)] = words
+        return out
+
+    def shares_codeword(self, prepared: PreparedSecrets, i: int) -> bool:
+        """Level ``i`` carries the same codeword in every image of ``prepared``: no per-image message rides in it."""
+        return not self.config.levels[i].message or prepared.message_room is None
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 (a job's few secret sets; the cache dies with the layer)
+    def shared_slot_bits(self, prepared: PreparedSecrets, i: int) -> np.ndarray:
+        """(slots,) uint8: the codeword of level ``i`` that every image of ``prepared`` carries
+        (``shares_codeword``), interleaved onto the slots; computed once (shared: read it, never write it)."""
+        word = self._codeword(self.code(i), self.level_bytes(prepared, i, None))
+        out = np.empty_like(word)
+        out[self.interleaver(i)] = word
         return out
 
     @staticmethod

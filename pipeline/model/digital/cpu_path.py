@@ -201,27 +201,18 @@ class CpuPath:
     def __init__(self, code: LayerCode) -> None:
         self.code = code
         self.config = code.config
-        # Level i's slot bits of a job's shared secrets, the same for every image where no message rides in it:
-        # computed once (the encode, tiling and interleaving cost 0.3 ms an image when done per batch).
-        self._shared: dict[tuple[int, int], tuple[PreparedSecrets, np.ndarray]] = {}
 
     def active_blocks(self, cover: np.ndarray) -> np.ndarray:
         """(B, N, N, 3) cover in grey levels -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
         return ~flat_blocks(luma(cover), self.config.flat_std)
 
     def _want(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
-        """(B, h, w, S) uint8: each image's level-``i`` codeword on its slots (read-only: may be one image's
-        broadcast)."""
+        """(B, h, w, S) uint8: each image's level-``i`` codeword on its slots (read-only: where every image carries
+        the same one, ``LayerCode.shared_slot_bits`` broadcast, not copied: tiling it cost 0.3 ms an image)."""
         g, s = self.code.grid_blocks, len(self.config.levels[i].coeffs)
-        if prepared.message_room is not None and self.config.levels[i].message:  # each image its own message
-            return self.code.slot_bits(prepared, i, messages).reshape(len(messages), g, g, s)
-        kept = self._shared.get((id(prepared), i))
-        if kept is None or kept[0] is not prepared:  # an id is unique while the object it names lives: kept here
-            if len(self._shared) >= 64:
-                self._shared.clear()
-            kept = (prepared, self.code.slot_bits(prepared, i, [None]).reshape(g, g, s))
-            self._shared[(id(prepared), i)] = kept
-        return np.broadcast_to(kept[1], (len(messages), g, g, s))
+        if self.code.shares_codeword(prepared, i):
+            return np.broadcast_to(self.code.shared_slot_bits(prepared, i).reshape(g, g, s), (len(messages), g, g, s))
+        return self.code.slot_bits(prepared, i, messages).reshape(len(messages), g, g, s)
 
     def embed(
         self,
