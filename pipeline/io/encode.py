@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - isal is a dependency, but zlib is a co
 
 FORMATS = ("png", "webp", "jpeg")
 EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
+LOSSLESS = ("png", "webp")  # the formats whose outputs keep every pixel (WebP is written lossless here)
 DEFAULT_PNG_LEVEL = 1
 DEFAULT_JPEG_QUALITY = 95
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

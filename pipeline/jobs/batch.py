@@ -40,7 +40,7 @@ import numpy as np
 
 from pipeline.core.metrics_u8 import psnr_from_mse, ssim_u8
 from pipeline.io.decode import DEFAULT_MAX_PIXELS, CpuDecoder, DecodedImage, ImageDecodeError, probe
-from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, get_encoder
+from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, EXTENSIONS, LOSSLESS, get_encoder
 from pipeline.jobs.resample import (
     UPSAMPLE,
     compose,
@@ -82,7 +82,7 @@ class JobSettings:
     @property
     def lossless(self) -> bool:
         """The output format keeps the stego's pixels (PNG and WebP here are lossless; JPEG is not)."""
-        return self.fmt != "jpeg"
+        return self.fmt in LOSSLESS
 
     @property
     def ext(self) -> str:

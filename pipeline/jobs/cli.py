@@ -15,7 +15,7 @@ import click
 
 from pipeline import IMPORTED_AT
 from pipeline.io.decode import DECODERS
-from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, FORMATS
+from pipeline.io.encode import DEFAULT_JPEG_QUALITY, DEFAULT_PNG_LEVEL, FORMATS, LOSSLESS
 
 EXIT_CODES_HELP = """
 \b
@@ -464,7 +464,7 @@ def embed(
     Completed shards whose results match the configuration (model, secrets, size, format) are skipped, so a rerun
     after a crash, or over a prefix that gained new shards, processes only what is missing.
     """
-    if kw["runner"] != "ray" and kw["fmt"] != "jpeg":
+    if kw["runner"] != "ray" and kw["fmt"] in LOSSLESS:  # the jobs whose check may decode in NumPy
         _start_decoder_early()
     from pipeline.jobs.embed import EmbedJob, check_secret_options
 
