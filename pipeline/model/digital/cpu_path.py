@@ -301,9 +301,7 @@ class CpuPath:
             c = block_dct(luma(x.astype(np.float32))).reshape(len(bi), BLOCK * BLOCK)
             still = np.zeros(len(bi), bool)
             for i, want in enumerate(wants):
-                idx = coefficient_positions(self.config.levels[i].coeffs)
-                e = lattice_phase(c[:, idx], self.code.dither_values(i)[by, bx], self.code.step_values(i))
-                still |= (hard_bits(e) != want[bi, by, bx]).any(-1)
+                still |= (hard_bits(self._phases(c, i, (by, bx))) != want[bi, by, bx]).any(-1)
             where = (bi[still], by[still], bx[still])
         intact = np.ones(b, bool)
         intact[where[0]] = False
@@ -363,7 +361,9 @@ class CpuPath:
             undecided = undecided[~intact]
         return best
 
-    def _phases(self, c: np.ndarray, i: int) -> np.ndarray:
-        """(B, h, w, 64) block DCTs -> (B, h, w, S) level ``i``'s lattice phases."""
+    def _phases(self, c: np.ndarray, i: int, blocks: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(B, h, w, 64) block DCTs -> (B, h, w, S) level ``i``'s lattice phases; or, with ``blocks`` (the rows and
+        columns of P blocks on the grid), (P, 64) -> (P, S), those blocks' phases."""
         sub = c[..., coefficient_positions(self.config.levels[i].coeffs)]
-        return lattice_phase(sub, self.code.dither_values(i), self.code.step_values(i))
+        dither = self.code.dither_values(i) if blocks is None else self.code.dither_values(i)[blocks]
+        return lattice_phase(sub, dither, self.code.step_values(i))
