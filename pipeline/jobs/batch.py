@@ -333,8 +333,6 @@ def embed_batch(
     for i, s in enumerate(active):
         err = sse[i] if i in sse else squared_error(s.result, s.image.rgb)
         s.row["psnr_cover"] = float(psnr_from_mse(err / s.result.size))
-    if engine.digital and not all(s.intact for s in active):  # its check will read some, and may decode
-        engine.cpu_digital.start_decoder()
     t3 = time.perf_counter()
     for s in active:
         s.row["infer_ms"] = 1000 * (t3 - t0) / b
@@ -408,6 +406,8 @@ def verify_batch(
     t0 = time.perf_counter()
     covers_n = np.stack([s.cover_n for s in active])
     messages = [s.message for s in active] if message_room is not None else None
+    if engine.digital and lossless and not all(s.intact for s in active):
+        engine.cpu_digital.start_decoder()  # a lossless check decodes in the LDPC worker (at once if started)
     if engine.digital and lossless and size == engine.digital_config.size:  # read where it was written: NumPy
         secrets = [s.secrets_n for s in active]
         intact = np.array([s.intact for s in active])

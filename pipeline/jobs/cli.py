@@ -256,11 +256,11 @@ def _start_decoder_early() -> None:
 
 def _decoder_for(engine: Any, settings: Any, work: bool) -> None:
     """The LDPC worker for an embed job's check, once its engine is loaded: given the layer's codes where the job
-    checks its stegos in NumPy (a digital layer, a lossless format at the layer's grid size) and has ``work``;
-    ended otherwise."""
+    checks lossless stegos (a digital layer, a lossless format: its check decodes in the worker, ``verify_batch``)
+    and has ``work``; ended otherwise."""
     from pipeline.model.digital.channel import WORKER
 
-    if work and engine.digital and settings.lossless and settings.size == engine.digital_config.size:
+    if work and engine.digital and settings.lossless:
         engine.cpu_digital.start_decoder()
     else:
         WORKER.stop()
@@ -464,7 +464,7 @@ def embed(
     Completed shards whose results match the configuration (model, secrets, size, format) are skipped, so a rerun
     after a crash, or over a prefix that gained new shards, processes only what is missing.
     """
-    if kw["runner"] != "ray" and kw["fmt"] in LOSSLESS:  # the jobs whose check may decode in NumPy
+    if kw["runner"] != "ray" and kw["fmt"] in LOSSLESS:  # the jobs whose check may decode in the worker
         _start_decoder_early()
     from pipeline.jobs.embed import EmbedJob, check_secret_options
 
