@@ -154,6 +154,30 @@ def test_stegos_stored_at_the_grid_size_read_as_verified_where_the_clip_bit(tmp_
         assert r["psnr_secret"] == pytest.approx(sent[r["key"]]["psnr_secret"], abs=1e-6)
 
 
+def test_a_batch_of_grid_size_and_larger_covers_written_alone_reads_as_its_rows_say(tmp_path) -> None:
+    """``--layers digital`` on one batch that mixes covers at the grid size (stored there as the layer writes
+    them: ``CpuDigitalStage.store``, the C block writer where built) and a larger one (composed at full size)."""
+    shards, secret, key = tmp_path / "in", tmp_path / "secret.png", tmp_path / "job.key"
+    photos = sample_photos()
+    big = np.asarray(Image.fromarray(photos[1]).resize((640, 480), Image.BICUBIC))
+    members = [("grid0.png", png_bytes(photos[0])), ("big.png", png_bytes(big)), ("grid2.png", png_bytes(photos[2]))]
+    make_tar(shards / "shard-000000.tar", members)
+    secret.write_bytes(png_bytes(photos[3]))
+    run(["keygen", str(key)])
+    out, got = tmp_path / "out", tmp_path / "revealed"
+    digital = ("--layers", "digital", "--key-file", key)
+    run(job_args("embed", shards, out, "k1", 256, "--secret", secret, "--message", "{key}", *digital))
+    run(job_args("extract", out, got, "k1", 256, "--reference", secret, *digital))
+    sent = {r["key"]: r for r in rows(out / "shard-000000.parquet")}
+    assert [sent[k]["status"] for k in ("grid0", "big", "grid2")] == ["ok"] * 3
+    assert sent["grid0"]["layer"] == sent["big"]["layer"] == "top"  # the textured photos carry every level
+    for r in rows(got / "shard-000000.parquet"):
+        assert r["layer"] == sent[r["key"]]["layer"]
+        assert r["message"] == (r["key"] if r["layer"] else None)
+    stego = tar_members(out / "shard-000000.tar")
+    assert Image.open(io.BytesIO(stego["grid0.png"])).size == (256, 256)
+
+
 def test_the_check_worker_starts_with_the_job_and_ends_where_the_job_needs_none(monkeypatch) -> None:
     """The embed job starts its LDPC worker before its model is loaded; once it is, the worker is told the layer's
     codes where the job checks its stegos in NumPy, and ended where it does not (JPEG output, nothing to do)."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
+from pipeline.core import metrics_u8
 from pipeline.core.metrics import (
     MS_SSIM_BETAS,
     _ssim_and_cs,
@@ -53,18 +56,39 @@ def test_psnr_mse_ssim_match_scikit_image(photo_factory) -> None:
         assert got_ssim[i].item() == pytest.approx(ref_ssim, abs=TOL)
 
 
-def test_batch_job_ssim_matches_the_reference(photo_factory) -> None:
-    """``ssim_u8`` (OpenCV, float32, what the batch job scores every image with) against the float64 reference,
-    from nearly identical pairs (where float32 moments lose digits) to a flat image and an unrelated pair."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["C", "OpenCV"])
+def test_batch_job_ssim_matches_the_reference(photo_factory, compiled: bool) -> None:
+    """``ssim_u8`` (float32, what the batch job scores every image with; in C where built, else OpenCV) against the
+    float64 reference, from nearly identical pairs (where float32 moments lose digits) to a flat image and an
+    unrelated pair."""
+    if compiled and metrics_u8._ssim is None and not os.environ.get("CI"):  # CI builds it (.ci/run installs)
+        pytest.skip("the C SSIM is not built (pip install -e .)")
     a, b = _pairs(photo_factory, 96)
     a, b = torch.cat([a, a[:1], a[:1], a[:1]]), torch.cat([b, a[:1], torch.full_like(a[:1], 200), a[1:2]])
     b[3, 0, 10, 10] ^= 1  # one grey level in one pixel
     hwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
-    got = ssim_u8(hwc(a), hwc(b))
+    got = ssim_u8(hwc(a), hwc(b), compiled=compiled)
     ref = ssim(a.double(), b.double()).numpy()
     assert got.dtype == np.float64 and got.shape == (len(a),)
     np.testing.assert_allclose(got, ref, atol=2e-5)
     assert got[3] < 1.0 and got[4] == pytest.approx(ref[4], abs=2e-5)
+
+
+@pytest.mark.skipif(
+    metrics_u8._ssim is None and not os.environ.get("CI"), reason="the C SSIM is not built (pip install -e .)"
+)
+def test_the_c_ssim_is_opencvs_figure_on_any_shape_and_refuses_what_it_cannot_score(photo_factory) -> None:
+    a, b = (np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()) for t in _pairs(photo_factory, 96))
+    for x, y in ((a, b), (a[:, :37, :50], b[:, :37, :50]), (a[..., :1], b[..., :1])):  # odd sizes, one channel
+        np.testing.assert_allclose(ssim_u8(x, y, compiled=True), ssim_u8(x, y, compiled=False), atol=1e-6)
+    np.testing.assert_allclose(ssim_u8(a, b, win=7, sigma=1.0, compiled=True), ssim_u8(a, b, 7, 1.0, False), atol=1e-6)
+    taps = metrics_u8.gaussian_taps(11, 1.5).astype(np.float32)
+    with pytest.raises(ValueError, match="taps"):  # a window wider than the image
+        metrics_u8._ssim.ssim(8, 8, 3, a[0, :8, :8].copy(), b[0, :8, :8].copy(), taps, 1.0, 1.0)
+    with pytest.raises(ValueError, match="symmetric"):
+        metrics_u8._ssim.ssim(96, 96, 3, a[0], b[0], np.arange(11, dtype=np.float32), 1.0, 1.0)
+    with pytest.raises(ValueError, match="expected"):
+        metrics_u8._ssim.ssim(96, 96, 3, a[0], b[0, :50], taps, 1.0, 1.0)
 
 
 def test_psnr_y_matches_scikit_image_luma(photo_factory) -> None:

@@ -8,6 +8,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # the C SSIM, built by the install (setup.py); where it could not be, OpenCV's filter
+    from pipeline.core import _ssim
+except ImportError:
+    _ssim = None
+
 
 def psnr_from_mse(m: Any, data_range: float = 255.0) -> Any:
     """PSNR in dB of mean squared errors on a ``data_range`` scale: 10 log10(range^2 / MSE), +inf where the MSE is 0.
@@ -28,19 +33,30 @@ def gaussian_taps(size: int, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def ssim_u8(a: np.ndarray, b: np.ndarray, win: int = 11, sigma: float = 1.5) -> np.ndarray:
-    """``ssim`` of uint8 image pairs (B, H, W, C) -> (B,) float64, computed with OpenCV's separable filter.
+def ssim_u8(
+    a: np.ndarray, b: np.ndarray, win: int = 11, sigma: float = 1.5, compiled: bool | None = None
+) -> np.ndarray:
+    """``ssim`` of uint8 image pairs (B, H, W, C) -> (B,) float64: in C (``_ssim.c``) where it is built, else with
+    OpenCV's separable filter (``compiled``: None, the C where built; False, OpenCV).
 
     The batch job scores every image it writes (cover and each secret), where the torch implementation was the
     largest cost of the verify stage (~15 ms per 256 px pair on one core); OpenCV's vectorised ``sepFilter2D`` on
-    the interleaved channels takes ~4x less. Same window, constants and valid region; moments in float32 (agrees
-    with the float64 reference to ~1e-5, checked in the tests).
+    the interleaved channels takes ~4x less, and the C, which filters only the valid region's rows as they come
+    and releases the GIL, half as much again (``docs/model.md``). Same window, constants and valid region; moments
+    in float32 (both agree with the float64 reference to ~1e-5, and with each other to ~1e-6, checked in the tests).
     """
+    taps = gaussian_taps(win, sigma).astype(np.float32)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    if (_ssim is not None if compiled is None else compiled) and len(a):
+        return np.array(
+            [
+                _ssim.ssim(*x.shape, np.ascontiguousarray(x), np.ascontiguousarray(y), taps, c1, c2)
+                for x, y in zip(a, b, strict=True)
+            ]
+        )
     import cv2
 
-    taps = gaussian_taps(win, sigma).astype(np.float32)
     r = win // 2
-    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
     out = np.empty(len(a))
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         # Contiguous float32 copies (callers pass transposed views), centred on 128 so that the variances do not

@@ -47,7 +47,6 @@ from pipeline.jobs.resample import (
     quantize,
     resize_bilinear,
     squared_error,
-    store_at_n,
     to_network_size,
     to_network_size_float,
 )
@@ -114,6 +113,8 @@ class Sample:
             (``CpuDigitalStage.settle``): verify does not read it again.
         blocks: (N/8, N/8) bool, the blocks of ``cover_f`` that the digital layer writes (``CpuPath.active_blocks``),
             found once for the write, ``settle`` and the check.
+        flipped: (N/8, N/8) bool, the written blocks whose readings storage flipped, where the write that stored
+            the stego found them (``CpuPath.store``): ``settle`` rewrites them.
     """
 
     key: str
@@ -131,6 +132,7 @@ class Sample:
     pending: PendingVerify | None = None
     intact: bool = False
     blocks: np.ndarray | None = None
+    flipped: np.ndarray | None = None
 
     @property
     def active(self) -> bool:
@@ -296,7 +298,8 @@ def embed_batch(
     t0 = time.perf_counter()
     for s in active:
         s.cover_f = to_network_size_float(s.image.rgb, size)  # (N, N, 3) float32
-        s.cover_n = np.clip(np.rint(s.cover_f), 0, 255).astype(np.uint8)
+        at_n = s.image.rgb.shape[:2] == (size, size)  # then cover_f holds the image's own levels
+        s.cover_n = s.image.rgb if at_n else np.clip(np.rint(s.cover_f), 0, 255).astype(np.uint8)
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
     b = len(active)
     messages = [s.message for s in active] if message_room is not None else None
@@ -306,13 +309,7 @@ def embed_batch(
         blocks = engine.cpu_digital.path.active_blocks(covers)
         for s, on in zip(active, blocks, strict=True):
             s.blocks = on
-        written = engine.cpu_digital.write(covers, [s.secrets_n for s in active], messages, message_room, blocks)
-        sse = {}
-        for i, (s, x) in enumerate(zip(active, written, strict=True)):  # each stored as soon as it is written
-            if s.image.rgb.shape[:2] == (size, size):
-                s.result = store_at_n(x)
-            else:
-                s.result, sse[i] = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
+        sse = _write_digital_alone(engine, active, covers, blocks, messages, message_room, upsample, size)
         t2 = time.perf_counter()
     else:
         secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
@@ -340,6 +337,40 @@ def embed_batch(
     return times
 
 
+def _write_digital_alone(
+    engine: Engine,
+    active: Sequence[Sample],
+    covers: np.ndarray,
+    blocks: np.ndarray,
+    messages: list[bytes | None] | None,
+    message_room: int | None,
+    upsample: str,
+    size: int,
+) -> dict[int, float]:
+    """The digital layer alone written in NumPy on ``covers`` (B, N, N, 3) float32 (``blocks``: their written
+    blocks): each sample's ``result`` set. An image at the grid size is stored there as the layer writes it
+    (``CpuDigitalStage.store``, which finds its ``flipped`` blocks); a larger one's stego is composed at full size.
+    Returns the composed samples' squared errors (by index into ``active``)."""
+    digital, sse = engine.cpu_digital, {}
+    at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
+    others = [i for i in range(len(active)) if i not in set(at_n)]
+    for idx, store in ((at_n, True), (others, False)):
+        if not idx:
+            continue
+        every = len(idx) == len(active)  # the batch as it is: no copies
+        part, on = (covers, blocks) if every else (covers[idx], blocks[idx])
+        secrets = [active[i].secrets_n for i in idx]
+        msg = None if messages is None else [messages[i] for i in idx]
+        if store:
+            for i, (x, flipped) in zip(idx, digital.store(part, secrets, msg, message_room, on), strict=True):
+                active[i].result, active[i].flipped = x, flipped
+            continue
+        for i, x in zip(idx, digital.write(part, secrets, msg, message_room, on), strict=True):
+            s = active[i]
+            s.result, sse[i] = compose(s.image.rgb, s.cover_f, x.transpose(2, 0, 1) / 255.0, upsample, True)
+    return sse
+
+
 def _settle(
     engine: Engine,
     active: Sequence[Sample],
@@ -361,9 +392,11 @@ def _settle(
     covers = np.stack([s.cover_f for s in samples])
     picked = None if messages is None else [messages[i] for i in at_n]
     blocks = _blocks_of(samples)
-    intact = engine.cpu_digital.settle(stored, covers, [s.secrets_n for s in samples], picked, message_room, blocks)
+    flipped = None if any(s.flipped is None for s in samples) else np.stack([s.flipped for s in samples])
+    secrets = [s.secrets_n for s in samples]
+    intact = engine.cpu_digital.settle(stored, covers, secrets, picked, message_room, blocks, flipped)
     for s, x, ok in zip(samples, stored, intact, strict=True):
-        s.result, s.intact = x, bool(ok)
+        s.result, s.intact, s.flipped = x, bool(ok), None
     return at_n
 
 

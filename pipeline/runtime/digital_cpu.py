@@ -78,6 +78,29 @@ class CpuDigitalStage:
         for x, dy in zip(cover, change, strict=True):
             yield clip_keeping_luma(x + dy[..., None])
 
+    def store(
+        self,
+        cover: np.ndarray,
+        secrets: list[np.ndarray],
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+        active: np.ndarray | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """``write``, each stego stored in 8 bits as the job stores a stego at the grid size (``store_at_n``) ->
+        per image, in turn: the stored stego (N, N, 3) uint8 and its flipped blocks (``CpuPath.store``), which
+        ``settle`` takes. With the C block writer, the layer's whole write of an image runs outside the GIL."""
+        active = self.path.active_blocks(cover) if active is None else active
+        _, groups = self.groups(secrets, message_room)
+        if len(groups) == 1:
+            yield from self.path.store(cover, groups[0][0], messages, active)
+            return
+        out: list[tuple[np.ndarray, np.ndarray | None] | None] = [None] * len(cover)
+        for prepared, idx in groups:  # per-image secrets: each group written, then the images in their order
+            msg = None if messages is None else [messages[i] for i in idx]
+            for i, res in zip(idx, self.path.store(cover[idx], prepared, msg, active[idx]), strict=True):
+                out[i] = res
+        yield from out
+
     def start_decoder(self) -> None:
         """Start the LDPC decoding worker, with this layer's codes built, ahead of a check that may need it: one
         that reads a stego ``settle`` did not find intact (``channel.DecodeWorker``: an interpreter of its own,
@@ -94,10 +117,12 @@ class CpuDigitalStage:
         messages: list[bytes | None] | None,
         message_room: int | None,
         active: np.ndarray | None = None,
+        flipped: np.ndarray | None = None,
     ) -> np.ndarray:
         """Stegos stored at the grid size (B, N, N, 3) uint8, rewritten in place where storage flipped a reading
         (``CpuPath.settle``) -> (B,) bool: each reads its top level intact as stored (every written reading exact,
-        and enough of them for its code: ``LayerCode.sure_when_exact``). ``active``: as ``write``'s."""
+        and enough of them for its code: ``LayerCode.sure_when_exact``). ``active``: as ``write``'s; ``flipped``:
+        (B, N/8, N/8) bool, the blocks ``store`` found flipped (else found here)."""
         messages = messages if messages is not None else [None] * len(stored)
         _, groups = self.groups(secrets, message_room)
         active = self.path.active_blocks(cover) if active is None else active
@@ -105,7 +130,8 @@ class CpuDigitalStage:
         intact = self.code.sure_when_exact(top, active.reshape(len(stored), -1).sum(1))
         for prepared, idx in groups:
             part = stored if len(groups) == 1 else np.ascontiguousarray(stored[idx])
-            intact[idx] &= self.path.settle(part, prepared, [messages[i] for i in idx], active[idx])
+            wrong = None if flipped is None else flipped[idx]
+            intact[idx] &= self.path.settle(part, prepared, [messages[i] for i in idx], active[idx], flipped=wrong)
             if len(groups) > 1:
                 stored[idx] = part
         return intact

@@ -173,7 +173,7 @@ class ChannelCode:
     @property
     def _decoder(self):
         if self._bp is None:
-            from ldpc import BpDecoder
+            from ldpc.bp_decoder import BpDecoder
 
             self._bp = BpDecoder(self.H, error_rate=0.1, input_vector_type="syndrome", **self._settings)
         return self._bp
@@ -330,6 +330,29 @@ class DecodeWorker:
                 return None
 
 
+def _import_bp_decoder() -> None:
+    """Import ldpc's belief-propagation decoder alone, in the worker: ldpc's package ``__init__`` imports every one
+    of its decoders, and stim, sinter and pymatching with them (0.4 s of the worker's start-up, on a core the job
+    shares; the decoder's own module takes 1 ms). The package is entered as a bare module with ldpc's path, which
+    is what importing a subpackage needs; where that fails (another ldpc layout), the package is imported whole."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if "ldpc" not in sys.modules:
+        spec = importlib.util.find_spec("ldpc")
+        if spec is not None and spec.submodule_search_locations:
+            bare = types.ModuleType("ldpc")
+            bare.__path__, bare.__spec__ = list(spec.submodule_search_locations), spec
+            sys.modules["ldpc"] = bare
+    try:
+        importlib.import_module("ldpc.bp_decoder")
+    except ImportError:
+        sys.modules.pop("ldpc", None)
+        importlib.import_module("ldpc.bp_decoder")
+
+
 def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
     """The worker's loop (``DecodeWorker``): (n, k, llr) in on stdin, ``make_code(n, k).decode(llr)`` out on stdout,
     until stdin closes."""
@@ -340,7 +363,7 @@ def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the job handles it, and this worker ends when the job
     # closes its end of the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import ldpc  # noqa: F401 (now, while the job starts: a job may start its worker before it knows its codes)
+    _import_bp_decoder()  # now, while the job starts: a job may start its worker before it knows its codes
 
     for n, k in codes:  # the job's codes, ready before its first request
         make_code(n, k)._decoder  # noqa: B018 (built on first access)

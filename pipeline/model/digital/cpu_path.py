@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -28,6 +29,10 @@ LUMA_MIDPOINTS = np.array([0.057, 0.2065, 0.356, 0.5, 0.644, 0.7935, 0.943], dty
 # the top level's readings flipped by storage were 12,104 with plain rounding, 1,418 with the luma rounding
 # everywhere and 1,455 with this tolerance, which costs 0.035 dB of cover PSNR where rounding everywhere cost 0.069.
 LUMA_ROUNDING_TOLERANCE = 0.2
+try:  # the C block writer, built by the install (setup.py); where it could not be, the NumPy path
+    from pipeline.model.digital import _blockwrite
+except ImportError:
+    _blockwrite = None
 # Rounds of ``CpuPath.settle``: on 288 held-out 256 px crops, the blocks left flipped after each round were 1162
 # (none settled), 364, 137, 49, 25, 14, 5, 3, 1, 1 and none after the tenth; cover PSNR moved by 0.007 dB.
 SETTLE_ROUNDS = 16
@@ -198,9 +203,13 @@ class CpuPath:
     """A ``LayerCode``'s pixels in NumPy: ``embed`` the levels into stegos and check a stored stego
     (``written_levels``), both on (B, N, N, 3) float32 grey levels."""
 
-    def __init__(self, code: LayerCode) -> None:
+    def __init__(self, code: LayerCode, compiled: bool | None = None) -> None:
+        """``compiled``: ``store`` writes with the C block writer (``_blockwrite.c``); None: where it is built."""
         self.code = code
         self.config = code.config
+        if compiled and _blockwrite is None:
+            raise RuntimeError("the C block writer is not built: `pip install -e .` builds it (a C compiler needed)")
+        self.compiled = _blockwrite is not None if compiled is None else compiled
 
     def active_blocks(self, cover: np.ndarray) -> np.ndarray:
         """(B, N, N, 3) cover in grey levels -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
@@ -251,6 +260,63 @@ class CpuPath:
             new[..., idx] = np.where(on, written, sub)
         return block_idct(new - c)
 
+    def store(
+        self,
+        cover: np.ndarray,
+        prepared: PreparedSecrets,
+        messages: list[bytes | None] | None = None,
+        active: np.ndarray | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Write every level on covers (B, N, N, 3) float32 and store each stego in 8 bits -> per image, in turn: the
+        stored stego (N, N, 3) uint8 (``round_keeping_luma(clip_keeping_luma(embed(...)))``) and its flipped
+        blocks, (N/8, N/8) bool: the carrying blocks whose stored readings differ from the codeword (what ``settle``
+        rewrites); None where the NumPy path wrote it (``settle`` finds them). ``active``: as ``embed``'s.
+
+        The C block writer (``compiled``) does each block's transforms, write, clip, rounding and reading at once,
+        with the GIL released: 0.5 ms a 256 px image, where the NumPy path takes 5 (``docs/model.md``)."""
+        n = self.config.size
+        if cover.shape[1:] != (n, n, 3):
+            raise ValueError(f"the digital layer writes on its {n} x {n} grid, got {cover.shape[1:]}")
+        messages = messages or [None] * len(cover)
+        active = self.active_blocks(cover) if active is None else active
+        if not self.compiled:
+            change = self.luma_change(cover, cover, prepared, messages, active)
+            for x, dy in zip(cover, change, strict=True):
+                yield round_keeping_luma(clip_keeping_luma(x + dy[..., None])), None
+            return
+        pos, dither, step = self._slots
+        bits = self._block_bits(prepared, messages)
+        on = np.ascontiguousarray(active, dtype=np.uint8)
+        t, g, d, alpha = len(pos), n // BLOCK, dct_matrix(), self.config.alpha
+        for x, b, want in zip(cover, on, bits, strict=True):
+            out, wrong = np.empty((n, n, 3), np.uint8), np.empty((g, g), np.uint8)
+            x = np.ascontiguousarray(x, np.float32)
+            args = (x, out, wrong, b, pos, want, dither, step, d, LUMA_WEIGHTS, LUMA_MIDPOINTS)
+            _blockwrite.write_stored(n, t, *args, alpha, LUMA_ROUNDING_TOLERANCE)
+            yield out, wrong.view(bool)
+
+    @functools.cached_property
+    def _slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every level's slots of a block in turn, as the C block writer takes them: the coefficient positions (T,)
+        int32, the dither (N/8, N/8, T) float32 and the steps (T,) float32."""
+        levels = range(len(self.config.levels))
+        pos = np.concatenate([coefficient_positions(self.config.levels[i].coeffs) for i in levels]).astype(np.int32)
+        dither = np.ascontiguousarray(np.concatenate([self.code.dither_values(i) for i in levels], axis=-1))
+        return pos, dither, np.concatenate([self.code.step_values(i) for i in levels])
+
+    def _block_bits(self, prepared: PreparedSecrets, messages: list[bytes | None]) -> np.ndarray:
+        """(B, N/8, N/8, T) uint8, C-contiguous rows: each image's codeword bits on every level's slots in turn (one
+        array broadcast where every level's codeword is shared)."""
+        levels = range(len(self.config.levels))
+        if all(self.code.shares_codeword(prepared, i) for i in levels):
+            return np.broadcast_to(self._shared_block_bits(prepared), (len(messages), *self._slots[1].shape))
+        return np.ascontiguousarray(np.concatenate([self._want(prepared, i, messages) for i in levels], axis=-1))
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (a job's few secret sets; the cache dies with the path)
+    def _shared_block_bits(self, prepared: PreparedSecrets) -> np.ndarray:
+        levels = range(len(self.config.levels))
+        return np.ascontiguousarray(np.concatenate([self._want(prepared, i, [None])[0] for i in levels], axis=-1))
+
     def settle(
         self,
         stored: np.ndarray,
@@ -258,12 +324,14 @@ class CpuPath:
         messages: list[bytes | None] | None,
         active: np.ndarray,
         rounds: int = SETTLE_ROUNDS,
+        flipped: np.ndarray | None = None,
     ) -> np.ndarray:
         """Rewrite, in place, the blocks of stored stegos (B, N, N, 3) uint8 where storage flipped a hard reading
         (their clip and rounding, ``clip_keeping_luma`` and ``round_keeping_luma``), until every active slot of every
         level reads its codeword bit or ``rounds`` pass -> (B,) bool: each stego reads intact (read here, on the
         stored pixels as they are left). ``active``: the blocks written, (B, N/8, N/8) bool (``active_blocks`` of the
-        covers).
+        covers); ``flipped``: the blocks whose readings storage flipped, where ``store`` found them (else found
+        here, as ``store`` finds them).
 
         The flips are where a block meets black or white: the clip takes back part of the change towards the
         lattice point the write chose. A flipped coefficient is aimed at the same bit's lattice point on the far
@@ -275,10 +343,7 @@ class CpuPath:
             raise ValueError(f"settle rewrites contiguous uint8 stegos on its grid, got {stored.dtype} {stored.shape}")
         messages = messages or [None] * b
         wants = [self._want(prepared, i, messages).astype(bool) for i in range(len(self.config.levels))]
-        coeffs = block_dct(luma(stored.astype(np.float32))).reshape(b, g, g, BLOCK * BLOCK)
-        wrong = np.zeros((b, g, g), bool)
-        for i, want in enumerate(wants):
-            wrong |= (self._flipped(coeffs, i, want) & active[..., None]).any(-1)
+        wrong = self.flipped_blocks(stored, wants, active) if flipped is None else flipped
         pixels = stored.reshape(b, g, BLOCK, g, BLOCK, 3)
         where = np.nonzero(wrong)
         for _ in range(rounds):
@@ -306,6 +371,16 @@ class CpuPath:
         intact = np.ones(b, bool)
         intact[where[0]] = False
         return intact
+
+    def flipped_blocks(self, stored: np.ndarray, wants: list[np.ndarray], active: np.ndarray) -> np.ndarray:
+        """(B, N, N, 3) uint8 stored stegos -> (B, N/8, N/8) bool: the ``active`` blocks where a hard reading of a
+        level differs from ``wants[level]`` (B, N/8, N/8, S) bool."""
+        b, g = len(stored), self.config.size // BLOCK
+        coeffs = block_dct(luma(stored.astype(np.float32))).reshape(b, g, g, BLOCK * BLOCK)
+        wrong = np.zeros((b, g, g), bool)
+        for i, want in enumerate(wants):
+            wrong |= (self._flipped(coeffs, i, want) & active[..., None]).any(-1)
+        return wrong
 
     def _flipped(self, coeffs: np.ndarray, i: int, want: np.ndarray) -> np.ndarray:
         """(B, h, w, 64) block DCTs -> (B, h, w, S) bool: level ``i``'s hard readings that differ from ``want``."""

@@ -1,0 +1,26 @@
+"""The package's two compiled parts: the digital layer's block writer (``pipeline/model/digital/_blockwrite.c``) and
+the jobs' SSIM (``pipeline/core/_ssim.c``). Everything else is in ``pyproject.toml``.
+
+Both are optional: where no C compiler is, the install goes on, and the layer writes with its NumPy path
+(``cpu_path.CpuPath.store``: the same stegos up to a grey level on rounding boundaries) and SSIM runs on OpenCV's
+filter (the same figures to about 1e-6), each at a fraction of the speed.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+# -O3 vectorises the loops; -fno-trapping-math lets it vectorise the rounding's selects (no value changes);
+# -ffp-contract=off keeps a * b + c two IEEE float32 roundings, as NumPy's. No -ffast-math: the rounding must see
+# IEEE values, and the sums keep their order.
+FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-trapping-math", "-ffp-contract=off"]
+
+setup(
+    ext_modules=[
+        Extension(name, [source], extra_compile_args=FLAGS, optional=True)
+        for name, source in (
+            ("pipeline.model.digital._blockwrite", "pipeline/model/digital/_blockwrite.c"),
+            ("pipeline.core._ssim", "pipeline/core/_ssim.c"),
+        )
+    ]
+)
