@@ -1,9 +1,10 @@
-"""The package's two compiled parts: the digital layer's block writer (``pipeline/model/digital/_blockwrite.c``) and
-the jobs' SSIM (``pipeline/core/_ssim.c``). Everything else is in ``pyproject.toml``.
+"""The package's compiled parts: the digital layer's block writer (``pipeline/model/digital/_blockwrite.c``), the
+jobs' SSIM (``pipeline/core/_ssim.c``) and the PNG reader's unfiltering (``pipeline/io/_png.c``). Everything else is
+in ``pyproject.toml``.
 
-Both are optional: where no C compiler is, the install goes on, and the layer writes with its NumPy path
-(``cpu_path.CpuPath.store``: the same stegos up to a grey level on rounding boundaries) and SSIM runs on OpenCV's
-filter (the same figures to about 1e-6), each at a fraction of the speed.
+All are optional: where no C compiler is, the install goes on, and the layer writes with its NumPy path
+(``cpu_path.CpuPath.store``: the same stegos up to a grey level on rounding boundaries), SSIM runs on OpenCV's filter
+(the same figures to about 1e-6) and OpenCV decodes every PNG (the same pixels), each at a fraction of the speed.
 """
 
 import sys
@@ -21,6 +22,7 @@ setup(
         for name, source in (
             ("pipeline.model.digital._blockwrite", "pipeline/model/digital/_blockwrite.c"),
             ("pipeline.core._ssim", "pipeline/core/_ssim.c"),
+            ("pipeline.io._png", "pipeline/io/_png.c"),
         )
     ]
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 
 import numpy as np
@@ -20,7 +21,9 @@ from pipeline.io.decode import (
     decode_pillow,
     make_decoder,
     probe,
+    read_png_rgb8,
 )
+from pipeline.io.decode import _png as _png_c
 
 
 def _jpeg_with_orientation(arr: np.ndarray, orientation: int) -> bytes:
@@ -197,3 +200,115 @@ def _png16(rgb: np.ndarray) -> bytes:
     ok, data = cv2.imencode(".png", (rgb[..., ::-1].astype(np.uint16) * 257))
     assert ok
     return data.tobytes()
+
+
+def _filtered_png(rgb: np.ndarray, filters: list[int], idat_parts: int = 1, extra: bytes = b"") -> bytes:
+    """An 8-bit RGB PNG whose row r carries filter type ``filters[r % len(filters)]``, written here from the PNG
+    specification (section 9) as a reference for the reader, its stream split over ``idat_parts`` IDAT chunks and
+    ``extra`` chunks before them."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    x = rgb.reshape(h, w * 3).astype(np.int64)
+    raw = bytearray()
+    for r in range(h):
+        kind = filters[r % len(filters)]
+        up = x[r - 1] if r else np.zeros(w * 3, np.int64)
+        left = np.concatenate([np.zeros(3, np.int64), x[r, :-3]])
+        corner = np.concatenate([np.zeros(3, np.int64), up[:-3]])
+        if kind == 4:
+            p = left + up - corner
+            pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - corner)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, corner))
+        else:
+            pred = [np.zeros_like(up), left, up, (left + up) // 2][kind]
+        raw += bytes([kind]) + ((x[r] - pred) % 256).astype(np.uint8).tobytes()
+    stream = zlib.compress(bytes(raw), 6)
+    cut = np.linspace(0, len(stream), idat_parts + 1).astype(int)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    idats = b"".join(chunk(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(cut))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + extra + idats + chunk(b"IEND", b"")
+
+
+@pytest.mark.skipif(_png_c is None and not os.environ.get("CI"), reason="the C PNG unfilter is not built")
+def test_the_c_png_reader_undoes_every_filter_and_leaves_every_other_file_to_opencv_and_pillow(photo_factory):
+    """``read_png_rgb8`` (ISA-L inflate, C unfilter) against Pillow on each of the five filter types, mixed, over
+    several IDAT chunks; anything it does not read (another layout, a bad CRC, an unknown critical chunk, a short
+    stream, an unknown filter) it leaves to the other decoders, which read or reject it as before."""
+    import zlib
+
+    rgb = photo_factory(29, 41, seed=5)  # odd sizes: rows of 123 bytes
+    for filters in ([0], [1], [2], [3], [4], [4, 1, 0, 3, 2], [2, 4, 3]):
+        for parts in (1, 3):
+            data = _filtered_png(rgb, filters, parts, extra=_tagged(b"tEXt", b"Comment\0hi"))
+            got = read_png_rgb8(data, 41, 29)
+            assert got is not None and np.array_equal(got, np.asarray(Image.open(io.BytesIO(data)))), filters
+    assert np.array_equal(read_png_rgb8(_png(rgb, compress_level=9), 41, 29), rgb)  # Pillow's adaptive filters
+    good = _filtered_png(rgb, [4, 1])
+    bad_crc = bytearray(good)
+    bad_crc[-20] ^= 1  # a byte of the (last) IDAT's body
+    unknown = _filtered_png(rgb, [4], extra=_tagged(b"ABCD", b"critical"))
+    raw = zlib.decompress(_idat(good))
+    bad_filter = _replace_idat(good, zlib.compress(b"\x07" + raw[1:]))  # filter type 7 on the first row
+    short = _replace_idat(good, zlib.compress(zlib.decompress(_idat(good))[:-5]))
+    for what, data in {
+        "a bad CRC": bytes(bad_crc),
+        "an unknown critical chunk": unknown,
+        "an unknown filter type": bad_filter,
+        "a short stream": short,
+        "a size other than the header's": good,
+        "16-bit RGB": _png16(rgb),
+        "RGBA": png_bytes(np.dstack([rgb, rgb[..., :1]])),
+        "interlaced": _interlaced(good),
+        "truncated": good[: len(good) // 2],
+    }.items():
+        size = (41, 30) if what.startswith("a size") else (41, 29)
+        assert read_png_rgb8(data, *size) is None, what
+    with pytest.raises(ImageDecodeError):  # what the other decoders say of a bad CRC and an unknown filter
+        decode_image(bytes(bad_crc))
+    with pytest.raises(ImageDecodeError):
+        decode_image(bad_filter)
+    assert np.array_equal(decode_image(good).rgb, rgb)
+
+
+def _tagged(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _idat(data: bytes) -> bytes:
+    pos, out = 8, b""
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            out += data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+    return out
+
+
+def _replace_idat(data: bytes, stream: bytes) -> bytes:
+    """``data`` with its IDAT chunks replaced by one carrying ``stream``."""
+    pos, head, tail = 8, b"", b""
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind in (b"IHDR",):
+            head += data[pos : pos + 12 + n]
+        elif kind == b"IEND":
+            tail = data[pos : pos + 12 + n]
+        pos += 12 + n
+    return data[:8] + head + _tagged(b"IDAT", stream) + tail
+
+
+def _interlaced(data: bytes) -> bytes:
+    """``data`` with its header saying Adam7 interlacing (its stream left as it is)."""
+    body = bytearray(data[16:29])
+    body[12] = 1
+    return data[:8] + _tagged(b"IHDR", bytes(body)) + data[33:]

@@ -389,9 +389,9 @@ def _settle(
         return []
     samples = [active[i] for i in at_n]
     stored = np.stack([s.result for s in samples])
-    covers = np.stack([s.cover_f for s in samples])
     picked = None if messages is None else [messages[i] for i in at_n]
     blocks = _blocks_of(samples)
+    covers = np.stack([s.cover_f for s in samples]) if blocks is None else None  # for the blocks alone
     flipped = None if any(s.flipped is None for s in samples) else np.stack([s.flipped for s in samples])
     secrets = [s.secrets_n for s in samples]
     intact = engine.cpu_digital.settle(stored, covers, secrets, picked, message_room, blocks, flipped)

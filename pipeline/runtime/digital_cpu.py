@@ -112,7 +112,7 @@ class CpuDigitalStage:
     def settle(
         self,
         stored: np.ndarray,
-        cover: np.ndarray,
+        cover: np.ndarray | None,
         secrets: list[np.ndarray],
         messages: list[bytes | None] | None,
         message_room: int | None,
@@ -121,8 +121,9 @@ class CpuDigitalStage:
     ) -> np.ndarray:
         """Stegos stored at the grid size (B, N, N, 3) uint8, rewritten in place where storage flipped a reading
         (``CpuPath.settle``) -> (B,) bool: each reads its top level intact as stored (every written reading exact,
-        and enough of them for its code: ``LayerCode.sure_when_exact``). ``active``: as ``write``'s; ``flipped``:
-        (B, N/8, N/8) bool, the blocks ``store`` found flipped (else found here)."""
+        and enough of them for its code: ``LayerCode.sure_when_exact``). ``active``: as ``write``'s (with it,
+        ``cover`` may be None); ``flipped``: (B, N/8, N/8) bool, the blocks ``store`` found flipped (else found
+        here)."""
         messages = messages if messages is not None else [None] * len(stored)
         _, groups = self.groups(secrets, message_room)
         active = self.path.active_blocks(cover) if active is None else active
