@@ -258,6 +258,7 @@ def test_the_c_png_reader_undoes_every_filter_and_leaves_every_other_file_to_ope
     short = _replace_idat(good, zlib.compress(zlib.decompress(_idat(good))[:-5]))
     for what, data in {
         "a bad CRC": bytes(bad_crc),
+        "a transparent colour": _filtered_png(rgb, [4], extra=_tagged(b"tRNS", bytes(6))),
         "an unknown critical chunk": unknown,
         "an unknown filter type": bad_filter,
         "a short stream": short,

@@ -208,11 +208,11 @@ def _decode_png_rgb8(data: bytes, header: ImageHeader) -> np.ndarray | None:
     where Pillow must decode it: an eXIf chunk (orientation) or a transparent colour (tRNS, which Pillow keeps as
     RGB and libpng expands to alpha) anywhere in the file, a 16-bit one, or a stream OpenCV rejects (Pillow then
     says what is wrong)."""
-    if b"eXIf" in data or b"tRNS" in data:  # a chance match inside the pixels only costs the slower decoder
-        return None
-    rgb = read_png_rgb8(data, header.width, header.height)
+    rgb = read_png_rgb8(data, header.width, header.height)  # it reads no file with either chunk
     if rgb is not None:
         return rgb
+    if b"eXIf" in data or b"tRNS" in data:  # a chance match inside the pixels only costs the slower decoder
+        return None
     import cv2
 
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -225,8 +225,9 @@ def read_png_rgb8(data: bytes, width: int, height: int) -> np.ndarray | None:
     """The pixels (height, width, 3) uint8 of an 8-bit RGB, non-interlaced PNG of that size, read here: its chunks
     walked with every CRC checked, its stream inflated by ISA-L and its rows unfiltered in C (``_png.c``), both
     outside the GIL: a 256 px crop in about half the time of libpng through OpenCV (``docs/model.md``). None for
-    anything else (another layout, an unknown critical chunk, any fault in the file) or where the C part is not
-    built: the callers' OpenCV and Pillow paths then decode it, or say what is wrong with it."""
+    anything else (another layout, a transparent colour or an orientation chunk, an unknown critical chunk, any
+    fault in the file) or where the C part is not built: the callers' OpenCV and Pillow paths then decode it, or say
+    what is wrong with it."""
     if _png is None or not data.startswith(_PNG_SIGNATURE):
         return None
     view, pos, ihdr, idat = memoryview(data), len(_PNG_SIGNATURE), b"", []
@@ -243,8 +244,8 @@ def read_png_rgb8(data: bytes, width: int, height: int) -> np.ndarray | None:
             idat.append(view[pos + 8 : end - 4])
         elif kind == b"IEND":
             break
-        elif not kind[0] & 0x20 and kind != b"PLTE":  # an unknown critical chunk (a suggested palette is fine)
-            return None
+        elif kind in (b"tRNS", b"eXIf") or (not kind[0] & 0x20 and kind != b"PLTE"):
+            return None  # a transparent colour or an orientation (Pillow reads those), an unknown critical chunk
         pos = end
     if len(ihdr) != 13 or struct.unpack(">IIBBBBB", ihdr) != (width, height, 8, 2, 0, 0, 0):
         return None
