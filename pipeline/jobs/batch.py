@@ -445,15 +445,12 @@ def verify_batch(
         secrets = [s.secrets_n for s in active]
         intact = np.array([s.intact for s in active])
         # The check reads only the stegos settle did not read intact: the others' rows of ``grid`` stay unwritten.
-        grid = np.empty((len(active), size, size, 3), np.float32)
-        for i in np.flatnonzero(~intact):
-            grid[i] = to_network_size_float(active[i].result, size)  # what a receiver reads (``on_grid``)
+        grid, back_n = _on_grid_where([s.result for s in active], size, ~intact)
         blocks = _blocks_of(active)
         covers_f = np.stack([s.cover_f for s in active]) if blocks is None else None
         check = _checks().submit(
             engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact, blocks
         )
-        back_n = _rounded_on_grid([s.result for s in active], size)
         ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
         pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
         for s in active:
@@ -656,11 +653,19 @@ def on_grid(images: Sequence[np.ndarray], size: int) -> tuple[np.ndarray, np.nda
     return grid, np.clip(np.rint(grid), 0, 255).astype(np.uint8)
 
 
-def _rounded_on_grid(images: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """``on_grid``'s 8-bit images (B, N, N, 3) uint8; images stored at N are their own (no float copy made)."""
-    if all(img.shape[:2] == (size, size) for img in images):
-        return np.stack(images)
-    return on_grid(images, size)[1]
+def _on_grid_where(images: Sequence[np.ndarray], size: int, read: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``on_grid`` of the images where ``read`` (B,) bool, each resized once; the others (stored at N and read
+    intact by ``settle``) are their own 8-bit images, and their float rows are left unwritten: the check does not
+    read them."""
+    grid = np.empty((len(images), size, size, 3), np.float32)
+    back_n = np.empty((len(images), size, size, 3), np.uint8)
+    for i, img in enumerate(images):
+        if read[i]:
+            grid[i] = to_network_size_float(img, size)  # what a receiver reads
+            np.copyto(back_n[i], np.clip(np.rint(grid[i]), 0, 255), casting="unsafe")
+        else:  # read intact by settle, so stored at N: its own 8-bit image
+            back_n[i] = img
+    return grid, back_n
 
 
 def _reveal_digital(
