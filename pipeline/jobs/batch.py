@@ -246,9 +246,11 @@ def decode_samples(samples: Sequence[Sample], decoder: CpuDecoder, size: int) ->
 def encode_sample(
     sample: Sample, encoder: Callable[[np.ndarray, np.ndarray | None], bytes], ext: str, mode: str
 ) -> None:
-    """Encode a processed sample's outputs: the stego (``mode="embed"``) or its K secrets (``mode="extract"``)."""
-    if sample.pending is not None:  # the batch's verification first (its digital check may still be running)
-        sample.pending.finish()
+    """Encode a processed sample's outputs: the stego (``mode="embed"``) or its K secrets (``mode="extract"``).
+
+    A batch's verification may still be running (``sample.pending``): it needs none of what is freed here, and it
+    fills in the row's figures when it is finished (``finish_pending``), which the runner does before it writes the
+    shard's rows."""
     if not sample.active or sample.result is None:
         return
     t0 = time.perf_counter()
@@ -431,7 +433,8 @@ def verify_batch(
 
     A lossless output's digital check runs in a thread of its own (``CpuDigitalStage.verify``, which waits on the
     LDPC decoder's process for the frames storage left errors in): the batch's samples then carry it as ``pending``
-    and are finished, at the latest, by ``encode_sample``, so that the next batch's verify need not wait for it.
+    (``finish_pending`` fills in their rows), so that neither the next batch's verify nor this batch's encoding
+    waits for it: a smooth cover's decode takes 30-200 ms.
     """
     active = [s for s in samples if s.active and s.result is not None and s.cover_n is not None]
     if not active:
@@ -452,7 +455,8 @@ def verify_batch(
             engine.cpu_digital.verify, grid, covers_f, secrets, messages, message_room, intact, blocks
         )
         ssim_cover = per_image_metrics(back_n, covers_n)[1]  # meanwhile
-        pending = PendingVerify(lambda: _score(engine, active, back_n, check.result(), ssim_cover, size, layers))
+        found = check.result
+        pending = PendingVerify(lambda: _score(engine, active, back_n, found(), ssim_cover, size, layers, secrets))
         for s in active:
             s.pending = pending
         return {"verify": _add_infer_ms(active, time.perf_counter() - t0)}
@@ -515,10 +519,12 @@ def _score(
     ssim_cover: np.ndarray,
     size: int,
     layers: str,
+    secrets: Sequence[np.ndarray] | None = None,
 ) -> Sequence[Sample]:
     """The figures of ``verify_batch``: ``found`` (the digital layer's verdict per image, None without the layer)
-    decides which images take a level's secret; the analog reveal gives the others'. Returns ``active``."""
-    secrets_n = np.stack([s.secrets_n for s in active])  # (B, K, N, N, 3)
+    decides which images take a level's secret; the analog reveal gives the others'. ``secrets``: each sample's
+    (K, N, N, 3) secrets where the samples may no longer hold them (encoded meanwhile). Returns ``active``."""
+    secrets_n = np.stack([s.secrets_n for s in active] if secrets is None else secrets)  # (B, K, N, N, 3)
     b, k = secrets_n.shape[:2]
     revealed_u8 = np.empty_like(secrets_n)
     analog, lost = list(range(b)), []  # images the analog path reveals; images nothing reveals

@@ -25,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ from pipeline.jobs.common import ShardJob, ShardResult
 
 DEFAULT_PIXEL_BUDGET = 32_000_000
 QUEUE_DEPTH = 2
+# Written batches whose digital check may still be running (``verify_batch``: a smooth cover's LDPC decode takes
+# 30-200 ms) before the writer waits for the oldest: enough to ride out a run of decodes, and a bound on what they
+# hold (each batch its 8-bit stegos on the grid, 1.5 MB at 256 px, and until its check runs their float copies).
+MAX_UNFINISHED = 8
 
 
 @dataclass
@@ -182,11 +187,8 @@ class LocalRunner:
             return run
 
         def encode(b: _Batch) -> None:
-            # A batch's verification may still wait on its digital check (``verify_batch``): finished here, in this
-            # stage's thread, so that the codec pool's threads keep decoding and encoding meanwhile.
-            spent = finish_pending(b.samples)
-            if spent:
-                totals.add_stage("verify", spent)
+            # A batch's verification may still wait on its digital check (``verify_batch``): the writer finishes it
+            # before the shard's rows are written (``_write``), and meanwhile the stegos are encoded and written.
             b.futures = [pool.submit(self._timed_encode, job, s) for s in b.samples]
 
         stages = [
@@ -228,6 +230,7 @@ class LocalRunner:
         shard: str | None = None  # the shard being written
         rows: list[dict[str, Any]] = []
         failed = False  # the current shard already failed: drain its remaining items
+        unfinished: deque[list[Sample]] = deque()  # written batches whose verification may still run (oldest first)
         totals = job.totals
         try:
             while True:
@@ -241,12 +244,18 @@ class LocalRunner:
                 try:
                     if isinstance(item, _Start):
                         writer, rows, failed, shard = None, [], False, item.shard.name
+                        unfinished.clear()
                         bar.start_shard()
                         writer = TarShardWriter(job.dst, item.shard.name, job.job_id)
                     elif isinstance(item, _Batch):
                         self._write_batch(job, writer, item, rows)
+                        unfinished.append(item.samples)
+                        while len(unfinished) > MAX_UNFINISHED:  # bounded: each holds its check's arrays
+                            self._finish(job, unfinished.popleft())
                         bar.add(item.share, sum(1 for s in item.samples if s.row["role"] in ("cover", "stego")))
                     elif isinstance(item, _End):
+                        while unfinished:  # every row complete before the shard's results are written
+                            self._finish(job, unfinished.popleft())
                         t = time.perf_counter()
                         writer.commit()  # the output shard first: the results file is what marks the shard done
                         writer = None
@@ -282,6 +291,14 @@ class LocalRunner:
             s.outputs = []
             rows.append(s.row)
         job.totals.add_stage("write", time.perf_counter() - t)
+
+    @staticmethod
+    def _finish(job: ShardJob, samples: list[Sample]) -> None:
+        """Finish a written batch's verification (``finish_pending``): its rows' figures, its time the verify
+        stage's."""
+        spent = finish_pending(samples)
+        if spent:
+            job.totals.add_stage("verify", spent)
 
     @staticmethod
     def _finish_shard(job: ShardJob, shard: ShardRef, rows: list[dict[str, Any]]) -> ShardResult:
