@@ -18,7 +18,14 @@ FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-trapping-math", "-ffp-c
 
 setup(
     ext_modules=[
-        Extension(name, [source], extra_compile_args=FLAGS, optional=True)
+        Extension(
+            name,
+            [source],
+            include_dirs=["pipeline"],  # _multiversion.h
+            depends=["pipeline/_multiversion.h"],
+            extra_compile_args=FLAGS,
+            optional=True,
+        )
         for name, source in (
             ("pipeline.model.digital._blockwrite", "pipeline/model/digital/_blockwrite.c"),
             ("pipeline.core._ssim", "pipeline/core/_ssim.c"),

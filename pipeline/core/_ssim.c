@@ -11,13 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* As the block writer: an AVX2 version beside the baseline's on x86-64, picked when the module loads. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define MULTIVERSION
-#endif
-#define INLINE __attribute__((always_inline)) inline
+#include "_multiversion.h" /* ssim_pair: an AVX2 version beside the baseline's on x86-64 */
 
 #define MAX_TAPS 31
 

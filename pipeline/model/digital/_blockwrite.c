@@ -14,16 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* On x86-64 the block writer is compiled twice, for the baseline's SSE2 and for AVX2, and the loader picks the one
-   the CPU runs (GCC's function multi-versioning): the 8-wide rows of a block fill an AVX2 register. The sums keep
-   their order either way (no -ffast-math): both give the same bytes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define MULTIVERSION
-#endif
-/* The block's steps, inlined into each version. */
-#define INLINE __attribute__((always_inline)) inline
+/* The block's steps are INLINE helpers of write_blocks, which is MULTIVERSION: on x86-64 an AVX2 version beside the
+   baseline's, where a block's 8-wide rows fill a register (the same bytes either way). */
+#include "_multiversion.h"
 
 #define BLOCK 8
 #define AREA (BLOCK * BLOCK)
