@@ -8,7 +8,8 @@ the two agree), without torch. Images are (B, N, N, 3) float32 grey levels, as t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from pipeline.model.digital.codewords import LayerCode, PreparedCache, PreparedS
 from pipeline.model.digital.config import DigitalConfig
 from pipeline.model.digital.cpu_path import CpuPath, clip_keeping_luma
 from pipeline.model.digital.keys import Key
+
+T = TypeVar("T")
 
 
 class CpuDigitalStage:
@@ -66,17 +69,15 @@ class CpuDigitalStage:
         eight is 6 MB of float32 at 256 px, several times a core's L2, and the rounding alone took a third less
         time an image when run on one image after another (``docs/model.md``)."""
         active = self.path.active_blocks(cover) if active is None else active
-        _, groups = self.groups(secrets, message_room)
-        if len(groups) == 1:  # a job's shared secrets: the batch as it is, no copies
-            change = self.path.luma_change(cover, cover, groups[0][0], messages, active)
-        else:
-            change = np.empty(cover.shape[:3], np.float32)
-            for prepared, idx in groups:
-                msg = None if messages is None else [messages[i] for i in idx]
-                part = cover[idx]
-                change[idx] = self.path.luma_change(part, part, prepared, msg, active[idx])
-        for x, dy in zip(cover, change, strict=True):
+        changes = self._per_group(cover, secrets, messages, message_room, active, self._luma_change)
+        for x, dy in zip(cover, changes, strict=True):
             yield clip_keeping_luma(x + dy[..., None])
+
+    def _luma_change(
+        self, cover: np.ndarray, prepared: PreparedSecrets, messages: list[bytes | None] | None, active: np.ndarray
+    ) -> np.ndarray:
+        """``CpuPath.luma_change`` of the covers themselves: (B, N, N)."""
+        return self.path.luma_change(cover, cover, prepared, messages, active)
 
     def store(
         self,
@@ -90,14 +91,28 @@ class CpuDigitalStage:
         per image, in turn: the stored stego (N, N, 3) uint8 and its flipped blocks (``CpuPath.store``), which
         ``settle`` takes. With the C block writer, the layer's whole write of an image runs outside the GIL."""
         active = self.path.active_blocks(cover) if active is None else active
+        yield from self._per_group(cover, secrets, messages, message_room, active, self.path.store)
+
+    def _per_group(
+        self,
+        cover: np.ndarray,
+        secrets: list[np.ndarray],
+        messages: list[bytes | None] | None,
+        message_room: int | None,
+        active: np.ndarray,
+        run: Callable[[np.ndarray, PreparedSecrets, list[bytes | None] | None, np.ndarray], Iterable[T]],
+    ) -> Iterator[T]:
+        """``run(covers, prepared, messages, active)`` once per group of images that share their prepared secrets
+        (``groups``), each giving one result per image -> the results in the images' order. A job's shared
+        secrets are one group: the batch goes as it is, no copies."""
         _, groups = self.groups(secrets, message_room)
         if len(groups) == 1:
-            yield from self.path.store(cover, groups[0][0], messages, active)
+            yield from run(cover, groups[0][0], messages, active)
             return
-        out: list[tuple[np.ndarray, np.ndarray | None] | None] = [None] * len(cover)
-        for prepared, idx in groups:  # per-image secrets: each group written, then the images in their order
+        out: list[T | None] = [None] * len(cover)
+        for prepared, idx in groups:
             msg = None if messages is None else [messages[i] for i in idx]
-            for i, res in zip(idx, self.path.store(cover[idx], prepared, msg, active[idx]), strict=True):
+            for i, res in zip(idx, run(cover[idx], prepared, msg, active[idx]), strict=True):
                 out[i] = res
         yield from out
 
