@@ -37,12 +37,12 @@ except ImportError:  # pragma: no cover
     from zlib import crc32 as _crc32
     from zlib import decompress as _inflate
     from zlib import error as _inflate_error
+from pipeline.io.encode import PNG_SIGNATURE
+
 try:  # the C unfilter, built by the install (setup.py); where it could not be, OpenCV reads every PNG
     from pipeline.io import _png
 except ImportError:
     _png = None
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 DEFAULT_MAX_PIXELS = 100_000_000
 EXIF_ORIENTATION = 0x0112
@@ -228,9 +228,9 @@ def read_png_rgb8(data: bytes, width: int, height: int) -> np.ndarray | None:
     anything else (another layout, a transparent colour or an orientation chunk, an unknown critical chunk, any
     fault in the file) or where the C part is not built: the callers' OpenCV and Pillow paths then decode it, or say
     what is wrong with it."""
-    if _png is None or not data.startswith(_PNG_SIGNATURE):
+    if _png is None or not data.startswith(PNG_SIGNATURE):
         return None
-    view, pos, ihdr, idat = memoryview(data), len(_PNG_SIGNATURE), b"", []
+    view, pos, ihdr, idat = memoryview(data), len(PNG_SIGNATURE), b"", []
     while True:
         if pos + 12 > len(data):
             return None  # no IEND

@@ -30,7 +30,7 @@ EXTENSIONS = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 LOSSLESS = ("png", "webp")  # the formats whose outputs keep every pixel (WebP is written lossless here)
 DEFAULT_PNG_LEVEL = 1
 DEFAULT_JPEG_QUALITY = 95
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -64,16 +64,16 @@ def encode_png(
     ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)
     idat = _deflate(memoryview(filtered).cast("B"), level)
     texts = [_chunk(b"tEXt", k.encode("latin-1") + b"\0" + v.encode("latin-1")) for k, v in (text or {}).items()]
-    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", ihdr), *texts, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+    return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", ihdr), *texts, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
 
 
 def read_png_text(data: bytes) -> dict[str, str]:
     """The tEXt chunks that come before the image data of PNG ``data`` (where ``encode_png`` writes them), without
     decoding the image; empty for a PNG without any and for other formats."""
     out: dict[str, str] = {}
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         return out
-    pos = len(_PNG_SIGNATURE)
+    pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
         size, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
         if kind in (b"IDAT", b"IEND"):
