@@ -181,3 +181,11 @@ def test_scc_flat_windows_count_zero(photo_factory) -> None:
     value = scc(half, half).item()
     assert 0.3 < value < 0.8
     assert scc(photo, photo).item() == pytest.approx(1.0, abs=1e-9)
+
+
+def test_ssim_asked_for_the_c_says_how_to_build_it_where_it_is_missing(monkeypatch) -> None:
+    monkeypatch.setattr(metrics_u8, "_ssim", None)
+    a = np.zeros((1, 16, 16, 3), np.uint8)
+    assert ssim_u8(a, a).tolist() == [1.0]  # OpenCV's filter then
+    with pytest.raises(RuntimeError, match="pip install"):
+        ssim_u8(a, a, compiled=True)

@@ -4,7 +4,7 @@
    pixels centred on 128, the map averaged over the valid region (where the window lies inside the image) in
    float64. Only the valid outputs are filtered, the four moment maps (x, y, x^2 + y^2, x y) in one pass over each
    row, and the map is summed as its rows come: no full-size float copies, with the GIL released. The sums run in
-   another order than OpenCV's: the two agree to about 1e-6 (``tests/test_metrics_u8.py``). */
+   another order than OpenCV's: the two agree to about 1e-6 (``tests/test_metrics.py``). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

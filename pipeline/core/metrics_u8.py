@@ -47,6 +47,8 @@ def ssim_u8(
     """
     taps = gaussian_taps(win, sigma).astype(np.float32)
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    if compiled and _ssim is None:
+        raise RuntimeError("the C SSIM is not built: `pip install -e .` builds it (a C compiler needed)")
     if (_ssim is not None if compiled is None else compiled) and len(a):
         return np.array(
             [

@@ -1,4 +1,4 @@
-/* PNG scanline unfiltering in C, for the decoder's fast path of 8-bit RGB PNGs (``decode.decode_png_rgb8``).
+/* PNG scanline unfiltering in C, for the decoder's fast path of 8-bit RGB PNGs (``decode.read_png_rgb8``).
 
    The stream is inflated by ISA-L (or zlib) in Python; this undoes each row's filter (PNG specification, section
    9: None, Sub, Up, Average, Paeth) into the image's rows, with the GIL released. Everything else about the file

@@ -349,13 +349,13 @@ def _write_digital_alone(
     upsample: str,
     size: int,
 ) -> dict[int, float]:
-    """The digital layer alone written in NumPy on ``covers`` (B, N, N, 3) float32 (``blocks``: their written
+    """The digital layer alone written on ``covers`` (B, N, N, 3) float32 (``blocks``: their written
     blocks): each sample's ``result`` set. An image at the grid size is stored there as the layer writes it
     (``CpuDigitalStage.store``, which finds its ``flipped`` blocks); a larger one's stego is composed at full size.
     Returns the composed samples' squared errors (by index into ``active``)."""
     digital, sse = engine.cpu_digital, {}
     at_n = [i for i, s in enumerate(active) if s.image.rgb.shape[:2] == (size, size)]
-    others = [i for i in range(len(active)) if i not in set(at_n)]
+    others = sorted(set(range(len(active))) - set(at_n))
     for idx, store in ((at_n, True), (others, False)):
         if not idx:
             continue

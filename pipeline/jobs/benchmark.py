@@ -179,7 +179,7 @@ def measure(
             secs["decode"] += job.decode(batch)["decode"]
             for k, v in (job.infer(batch) | job.verify(batch)).items():
                 secs[k] += v
-            secs["verify"] += finish_pending(batch)  # the digital check's end (the job finishes it before encoding)
+            secs["verify"] += finish_pending(batch)  # the digital check's end (the job's writer finishes it)
         t = time.perf_counter()
         list(pool.map(job.encode, samples))
         secs["encode"] = time.perf_counter() - t

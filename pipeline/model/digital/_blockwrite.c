@@ -1,4 +1,4 @@
-/* The digital layer's write and storage of one stego, block by block, in C (``cpu_path.BlockWriter`` calls it).
+/* The digital layer's write and storage of one stego, block by block, in C (``cpu_path.CpuPath.store`` calls it).
 
    The same float32 arithmetic as ``cpu_path.py``'s NumPy path, on each 8x8 block while its pixels are in the core's
    first-level cache, with the GIL released: the block DCT of the cover's luma, the dithered QIM write of every
@@ -6,7 +6,7 @@
    that keeps luma (``clip_keeping_luma``), the rounding that keeps luma (``round_keeping_luma``), and the stored
    block's readings checked against the codeword (what ``CpuPath.settle`` checks first). Sums run in another order
    than NumPy's matrix products: a value on a rounding boundary can land a grey level apart
-   (``tests/test_digital_cpu_path.py`` bounds how often). */
+   (``tests/test_digital_block_writer.py`` bounds how often). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
