@@ -27,13 +27,13 @@ RUN python docker/requirements.py pyproject.toml > /tmp/requirements.txt \
  && python -m pip install -r /tmp/requirements.txt
 
 # The package itself, without dependencies (they are above) and without build isolation (the base image's setuptools
-# builds it; an isolated build would resolve setuptools against the constraint file). setup.py compiles its three C
+# builds it; an isolated build would resolve setuptools against the constraint file). setup.py compiles its four C
 # parts with the base image's gcc; the check below fails the build where one is missing.
 COPY pipeline ./pipeline
 COPY build_engines.py setup.py ./
 RUN python -m pip install --no-deps --no-build-isolation . \
  && python -c "import pipeline, torch; print('sris-pipeline', pipeline.__version__, 'torch', torch.__version__)" \
- && python -c "from pipeline.model.digital import _blockwrite; from pipeline.core import _ssim; from pipeline.io import _png"
+ && python -c "from pipeline.model.digital import _blockwrite, _minsum; from pipeline.core import _ssim; from pipeline.io import _png"
 
 COPY docker/entrypoint.sh /usr/local/bin/sris-entrypoint
 RUN chmod 0755 /usr/local/bin/sris-entrypoint

@@ -131,10 +131,12 @@ def test_the_decoding_worker_gives_the_decoder_s_own_messages(monkeypatch) -> No
     switched off, the workers leave the decoding to their caller; two workers decode two requests at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.model.digital.channel import DecodeWorker, DecodeWorkers, make_code
+    from pipeline.model.digital import channel
+    from pipeline.model.digital.channel import ChannelCode, DecodeWorker, DecodeWorkers
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    code = make_code(2048, 1024)
+    monkeypatch.setattr(channel, "_minsum", None)  # ldpc's decoder, which holds the GIL: the case workers are for
+    code = ChannelCode(2048, 1024)
     rng = np.random.default_rng(5)
     words = code.encode(rng.integers(0, 2, (3, 1024)))
     llr = np.where(words == 0, 4.0, -4.0) + rng.normal(0, 2.5, words.shape)

@@ -6,9 +6,11 @@ the dual diagonal (an accumulator), as in DVB-S2 and 5G NR. That structure encod
 the parity bits are the running XOR of ``H1 @ message``. The matrix is a function of (n, k) alone (a fixed seed), so
 the writer and the reader build the same code without exchanging it.
 
-Decoding is belief propagation (scaled min-sum) from the ``ldpc`` package: the reader's log-likelihood ratios become
-hard bits and per-bit flip probabilities, the decoder estimates the flip pattern from the hard bits' syndrome, and
-the message is the first ``k`` bits of the corrected word. An erasure (LLR 0) is a bit flipped with probability 1/2.
+Decoding is belief propagation (scaled min-sum): the reader's log-likelihood ratios become hard bits and per-bit flip
+probabilities, the decoder estimates the flip pattern from the hard bits' syndrome, and the message is the first
+``k`` bits of the corrected word. An erasure (LLR 0) is a bit flipped with probability 1/2. The decoder is the
+``ldpc`` package's ``BpDecoder``; where the install built it, ``_minsum.c`` runs the same arithmetic in the same
+order (the same bits) several times faster and outside the GIL.
 
 The study that chose this code over Reed-Solomon, BCH and the other profiles, and measured the payload table below,
 is ``research/ecc_compare.py`` (``docs/evaluation/ecc_compare.md``).
@@ -26,6 +28,11 @@ import numpy as np
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
+
+try:  # the C decoder, built by the install (setup.py); where it could not be, ldpc's
+    from pipeline.model.digital import _minsum
+except ImportError:
+    _minsum = None
 
 # The matrix's seed: part of the format. Changing it (or the profile table) changes every code, and marks written
 # before can no longer be read.
@@ -143,7 +150,8 @@ class ChannelCode:
         k: message bits per frame.
         H: the parity-check matrix, (n - k, n) uint8 CSR.
 
-    ``decode`` is serialised by a lock (the decoder keeps per-frame state), so one code may be shared by threads.
+    One code may be shared by threads: the C decoder keeps no state between calls, and ldpc's decodes are serialised
+    by a lock (its decoder keeps per-frame state).
     """
 
     def __init__(
@@ -154,7 +162,10 @@ class ChannelCode:
         max_iter: int = MAX_ITER,
         method: str = BP_METHOD,
         scaling: float = MS_SCALING,
+        compiled: bool | None = None,
     ) -> None:
+        """``compiled``: decode with the C decoder (``_minsum.c``, min-sum with a fixed scaling only); None: where it
+        is built and the settings are its own, else with ldpc."""
         if not (isinstance(n, int | np.integer) and isinstance(k, int | np.integer)):
             raise TypeError(f"n and k must be integers, got {type(n).__name__} and {type(k).__name__}")
         if not 0 < k < n:
@@ -162,6 +173,14 @@ class ChannelCode:
         self.n, self.k = int(n), int(k)
         self._rows, self._cols = _message_checks(self.n, self.k, profile)
         self._settings = {"max_iter": max_iter, "bp_method": method, "ms_scaling_factor": scaling}
+        own = method == "minimum_sum" and scaling > 0  # ldpc's scaling 0 is a schedule of its own
+        if compiled and (_minsum is None or not own):
+            raise RuntimeError(
+                "the C decoder is not built (reinstall the package with a C compiler)"
+                if _minsum is None
+                else f"the C decoder runs min-sum with a fixed scaling, not {method} with scaling {scaling}"
+            )
+        self.compiled = (_minsum is not None and own) if compiled is None else compiled
         self._bp = None  # built on the first decode: a writer only encodes, and importing ldpc costs 0.4 s
         self._lock = threading.Lock()
 
@@ -169,6 +188,31 @@ class ChannelCode:
     def H(self) -> sp.csr_matrix:
         """The parity-check matrix (n - k, n) uint8 CSR (built on first use: the decoder's, not the encoder's)."""
         return _parity_check(self.n, self.k, self._rows, self._cols)
+
+    @functools.cached_property
+    def _structure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``H`` for the C decoder, int32 arrays: ``col_ptr`` (n + 1,) and ``edge_row`` (E,), the rows of each
+        column's ones, ascending, column after column; ``row_ptr`` (n - k + 1,) and ``place`` (E,), each of those
+        edges' place when the edges are taken row after row, columns ascending. Built from the ones of ``H1`` and
+        the accumulator, without scipy."""
+        m = self.n - self.k
+        diag = np.arange(m)
+        rows = np.concatenate([self._rows, diag, diag[1:]])  # parity bit j is checked by rows j and j + 1
+        cols = np.concatenate([self._cols, self.k + diag, self.k + diag[:-1]])
+        by_column = np.lexsort((rows, cols))
+        edge_row, edge_col = rows[by_column], cols[by_column]
+        place = np.empty(len(rows), np.int64)
+        place[np.lexsort((edge_col, edge_row))] = np.arange(len(rows))
+        col_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=self.n))])
+        row_ptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m))])
+        return tuple(a.astype(np.int32) for a in (col_ptr, edge_row, row_ptr, place))
+
+    def prepare(self) -> None:
+        """Build what ``decode`` needs ahead of its first frame (ldpc's decoder, or the C decoder's arrays)."""
+        if self.compiled:
+            self._structure  # noqa: B018 (built on first access)
+        else:
+            self._decoder  # noqa: B018
 
     @property
     def _decoder(self):
@@ -215,18 +259,31 @@ class ChannelCode:
         if np.isnan(llr).any():
             raise ValueError("LLRs contain NaN")
         frames = llr.reshape(-1, self.n)
-        messages = np.empty((frames.shape[0], self.k), np.uint8)
-        converged = np.empty(frames.shape[0], bool)
-        for i, frame in enumerate(frames):
-            messages[i], converged[i] = self._decode_one(frame)
+        if self.compiled:
+            messages, converged, _ = self._decode_compiled(frames)
+        else:
+            messages = np.empty((frames.shape[0], self.k), np.uint8)
+            converged = np.empty(frames.shape[0], bool)
+            for i, frame in enumerate(frames):
+                messages[i], converged[i] = self._decode_one(frame)
         if llr.ndim == 1:
             return messages[0], bool(converged[0])
         return messages, converged
 
+    def _decode_compiled(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, n) LLRs -> (B, k) messages, (B,) convergence and (B,) int32 rounds run, from the C decoder (the GIL
+        released)."""
+        hard, flip = _channel(frames)
+        b = len(frames)
+        messages, converged, rounds = np.empty((b, self.k), np.uint8), np.empty(b, np.uint8), np.empty(b, np.int32)
+        settings = self._settings["ms_scaling_factor"], self._settings["max_iter"]
+        _minsum.decode(self.n, self.n - self.k, self.k, *self._structure, *settings, flip, hard, messages, converged,
+                       rounds)  # fmt: skip
+        return messages, converged.astype(bool), rounds
+
     def _decode_one(self, llr: np.ndarray) -> tuple[np.ndarray, bool]:
         """One frame: hard bits and flip probabilities in, the corrected message and convergence out."""
-        hard = (llr < 0).astype(np.uint8)
-        flip = 1.0 / (1.0 + np.exp(np.minimum(np.abs(llr), LLR_CLIP)))
+        hard, flip = _channel(llr)
         syndrome = (self.H @ hard).astype(np.uint8) & 1
         with self._lock:
             self._decoder.update_channel_probs(flip)
@@ -235,13 +292,23 @@ class ChannelCode:
         return (hard[: self.k] ^ error[: self.k]).astype(np.uint8), converged
 
     def decode_frames(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``decode`` of (B, n) frames, in the decoding worker process where one runs (``DecodeWorker``): the same
-        decoder, so the same messages, while this process's other threads keep running."""
+        """``decode`` of (B, n) frames, in the decoding worker process where one runs (``DecodeWorker``; by default
+        only where the C decoder is not built, as ldpc's holds the GIL): the same decoder, so the same messages,
+        while this process's other threads keep running."""
         llr = np.asarray(llr, dtype=np.float64).reshape(-1, self.n)
         result = WORKER.decode(self.n, self.k, llr)
         if result is None:
             return self.decode(llr)
         return result
+
+
+def _channel(llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LLRs (..., n) -> the hard bits (uint8, 1 where the LLR is negative) and each bit's flip probability (float64),
+    what the decoders take."""
+    llr = np.ascontiguousarray(llr)  # the C decoder reads rows of bytes; NumPy keeps an operand's layout
+    hard = (llr < 0).astype(np.uint8)
+    flip = 1.0 / (1.0 + np.exp(np.minimum(np.abs(llr), LLR_CLIP)))
+    return hard, flip
 
 
 class DecodeWorker:
@@ -363,17 +430,18 @@ def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the job handles it, and this worker ends when the job
     # closes its end of the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _import_bp_decoder()  # now, while the job starts: a job may start its worker before it knows its codes
+    if _minsum is None:
+        _import_bp_decoder()  # now, while the job starts: a job may start its worker before it knows its codes
 
     for n, k in codes:  # the job's codes, ready before its first request
-        make_code(n, k)._decoder  # noqa: B018 (built on first access)
+        make_code(n, k).prepare()
     while True:
         try:
             n, k, llr = pickle.load(sys.stdin.buffer)
         except EOFError:
             return
         if llr is None:  # build the code's decoder ahead of its frames (``DecodeWorker.start``); no reply
-            make_code(n, k)._decoder  # noqa: B018
+            make_code(n, k).prepare()
             continue
         pickle.dump(make_code(n, k).decode(llr), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
         sys.stdout.buffer.flush()
@@ -381,9 +449,10 @@ def serve(codes: tuple[tuple[int, int], ...] = ()) -> None:
 
 class DecodeWorkers:
     """The job's ``DecodeWorker``s: ``count()`` of them, each request to one that is free. ``SRIS_DECODE_WORKER``:
-    ``0`` none (decoding stays in the caller's process), a number that many, unset one where the machine has two
-    cores or more (two took 3% longer there over 288 images at 256 px: the job's own threads need the other core;
-    a machine with more cores may want more)."""
+    ``0`` none (decoding stays in the caller's process), a number that many. Unset: none where the C decoder is
+    built (it releases the GIL: the caller's thread decodes beside the job's others, and the job starts no
+    interpreter), else one where the machine has two cores or more (two took 3% longer there over 288 images at
+    256 px: the job's own threads need the other core; a machine with more cores may want more)."""
 
     def __init__(self) -> None:
         self._workers: list[DecodeWorker] | None = None
@@ -398,7 +467,7 @@ class DecodeWorkers:
         value = os.environ.get("SRIS_DECODE_WORKER", "").strip()
         if value.isdigit():
             return int(value)
-        return 1 if (os.cpu_count() or 1) >= 2 else 0
+        return 1 if _minsum is None and (os.cpu_count() or 1) >= 2 else 0
 
     def _pool(self) -> list[DecodeWorker]:
         with self._lock:
