@@ -313,3 +313,24 @@ def _interlaced(data: bytes) -> bytes:
     body = bytearray(data[16:29])
     body[12] = 1
     return data[:8] + _tagged(b"IHDR", bytes(body)) + data[33:]
+
+
+def test_png_header_read_here_is_pillow_s(photo_factory) -> None:
+    """An 8-bit RGB PNG's header comes from its IHDR chunk without Pillow, and says what Pillow says; a damaged
+    IHDR, another layout, or the limit behave as through Pillow."""
+    from pipeline.io import decode
+    from pipeline.io.encode import encode_png
+
+    rgb = np.ascontiguousarray(photo_factory(48, 64))
+    data = encode_png(rgb)
+    assert decode._png_rgb8_header(data) == decode._probe_pillow(data, 0) == probe(data)
+    assert probe(data).format == "PNG" and (probe(data).width, probe(data).height) == (64, 48)
+    with pytest.raises(ImageDecodeError, match="over the limit"):
+        probe(data, max_pixels=64 * 48 - 1)
+    broken = bytearray(data)
+    broken[17] ^= 1  # the width's bytes: the IHDR's CRC no longer matches
+    assert decode._png_rgb8_header(bytes(broken)) is None
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        probe(bytes(broken))
+    rgba = encode_png(rgb, alpha=np.full(rgb.shape[:2], 200, np.uint8))
+    assert decode._png_rgb8_header(rgba) is None and probe(rgba).mode == "RGBA"

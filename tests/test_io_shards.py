@@ -127,3 +127,32 @@ def test_writer_commits_atomically_and_abort_leaves_nothing(tmp_path) -> None:
     (dst / ".s3.tar.deadjob.partial").write_bytes(b"half")
     TarShardWriter(str(dst), "s3", "job3").commit()
     assert tree(dst) == {"s1.tar", "s3.tar"}
+
+
+def test_writer_writes_tarfile_s_own_bytes(tmp_path) -> None:
+    """The shard is byte for byte what ``tarfile`` writes in PAX format: members of whole and partial blocks, an
+    empty one, a name beyond the 100 bytes of a plain header and one outside ASCII (both take a PAX header), and an
+    archive padded to a whole record; an empty shard too."""
+    import io
+
+    members = [
+        ("a.png", b"x" * 512),
+        ("b.png", bytes(range(256)) * 3),
+        ("empty.txt", b""),
+        ("deep/" + "n" * 120 + ".png", b"long name"),
+        ("sub/caf\u00e9-\u56fe.png", b"not ascii" * 100),
+    ]
+    for shard, chosen in (("full", members), ("none", [])):
+        w = TarShardWriter(str(tmp_path), shard, "job")
+        for name, data in chosen:
+            w.add(name, data)
+        w.commit()
+        want = io.BytesIO()
+        with tarfile.open(fileobj=want, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in chosen:
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mtime, ti.mode = len(data), w.mtime, 0o644
+                tar.addfile(ti, io.BytesIO(data))
+        assert (tmp_path / f"{shard}.tar").read_bytes() == want.getvalue()
+    with tarfile.open(tmp_path / "full.tar") as tar:
+        assert [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()] == members

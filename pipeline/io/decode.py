@@ -87,7 +87,8 @@ class DecodedImage:
     mode: str
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    _allow_pixels(max_pixels)
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
@@ -108,17 +109,27 @@ def _orientation(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def _png_rgb8_header(data: bytes) -> ImageHeader | None:
+    """The header of an 8-bit RGB, non-interlaced PNG read from its IHDR chunk (CRC checked), as Pillow reports it;
+    None for any other file, which Pillow reads. The jobs' own outputs and most photo shards are such PNGs, and
+    Pillow's ``open`` took 0.1-0.2 ms of the GIL for each, twice an image (the reader's check and the decoder's)."""
+    if len(data) < 33 or not data.startswith(PNG_SIGNATURE) or data[8:16] != b"\0\0\0\x0dIHDR":
+        return None
+    if _crc32(data[12:29]) != int.from_bytes(data[29:33], "big"):
+        return None  # a damaged header: Pillow says what is wrong
+    w, h, depth, color, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if (depth, color, compression, filtering, interlace) != (8, 2, 0, 0, 0) or not (0 < w < 2**31 and 0 < h < 2**31):
+        return None
+    # A PNG's eXIf chunk may follow its pixels: orientation is left to the decoder, as for Pillow's PNGs below.
+    return ImageHeader("PNG", "RGB", w, h, 1)
+
+
 def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
     """Read the header only; raise ImageDecodeError for empty, unrecognised or over-limit images."""
-    _allow_pixels(max_pixels)
-    im = _open(data)
-    w, h = im.size
-    # A PNG's eXIf chunk may follow its pixels, and Pillow decodes them all to find it: the header check leaves
-    # PNG orientation to the decoder (which reads it with the pixels).
-    orientation = 1 if im.format == "PNG" else _orientation(im)
-    if orientation >= 5:  # transposed orientations swap width and height
-        w, h = h, w
-    header = ImageHeader(im.format or "?", im.mode, w, h, orientation)
+    header = _png_rgb8_header(data)
+    if header is None:
+        header = _probe_pillow(data, max_pixels)
+    w, h = header.width, header.height
     if w <= 0 or h <= 0:
         raise ImageDecodeError(f"invalid image size {w}x{h}")
     if max_pixels and header.pixels > max_pixels:
@@ -127,6 +138,17 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
             "(refused before decoding; raise --max-megapixels to accept it)"
         )
     return header
+
+
+def _probe_pillow(data: bytes, max_pixels: int) -> ImageHeader:
+    im = _open(data, max_pixels)
+    w, h = im.size
+    # A PNG's eXIf chunk may follow its pixels, and Pillow decodes them all to find it: the header check leaves
+    # PNG orientation to the decoder (which reads it with the pixels).
+    orientation = 1 if im.format == "PNG" else _orientation(im)
+    if orientation >= 5:  # transposed orientations swap width and height
+        w, h = h, w
+    return ImageHeader(im.format or "?", im.mode, w, h, orientation)
 
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
@@ -175,7 +197,7 @@ def _to_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 def decode_pillow(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode any format Pillow knows, with the conversions above."""
     header = probe(data, max_pixels)
-    im = _open(data)
+    im = _open(data, max_pixels)
     try:
         im.load()
     except Exception as exc:

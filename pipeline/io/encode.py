@@ -34,7 +34,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(payload, zlib.crc32(kind)))
+    crc = (_fast_zlib or zlib).crc32(payload, zlib.crc32(kind))  # ISA-L's CRC: the IDAT's is the whole stream's
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
 def _deflate(raw: bytes | memoryview, level: int) -> bytes:
