@@ -298,16 +298,18 @@ def embed_batch(
     if not active:
         return times
     t0 = time.perf_counter()
-    for s in active:
-        s.cover_f = to_network_size_float(s.image.rgb, size)  # (N, N, 3) float32
+    # The batch's covers in one array, each sample's cover_f a view of it: converted in place, not stacked again.
+    covers = np.empty((len(active), size, size, 3), np.float32)
+    for s, cover in zip(active, covers, strict=True):
         at_n = s.image.rgb.shape[:2] == (size, size)  # then cover_f holds the image's own levels
+        cover[...] = s.image.rgb if at_n else to_network_size_float(s.image.rgb, size)
+        s.cover_f = cover  # (N, N, 3) float32
         s.cover_n = s.image.rgb if at_n else np.clip(np.rint(s.cover_f), 0, 255).astype(np.uint8)
         s.secrets_n = shared_secrets if s.secrets_n is None else s.secrets_n  # (K, N, N, 3) uint8
     b = len(active)
     messages = [s.message for s in active] if message_room is not None else None
     if no_network(engine, layers) and size == engine.digital_config.size:  # the digital layer alone, in NumPy
         t1 = time.perf_counter()
-        covers = np.stack([s.cover_f for s in active])
         blocks = engine.cpu_digital.path.active_blocks(covers)
         for s, on in zip(active, blocks, strict=True):
             s.blocks = on
