@@ -119,3 +119,19 @@ def test_a_path_asked_for_the_c_writer_says_how_to_build_it_where_it_is_missing(
     assert cp.CpuPath(code).compiled is False  # the NumPy path then
     with pytest.raises(RuntimeError, match="pip install"):
         cp.CpuPath(code, compiled=True)
+
+
+def test_c_active_blocks_are_numpy_s() -> None:
+    """The carrying blocks found in C are NumPy's on the photos, their harsh versions (clipped highlights and
+    shadows: many flat blocks) and a constant cover (none carries); a cover off the grid is NumPy's alone."""
+    code, _, covers = layer()
+    c, reference = cp.CpuPath(code, compiled=True), cp.CpuPath(code, compiled=False)
+    flat = np.full((1, *covers.shape[1:]), 128.0, np.float32)
+    for batch in (covers, flat, covers[:1] + np.float32(0.25)):
+        got, want = c.active_blocks(batch), reference.active_blocks(batch)
+        assert got.dtype == bool and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert not c.active_blocks(flat).any() and c.active_blocks(covers).any() and not c.active_blocks(covers).all()
+    with pytest.raises(ValueError, match="whole 8 px blocks"):
+        off_grid = np.zeros((12, 12, 3), np.float32)
+        cp._blockwrite.active_blocks(1, 12, off_grid, np.empty(4, np.uint8), cp.LUMA_WEIGHTS, 1.0)

@@ -257,7 +257,65 @@ static PyObject *write_stored(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* The blocks that carry the code, ``CpuPath.active_blocks``: a block of luma (the weights' sum of R, G and B) whose
+   standard deviation is flat_std or more. In float64, where NumPy's path runs float32 sums in its own order: the two
+   differ only for a block whose deviation lies within float32 rounding of flat_std. */
+MULTIVERSION static void carrying_blocks(const float *cover, uint8_t *out, Py_ssize_t count, Py_ssize_t n,
+                                         const float *w, double flat_std) {
+    const Py_ssize_t g = n / BLOCK;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const float *image = cover + i * n * n * 3;
+        for (Py_ssize_t by = 0; by < g; by++) {
+            for (Py_ssize_t bx = 0; bx < g; bx++) {
+                double y[AREA], sum = 0.0, squares = 0.0;
+                for (int r = 0; r < BLOCK; r++) {
+                    const float *px = image + ((by * BLOCK + r) * n + bx * BLOCK) * 3;
+                    for (int c = 0; c < BLOCK; c++) {
+                        y[r * BLOCK + c] = (double)w[0] * px[3 * c] + (double)w[1] * px[3 * c + 1] +
+                                           (double)w[2] * px[3 * c + 2];
+                        sum += y[r * BLOCK + c];
+                    }
+                }
+                const double mean = sum / AREA;
+                for (int k = 0; k < AREA; k++) squares += (y[k] - mean) * (y[k] - mean);
+                out[(i * g + by) * g + bx] = !(sqrt(squares / AREA) < flat_std);
+            }
+        }
+    }
+}
+
+static PyObject *active_blocks(PyObject *self, PyObject *args) {
+    PyObject *obj[3];
+    Py_ssize_t count, n;
+    double flat_std;
+    if (!PyArg_ParseTuple(args, "nnOOOd:active_blocks", &count, &n, &obj[0], &obj[1], &obj[2], &flat_std)) return NULL;
+    if (n <= 0 || n % BLOCK || count < 0) {
+        PyErr_Format(PyExc_ValueError, "need a grid of whole %d px blocks, got n=%zd", BLOCK, n);
+        return NULL;
+    }
+    const Py_ssize_t g = n / BLOCK;
+    static const char *names[3] = {"cover", "out", "weights"};
+    const int writable[3] = {0, 1, 0};
+    const Py_ssize_t sizes[3] = {4, 1, 4}, counts[3] = {count * n * n * 3, count * g * g, 3};
+    Py_buffer view[3];
+    int got = 0;
+    for (; got < 3; got++)
+        if (get_buffer(obj[got], &view[got], writable[got], sizes[got], counts[got], names[got]) < 0) break;
+    PyObject *result = NULL;
+    if (got == 3) {
+        Py_BEGIN_ALLOW_THREADS;
+        carrying_blocks(view[0].buf, view[1].buf, count, n, view[2].buf, flat_std);
+        Py_END_ALLOW_THREADS;
+        result = Py_NewRef(Py_None);
+    }
+    for (int k = 0; k < got; k++) PyBuffer_Release(&view[k]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"active_blocks", active_blocks, METH_VARARGS,
+     "active_blocks(count, n, cover, out, weights, flat_std)\n\nThe carrying blocks of ``count`` covers of n x n "
+     "pixels (``cpu_path.CpuPath.active_blocks``); the GIL is released while it runs."},
     {"write_stored", write_stored, METH_VARARGS,
      "write_stored(n, t, cover, out, wrong, active, pos, bits, dither, step, dct, weights, midpoints, alpha, "
      "tolerance)\n\nWrite and store one stego of n x n pixels (``cpu_path.BlockWriter.write_stored`` says what each "

@@ -212,8 +212,18 @@ class CpuPath:
         self.compiled = _blockwrite is not None if compiled is None else compiled
 
     def active_blocks(self, cover: np.ndarray) -> np.ndarray:
-        """(B, N, N, 3) cover in grey levels -> (B, N/8, N/8) bool: the blocks that carry the code (not flat)."""
-        return ~flat_blocks(luma(cover), self.config.flat_std)
+        """(B, N, N, 3) cover in grey levels -> (B, N/8, N/8) bool: the blocks that carry the code (not flat).
+
+        With the C block writer (``compiled``), in C: 0.6 ms an image in NumPy (the luma, a copy of its blocks and
+        their deviations) on the job's busiest thread. The two agree but for a block whose deviation lies within
+        float32 rounding of ``flat_std`` (C sums in float64)."""
+        b, n = cover.shape[0], cover.shape[1]
+        if not self.compiled or cover.shape[1:] != (n, n, 3) or n % BLOCK:
+            return ~flat_blocks(luma(cover), self.config.flat_std)
+        out = np.empty((b, n // BLOCK, n // BLOCK), np.uint8)
+        flat_std = float(np.float32(self.config.flat_std))  # NumPy compares the float32 deviations with it in float32
+        _blockwrite.active_blocks(b, n, np.ascontiguousarray(cover, np.float32), out, LUMA_WEIGHTS, flat_std)
+        return out.view(bool)
 
     def _want(self, prepared: PreparedSecrets, i: int, messages: list[bytes | None]) -> np.ndarray:
         """(B, h, w, S) uint8: each image's level-``i`` codeword on its slots (read-only: where every image carries
