@@ -156,3 +156,23 @@ def test_writer_writes_tarfile_s_own_bytes(tmp_path) -> None:
         assert (tmp_path / f"{shard}.tar").read_bytes() == want.getvalue()
     with tarfile.open(tmp_path / "full.tar") as tar:
         assert [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()] == members
+
+
+def test_member_headers_are_tarfile_s_for_every_name_and_size() -> None:
+    """The headers made from the template are ``TarInfo.tobuf``'s at the edges of the plain ustar header (a
+    100-byte name, the largest 11-digit size) and past them (``tobuf`` itself: a PAX header)."""
+    from pipeline.io.tar_writer import OUTPUT_MTIME, _Headers
+
+    headers = _Headers(OUTPUT_MTIME)
+    for name, size in [
+        ("a.png", 0),
+        ("n" * 100, 1),
+        ("k/img-000123.secret.png", 200_123),
+        ("x", 8**11 - 1),
+        ("n" * 101, 2),
+        ("caf\u00e9.png", 3),
+        ("big.bin", 8**11),
+    ]:
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mtime, ti.mode = size, OUTPUT_MTIME, 0o644
+        assert headers(name, size) == ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), (name, size)

@@ -672,7 +672,9 @@ def _on_grid_where(images: Sequence[np.ndarray], size: int, read: np.ndarray) ->
     grid = np.empty((len(images), size, size, 3), np.float32)
     back_n = np.empty((len(images), size, size, 3), np.uint8)
     for i, img in enumerate(images):
-        if read[i]:
+        if read[i] and img.shape[:2] == (size, size):  # stored at N: its own levels, float and 8-bit
+            grid[i] = back_n[i] = img
+        elif read[i]:
             grid[i] = to_network_size_float(img, size)  # what a receiver reads
             np.copyto(back_n[i], np.clip(np.rint(grid[i]), 0, 255), casting="unsafe")
         else:  # read intact by settle, so stored at N: its own 8-bit image
