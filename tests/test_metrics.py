@@ -189,3 +189,28 @@ def test_ssim_asked_for_the_c_says_how_to_build_it_where_it_is_missing(monkeypat
     assert ssim_u8(a, a).tolist() == [1.0]  # OpenCV's filter then
     with pytest.raises(RuntimeError, match="pip install"):
         ssim_u8(a, a, compiled=True)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["C", "OpenCV"])
+def test_squared_error_is_exact(compiled: bool) -> None:
+    """The sum of squared differences as an exact integer, on photos' sizes and odd ones, and at its largest (every
+    byte 255 apart); two arrays of different shapes are refused."""
+    if compiled and metrics_u8._ssim is None and not os.environ.get("CI"):  # CI builds it (.ci/run installs)
+        pytest.skip("the C SSIM is not built (pip install -e .)")
+    rng = np.random.default_rng(4)
+    for shape in [(256, 256, 3), (1, 1, 3), (7, 13, 3), (1100, 900, 3)]:
+        a, b = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+        want = int(((a.astype(np.int64) - b) ** 2).sum())
+        assert metrics_u8.squared_error_u8(a, b, compiled=compiled) == want
+    black, white = np.zeros((3000, 2000, 3), np.uint8), np.full((3000, 2000, 3), 255, np.uint8)
+    assert metrics_u8.squared_error_u8(black, white, compiled=compiled) == 255**2 * black.size
+    with pytest.raises(ValueError, match="one shape"):
+        metrics_u8.squared_error_u8(black[:1], white[:2], compiled=compiled)
+
+
+def test_squared_error_asked_for_the_c_says_how_to_build_it_where_it_is_missing(monkeypatch) -> None:
+    monkeypatch.setattr(metrics_u8, "_ssim", None)
+    a = np.zeros((4, 4, 3), np.uint8)
+    assert metrics_u8.squared_error_u8(a, a + 2) == 4 * a.size  # OpenCV's norm then
+    with pytest.raises(RuntimeError, match="pip install"):
+        metrics_u8.squared_error_u8(a, a, compiled=True)

@@ -124,13 +124,50 @@ static PyObject *ssim(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* The sum of squared differences of two byte buffers (exact in 64 bits: 150 M bytes at most 255 apart sum to
+   under 2^44). */
+MULTIVERSION static uint64_t sum_squares(const uint8_t *x, const uint8_t *y, Py_ssize_t n) {
+    uint64_t total = 0;
+    for (Py_ssize_t start = 0; start < n; start += 1 << 15) { /* 32 K products fit a 32-bit sum */
+        const Py_ssize_t end = n - start < (1 << 15) ? n : start + (1 << 15);
+        uint32_t part = 0;
+        for (Py_ssize_t i = start; i < end; i++) {
+            const int32_t d = (int32_t)x[i] - (int32_t)y[i];
+            part += (uint32_t)(d * d);
+        }
+        total += part;
+    }
+    return total;
+}
+
+static PyObject *squared_error(PyObject *self, PyObject *args) {
+    Py_buffer x, y;
+    if (!PyArg_ParseTuple(args, "y*y*:squared_error", &x, &y)) return NULL;
+    PyObject *result = NULL;
+    if (x.len != y.len) {
+        PyErr_Format(PyExc_ValueError, "x and y: expected the same size, got %zd and %zd bytes", x.len, y.len);
+    } else {
+        uint64_t total;
+        Py_BEGIN_ALLOW_THREADS;
+        total = sum_squares(x.buf, y.buf, x.len);
+        Py_END_ALLOW_THREADS;
+        result = PyLong_FromUnsignedLongLong(total);
+    }
+    PyBuffer_Release(&x), PyBuffer_Release(&y);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"squared_error", squared_error, METH_VARARGS,
+     "squared_error(x, y) -> int\n\nThe sum of squared differences of two equally long C-contiguous uint8 buffers "
+     "(``metrics_u8.squared_error_u8``); the GIL is released while it runs."},
     {"ssim", ssim, METH_VARARGS,
      "ssim(h, w, c, x, y, taps, c1, c2) -> float\n\nSSIM of two C-contiguous (h, w, c) uint8 images with the "
      "symmetric float32 window ``taps`` (``metrics_u8.ssim_u8``); the GIL is released while it runs."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ssim", "SSIM of 8-bit image pairs in C.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ssim", "SSIM and squared error of 8-bit image pairs in C.",
+                                    -1, methods};
 
 PyMODINIT_FUNC PyInit__ssim(void) { return PyModule_Create(&module); }

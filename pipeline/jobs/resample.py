@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.core.metrics_u8 import squared_error_u8
 from pipeline.model.digital.cpu_path import clip_keeping_luma, round_keeping_luma
 
 if TYPE_CHECKING:
@@ -226,7 +227,5 @@ def store_at_n(stego: np.ndarray) -> np.ndarray:
 
 
 def squared_error(a: np.ndarray, b: np.ndarray) -> float:
-    """The sum of squared differences of two uint8 images (an integer; one OpenCV pass)."""
-    import cv2
-
-    return float(round(cv2.norm(a, b, cv2.NORM_L2SQR)))
+    """The sum of squared differences of two uint8 images (an integer, ``squared_error_u8``)."""
+    return float(squared_error_u8(a, b))
