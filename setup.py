@@ -1,11 +1,12 @@
 """The package's compiled parts: the digital layer's block writer (``pipeline/model/digital/_blockwrite.c``) and LDPC
-decoder (``pipeline/model/digital/_minsum.c``), the jobs' SSIM (``pipeline/core/_ssim.c``) and the PNG reader's
-unfiltering (``pipeline/io/_png.c``). Everything else is in ``pyproject.toml``.
+decoder (``pipeline/model/digital/_minsum.c``), the jobs' SSIM and squared errors (``pipeline/core/_ssim.c``) and the
+PNG reader's unfiltering (``pipeline/io/_png.c``). Everything else is in ``pyproject.toml``.
 
 All are optional: where no C compiler is, the install goes on, and the layer writes with its NumPy path
-(``cpu_path.CpuPath.store``: the same stegos up to a grey level on rounding boundaries) and decodes with ldpc's
-decoder (the same bits, in a worker process: it holds the GIL), SSIM runs on OpenCV's filter (the same figures to
-about 1e-6) and OpenCV decodes every PNG (the same pixels), each at a fraction of the speed.
+(``cpu_path.CpuPath.store`` and ``active_blocks``: the same stegos up to a grey level on rounding boundaries) and
+decodes with ldpc's decoder (the same bits, in a worker process: it holds the GIL), SSIM runs on OpenCV's filter
+(the same figures to about 1e-6), OpenCV sums the squared errors (the same integers) and decodes every PNG (the same
+pixels), each at a fraction of the speed.
 """
 
 import sys
