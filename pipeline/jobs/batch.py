@@ -559,8 +559,8 @@ def _score(
 def _checks() -> ThreadPoolExecutor:
     """The thread that runs ``verify_batch``'s digital checks beside its scoring (one pool per process). One where
     the check decodes in its own thread (no decoding worker: the C decoder, outside the GIL, by default): a second
-    thread only put two decodes on the job's two cores (median 1.85 -> 1.77 s a job with one, six alternating
-    pairs). Two where a worker process decodes: one batch's check does its NumPy work while another waits on it."""
+    thread only put two decodes on the job's two cores, and the job was slower (``docs/model.md``). Two where a
+    worker process decodes: one batch's check does its NumPy work while another waits on it."""
     from pipeline.model.digital.channel import DecodeWorkers
 
     return ThreadPoolExecutor(2 if DecodeWorkers.count() else 1, thread_name_prefix="digital-check")

@@ -10,7 +10,7 @@ Decoding is belief propagation (scaled min-sum): the reader's log-likelihood rat
 probabilities, the decoder estimates the flip pattern from the hard bits' syndrome, and the message is the first
 ``k`` bits of the corrected word. An erasure (LLR 0) is a bit flipped with probability 1/2. The decoder is the
 ``ldpc`` package's ``BpDecoder``; where the install built it, ``_minsum.c`` runs the same arithmetic in the same
-order (the same bits) several times faster and outside the GIL.
+order (the same bits), twice as fast on the layer's largest code and outside the GIL (``docs/model.md``).
 
 The study that chose this code over Reed-Solomon, BCH and the other profiles, and measured the payload table below,
 is ``research/ecc_compare.py`` (``docs/evaluation/ecc_compare.md``).
