@@ -26,14 +26,20 @@ def psnr_from_mse(m: Any, data_range: float = 255.0) -> Any:
         return 10 * np.log10(data_range**2 / np.asarray(m, dtype=np.float64))
 
 
+def _use_c(compiled: bool | None) -> bool:
+    """Whether to run the C part (``_ssim.c``): ``compiled`` None, where it is built; True asks for it (an error that
+    says how to build it where it is not); False, the OpenCV path."""
+    if compiled and _ssim is None:
+        raise RuntimeError("the C SSIM is not built: `pip install -e .` builds it (a C compiler needed)")
+    return _ssim is not None if compiled is None else compiled
+
+
 def squared_error_u8(a: np.ndarray, b: np.ndarray, compiled: bool | None = None) -> int:
     """The sum of squared differences of two uint8 arrays of one shape (an exact integer): in C (``_ssim.c``) where
     it is built (the jobs' figures then need no OpenCV: 17 ms of import on the GIL), else OpenCV's ``norm``."""
     if a.shape != b.shape or a.dtype != np.uint8 or b.dtype != np.uint8:
         raise ValueError(f"expected two uint8 arrays of one shape, got {a.dtype} {a.shape} and {b.dtype} {b.shape}")
-    if compiled and _ssim is None:
-        raise RuntimeError("the C SSIM is not built: `pip install -e .` builds it (a C compiler needed)")
-    if _ssim is not None if compiled is None else compiled:
+    if _use_c(compiled):
         return _ssim.squared_error(np.ascontiguousarray(a), np.ascontiguousarray(b))
     import cv2
 
@@ -61,9 +67,7 @@ def ssim_u8(
     """
     taps = gaussian_taps(win, sigma).astype(np.float32)
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
-    if compiled and _ssim is None:
-        raise RuntimeError("the C SSIM is not built: `pip install -e .` builds it (a C compiler needed)")
-    if (_ssim is not None if compiled is None else compiled) and len(a):
+    if _use_c(compiled) and len(a):
         return np.array(
             [
                 _ssim.ssim(*x.shape, np.ascontiguousarray(x), np.ascontiguousarray(y), taps, c1, c2)

@@ -431,8 +431,9 @@ def verify_batch(
     ``AnalyticStages.verify_digital``) and the analog reveal's where none does. A stage of its own so that a runner
     can overlap it with the next batch's embed. Returns seconds: {"verify": ...}.
 
-    A lossless output's digital check runs in a thread of its own (``CpuDigitalStage.verify``, which waits on the
-    LDPC decoder's process for the frames storage left errors in): the batch's samples then carry it as ``pending``
+    A lossless output's digital check runs in a thread of its own (``CpuDigitalStage.verify``, which decodes the
+    frames storage left errors in, in that thread or in a decoding worker where one runs): the batch's samples then
+    carry it as ``pending``
     (``finish_pending`` fills in their rows), so that neither the next batch's verify nor this batch's encoding
     waits for it: a smooth cover's decode takes 30-200 ms.
     """
@@ -443,7 +444,7 @@ def verify_batch(
     covers_n = np.stack([s.cover_n for s in active])
     messages = [s.message for s in active] if message_room is not None else None
     if engine.digital and lossless and not all(s.intact for s in active):
-        engine.cpu_digital.start_decoder()  # a lossless check decodes in the LDPC worker (at once if started)
+        engine.cpu_digital.start_decoder()  # the decoding worker where one runs (at once if started)
     if engine.digital and lossless and size == engine.digital_config.size:  # read where it was written: NumPy
         secrets = [s.secrets_n for s in active]
         intact = np.array([s.intact for s in active])
@@ -670,13 +671,13 @@ def _on_grid_where(images: Sequence[np.ndarray], size: int, read: np.ndarray) ->
     grid = np.empty((len(images), size, size, 3), np.float32)
     back_n = np.empty((len(images), size, size, 3), np.uint8)
     for i, img in enumerate(images):
-        if read[i] and img.shape[:2] == (size, size):  # stored at N: its own levels, float and 8-bit
-            grid[i] = back_n[i] = img
-        elif read[i]:
-            grid[i] = to_network_size_float(img, size)  # what a receiver reads
-            np.copyto(back_n[i], np.clip(np.rint(grid[i]), 0, 255), casting="unsafe")
-        else:  # read intact by settle, so stored at N: its own 8-bit image
+        if img.shape[:2] == (size, size):  # stored at N: its own levels, float and 8-bit
             back_n[i] = img
+            if read[i]:
+                grid[i] = img
+        else:  # what a receiver reads (settle reads only stegos stored at N: these are all read)
+            grid[i] = to_network_size_float(img, size)
+            np.copyto(back_n[i], np.clip(np.rint(grid[i]), 0, 255), casting="unsafe")
     return grid, back_n
 
 

@@ -245,7 +245,8 @@ def load_job_model(checkpoint: str | None) -> Any:
 
 
 def _start_decoder_early() -> None:
-    """Start the embed check's LDPC worker process as the job starts (``channel.DecodeWorkers``): its 0.5 s of
+    """Start the embed check's LDPC worker process as the job starts, where one runs (``channel.DecodeWorkers``;
+    none by default where the C decoder is built): its 0.5 s of
     imports then run beside this process's own start-up, on a core that would idle, rather than beside the first
     batches. Measured on 288 images of 256 px, 2 cores: the job took 0.3 s less (``docs/model.md``). The model
     is not loaded yet: ``_decoder_for`` ends the worker where the job needs none."""

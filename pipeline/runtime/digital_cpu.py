@@ -117,9 +117,10 @@ class CpuDigitalStage:
         yield from out
 
     def start_decoder(self) -> None:
-        """Start the LDPC decoding worker, with this layer's codes built, ahead of a check that may need it: one
-        that reads a stego ``settle`` did not find intact (``channel.DecodeWorker``: an interpreter of its own,
-        a fraction of a second of start-up that a job whose stegos all settle never spends)."""
+        """Start the LDPC decoding worker where one runs (``channel.DecodeWorkers.count``: by default only where the
+        C decoder is not built), with this layer's codes built, ahead of a check that may need it: one that reads a
+        stego ``settle`` did not find intact (an interpreter of its own, a fraction of a second of start-up that a
+        job whose stegos all settle never spends)."""
         from pipeline.model.digital.channel import WORKER
 
         WORKER.start(tuple(self.code.code_shape(i) for i in range(len(self.config.levels))))
